@@ -1,0 +1,1 @@
+//! signpost-store

@@ -1,0 +1,109 @@
+//! Open Service Broker API 2.17 bodies.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Catalog {
+    pub services: Vec<Service>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Service {
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    pub bindable: bool,
+    pub plan_updateable: bool,
+    pub instances_retrievable: bool,
+    pub bindings_retrievable: bool,
+    pub tags: Vec<String>,
+    pub metadata: Value,
+    pub plans: Vec<Plan>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Plan {
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    pub free: bool,
+    pub bindable: bool,
+}
+
+/// `PUT /v2/service_instances/{id}`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ProvisionRequest {
+    pub service_id: String,
+    pub plan_id: String,
+    #[serde(default)]
+    pub organization_guid: Option<String>,
+    #[serde(default)]
+    pub space_guid: Option<String>,
+    #[serde(default)]
+    pub context: Option<Map<String, Value>>,
+    #[serde(default)]
+    pub parameters: Option<Value>,
+}
+
+/// `PATCH /v2/service_instances/{id}`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct UpdateRequest {
+    pub service_id: String,
+    #[serde(default)]
+    pub plan_id: Option<String>,
+    #[serde(default)]
+    pub context: Option<Map<String, Value>>,
+    #[serde(default)]
+    pub parameters: Option<Value>,
+}
+
+/// `PUT /v2/service_instances/{id}/service_bindings/{binding_id}`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct BindRequest {
+    pub service_id: String,
+    pub plan_id: String,
+    #[serde(default)]
+    pub parameters: Option<Value>,
+}
+
+/// The OSB error body.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct OsbError {
+    pub error: String,
+    pub description: String,
+}
+
+/// A service key in SAP's format (API.md §5), the bind response's `credentials`.
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ServiceKey {
+    pub clientid: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clientsecret: Option<String>,
+    #[serde(rename = "credential-type")]
+    pub credential_type: String,
+    pub url: String,
+    pub uri: String,
+    pub uaadomain: String,
+    pub identityzone: String,
+    pub tenantid: String,
+    pub xsappname: String,
+    pub instanceid: String,
+    pub verificationkey: String,
+}
+
+impl std::fmt::Debug for ServiceKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceKey")
+            .field("clientid", &self.clientid)
+            .field(
+                "clientsecret",
+                &self.clientsecret.as_ref().map(|_| "<redacted>"),
+            )
+            .field("url", &self.url)
+            .field("uri", &self.uri)
+            .field("tenantid", &self.tenantid)
+            .field("instanceid", &self.instanceid)
+            .finish_non_exhaustive()
+    }
+}
