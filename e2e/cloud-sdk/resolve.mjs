@@ -16,7 +16,7 @@
 //    "errors": [{"call", "name"?, "message"}]}
 // Each non-null destination carries an extra "targetHeaders" field: the headers
 // the SDK would send to the destination's target (buildHeadersForDestination).
-// Everything the SDK logs goes to stderr. Exit code: 0 if no call threw,
+// Everything the SDK logs goes to stderr (SAP_CLOUD_SDK_LOG_LEVEL=debug shows more). Exit code: 0 if no call threw,
 // 1 if any call threw (message and stack on stderr), 2 on bad input.
 
 import { readFileSync } from 'node:fs';
@@ -83,10 +83,12 @@ const {
 const errors = [];
 function record(call, name, err) {
   errors.push({ call, ...(name === undefined ? {} : { name }), message: err.message });
+  // ErrorWithCause (the SDK's error type) already puts its causes in `stack`.
+  const stack = String(err.stack || err);
+  const cause =
+    err.cause && !stack.includes('Caused by') ? `caused by: ${err.cause.stack || err.cause}\n` : '';
   process.stderr.write(
-    `resolve.mjs: ${call}${name === undefined ? '' : `(${name})`} threw: ${err.message}\n` +
-      `${err.stack || ''}\n` +
-      (err.cause ? `caused by: ${err.cause.stack || err.cause}\n` : '')
+    `resolve.mjs: ${call}${name === undefined ? '' : `(${name})`} threw: ${err.message}\n${stack}\n${cause}`
   );
 }
 

@@ -1,1 +1,89 @@
-//! signpost-store
+//! Persistence of Signpost: the [`Store`] trait, whose contract fits both SQLite and PostgreSQL,
+//! and its SQLite engine (the embedded default) on sqlx with migrations. Secret material
+//! (entity bodies, binding secrets, signing keys) is encrypted at rest with AES-256-GCM under a
+//! data key that is itself wrapped by the operator's master key ([`crypto`]).
+//!
+//! Must not depend on the API or OAuth crates.
+
+pub mod crypto;
+mod records;
+mod sqlite;
+
+pub use crypto::{Cipher, MasterKey};
+pub use records::*;
+pub use sqlite::SqliteStore;
+
+use async_trait::async_trait;
+use signpost_model::{EntityKind, OwnerRef};
+
+/// Errors of the store. `index` points into the batch given to [`Store::write`].
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{kind} '{name}' already exists")]
+    Conflict {
+        index: usize,
+        kind: &'static str,
+        name: String,
+    },
+    #[error("{kind} '{name}' does not exist")]
+    NotFound {
+        index: usize,
+        kind: &'static str,
+        name: String,
+    },
+    #[error("the limit of {limit} {kind}s on {level} level is reached")]
+    LimitExceeded {
+        kind: &'static str,
+        level: &'static str,
+        limit: u32,
+    },
+    #[error("the master key does not open this database's data key")]
+    WrongMasterKey,
+    #[error("stored data could not be decrypted")]
+    Decrypt,
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration error: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The storage contract. Engines must make [`Store::write`] atomic: every operation of the batch
+/// takes effect, or none does.
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug + 'static {
+    /// The engine's name, for logs ("sqlite", "postgres").
+    fn engine(&self) -> &'static str;
+
+    async fn get_subaccount(&self, id: &str) -> Result<Option<SubaccountRecord>>;
+    async fn get_instance(&self, id: &str) -> Result<Option<InstanceRecord>>;
+    async fn get_binding(&self, id: &str) -> Result<Option<BindingRecord>>;
+    async fn get_binding_by_client(&self, client_id: &str) -> Result<Option<BindingRecord>>;
+    async fn list_instances(&self) -> Result<Vec<InstanceRecord>>;
+    async fn list_bindings(&self, instance_id: &str) -> Result<Vec<BindingRecord>>;
+
+    async fn get_entity(
+        &self,
+        owner: &OwnerRef,
+        kind: EntityKind,
+        name: &str,
+    ) -> Result<Option<StoredEntity>>;
+    async fn list_entities(
+        &self,
+        owner: &OwnerRef,
+        kind: EntityKind,
+        query: &ListQuery,
+    ) -> Result<ListPage>;
+
+    /// Applies every operation in one transaction; the first failing one aborts the whole batch.
+    async fn write(&self, ops: Vec<WriteOp>) -> Result<Vec<WriteOutcome>>;
+
+    async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>>;
+    async fn insert_signing_key(&self, key: SigningKeyRecord) -> Result<()>;
+
+    /// The keyed digest used for ETags and request digests (never a plain hash of secrets).
+    fn digest(&self, parts: &[&[u8]]) -> String;
+}

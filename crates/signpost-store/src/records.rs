@@ -1,0 +1,184 @@
+use std::fmt;
+
+use secrecy::SecretString;
+use signpost_model::{EntityKind, OwnerRef};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubaccountRecord {
+    pub id: String,
+    pub subdomain: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceRecord {
+    pub id: String,
+    pub subaccount_id: String,
+    pub service_id: String,
+    pub plan_id: String,
+    pub organization_guid: Option<String>,
+    pub space_guid: Option<String>,
+    /// The OSB `context` object as JSON text (no secrets in it).
+    pub context: String,
+    /// Keyed digest of the provisioning request, to tell an identical repeat from a clash.
+    pub request_digest: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Clone)]
+pub struct BindingRecord {
+    pub id: String,
+    pub instance_id: String,
+    pub client_id: String,
+    /// The client secret; `None` for X.509 bindings. Encrypted at rest.
+    pub client_secret: Option<SecretString>,
+    pub credential_type: String,
+    pub request_digest: String,
+    pub created_at: i64,
+}
+
+impl fmt::Debug for BindingRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BindingRecord")
+            .field("id", &self.id)
+            .field("instance_id", &self.instance_id)
+            .field("client_id", &self.client_id)
+            .field("credential_type", &self.credential_type)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A token signing key pair; the private key (PKCS#1 PEM) is encrypted at rest.
+#[derive(Clone)]
+pub struct SigningKeyRecord {
+    pub kid: String,
+    pub private_key_pem: SecretString,
+    /// The public JWK as JSON text.
+    pub public_jwk: String,
+    pub created_at: i64,
+}
+
+impl fmt::Debug for SigningKeyRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SigningKeyRecord")
+            .field("kid", &self.kid)
+            .field("created_at", &self.created_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One stored destination, fragment or certificate. `body` is the decrypted JSON of the entity.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoredEntity {
+    pub owner: OwnerRef,
+    pub kind: EntityKind,
+    pub name: String,
+    pub body: Vec<u8>,
+    pub etag: String,
+    /// Unix time in milliseconds.
+    pub modified_at: i64,
+}
+
+impl fmt::Debug for StoredEntity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoredEntity")
+            .field("owner", &self.owner)
+            .field("kind", &self.kind)
+            .field("name", &self.name)
+            .field("etag", &self.etag)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Which names a list returns.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum NameFilter {
+    #[default]
+    All,
+    In(Vec<String>),
+    StartsWith(String),
+    EndsWith(String),
+    /// Modified within the last `minutes` minutes of `now_ms`.
+    ModifiedWithin {
+        minutes: u32,
+        now_ms: i64,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ListQuery {
+    pub filter: NameFilter,
+    /// Skip this many (in name order).
+    pub offset: u64,
+    /// At most this many; `None` for all.
+    pub limit: Option<u64>,
+    /// Also count all matches (for `Page-Count` and `Entity-Count`).
+    pub count_total: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ListPage {
+    pub items: Vec<StoredEntity>,
+    pub total: Option<u64>,
+}
+
+/// How an entity write treats an existing entry of the same name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PutMode {
+    /// Fails with [`crate::Error::Conflict`] when it exists.
+    Create,
+    /// Fails with [`crate::Error::NotFound`] when it does not exist.
+    Replace,
+    /// Creates or replaces.
+    Upsert,
+    /// Creates, or leaves the existing entry as it is.
+    CreateIfAbsent,
+}
+
+/// One operation of an atomic batch.
+#[derive(Debug, Clone)]
+pub enum WriteOp {
+    /// Creates the subaccount if it is new (an existing one keeps its subdomain).
+    EnsureSubaccount(SubaccountRecord),
+    /// Creates an instance; fails with Conflict when the id exists.
+    CreateInstance(InstanceRecord),
+    /// Replaces an instance's record; fails with NotFound when missing.
+    UpdateInstance(InstanceRecord),
+    /// Deletes an instance with its bindings and instance-level entities.
+    DeleteInstance {
+        id: String,
+    },
+    /// Creates a binding; fails with Conflict when the id or client id exists.
+    CreateBinding(BindingRecord),
+    DeleteBinding {
+        id: String,
+    },
+    PutEntity {
+        owner: OwnerRef,
+        kind: EntityKind,
+        name: String,
+        body: Vec<u8>,
+        mode: PutMode,
+    },
+    DeleteEntity {
+        owner: OwnerRef,
+        kind: EntityKind,
+        name: String,
+    },
+}
+
+/// What one operation did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteOutcome {
+    Created {
+        etag: Option<String>,
+    },
+    Updated {
+        etag: Option<String>,
+    },
+    /// `CreateIfAbsent` found an existing entry and left it.
+    Unchanged,
+    Deleted,
+    /// A delete found nothing.
+    Missing,
+}

@@ -1,0 +1,632 @@
+//! The SQLite engine: one file, WAL, a pool of readers and one writer at a time.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use secrecy::{ExposeSecret, SecretString};
+use signpost_model::{EntityKind, OwnerRef};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqliteConnection, SqlitePool};
+use tokio::sync::Mutex;
+
+use crate::crypto::{Cipher, MasterKey};
+use crate::records::*;
+use crate::{Error, Result, Store};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+const DATA_KEY: &str = "data_key";
+const DATA_KEY_AAD: &[u8] = b"signpost data key v1";
+
+/// The embedded engine. Open it with [`SqliteStore::open`].
+pub struct SqliteStore {
+    pool: SqlitePool,
+    cipher: Cipher,
+    max_entities: u32,
+    /// SQLite has one writer; taking this lock first keeps writers from failing with SQLITE_BUSY
+    /// when a read transaction would have to be upgraded.
+    write_lock: Mutex<()>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("max_entities", &self.max_entities)
+            .finish_non_exhaustive()
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+/// Associated data binding an entity ciphertext to its row.
+fn entity_aad(owner: &OwnerRef, kind: EntityKind, name: &str) -> Vec<u8> {
+    format!(
+        "entity\0{}\0{}\0{}\0{}",
+        owner.level.as_str(),
+        owner.id,
+        kind.as_str(),
+        name
+    )
+    .into_bytes()
+}
+
+fn binding_aad(id: &str) -> Vec<u8> {
+    format!("binding\0{id}").into_bytes()
+}
+
+fn key_aad(kid: &str) -> Vec<u8> {
+    format!("signing-key\0{kid}").into_bytes()
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `url` (`sqlite://path` or a plain path), runs
+    /// the migrations and unwraps (or creates) the data key with `master`.
+    pub async fn open(url: &str, master: &MasterKey, max_entities: u32) -> Result<Self> {
+        let path = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+            .unwrap_or(url);
+        let opts = SqliteConnectOptions::from_str(&format!("sqlite://{path}"))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .min_connections(1)
+            .connect_with(opts)
+            .await?;
+        MIGRATOR.run(&pool).await?;
+        let cipher = Self::data_key(&pool, master).await?;
+        Ok(Self {
+            pool,
+            cipher,
+            max_entities,
+            write_lock: Mutex::new(()),
+        })
+    }
+
+    /// Where a plain path URL points, for callers that want to create its directory.
+    pub fn file_path(url: &str) -> Option<&Path> {
+        let p = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+            .unwrap_or(url);
+        (!p.is_empty() && !p.starts_with(":memory:")).then(|| Path::new(p))
+    }
+
+    async fn data_key(pool: &SqlitePool, master: &MasterKey) -> Result<Cipher> {
+        let wrapping = master.cipher();
+        let mut key = [0u8; 32];
+        rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut key);
+        let wrapped = wrapping.encrypt(&key, DATA_KEY_AAD);
+        // Insert-if-absent, then read back: whoever wins the race defines the key.
+        sqlx::query("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING")
+            .bind(DATA_KEY)
+            .bind(wrapped)
+            .execute(pool)
+            .await?;
+        let stored: Vec<u8> = sqlx::query_scalar("SELECT value FROM meta WHERE key = ?")
+            .bind(DATA_KEY)
+            .fetch_one(pool)
+            .await?;
+        let plain = wrapping
+            .decrypt(&stored, DATA_KEY_AAD)
+            .ok_or(Error::WrongMasterKey)?;
+        let arr: [u8; 32] = plain.try_into().map_err(|_| Error::WrongMasterKey)?;
+        Ok(Cipher::from_key(&arr))
+    }
+
+    fn row_to_entity(
+        &self,
+        row: &sqlx::sqlite::SqliteRow,
+        owner: &OwnerRef,
+        kind: EntityKind,
+    ) -> Result<StoredEntity> {
+        let name: String = row.try_get("name")?;
+        let blob: Vec<u8> = row.try_get("body")?;
+        let body = self
+            .cipher
+            .decrypt(&blob, &entity_aad(owner, kind, &name))
+            .ok_or(Error::Decrypt)?;
+        Ok(StoredEntity {
+            owner: owner.clone(),
+            kind,
+            name,
+            body,
+            etag: row.try_get("etag")?,
+            modified_at: row.try_get("modified_at")?,
+        })
+    }
+
+    fn row_to_binding(&self, row: &sqlx::sqlite::SqliteRow) -> Result<BindingRecord> {
+        let id: String = row.try_get("id")?;
+        let secret: Option<Vec<u8>> = row.try_get("secret")?;
+        let client_secret = match secret {
+            None => None,
+            Some(blob) => {
+                let plain = self
+                    .cipher
+                    .decrypt(&blob, &binding_aad(&id))
+                    .ok_or(Error::Decrypt)?;
+                Some(SecretString::from(
+                    String::from_utf8(plain).map_err(|_| Error::Decrypt)?,
+                ))
+            }
+        };
+        Ok(BindingRecord {
+            instance_id: row.try_get("instance_id")?,
+            client_id: row.try_get("client_id")?,
+            client_secret,
+            credential_type: row.try_get("credential_type")?,
+            request_digest: row.try_get("request_digest")?,
+            created_at: row.try_get("created_at")?,
+            id,
+        })
+    }
+
+    async fn apply(
+        &self,
+        conn: &mut SqliteConnection,
+        index: usize,
+        op: &WriteOp,
+        now: i64,
+    ) -> Result<WriteOutcome> {
+        match op {
+            WriteOp::EnsureSubaccount(s) => {
+                let r = sqlx::query(
+                    "INSERT INTO subaccounts (id, subdomain, created_at) VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING",
+                )
+                .bind(&s.id)
+                .bind(&s.subdomain)
+                .bind(now)
+                .execute(&mut *conn)
+                .await?;
+                Ok(if r.rows_affected() == 1 {
+                    WriteOutcome::Created { etag: None }
+                } else {
+                    WriteOutcome::Unchanged
+                })
+            }
+            WriteOp::CreateInstance(i) => {
+                let r = sqlx::query(
+                    "INSERT INTO instances (id, subaccount_id, service_id, plan_id, organization_guid, space_guid, context, request_digest, created_at, updated_at)
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+                )
+                .bind(&i.id)
+                .bind(&i.subaccount_id)
+                .bind(&i.service_id)
+                .bind(&i.plan_id)
+                .bind(&i.organization_guid)
+                .bind(&i.space_guid)
+                .bind(&i.context)
+                .bind(&i.request_digest)
+                .bind(now)
+                .bind(now)
+                .execute(&mut *conn)
+                .await?;
+                if r.rows_affected() == 0 {
+                    return Err(Error::Conflict {
+                        index,
+                        kind: "instance",
+                        name: i.id.clone(),
+                    });
+                }
+                Ok(WriteOutcome::Created { etag: None })
+            }
+            WriteOp::UpdateInstance(i) => {
+                let r = sqlx::query(
+                    "UPDATE instances SET plan_id = ?, context = ?, request_digest = ?, updated_at = ? WHERE id = ?",
+                )
+                .bind(&i.plan_id)
+                .bind(&i.context)
+                .bind(&i.request_digest)
+                .bind(now)
+                .bind(&i.id)
+                .execute(&mut *conn)
+                .await?;
+                if r.rows_affected() == 0 {
+                    return Err(Error::NotFound {
+                        index,
+                        kind: "instance",
+                        name: i.id.clone(),
+                    });
+                }
+                Ok(WriteOutcome::Updated { etag: None })
+            }
+            WriteOp::DeleteInstance { id } => {
+                sqlx::query("DELETE FROM bindings WHERE instance_id = ?")
+                    .bind(id)
+                    .execute(&mut *conn)
+                    .await?;
+                sqlx::query("DELETE FROM entities WHERE level = 'instance' AND owner_id = ?")
+                    .bind(id)
+                    .execute(&mut *conn)
+                    .await?;
+                let r = sqlx::query("DELETE FROM instances WHERE id = ?")
+                    .bind(id)
+                    .execute(&mut *conn)
+                    .await?;
+                Ok(if r.rows_affected() == 1 {
+                    WriteOutcome::Deleted
+                } else {
+                    WriteOutcome::Missing
+                })
+            }
+            WriteOp::CreateBinding(b) => {
+                let secret = b.client_secret.as_ref().map(|s| {
+                    self.cipher
+                        .encrypt(s.expose_secret().as_bytes(), &binding_aad(&b.id))
+                });
+                let r = sqlx::query(
+                    "INSERT INTO bindings (id, instance_id, client_id, secret, credential_type, request_digest, created_at)
+                     VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                )
+                .bind(&b.id)
+                .bind(&b.instance_id)
+                .bind(&b.client_id)
+                .bind(secret)
+                .bind(&b.credential_type)
+                .bind(&b.request_digest)
+                .bind(now)
+                .execute(&mut *conn)
+                .await?;
+                if r.rows_affected() == 0 {
+                    return Err(Error::Conflict {
+                        index,
+                        kind: "binding",
+                        name: b.id.clone(),
+                    });
+                }
+                Ok(WriteOutcome::Created { etag: None })
+            }
+            WriteOp::DeleteBinding { id } => {
+                let r = sqlx::query("DELETE FROM bindings WHERE id = ?")
+                    .bind(id)
+                    .execute(&mut *conn)
+                    .await?;
+                Ok(if r.rows_affected() == 1 {
+                    WriteOutcome::Deleted
+                } else {
+                    WriteOutcome::Missing
+                })
+            }
+            WriteOp::PutEntity {
+                owner,
+                kind,
+                name,
+                body,
+                mode,
+            } => {
+                let exists: Option<i64> = sqlx::query_scalar(
+                    "SELECT 1 FROM entities WHERE level = ? AND owner_id = ? AND kind = ? AND name = ?",
+                )
+                .bind(owner.level.as_str())
+                .bind(&owner.id)
+                .bind(kind.as_str())
+                .bind(name)
+                .fetch_optional(&mut *conn)
+                .await?;
+                let exists = exists.is_some();
+                match (mode, exists) {
+                    (PutMode::Create, true) => {
+                        return Err(Error::Conflict {
+                            index,
+                            kind: kind.noun(),
+                            name: name.clone(),
+                        })
+                    }
+                    (PutMode::Replace, false) => {
+                        return Err(Error::NotFound {
+                            index,
+                            kind: kind.noun(),
+                            name: name.clone(),
+                        })
+                    }
+                    (PutMode::CreateIfAbsent, true) => return Ok(WriteOutcome::Unchanged),
+                    _ => {}
+                }
+                let etag = self.cipher.digest(&[kind.as_str().as_bytes(), body]);
+                let blob = self.cipher.encrypt(body, &entity_aad(owner, *kind, name));
+                sqlx::query(
+                    "INSERT INTO entities (level, owner_id, kind, name, body, etag, modified_at) VALUES (?, ?, ?, ?, ?, ?, ?)
+                     ON CONFLICT (level, owner_id, kind, name) DO UPDATE SET body = excluded.body, etag = excluded.etag, modified_at = excluded.modified_at",
+                )
+                .bind(owner.level.as_str())
+                .bind(&owner.id)
+                .bind(kind.as_str())
+                .bind(name)
+                .bind(blob)
+                .bind(&etag)
+                .bind(now)
+                .execute(&mut *conn)
+                .await?;
+                if exists {
+                    return Ok(WriteOutcome::Updated { etag: Some(etag) });
+                }
+                let count: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM entities WHERE level = ? AND owner_id = ? AND kind = ?",
+                )
+                .bind(owner.level.as_str())
+                .bind(&owner.id)
+                .bind(kind.as_str())
+                .fetch_one(&mut *conn)
+                .await?;
+                if count > i64::from(self.max_entities) {
+                    return Err(Error::LimitExceeded {
+                        kind: kind.noun(),
+                        level: owner.level.as_str(),
+                        limit: self.max_entities,
+                    });
+                }
+                Ok(WriteOutcome::Created { etag: Some(etag) })
+            }
+            WriteOp::DeleteEntity { owner, kind, name } => {
+                let r = sqlx::query("DELETE FROM entities WHERE level = ? AND owner_id = ? AND kind = ? AND name = ?")
+                    .bind(owner.level.as_str())
+                    .bind(&owner.id)
+                    .bind(kind.as_str())
+                    .bind(name)
+                    .execute(&mut *conn)
+                    .await?;
+                Ok(if r.rows_affected() == 1 {
+                    WriteOutcome::Deleted
+                } else {
+                    WriteOutcome::Missing
+                })
+            }
+        }
+    }
+}
+
+fn instance_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<InstanceRecord> {
+    Ok(InstanceRecord {
+        id: row.try_get("id")?,
+        subaccount_id: row.try_get("subaccount_id")?,
+        service_id: row.try_get("service_id")?,
+        plan_id: row.try_get("plan_id")?,
+        organization_guid: row.try_get("organization_guid")?,
+        space_guid: row.try_get("space_guid")?,
+        context: row.try_get("context")?,
+        request_digest: row.try_get("request_digest")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+/// Appends the WHERE clause of a name filter, with its bind values.
+fn filter_sql(filter: &NameFilter, sql: &mut String, binds: &mut Vec<FilterBind>) {
+    match filter {
+        NameFilter::All => {}
+        NameFilter::In(names) => {
+            if names.is_empty() {
+                sql.push_str(" AND 0");
+                return;
+            }
+            sql.push_str(" AND name IN (");
+            for (i, n) in names.iter().enumerate() {
+                sql.push_str(if i == 0 { "?" } else { ", ?" });
+                binds.push(FilterBind::Text(n.clone()));
+            }
+            sql.push(')');
+        }
+        NameFilter::StartsWith(p) => {
+            sql.push_str(" AND substr(name, 1, length(?)) = ?");
+            binds.push(FilterBind::Text(p.clone()));
+            binds.push(FilterBind::Text(p.clone()));
+        }
+        NameFilter::EndsWith(s) => {
+            sql.push_str(
+                " AND length(name) >= length(?) AND substr(name, length(name) - length(?) + 1) = ?",
+            );
+            for _ in 0..3 {
+                binds.push(FilterBind::Text(s.clone()));
+            }
+        }
+        NameFilter::ModifiedWithin { minutes, now_ms } => {
+            sql.push_str(" AND modified_at >= ?");
+            binds.push(FilterBind::Int(now_ms - i64::from(*minutes) * 60_000));
+        }
+    }
+}
+
+fn bind_filters<'q>(
+    sql: &'q str,
+    owner: &'q OwnerRef,
+    kind: EntityKind,
+    binds: &'q [FilterBind],
+) -> sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>> {
+    let mut q = sqlx::query(sql)
+        .bind(owner.level.as_str())
+        .bind(owner.id.as_str())
+        .bind(kind.as_str());
+    for b in binds {
+        q = match b {
+            FilterBind::Text(t) => q.bind(t.as_str()),
+            FilterBind::Int(i) => q.bind(*i),
+        };
+    }
+    q
+}
+
+enum FilterBind {
+    Text(String),
+    Int(i64),
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn engine(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn get_subaccount(&self, id: &str) -> Result<Option<SubaccountRecord>> {
+        let row = sqlx::query("SELECT id, subdomain FROM subaccounts WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| {
+            Ok(SubaccountRecord {
+                id: r.try_get("id")?,
+                subdomain: r.try_get("subdomain")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn get_instance(&self, id: &str) -> Result<Option<InstanceRecord>> {
+        let row = sqlx::query("SELECT * FROM instances WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(instance_from_row).transpose()
+    }
+
+    async fn list_instances(&self) -> Result<Vec<InstanceRecord>> {
+        let rows = sqlx::query("SELECT * FROM instances ORDER BY created_at, id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(instance_from_row).collect()
+    }
+
+    async fn get_binding(&self, id: &str) -> Result<Option<BindingRecord>> {
+        let row = sqlx::query("SELECT * FROM bindings WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(|r| self.row_to_binding(r)).transpose()
+    }
+
+    async fn get_binding_by_client(&self, client_id: &str) -> Result<Option<BindingRecord>> {
+        let row = sqlx::query("SELECT * FROM bindings WHERE client_id = ?")
+            .bind(client_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(|r| self.row_to_binding(r)).transpose()
+    }
+
+    async fn list_bindings(&self, instance_id: &str) -> Result<Vec<BindingRecord>> {
+        let rows =
+            sqlx::query("SELECT * FROM bindings WHERE instance_id = ? ORDER BY created_at, id")
+                .bind(instance_id)
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter().map(|r| self.row_to_binding(r)).collect()
+    }
+
+    async fn get_entity(
+        &self,
+        owner: &OwnerRef,
+        kind: EntityKind,
+        name: &str,
+    ) -> Result<Option<StoredEntity>> {
+        let row = sqlx::query(
+            "SELECT name, body, etag, modified_at FROM entities WHERE level = ? AND owner_id = ? AND kind = ? AND name = ?",
+        )
+        .bind(owner.level.as_str())
+        .bind(&owner.id)
+        .bind(kind.as_str())
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| self.row_to_entity(&r, owner, kind)).transpose()
+    }
+
+    async fn list_entities(
+        &self,
+        owner: &OwnerRef,
+        kind: EntityKind,
+        query: &ListQuery,
+    ) -> Result<ListPage> {
+        let mut where_sql = String::from(" WHERE level = ? AND owner_id = ? AND kind = ?");
+        let mut binds = Vec::new();
+        filter_sql(&query.filter, &mut where_sql, &mut binds);
+        let total = if query.count_total {
+            let sql = format!("SELECT COUNT(*) AS n FROM entities{where_sql}");
+            let row = bind_filters(&sql, owner, kind, &binds)
+                .fetch_one(&self.pool)
+                .await?;
+            let n: i64 = row.try_get("n")?;
+            Some(n as u64)
+        } else {
+            None
+        };
+        let limit = query.limit.map(|l| l as i64).unwrap_or(-1);
+        let sql = format!(
+            "SELECT name, body, etag, modified_at FROM entities{where_sql} ORDER BY name LIMIT {limit} OFFSET {}",
+            query.offset
+        );
+        let rows = bind_filters(&sql, owner, kind, &binds)
+            .fetch_all(&self.pool)
+            .await?;
+        let items = rows
+            .iter()
+            .map(|r| self.row_to_entity(r, owner, kind))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(ListPage { items, total })
+    }
+
+    async fn write(&self, ops: Vec<WriteOp>) -> Result<Vec<WriteOutcome>> {
+        let _guard = self.write_lock.lock().await;
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        let mut outcomes = Vec::with_capacity(ops.len());
+        for (index, op) in ops.iter().enumerate() {
+            // Dropping `tx` on the error path rolls everything back.
+            outcomes.push(self.apply(&mut tx, index, op, now).await?);
+        }
+        tx.commit().await?;
+        Ok(outcomes)
+    }
+
+    async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>> {
+        let rows = sqlx::query("SELECT kid, private_key, public_jwk, created_at FROM signing_keys ORDER BY created_at, kid")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let kid: String = r.try_get("kid")?;
+                let blob: Vec<u8> = r.try_get("private_key")?;
+                let pem = self
+                    .cipher
+                    .decrypt(&blob, &key_aad(&kid))
+                    .ok_or(Error::Decrypt)?;
+                Ok(SigningKeyRecord {
+                    private_key_pem: SecretString::from(
+                        String::from_utf8(pem).map_err(|_| Error::Decrypt)?,
+                    ),
+                    public_jwk: r.try_get("public_jwk")?,
+                    created_at: r.try_get("created_at")?,
+                    kid,
+                })
+            })
+            .collect()
+    }
+
+    async fn insert_signing_key(&self, key: SigningKeyRecord) -> Result<()> {
+        let blob = self.cipher.encrypt(
+            key.private_key_pem.expose_secret().as_bytes(),
+            &key_aad(&key.kid),
+        );
+        sqlx::query("INSERT INTO signing_keys (kid, private_key, public_jwk, created_at) VALUES (?, ?, ?, ?)")
+            .bind(&key.kid)
+            .bind(blob)
+            .bind(&key.public_jwk)
+            .bind(key.created_at)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    fn digest(&self, parts: &[&[u8]]) -> String {
+        self.cipher.digest(parts)
+    }
+}
