@@ -1,1 +1,94 @@
-//! signpost-api
+//! Signpost's HTTP surface: axum routers for the destination configuration API, find destination,
+//! the token service, the service broker and health; and the one mapping from errors to HTTP
+//! (`ApiError`, rendering `{"ErrorMessage": "..."}`). Handlers are thin: parse, call one use case
+//! in `signpost-core`, map the result.
+
+mod broker;
+mod destinations;
+mod error;
+mod extract;
+mod query;
+mod token;
+
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use secrecy::SecretString;
+use serde_json::json;
+use signpost_core::Signpost;
+
+pub use error::ApiError;
+
+/// Largest request body accepted (413 above).
+pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+/// Longest request URI accepted (414 above), as SAP's service.
+pub const MAX_URI_CHARS: usize = 4000;
+
+/// The platform's credentials for the service broker (HTTP Basic).
+#[derive(Clone)]
+pub struct BrokerCredentials {
+    pub user: String,
+    pub password: SecretString,
+}
+
+impl std::fmt::Debug for BrokerCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BrokerCredentials")
+            .field("user", &self.user)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub core: Signpost,
+    pub broker: Arc<BrokerCredentials>,
+}
+
+/// The whole application: every route Signpost serves, on HTTP and HTTPS alike.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/readyz", get(readyz))
+        .merge(token::routes())
+        .merge(broker::routes(state.clone()))
+        .merge(destinations::routes())
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "No such endpoint") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "This method is not allowed on this endpoint",
+            )
+        })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn(limit_uri))
+        .with_state(state)
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    match state.core.store().get_subaccount("").await {
+        Ok(_) => Json(json!({"status": "ready"})).into_response(),
+        Err(_) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The database is not reachable",
+        )
+        .into_response(),
+    }
+}
+
+async fn limit_uri(req: Request, next: Next) -> Response {
+    if req.uri().to_string().len() > MAX_URI_CHARS {
+        return ApiError::new(
+            StatusCode::URI_TOO_LONG,
+            format!("The request URI is longer than {MAX_URI_CHARS} characters"),
+        )
+        .into_response();
+    }
+    next.run(req).await
+}

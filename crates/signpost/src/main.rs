@@ -1,1 +1,63 @@
-fn main() {}
+//! `signpost`: the Signpost server (`serve`), its schema tool (`migrate`) and, in later releases,
+//! the CLI verbs. Configuration is typed, read once from flags and `SIGNPOST_*` variables, and
+//! validated before anything listens: a bad one is refused with a one-line reason (exit 2).
+
+mod config;
+mod serve;
+mod tls;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "signpost",
+    version,
+    about = "Signpost: an open, self-hostable Destination service"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server (destination API, find destination, token service, service broker).
+    Serve(config::ServeArgs),
+    /// Create or upgrade the database schema, then exit.
+    Migrate(config::StoreArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("signpost: error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => serve::run(args).await,
+            Command::Migrate(args) => serve::migrate(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line: the reason, without a backtrace; configuration errors exit with 2.
+            let code = if e.downcast_ref::<config::ConfigError>().is_some() {
+                2
+            } else {
+                1
+            };
+            eprintln!("signpost: error: {e:#}");
+            ExitCode::from(code)
+        }
+    }
+}

@@ -1,0 +1,219 @@
+//! The Open Service Broker API 2.17 under `/v2`, behind HTTP Basic with the broker credentials
+//! and the `X-Broker-API-Version` header.
+
+use axum::extract::{Path, Query, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, put};
+use axum::{Json, Router};
+use base64::Engine as _;
+use secrecy::ExposeSecret;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use signpost_core::{BrokerError, ProvisionOutcome};
+use signpost_wire::OsbError;
+use subtle::ConstantTimeEq;
+
+use crate::extract::{header_str, RawBody};
+use crate::AppState;
+
+pub fn routes(state: AppState) -> Router<AppState> {
+    Router::new()
+        .route("/v2/catalog", get(catalog))
+        .route(
+            "/v2/service_instances/{instance_id}",
+            put(provision).patch(update).delete(deprovision),
+        )
+        .route(
+            "/v2/service_instances/{instance_id}/service_bindings/{binding_id}",
+            put(bind).delete(unbind),
+        )
+        .route_layer(middleware::from_fn_with_state(state, guard))
+}
+
+fn osb_error(status: StatusCode, error: &str, description: impl Into<String>) -> Response {
+    (
+        status,
+        Json(OsbError {
+            error: error.into(),
+            description: description.into(),
+        }),
+    )
+        .into_response()
+}
+
+fn from_broker(e: BrokerError) -> Response {
+    osb_error(
+        StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        e.error,
+        e.description,
+    )
+}
+
+/// Broker credentials (401) and API version (412), before anything else.
+async fn guard(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let authorized = header_str(req.headers(), "authorization")
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("basic"))
+        .and_then(|(_, b64)| {
+            base64::engine::general_purpose::STANDARD
+                .decode(b64.trim())
+                .ok()
+        })
+        .and_then(|raw| String::from_utf8(raw).ok())
+        .is_some_and(|text| {
+            let (user, password) = text.split_once(':').unwrap_or((text.as_str(), ""));
+            let user_ok: bool = user.as_bytes().ct_eq(state.broker.user.as_bytes()).into();
+            let pw_ok: bool = password
+                .as_bytes()
+                .ct_eq(state.broker.password.expose_secret().as_bytes())
+                .into();
+            user_ok & pw_ok
+        });
+    if !authorized {
+        let mut res = osb_error(
+            StatusCode::UNAUTHORIZED,
+            "Unauthorized",
+            "Broker credentials (HTTP Basic) are missing or wrong",
+        );
+        res.headers_mut().insert(
+            axum::http::header::WWW_AUTHENTICATE,
+            axum::http::HeaderValue::from_static("Basic realm=\"signpost broker\""),
+        );
+        return res;
+    }
+    match header_str(req.headers(), "x-broker-api-version") {
+        None => osb_error(StatusCode::PRECONDITION_FAILED, "PreconditionFailed", "The header X-Broker-API-Version is required (2.17)"),
+        Some(v) if !supported_version(v) => osb_error(
+            StatusCode::PRECONDITION_FAILED,
+            "PreconditionFailed",
+            format!("X-Broker-API-Version '{v}' is not supported; this broker speaks 2.x from 2.11 (2.17)"),
+        ),
+        Some(_) => next.run(req).await,
+    }
+}
+
+fn supported_version(v: &str) -> bool {
+    let mut parts = v.split('.');
+    let major = parts.next().and_then(|m| m.parse::<u32>().ok());
+    let minor = parts.next().and_then(|m| m.parse::<u32>().ok());
+    matches!((major, minor, parts.next()), (Some(2), Some(minor), None) if minor >= 11)
+}
+
+/// A JSON body of type `T`, or the OSB 400/422 naming what is wrong.
+fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<(T, Value), Response> {
+    let value: Value = serde_json::from_slice(body).map_err(|e| {
+        osb_error(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            format!("The request body is not valid JSON: {e}"),
+        )
+    })?;
+    if !value.is_object() {
+        return Err(osb_error(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            "The request body must be a JSON object",
+        ));
+    }
+    let typed = serde_json::from_value(value.clone()).map_err(|e| {
+        osb_error(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            format!("The request body is not a valid OSB request: {e}"),
+        )
+    })?;
+    Ok((typed, value))
+}
+
+async fn catalog(State(state): State<AppState>) -> Response {
+    Json(state.core.catalog()).into_response()
+}
+
+async fn provision(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    RawBody(body): RawBody,
+) -> Response {
+    let (req, raw) = match parse(&body) {
+        Ok(p) => p,
+        Err(res) => return res,
+    };
+    match state.core.provision(&id, req, &raw).await {
+        Ok(ProvisionOutcome::Created) => (StatusCode::CREATED, Json(json!({}))).into_response(),
+        Ok(ProvisionOutcome::AlreadyExists) => (StatusCode::OK, Json(json!({}))).into_response(),
+        Err(e) => from_broker(e),
+    }
+}
+
+async fn update(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    RawBody(body): RawBody,
+) -> Response {
+    let (req, raw) = match parse(&body) {
+        Ok(p) => p,
+        Err(res) => return res,
+    };
+    match state.core.update_instance(&id, req, &raw).await {
+        Ok(()) => (StatusCode::OK, Json(json!({}))).into_response(),
+        Err(e) => from_broker(e),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct DeleteQuery {
+    service_id: Option<String>,
+    plan_id: Option<String>,
+}
+
+async fn deprovision(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<DeleteQuery>,
+) -> Response {
+    match state
+        .core
+        .deprovision(&id, q.service_id.as_deref(), q.plan_id.as_deref())
+        .await
+    {
+        Ok(true) => (StatusCode::OK, Json(json!({}))).into_response(),
+        Ok(false) => (StatusCode::GONE, Json(json!({}))).into_response(),
+        Err(e) => from_broker(e),
+    }
+}
+
+async fn bind(
+    State(state): State<AppState>,
+    Path((instance_id, binding_id)): Path<(String, String)>,
+    RawBody(body): RawBody,
+) -> Response {
+    let (req, raw) = match parse(&body) {
+        Ok(p) => p,
+        Err(res) => return res,
+    };
+    match state.core.bind(&instance_id, &binding_id, req, &raw).await {
+        Ok(outcome) => {
+            let status = if outcome.created {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
+            (status, Json(json!({ "credentials": outcome.credentials }))).into_response()
+        }
+        Err(e) => from_broker(e),
+    }
+}
+
+async fn unbind(
+    State(state): State<AppState>,
+    Path((instance_id, binding_id)): Path<(String, String)>,
+) -> Response {
+    match state.core.unbind(&instance_id, &binding_id).await {
+        Ok(true) => (StatusCode::OK, Json(json!({}))).into_response(),
+        Ok(false) => (StatusCode::GONE, Json(json!({}))).into_response(),
+        Err(e) => from_broker(e),
+    }
+}

@@ -1,0 +1,281 @@
+//! `/destination-configuration/v1/...` and `/destination-configuration/v2/destinations/...`.
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use signpost_core::{CreateOutcome, FindOptions, FindResult, ListMode, UpdateOutcome};
+use signpost_model::{EntityKind, Level};
+use signpost_store::NameFilter;
+use signpost_wire::{split_body, BulkDeleteResponse, Count};
+
+use crate::extract::{header_str, Caller, RawBody};
+use crate::query::{flag, list_mode, pairs, parse_filter};
+use crate::{ApiError, AppState};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/destination-configuration/v1/destinations/{name}",
+            get(find),
+        )
+        .route(
+            "/destination-configuration/v2/destinations/{name}",
+            get(consume),
+        )
+        .route(
+            "/destination-configuration/v1/{collection}",
+            get(list).post(create).put(update).delete(bulk_delete),
+        )
+        .route(
+            "/destination-configuration/v1/{collection}/{name}",
+            get(get_one).delete(delete_one),
+        )
+}
+
+/// The six collections: level and kind by path segment.
+fn collection(segment: &str) -> Result<(Level, EntityKind), ApiError> {
+    Ok(match segment {
+        "subaccountDestinations" => (Level::Subaccount, EntityKind::Destination),
+        "instanceDestinations" => (Level::Instance, EntityKind::Destination),
+        "subaccountDestinationFragments" => (Level::Subaccount, EntityKind::Fragment),
+        "instanceDestinationFragments" => (Level::Instance, EntityKind::Fragment),
+        "subaccountCertificates" => (Level::Subaccount, EntityKind::Certificate),
+        "instanceCertificates" => (Level::Instance, EntityKind::Certificate),
+        _ => return Err(ApiError::new(StatusCode::NOT_FOUND, "No such endpoint")),
+    })
+}
+
+fn json_ok(status: StatusCode, body: impl serde::Serialize) -> Response {
+    (status, Json(body)).into_response()
+}
+
+async fn list(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    Path(segment): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let (level, kind) = collection(&segment)?;
+    let mode = list_mode(kind, &pairs(raw.as_deref())?)?;
+    let page_size = match &mode {
+        ListMode::Page { page_size, .. } => Some(*page_size),
+        _ => None,
+    };
+    let result = state.core.list_entities(&who, level, kind, mode).await?;
+    let mut res = json_ok(StatusCode::OK, &result.items);
+    let headers = res.headers_mut();
+    if let Some(n) = result.page_count {
+        headers.insert("Page-Count", HeaderValue::from(n));
+    }
+    if let Some(n) = result.entity_count {
+        headers.insert("Entity-Count", HeaderValue::from(n));
+    }
+    if let (Some((prev, next)), Some(size)) = (result.links, page_size) {
+        let link =
+            |p: u64, rel: &str| format!("</{segment}?$page={p}&$pageSize={size}>; rel='{rel}'");
+        let parts: Vec<String> = prev
+            .map(|p| link(p, "previous"))
+            .into_iter()
+            .chain(next.map(|p| link(p, "next")))
+            .collect();
+        if let Ok(v) = HeaderValue::from_str(&parts.join(", ")) {
+            if !parts.is_empty() {
+                headers.insert(header::LINK, v);
+            }
+        }
+    }
+    Ok(res)
+}
+
+async fn create(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    Path(segment): Path<String>,
+    RawBody(body): RawBody,
+) -> Result<Response, ApiError> {
+    let (level, kind) = collection(&segment)?;
+    let body = split_body(&body).map_err(ApiError::bad_request)?;
+    Ok(
+        match state.core.create_entities(&who, level, kind, body).await? {
+            CreateOutcome::One => StatusCode::CREATED.into_response(),
+            CreateOutcome::Many { items, all_ok } => json_ok(
+                if all_ok {
+                    StatusCode::CREATED
+                } else {
+                    StatusCode::MULTI_STATUS
+                },
+                items,
+            ),
+        },
+    )
+}
+
+async fn update(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    Path(segment): Path<String>,
+    RawBody(body): RawBody,
+) -> Result<Response, ApiError> {
+    let (level, kind) = collection(&segment)?;
+    let body = split_body(&body).map_err(ApiError::bad_request)?;
+    Ok(
+        match state.core.update_entities(&who, level, kind, body).await? {
+            UpdateOutcome::One => json_ok(StatusCode::OK, Count { count: 1 }),
+            UpdateOutcome::Many { items, all_ok } => json_ok(
+                if all_ok {
+                    StatusCode::OK
+                } else {
+                    StatusCode::MULTI_STATUS
+                },
+                items,
+            ),
+        },
+    )
+}
+
+async fn bulk_delete(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    Path(segment): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let (level, kind) = collection(&segment)?;
+    let q = pairs(raw.as_deref())?;
+    let filter = q
+        .iter()
+        .find(|(k, _)| k == "$filter")
+        .map(|(_, v)| v.as_str())
+        .ok_or_else(|| ApiError::bad_request("A bulk delete needs $filter=Name in ('a', 'b')"))?;
+    let NameFilter::In(names) = parse_filter(filter, EntityKind::Certificate)? else {
+        return Err(ApiError::bad_request(
+            "A bulk delete takes only $filter=Name in (...)",
+        ));
+    };
+    let summary = state.core.delete_entities(&who, level, kind, names).await?;
+    Ok(json_ok(
+        StatusCode::OK,
+        BulkDeleteResponse {
+            count: summary.count,
+            summary: summary.summary,
+        },
+    ))
+}
+
+/// `If-None-Match` → 304, `If-Match` mismatch → 412; else the body with its `ETag`.
+fn with_etag(headers: &HeaderMap, etag: &str, body: impl serde::Serialize) -> Response {
+    let matches = |value: &str| {
+        value
+            .split(',')
+            .map(|t| t.trim().trim_start_matches("W/").trim_matches('"'))
+            .any(|t| t == "*" || t == etag)
+    };
+    let etag_value = HeaderValue::from_str(etag).unwrap_or(HeaderValue::from_static(""));
+    if let Some(v) = header_str(headers, "if-none-match") {
+        if matches(v) {
+            return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag_value)]).into_response();
+        }
+    }
+    if let Some(v) = header_str(headers, "if-match") {
+        if !matches(v) {
+            let mut e = ApiError::new(
+                StatusCode::PRECONDITION_FAILED,
+                "The entity's current ETag does not match If-Match",
+            );
+            e.etag = Some(etag.to_owned());
+            return e.into_response();
+        }
+    }
+    let mut res = json_ok(StatusCode::OK, body);
+    res.headers_mut().insert(header::ETAG, etag_value);
+    res
+}
+
+async fn get_one(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    Path((segment, name)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let (level, kind) = collection(&segment)?;
+    let (body, etag) = state.core.get_entity(&who, level, kind, &name).await?;
+    Ok(with_etag(&headers, &etag, body))
+}
+
+async fn delete_one(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    Path((segment, name)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let (level, kind) = collection(&segment)?;
+    state.core.delete_entity(&who, level, kind, &name).await?;
+    Ok(json_ok(StatusCode::OK, Count { count: 1 }))
+}
+
+/// The headers and query options of a find request.
+fn find_options(headers: &HeaderMap, raw: Option<&str>) -> Result<FindOptions, ApiError> {
+    if header_str(headers, "x-user-token").is_some() && header_str(headers, "x-tenant").is_some() {
+        return Err(ApiError::bad_request(
+            "X-user-token and X-tenant cannot be sent together",
+        ));
+    }
+    let q = pairs(raw)?;
+    let fragments = header_str(headers, "x-fragment-name")
+        .map(|v| {
+            v.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    let fragment_optional = match header_str(headers, "x-fragment-optional") {
+        None => false,
+        Some(v) if v.eq_ignore_ascii_case("true") => true,
+        Some(v) if v.eq_ignore_ascii_case("false") => false,
+        Some(v) => {
+            return Err(ApiError::bad_request(format!(
+                "X-fragment-optional must be true or false, not '{v}'"
+            )))
+        }
+    };
+    Ok(FindOptions {
+        fragments,
+        fragment_optional,
+        skip_credentials: flag(&q, "$skipCredentials")?,
+        skip_token_retrieval: flag(&q, "$skipTokenRetrieval")?,
+    })
+}
+
+fn found(headers: &HeaderMap, result: FindResult) -> Response {
+    with_etag(headers, &result.etag, result.response)
+}
+
+async fn find(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    Path(name): Path<String>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let opts = find_options(&headers, raw.as_deref())?;
+    let result = state.core.find_destination(&who, &name, &opts).await?;
+    Ok(found(&headers, result))
+}
+
+async fn consume(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    Path(name): Path<String>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let opts = find_options(&headers, raw.as_deref())?;
+    let (name, level) = name.rsplit_once('@').unwrap_or((name.as_str(), "instance"));
+    let result = state
+        .core
+        .consume_destination(&who, name, level, &opts)
+        .await?;
+    Ok(found(&headers, result))
+}

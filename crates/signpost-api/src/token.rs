@@ -1,0 +1,137 @@
+//! The token service: `POST /oauth/token` and `GET /token_keys`.
+
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::Engine as _;
+use serde_json::json;
+use signpost_core::TokenError;
+
+use crate::extract::{header_str, RawBody};
+use crate::AppState;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/oauth/token", post(token))
+        .route("/token_keys", get(token_keys))
+}
+
+async fn token_keys(State(state): State<AppState>) -> Response {
+    Json(state.core.jwks()).into_response()
+}
+
+fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
+    let mut res = (
+        status,
+        Json(json!({"error": error, "error_description": description})),
+    )
+        .into_response();
+    res.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
+    res
+}
+
+/// Client id and secret from HTTP Basic (form-encoded parts, RFC 6749 §2.3.1).
+fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
+    let value = header_str(headers, "authorization")?;
+    let (scheme, b64) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .ok()?;
+    let text = String::from_utf8(raw).ok()?;
+    let (id, secret) = text.split_once(':')?;
+    let decode = |s: &str| {
+        serde_urlencoded::from_str::<Vec<(String, String)>>(&format!("v={s}"))
+            .ok()
+            .and_then(|mut v| v.pop())
+            .map(|(_, v)| v)
+            .unwrap_or_else(|| s.to_owned())
+    };
+    Some((decode(id), decode(secret)))
+}
+
+async fn token(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawBody(body): RawBody,
+) -> Response {
+    let Ok(form) = serde_urlencoded::from_bytes::<Vec<(String, String)>>(&body) else {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "The body must be application/x-www-form-urlencoded",
+        );
+    };
+    let field = |k: &str| {
+        form.iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.clone())
+    };
+    let grant = field("grant_type").unwrap_or_default();
+    if grant.is_empty() {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "grant_type is required",
+        );
+    }
+    if grant != "client_credentials" {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            "Signpost's token service supports grant_type=client_credentials",
+        );
+    }
+    let (client_id, secret) = match (
+        field("client_id"),
+        field("client_secret"),
+        basic_credentials(&headers),
+    ) {
+        (_, _, Some(basic)) => basic,
+        (Some(id), Some(secret), None) => (id, secret),
+        _ => {
+            return oauth_error(
+                StatusCode::UNAUTHORIZED,
+                "invalid_client",
+                "Client authentication is required",
+            )
+        }
+    };
+    match state
+        .core
+        .client_credentials_token(&client_id, &secret)
+        .await
+    {
+        Ok(t) => {
+            let mut res = Json(t).into_response();
+            res.headers_mut().insert(
+                header::CACHE_CONTROL,
+                header::HeaderValue::from_static("no-store"),
+            );
+            res
+        }
+        Err(TokenError::InvalidClient) => oauth_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "Bad client credentials",
+        ),
+        Err(TokenError::UnsupportedGrantType(g)) => {
+            oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type", &g)
+        }
+        Err(TokenError::InvalidRequest(m)) => {
+            oauth_error(StatusCode::BAD_REQUEST, "invalid_request", &m)
+        }
+        Err(TokenError::Server) => oauth_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            "The token service failed; see the server log",
+        ),
+    }
+}

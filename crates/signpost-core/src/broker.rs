@@ -1,0 +1,520 @@
+//! The Open Service Broker use cases: catalog, provision and update with the configuration JSON
+//! (all or nothing, on both levels), deprovision, bind and unbind.
+
+use rand::RngCore;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{json, Map, Value};
+use signpost_model::{EntityKind, Level, OwnerRef};
+use signpost_store::{BindingRecord, InstanceRecord, PutMode, SubaccountRecord, WriteOp};
+use signpost_wire::{
+    BindRequest, Catalog, ExistingPolicy, InstanceConfig, LevelInit, Plan, ProvisionRequest,
+    Service, ServiceKey, UpdateRequest,
+};
+
+use crate::entities::{certificate_body, properties_body};
+use crate::Signpost;
+
+/// The catalog's service id (stable across releases; platforms store it).
+pub const CATALOG_SERVICE_ID: &str = "7a3d1c2e-5f4b-4e8a-9c61-0d2b8e4f6a10";
+/// The catalog's `lite` plan id.
+pub const CATALOG_PLAN_ID: &str = "7a3d1c2e-5f4b-4e8a-9c61-0d2b8e4f6a11";
+
+/// A broker failure: HTTP status, OSB `error` code and a description naming what was wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{description}")]
+pub struct BrokerError {
+    pub status: u16,
+    pub error: &'static str,
+    pub description: String,
+}
+
+impl BrokerError {
+    fn new(status: u16, error: &'static str, description: impl Into<String>) -> Self {
+        Self {
+            status,
+            error,
+            description: description.into(),
+        }
+    }
+    fn bad_request(d: impl Into<String>) -> Self {
+        Self::new(400, "BadRequest", d)
+    }
+    fn conflict(d: impl Into<String>) -> Self {
+        Self::new(409, "Conflict", d)
+    }
+    fn internal() -> Self {
+        Self::new(500, "InternalError", "the store failed; see the server log")
+    }
+}
+
+impl From<signpost_store::Error> for BrokerError {
+    fn from(e: signpost_store::Error) -> Self {
+        tracing::error!(error = %e, "store failure in the broker");
+        BrokerError::internal()
+    }
+}
+
+pub type BrokerResult<T> = Result<T, BrokerError>;
+
+/// Whether a provision made something new or found the identical instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProvisionOutcome {
+    Created,
+    AlreadyExists,
+}
+
+/// A bind's result: whether it is new, and the credentials.
+#[derive(Debug, Clone)]
+pub struct BindOutcome {
+    pub created: bool,
+    pub credentials: ServiceKey,
+}
+
+const ALL_OR_NOTHING: &str = "Failed to create all provided configurations; nothing of this operation was kept on instance or subaccount level";
+
+impl Signpost {
+    pub fn catalog(&self) -> Catalog {
+        Catalog {
+            services: vec![Service {
+                id: CATALOG_SERVICE_ID.into(),
+                name: "destination".into(),
+                description: "Signpost Destination service: destinations, certificates and ready-to-use tokens".into(),
+                bindable: true,
+                plan_updateable: false,
+                instances_retrievable: false,
+                bindings_retrievable: false,
+                tags: vec!["destination".into(), "conn".into(), "connsvc".into()],
+                metadata: json!({"displayName": "Destination", "providerDisplayName": "Signpost"}),
+                plans: vec![Plan {
+                    id: CATALOG_PLAN_ID.into(),
+                    name: "lite".into(),
+                    description: "Destinations, fragments and certificates on subaccount and instance level".into(),
+                    free: true,
+                    bindable: true,
+                }],
+            }],
+        }
+    }
+
+    fn check_ids(service_id: &str, plan_id: Option<&str>) -> BrokerResult<()> {
+        if service_id != CATALOG_SERVICE_ID {
+            return Err(BrokerError::bad_request(format!(
+                "service_id '{service_id}' is not in the catalog"
+            )));
+        }
+        if let Some(p) = plan_id {
+            if p != CATALOG_PLAN_ID {
+                return Err(BrokerError::bad_request(format!(
+                    "plan_id '{p}' is not in the catalog"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// `PUT /v2/service_instances/{id}`.
+    pub async fn provision(
+        &self,
+        id: &str,
+        req: ProvisionRequest,
+        raw: &Value,
+    ) -> BrokerResult<ProvisionOutcome> {
+        check_id("instance_id", id)?;
+        Self::check_ids(&req.service_id, Some(&req.plan_id))?;
+        let context = req.context.clone().unwrap_or_default();
+        let subaccount_id = context_str(&context, "subaccount_id")
+            .or(req.organization_guid.clone())
+            .ok_or_else(|| {
+                BrokerError::bad_request(
+                "context.subaccount_id or organization_guid is required: it names the subaccount",
+            )
+            })?;
+        check_id("context.subaccount_id", &subaccount_id)?;
+        let subdomain = context_str(&context, "subdomain").unwrap_or_else(|| subaccount_id.clone());
+        let config = InstanceConfig::parse(req.parameters.as_ref())
+            .map_err(|e| BrokerError::bad_request(format!("Invalid configuration JSON: {e}")))?;
+        let digest = self.store().digest(&[raw.to_string().as_bytes()]);
+
+        if let Some(existing) = self.store().get_instance(id).await? {
+            return same_or_conflict(&existing, &digest);
+        }
+        let record = InstanceRecord {
+            id: id.into(),
+            subaccount_id: subaccount_id.clone(),
+            service_id: req.service_id,
+            plan_id: req.plan_id,
+            organization_guid: req.organization_guid,
+            space_guid: req.space_guid,
+            context: Value::Object(context).to_string(),
+            request_digest: digest.clone(),
+            created_at: 0,
+            updated_at: 0,
+        };
+        let mut ops = vec![
+            WriteOp::EnsureSubaccount(SubaccountRecord {
+                id: subaccount_id.clone(),
+                subdomain,
+            }),
+            WriteOp::CreateInstance(record),
+        ];
+        let labels = config_ops(&config, &subaccount_id, id, &mut ops);
+        match self.store().write(ops).await {
+            Ok(_) => {
+                tracing::info!(instance = id, subaccount = %subaccount_id, "instance provisioned");
+                Ok(ProvisionOutcome::Created)
+            }
+            Err(signpost_store::Error::Conflict { index: 1, .. }) => {
+                // Another request created the same instance id at the same moment.
+                match self.store().get_instance(id).await? {
+                    Some(existing) => same_or_conflict(&existing, &digest),
+                    None => Err(BrokerError::conflict(format!(
+                        "instance '{id}' is being created by another request"
+                    ))),
+                }
+            }
+            Err(e) => Err(config_failure(e, &labels)),
+        }
+    }
+
+    /// `PATCH /v2/service_instances/{id}`: applies a new configuration JSON (and context).
+    pub async fn update_instance(
+        &self,
+        id: &str,
+        req: UpdateRequest,
+        raw: &Value,
+    ) -> BrokerResult<()> {
+        Self::check_ids(&req.service_id, req.plan_id.as_deref())?;
+        let Some(mut record) = self.store().get_instance(id).await? else {
+            return Err(BrokerError::new(
+                404,
+                "NotFound",
+                format!("instance '{id}' does not exist"),
+            ));
+        };
+        let config = InstanceConfig::parse(req.parameters.as_ref())
+            .map_err(|e| BrokerError::bad_request(format!("Invalid configuration JSON: {e}")))?;
+        if let Some(ctx) = req.context {
+            let mut merged: Map<String, Value> =
+                serde_json::from_str(&record.context).unwrap_or_default();
+            merged.extend(ctx);
+            record.context = Value::Object(merged).to_string();
+        }
+        record.request_digest = self
+            .store()
+            .digest(&[record.request_digest.as_bytes(), raw.to_string().as_bytes()]);
+        let subaccount_id = record.subaccount_id.clone();
+        let mut ops = vec![WriteOp::UpdateInstance(record)];
+        let labels = config_ops(&config, &subaccount_id, id, &mut ops);
+        self.store()
+            .write(ops)
+            .await
+            .map_err(|e| config_failure(e, &labels))?;
+        tracing::info!(instance = id, "instance updated");
+        Ok(())
+    }
+
+    /// `DELETE /v2/service_instances/{id}`: false when there was no such instance (410).
+    pub async fn deprovision(
+        &self,
+        id: &str,
+        service_id: Option<&str>,
+        plan_id: Option<&str>,
+    ) -> BrokerResult<bool> {
+        if let Some(s) = service_id {
+            Self::check_ids(s, plan_id)?;
+        }
+        let outcome = self
+            .store()
+            .write(vec![WriteOp::DeleteInstance { id: id.into() }])
+            .await?;
+        self.inner.principals.clear();
+        let deleted = matches!(outcome.first(), Some(signpost_store::WriteOutcome::Deleted));
+        if deleted {
+            tracing::info!(instance = id, "instance deprovisioned");
+        }
+        Ok(deleted)
+    }
+
+    /// `PUT /v2/service_instances/{id}/service_bindings/{binding_id}`.
+    pub async fn bind(
+        &self,
+        instance_id: &str,
+        binding_id: &str,
+        req: BindRequest,
+        raw: &Value,
+    ) -> BrokerResult<BindOutcome> {
+        check_id("binding_id", binding_id)?;
+        Self::check_ids(&req.service_id, Some(&req.plan_id))?;
+        if let Some(params) = &req.parameters {
+            check_bind_parameters(params)?;
+        }
+        let Some(instance) = self.store().get_instance(instance_id).await? else {
+            return Err(BrokerError::new(
+                404,
+                "NotFound",
+                format!("instance '{instance_id}' does not exist"),
+            ));
+        };
+        let digest = self
+            .store()
+            .digest(&[instance_id.as_bytes(), raw.to_string().as_bytes()]);
+        if let Some(existing) = self.store().get_binding(binding_id).await? {
+            if existing.instance_id == instance_id && existing.request_digest == digest {
+                let credentials = self.service_key(&instance, &existing).await?;
+                return Ok(BindOutcome {
+                    created: false,
+                    credentials,
+                });
+            }
+            return Err(BrokerError::conflict(format!(
+                "binding '{binding_id}' already exists with other attributes"
+            )));
+        }
+        let mut secret = [0u8; 32];
+        rand::thread_rng().fill_bytes(&mut secret);
+        let record = BindingRecord {
+            id: binding_id.into(),
+            instance_id: instance_id.into(),
+            client_id: format!("sb-{binding_id}!b1|destination-xsappname!b1"),
+            client_secret: Some(SecretString::from(format!(
+                "{}${}",
+                &binding_id.chars().take(8).collect::<String>(),
+                base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, secret)
+            ))),
+            credential_type: "binding-secret".into(),
+            request_digest: digest,
+            created_at: 0,
+        };
+        match self
+            .store()
+            .write(vec![WriteOp::CreateBinding(record.clone())])
+            .await
+        {
+            Ok(_) => {}
+            Err(signpost_store::Error::Conflict { .. }) => {
+                return Err(BrokerError::conflict(format!(
+                    "binding '{binding_id}' already exists"
+                )))
+            }
+            Err(signpost_store::Error::Database(e)) if e.to_string().contains("FOREIGN KEY") => {
+                return Err(BrokerError::new(
+                    404,
+                    "NotFound",
+                    format!("instance '{instance_id}' does not exist"),
+                ))
+            }
+            Err(e) => return Err(e.into()),
+        }
+        tracing::info!(
+            instance = instance_id,
+            binding = binding_id,
+            "binding created"
+        );
+        let credentials = self.service_key(&instance, &record).await?;
+        Ok(BindOutcome {
+            created: true,
+            credentials,
+        })
+    }
+
+    /// `DELETE /v2/service_instances/{id}/service_bindings/{binding_id}`: false when missing (410).
+    pub async fn unbind(&self, instance_id: &str, binding_id: &str) -> BrokerResult<bool> {
+        match self.store().get_binding(binding_id).await? {
+            Some(b) if b.instance_id == instance_id => {}
+            _ => return Ok(false),
+        }
+        self.store()
+            .write(vec![WriteOp::DeleteBinding {
+                id: binding_id.into(),
+            }])
+            .await?;
+        self.inner.principals.clear();
+        tracing::info!(
+            instance = instance_id,
+            binding = binding_id,
+            "binding deleted"
+        );
+        Ok(true)
+    }
+
+    async fn service_key(
+        &self,
+        instance: &InstanceRecord,
+        binding: &BindingRecord,
+    ) -> BrokerResult<ServiceKey> {
+        let subdomain = self
+            .store()
+            .get_subaccount(&instance.subaccount_id)
+            .await?
+            .map(|s| s.subdomain)
+            .unwrap_or_else(|| instance.subaccount_id.clone());
+        let cfg = self.config();
+        Ok(ServiceKey {
+            clientid: binding.client_id.clone(),
+            clientsecret: binding
+                .client_secret
+                .as_ref()
+                .map(|s| s.expose_secret().to_owned()),
+            credential_type: binding.credential_type.clone(),
+            url: cfg.public_url.clone(),
+            uri: cfg.public_url.clone(),
+            uaadomain: cfg.uaadomain.clone(),
+            identityzone: subdomain,
+            tenantid: instance.subaccount_id.clone(),
+            xsappname: "destination-xsappname!b1".into(),
+            instanceid: instance.id.clone(),
+            verificationkey: self.verification_key(),
+        })
+    }
+}
+
+fn context_str(ctx: &Map<String, Value>, key: &str) -> Option<String> {
+    ctx.get(key)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+}
+
+/// Ids end up in URLs and client ids: keep them printable and bounded.
+fn check_id(field: &str, id: &str) -> BrokerResult<()> {
+    let ok = !id.is_empty()
+        && id.len() <= 200
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(BrokerError::bad_request(format!(
+            "{field} must be 1 to 200 characters of letters, digits, '-', '_' or '.'"
+        )))
+    }
+}
+
+fn check_bind_parameters(params: &Value) -> BrokerResult<()> {
+    let Some(obj) = params.as_object() else {
+        return Err(BrokerError::bad_request("parameters must be a JSON object"));
+    };
+    if let Some(xsuaa) = obj.get("xsuaa") {
+        let ty = xsuaa.get("credential-type").and_then(Value::as_str);
+        match ty {
+            None | Some("binding-secret") | Some("instance-secret") => {}
+            Some("x509") => {
+                return Err(BrokerError::new(
+                    422,
+                    "UnprocessableEntity",
+                    "parameters.xsuaa.credential-type 'x509' is not supported by this Signpost release yet; bind without parameters for a client-secret key",
+                ))
+            }
+            Some(other) => {
+                return Err(BrokerError::bad_request(format!(
+                    "parameters.xsuaa.credential-type '{other}' is unknown; use binding-secret or x509"
+                )))
+            }
+        }
+    }
+    Ok(())
+}
+
+fn same_or_conflict(existing: &InstanceRecord, digest: &str) -> BrokerResult<ProvisionOutcome> {
+    if existing.request_digest == digest {
+        Ok(ProvisionOutcome::AlreadyExists)
+    } else {
+        Err(BrokerError::conflict(format!(
+            "instance '{}' already exists with other attributes",
+            existing.id
+        )))
+    }
+}
+
+fn mode(policy: ExistingPolicy) -> PutMode {
+    match policy {
+        ExistingPolicy::Update => PutMode::Upsert,
+        ExistingPolicy::Fail => PutMode::Create,
+        ExistingPolicy::Ignore => PutMode::CreateIfAbsent,
+    }
+}
+
+/// Appends the entity writes of a configuration JSON; returns, per op index, a label for errors.
+fn config_ops(
+    config: &InstanceConfig,
+    subaccount_id: &str,
+    instance_id: &str,
+    ops: &mut Vec<WriteOp>,
+) -> Vec<(usize, String)> {
+    let mut labels = Vec::new();
+    let mut add_level = |level: &LevelInit, owner: OwnerRef, ops: &mut Vec<WriteOp>| {
+        let path = format!("init_data.{}", owner.level.as_str());
+        for (i, d) in level.destinations.iter().enumerate() {
+            labels.push((
+                ops.len(),
+                format!(
+                    "destination '{}' ({path}.destinations[{i}], policy {})",
+                    d.name(),
+                    level.existing_destinations_policy.as_str()
+                ),
+            ));
+            ops.push(WriteOp::PutEntity {
+                owner: owner.clone(),
+                kind: EntityKind::Destination,
+                name: d.name().into(),
+                body: properties_body(d.properties()),
+                mode: mode(level.existing_destinations_policy),
+            });
+        }
+        for (i, c) in level.certificates.iter().enumerate() {
+            labels.push((
+                ops.len(),
+                format!(
+                    "certificate '{}' ({path}.certificates[{i}], policy {})",
+                    c.name,
+                    level.existing_certificates_policy.as_str()
+                ),
+            ));
+            ops.push(WriteOp::PutEntity {
+                owner: owner.clone(),
+                kind: EntityKind::Certificate,
+                name: c.name.clone(),
+                body: certificate_body(c),
+                mode: mode(level.existing_certificates_policy),
+            });
+        }
+    };
+    add_level(
+        &config.subaccount,
+        OwnerRef {
+            level: Level::Subaccount,
+            id: subaccount_id.into(),
+        },
+        ops,
+    );
+    add_level(
+        &config.instance,
+        OwnerRef {
+            level: Level::Instance,
+            id: instance_id.into(),
+        },
+        ops,
+    );
+    labels
+}
+
+fn config_failure(e: signpost_store::Error, labels: &[(usize, String)]) -> BrokerError {
+    use signpost_store::Error as S;
+    let label = |index: usize| {
+        labels
+            .iter()
+            .find(|(i, _)| *i == index)
+            .map(|(_, l)| l.clone())
+            .unwrap_or_else(|| "the instance".into())
+    };
+    match e {
+        S::Conflict { index, .. } => BrokerError::conflict(format!(
+            "{ALL_OR_NOTHING}: {} already exists. Set \"existing_destinations_policy\" / \"existing_certificates_policy\" to \"update\" or \"ignore\" to handle duplicates",
+            label(index)
+        )),
+        S::NotFound { index, .. } => BrokerError::new(404, "NotFound", format!("{ALL_OR_NOTHING}: {} does not exist", label(index))),
+        S::LimitExceeded { .. } => BrokerError::bad_request(format!("{ALL_OR_NOTHING}: {e}")),
+        other => other.into(),
+    }
+}

@@ -1,0 +1,419 @@
+//! The destination configuration API v1: list, create, update, get, delete and bulk delete of
+//! destinations, fragments and certificates on subaccount and instance level.
+
+use serde_json::{json, Map, Value};
+use signpost_model::{Certificate, EntityKind, Level, OwnerRef, Properties};
+use signpost_store::{ListQuery, NameFilter, PutMode, StoredEntity, WriteOp, WriteOutcome};
+use signpost_wire::{
+    certificate_from_json, certificate_to_json, destination_from_json, fragment_from_json,
+    properties_to_json, BodyShape, BulkDeleteItem, BulkItem, EntityError,
+};
+
+use crate::{Error, Principal, Result, Signpost};
+
+/// A list request's mode (API.md §1.1); the modes exclude each other.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListMode {
+    Default {
+        filter: NameFilter,
+        include_metadata: bool,
+    },
+    /// `$select=Name`.
+    NamesOnly,
+    Page {
+        page: u64,
+        page_size: u64,
+        page_count: bool,
+        entity_count: bool,
+    },
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ListResult {
+    pub items: Vec<Value>,
+    pub page_count: Option<u64>,
+    pub entity_count: Option<u64>,
+    /// `(previous, next)` page numbers for the `Link` header in paging mode.
+    pub links: Option<(Option<u64>, Option<u64>)>,
+}
+
+/// POST result: one object (201, empty body) or an array (201 or 207 with items).
+#[derive(Debug, Clone)]
+pub enum CreateOutcome {
+    One,
+    Many { items: Vec<BulkItem>, all_ok: bool },
+}
+
+/// PUT result: one object (`{"Count":1}`) or an array (200 or 207 with items).
+#[derive(Debug, Clone)]
+pub enum UpdateOutcome {
+    One,
+    Many { items: Vec<BulkItem>, all_ok: bool },
+}
+
+#[derive(Debug, Clone)]
+pub struct DeleteSummary {
+    pub count: u64,
+    pub summary: Vec<BulkDeleteItem>,
+}
+
+/// The stored JSON of a destination or fragment.
+pub(crate) fn properties_body(props: &Properties) -> Vec<u8> {
+    serde_json::to_vec(&properties_to_json(props)).unwrap_or_default()
+}
+
+/// The stored JSON of a certificate.
+pub(crate) fn certificate_body(cert: &Certificate) -> Vec<u8> {
+    serde_json::to_vec(&certificate_to_json(cert)).unwrap_or_default()
+}
+
+pub(crate) fn body_json(entity: &StoredEntity) -> Result<Map<String, Value>> {
+    serde_json::from_slice(&entity.body)
+        .map_err(|e| Error::Internal(format!("stored entity is not JSON: {e}")))
+}
+
+/// A validated entity ready to be written.
+struct Parsed {
+    name: String,
+    body: Vec<u8>,
+}
+
+fn parse_entity(kind: EntityKind, value: &Value) -> std::result::Result<Parsed, EntityError> {
+    match kind {
+        EntityKind::Destination => destination_from_json(value).map(|d| Parsed {
+            name: d.name().to_owned(),
+            body: properties_body(d.properties()),
+        }),
+        EntityKind::Fragment => fragment_from_json(value).map(|f| Parsed {
+            name: f.name().to_owned(),
+            body: properties_body(f.properties()),
+        }),
+        EntityKind::Certificate => certificate_from_json(value).map(|c| Parsed {
+            name: c.name.clone(),
+            body: certificate_body(&c),
+        }),
+    }
+}
+
+fn invalid(kind: EntityKind, e: &EntityError) -> String {
+    match &e.name {
+        Some(n) => format!("Invalid {} '{n}': {}", kind.noun(), e.reason),
+        None => format!("Invalid {}: {}", kind.noun(), e.reason),
+    }
+}
+
+fn status_of(e: &Error) -> u16 {
+    match e {
+        Error::BadRequest(_) => 400,
+        Error::Unauthorized(_) => 401,
+        Error::Forbidden(_) => 403,
+        Error::NotFound(_) => 404,
+        Error::Conflict(_) => 409,
+        Error::Unprocessable(_) => 422,
+        Error::PreconditionFailed { .. } => 412,
+        Error::Internal(_) => 500,
+    }
+}
+
+impl Principal {
+    /// The owner addressed by `level` for this caller.
+    pub fn owner(&self, level: Level) -> OwnerRef {
+        match level {
+            Level::Subaccount => OwnerRef::subaccount(&self.subaccount_id),
+            Level::Instance => OwnerRef::instance(&self.instance_id),
+        }
+    }
+}
+
+impl Signpost {
+    pub async fn list_entities(
+        &self,
+        who: &Principal,
+        level: Level,
+        kind: EntityKind,
+        mode: ListMode,
+    ) -> Result<ListResult> {
+        let owner = who.owner(level);
+        let (query, metadata, names_only) = match &mode {
+            ListMode::Default {
+                filter,
+                include_metadata,
+            } => (
+                ListQuery {
+                    filter: filter.clone(),
+                    ..Default::default()
+                },
+                *include_metadata,
+                false,
+            ),
+            ListMode::NamesOnly => (ListQuery::default(), false, true),
+            ListMode::Page {
+                page, page_size, ..
+            } => (
+                ListQuery {
+                    filter: NameFilter::All,
+                    offset: (page - 1) * page_size,
+                    limit: Some(*page_size),
+                    count_total: true,
+                },
+                false,
+                false,
+            ),
+        };
+        let page = self.store().list_entities(&owner, kind, &query).await?;
+        let mut items = Vec::with_capacity(page.items.len());
+        for e in &page.items {
+            if names_only {
+                items.push(json!({ "Name": e.name }));
+                continue;
+            }
+            let mut obj = body_json(e)?;
+            if metadata {
+                obj.insert(
+                    "$metadata".into(),
+                    json!({ "modification_time": rfc3339_ms(e.modified_at), "etag": e.etag }),
+                );
+            }
+            items.push(Value::Object(obj));
+        }
+        let mut result = ListResult {
+            items,
+            ..Default::default()
+        };
+        if let ListMode::Page {
+            page: p,
+            page_size,
+            page_count,
+            entity_count,
+        } = mode
+        {
+            let total = page.total.unwrap_or_default();
+            let pages = total.div_ceil(page_size).max(1);
+            if p > pages && total > 0 {
+                return Err(Error::BadRequest(format!(
+                    "$page {p} is beyond the last page ({pages})"
+                )));
+            }
+            result.page_count = page_count.then_some(pages);
+            result.entity_count = entity_count.then_some(total);
+            result.links = Some(((p > 1).then(|| p - 1), (p < pages).then(|| p + 1)));
+        }
+        Ok(result)
+    }
+
+    /// One write of one entity; maps store errors to this API's errors.
+    async fn put_one(
+        &self,
+        owner: &OwnerRef,
+        kind: EntityKind,
+        parsed: Parsed,
+        mode: PutMode,
+    ) -> Result<Option<String>> {
+        let outcome = self
+            .store()
+            .write(vec![WriteOp::PutEntity {
+                owner: owner.clone(),
+                kind,
+                name: parsed.name,
+                body: parsed.body,
+                mode,
+            }])
+            .await?;
+        Ok(match outcome.into_iter().next() {
+            Some(WriteOutcome::Created { etag } | WriteOutcome::Updated { etag }) => etag,
+            _ => None,
+        })
+    }
+
+    pub async fn create_entities(
+        &self,
+        who: &Principal,
+        level: Level,
+        kind: EntityKind,
+        body: BodyShape,
+    ) -> Result<CreateOutcome> {
+        let owner = who.owner(level);
+        match body {
+            BodyShape::One(v) => {
+                let parsed =
+                    parse_entity(kind, &v).map_err(|e| Error::BadRequest(invalid(kind, &e)))?;
+                self.put_one(&owner, kind, parsed, PutMode::Create).await?;
+                Ok(CreateOutcome::One)
+            }
+            BodyShape::Many(values) => {
+                let items = self.bulk(&owner, kind, values, PutMode::Create, 201).await;
+                let all_ok = items.iter().all(|i| i.status == 201);
+                Ok(CreateOutcome::Many { items, all_ok })
+            }
+        }
+    }
+
+    pub async fn update_entities(
+        &self,
+        who: &Principal,
+        level: Level,
+        kind: EntityKind,
+        body: BodyShape,
+    ) -> Result<UpdateOutcome> {
+        let owner = who.owner(level);
+        match body {
+            BodyShape::One(v) => {
+                let parsed =
+                    parse_entity(kind, &v).map_err(|e| Error::BadRequest(invalid(kind, &e)))?;
+                self.put_one(&owner, kind, parsed, PutMode::Replace).await?;
+                Ok(UpdateOutcome::One)
+            }
+            BodyShape::Many(values) => {
+                let items = self.bulk(&owner, kind, values, PutMode::Replace, 200).await;
+                let all_ok = items.iter().all(|i| i.status == 200);
+                Ok(UpdateOutcome::Many { items, all_ok })
+            }
+        }
+    }
+
+    /// Array bodies: every item on its own (SAP's 207 semantics), in order.
+    async fn bulk(
+        &self,
+        owner: &OwnerRef,
+        kind: EntityKind,
+        values: Vec<Value>,
+        mode: PutMode,
+        ok: u16,
+    ) -> Vec<BulkItem> {
+        let mut items = Vec::with_capacity(values.len());
+        for v in values {
+            let name_key = if kind == EntityKind::Fragment {
+                "FragmentName"
+            } else {
+                "Name"
+            };
+            let name = v
+                .get(name_key)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
+            let item = match parse_entity(kind, &v) {
+                Err(e) => BulkItem {
+                    name,
+                    status: 400,
+                    etag: None,
+                    cause: Some(invalid(kind, &e)),
+                },
+                Ok(parsed) => match self.put_one(owner, kind, parsed, mode).await {
+                    Ok(etag) => BulkItem {
+                        name,
+                        status: ok,
+                        etag,
+                        cause: None,
+                    },
+                    Err(e) => BulkItem {
+                        name,
+                        status: status_of(&e),
+                        etag: None,
+                        cause: Some(e.to_string()),
+                    },
+                },
+            };
+            items.push(item);
+        }
+        items
+    }
+
+    pub async fn get_entity(
+        &self,
+        who: &Principal,
+        level: Level,
+        kind: EntityKind,
+        name: &str,
+    ) -> Result<(Map<String, Value>, String)> {
+        let owner = who.owner(level);
+        let entity = self
+            .store()
+            .get_entity(&owner, kind, name)
+            .await?
+            .ok_or_else(|| {
+                Error::NotFound(format!(
+                    "The {} '{name}' does not exist on {level} level",
+                    kind.noun()
+                ))
+            })?;
+        Ok((body_json(&entity)?, entity.etag))
+    }
+
+    pub async fn delete_entity(
+        &self,
+        who: &Principal,
+        level: Level,
+        kind: EntityKind,
+        name: &str,
+    ) -> Result<()> {
+        let owner = who.owner(level);
+        let outcome = self
+            .store()
+            .write(vec![WriteOp::DeleteEntity {
+                owner,
+                kind,
+                name: name.into(),
+            }])
+            .await?;
+        match outcome.first() {
+            Some(WriteOutcome::Deleted) => Ok(()),
+            _ => Err(Error::NotFound(format!(
+                "The {} '{name}' does not exist on {level} level",
+                kind.noun()
+            ))),
+        }
+    }
+
+    /// Bulk DELETE with `$filter=Name in (...)`: one transaction, a summary per name.
+    pub async fn delete_entities(
+        &self,
+        who: &Principal,
+        level: Level,
+        kind: EntityKind,
+        names: Vec<String>,
+    ) -> Result<DeleteSummary> {
+        let owner = who.owner(level);
+        let ops = names
+            .iter()
+            .map(|n| WriteOp::DeleteEntity {
+                owner: owner.clone(),
+                kind,
+                name: n.clone(),
+            })
+            .collect();
+        let outcomes = self.store().write(ops).await?;
+        let mut count = 0;
+        let summary = names
+            .into_iter()
+            .zip(outcomes)
+            .map(|(name, o)| {
+                if o == WriteOutcome::Deleted {
+                    count += 1;
+                    BulkDeleteItem {
+                        name,
+                        status: "DELETED".into(),
+                        reason: None,
+                    }
+                } else {
+                    BulkDeleteItem {
+                        name,
+                        status: "NOT_FOUND".into(),
+                        reason: Some("Could not find configuration".into()),
+                    }
+                }
+            })
+            .collect();
+        Ok(DeleteSummary { count, summary })
+    }
+}
+
+fn rfc3339_ms(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}

@@ -1,0 +1,43 @@
+/// Errors of the destination configuration API and find destination. `signpost-api` maps each
+/// variant to one status code; every message is a clear sentence without secrets.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Unprocessable(String),
+    #[error("The entity's current ETag does not match If-Match")]
+    PreconditionFailed { etag: String },
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<signpost_store::Error> for Error {
+    fn from(e: signpost_store::Error) -> Self {
+        use signpost_store::Error as S;
+        match e {
+            S::Conflict { kind, name, .. } => {
+                Error::Conflict(format!("The {kind} '{name}' already exists"))
+            }
+            S::NotFound { kind, name, .. } => {
+                Error::NotFound(format!("The {kind} '{name}' does not exist"))
+            }
+            S::LimitExceeded { .. } => Error::Conflict(format!("{e}")),
+            S::Invalid(m) => Error::BadRequest(m),
+            other => {
+                tracing::error!(error = %other, "store failure");
+                Error::Internal("the store failed; see the server log".into())
+            }
+        }
+    }
+}

@@ -1,0 +1,211 @@
+//! The server's configuration: every key a flag and a `SIGNPOST_*` variable (docs/CONFIG.md).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Args;
+
+/// A configuration the server refuses to start with.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+#[derive(Debug, Clone, Args)]
+pub struct StoreArgs {
+    /// Directory for the SQLite database, the generated master key and broker credentials.
+    #[arg(long, env = "SIGNPOST_DATA_DIR", default_value = "./signpost-data")]
+    pub data_dir: PathBuf,
+    /// Database URL; default `sqlite://<data-dir>/signpost.db`.
+    #[arg(long, env = "SIGNPOST_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Largest number of destinations, fragments or certificates per level and owner.
+    #[arg(long, env = "SIGNPOST_MAX_ENTITIES", default_value_t = signpost_model::DEFAULT_MAX_ENTITIES)]
+    pub max_entities: u32,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Address of the HTTP listener.
+    #[arg(long, env = "SIGNPOST_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// Base URL written into service keys (`url`, `uri`); default `http://<listen>`.
+    #[arg(long, env = "SIGNPOST_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Address of an HTTPS listener serving the same routes (needs --tls-cert and --tls-key).
+    #[arg(long, env = "SIGNPOST_TLS_LISTEN")]
+    pub tls_listen: Option<String>,
+    /// PEM certificate chain of the HTTPS listener.
+    #[arg(long, env = "SIGNPOST_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of the HTTPS listener.
+    #[arg(long, env = "SIGNPOST_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// Lifetime of the access tokens of the token service, in seconds.
+    #[arg(long, env = "SIGNPOST_TOKEN_LIFETIME", default_value_t = 43_199)]
+    pub token_lifetime: u64,
+    /// Log format: `text` or `json`.
+    #[arg(long, env = "SIGNPOST_LOG_FORMAT", default_value = "text")]
+    pub log_format: String,
+}
+
+/// The validated server configuration.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub listen: SocketAddr,
+    pub public_url: String,
+    pub tls: Option<TlsConfig>,
+    pub uaadomain: String,
+    pub token_lifetime: u64,
+    pub json_logs: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    pub listen: SocketAddr,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+fn addr(flag: &str, value: &str) -> Result<SocketAddr, ConfigError> {
+    value.parse().map_err(|_| {
+        ConfigError(format!(
+            "{flag} '{value}' is not an address such as 127.0.0.1:8080"
+        ))
+    })
+}
+
+/// `host[:port]` of a URL (for `uaadomain`).
+fn url_host(url: &str) -> Option<&str> {
+    let rest = url.split_once("://")?.1;
+    let host = rest.split('/').next()?;
+    (!host.is_empty()).then_some(host)
+}
+
+impl ServeArgs {
+    pub fn validate(&self) -> Result<ServeConfig, ConfigError> {
+        let listen = addr("--listen", &self.listen)?;
+        let public_url = match &self.public_url {
+            Some(u) => {
+                let u = u.trim_end_matches('/').to_owned();
+                if !(u.starts_with("http://") || u.starts_with("https://"))
+                    || url_host(&u).is_none()
+                {
+                    return Err(ConfigError(format!(
+                        "--public-url '{u}' must be an http:// or https:// URL"
+                    )));
+                }
+                u
+            }
+            None => format!("http://{listen}"),
+        };
+        let tls =
+            match (&self.tls_listen, &self.tls_cert, &self.tls_key) {
+                (None, None, None) => None,
+                (Some(l), Some(cert), Some(key)) => Some(TlsConfig {
+                    listen: addr("--tls-listen", l)?,
+                    cert: cert.clone(),
+                    key: key.clone(),
+                }),
+                _ => return Err(ConfigError(
+                    "--tls-listen, --tls-cert and --tls-key go together: give all three or none"
+                        .into(),
+                )),
+            };
+        let uaadomain = match &tls {
+            Some(t) if !t.listen.ip().is_unspecified() => t.listen.to_string(),
+            Some(t) => {
+                let host = url_host(&public_url).unwrap_or("localhost");
+                let host = host
+                    .rsplit_once(':')
+                    .map(|(h, _)| h)
+                    .filter(|h| !h.ends_with(']') || h.starts_with('['))
+                    .unwrap_or(host);
+                format!("{host}:{}", t.listen.port())
+            }
+            None => url_host(&public_url).unwrap_or_default().to_owned(),
+        };
+        if self.token_lifetime < 60 || self.token_lifetime > 7 * 24 * 3600 {
+            return Err(ConfigError(
+                "--token-lifetime must be from 60 to 604800 seconds".into(),
+            ));
+        }
+        let json_logs = match self.log_format.as_str() {
+            "text" => false,
+            "json" => true,
+            other => {
+                return Err(ConfigError(format!(
+                    "--log-format '{other}' must be text or json"
+                )))
+            }
+        };
+        if self.store.max_entities == 0 {
+            return Err(ConfigError(
+                "SIGNPOST_MAX_ENTITIES must be at least 1".into(),
+            ));
+        }
+        Ok(ServeConfig {
+            listen,
+            public_url,
+            tls,
+            uaadomain,
+            token_lifetime: self.token_lifetime,
+            json_logs,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct T {
+        #[command(flatten)]
+        a: ServeArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<ServeConfig, ConfigError> {
+        let mut v = vec!["t"];
+        v.extend_from_slice(args);
+        T::try_parse_from(v)
+            .map_err(|e| ConfigError(e.to_string()))?
+            .a
+            .validate()
+    }
+
+    #[test]
+    fn defaults_and_errors() {
+        let c = parse(&[]).unwrap();
+        assert_eq!(c.public_url, "http://127.0.0.1:8080");
+        assert_eq!(c.uaadomain, "127.0.0.1:8080");
+        assert!(parse(&["--listen", "nope"]).is_err());
+        assert!(parse(&["--tls-listen", "127.0.0.1:8443"]).is_err());
+        assert!(parse(&["--public-url", "ftp://x"]).is_err());
+        let c = parse(&[
+            "--tls-listen",
+            "127.0.0.1:8443",
+            "--tls-cert",
+            "c",
+            "--tls-key",
+            "k",
+        ])
+        .unwrap();
+        assert_eq!(c.uaadomain, "127.0.0.1:8443");
+        let c = parse(&[
+            "--public-url",
+            "https://dest.example.com/",
+            "--tls-listen",
+            "0.0.0.0:8443",
+            "--tls-cert",
+            "c",
+            "--tls-key",
+            "k",
+        ])
+        .unwrap();
+        assert_eq!(c.public_url, "https://dest.example.com");
+        assert_eq!(c.uaadomain, "dest.example.com:8443");
+    }
+}

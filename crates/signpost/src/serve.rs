@@ -1,0 +1,260 @@
+//! `signpost serve` and `signpost migrate`.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use rand::RngCore;
+use secrecy::SecretString;
+use signpost_api::{AppState, BrokerCredentials};
+use signpost_core::{CoreConfig, Signpost};
+use signpost_store::{MasterKey, SqliteStore, Store};
+use tokio::net::TcpListener;
+
+use crate::config::{ConfigError, ServeArgs, StoreArgs};
+
+const MASTER_KEY_FILE: &str = "master.key";
+const BROKER_FILE: &str = "broker-credentials.json";
+
+fn init_tracing(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SIGNPOST_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// Creates the data directory (0700) if needed.
+fn data_dir(path: &Path) -> Result<()> {
+    if !path.exists() {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(path)
+            .with_context(|| format!("cannot create the data directory {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Writes a new file readable by the owner only; fails if it exists.
+fn write_private(path: &Path, contents: &str) -> Result<()> {
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    f.write_all(contents.as_bytes())?;
+    f.sync_all()?;
+    Ok(())
+}
+
+fn read_private(path: &Path) -> Result<String> {
+    let meta = fs::metadata(path)?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        tracing::warn!(file = %path.display(), "secret file is readable by group or others; chmod 600 it");
+    }
+    Ok(fs::read_to_string(path)?)
+}
+
+/// `SIGNPOST_MASTER_KEY`, else the key file in the data dir (generated on first start).
+fn master_key(dir: &Path) -> Result<MasterKey> {
+    if let Ok(text) = std::env::var("SIGNPOST_MASTER_KEY") {
+        return MasterKey::parse(&text)
+            .map_err(|e| ConfigError(format!("SIGNPOST_MASTER_KEY: {e}")).into());
+    }
+    let path = dir.join(MASTER_KEY_FILE);
+    if path.exists() {
+        let text = read_private(&path)?;
+        return MasterKey::parse(&text)
+            .map_err(|e| ConfigError(format!("{}: {e}", path.display())).into());
+    }
+    let key = MasterKey::generate();
+    write_private(&path, &key.to_base64())?;
+    tracing::info!(file = %path.display(), "generated a new master key; back it up: without it the secrets in the database cannot be read");
+    Ok(key)
+}
+
+/// `SIGNPOST_BROKER_USER`/`SIGNPOST_BROKER_PASSWORD`, else the credentials file (generated).
+fn broker_credentials(dir: &Path) -> Result<BrokerCredentials> {
+    let user = std::env::var("SIGNPOST_BROKER_USER")
+        .ok()
+        .filter(|s| !s.is_empty());
+    let password = std::env::var("SIGNPOST_BROKER_PASSWORD")
+        .ok()
+        .filter(|s| !s.is_empty());
+    match (user, password) {
+        (Some(user), Some(password)) => {
+            return Ok(BrokerCredentials {
+                user,
+                password: SecretString::from(password),
+            })
+        }
+        (None, None) => {}
+        _ => return Err(ConfigError(
+            "SIGNPOST_BROKER_USER and SIGNPOST_BROKER_PASSWORD go together: set both or neither"
+                .into(),
+        )
+        .into()),
+    }
+    let path = dir.join(BROKER_FILE);
+    if !path.exists() {
+        let mut pw = [0u8; 24];
+        rand::thread_rng().fill_bytes(&mut pw);
+        let body = serde_json::json!({"user": "broker", "password": hex::encode(pw)});
+        write_private(&path, &serde_json::to_string_pretty(&body)?)?;
+        tracing::info!(file = %path.display(), "generated broker credentials");
+    } else {
+        tracing::info!(file = %path.display(), "broker credentials");
+    }
+    let v: serde_json::Value = serde_json::from_str(&read_private(&path)?)
+        .with_context(|| format!("{} is not JSON", path.display()))?;
+    match (v["user"].as_str(), v["password"].as_str()) {
+        (Some(u), Some(p)) => Ok(BrokerCredentials {
+            user: u.into(),
+            password: SecretString::from(p.to_owned()),
+        }),
+        _ => Err(ConfigError(format!(
+            "{} must hold \"user\" and \"password\"",
+            path.display()
+        ))
+        .into()),
+    }
+}
+
+fn database_url(args: &StoreArgs) -> Result<String> {
+    let url = args
+        .database_url
+        .clone()
+        .unwrap_or_else(|| format!("sqlite://{}", args.data_dir.join("signpost.db").display()));
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Err(ConfigError(
+            "the PostgreSQL engine is not part of this release yet; use an sqlite:// URL".into(),
+        )
+        .into());
+    }
+    if !url.starts_with("sqlite:") {
+        return Err(ConfigError(format!("database URL '{url}' must start with sqlite://")).into());
+    }
+    Ok(url)
+}
+
+async fn open_store(args: &StoreArgs) -> Result<Arc<dyn Store>> {
+    data_dir(&args.data_dir)?;
+    let url = database_url(args)?;
+    if let Some(parent) = SqliteStore::file_path(&url)
+        .and_then(Path::parent)
+        .filter(|p| !p.as_os_str().is_empty())
+    {
+        data_dir(parent)?;
+    }
+    let master = master_key(&args.data_dir)?;
+    let store = SqliteStore::open(&url, &master, args.max_entities)
+        .await
+        .with_context(|| format!("cannot open the database {url}"))?;
+    Ok(Arc::new(store))
+}
+
+pub async fn migrate(args: StoreArgs) -> Result<()> {
+    init_tracing(false);
+    let store = open_store(&args).await?;
+    tracing::info!(engine = store.engine(), "database schema is up to date");
+    Ok(())
+}
+
+pub async fn run(args: ServeArgs) -> Result<()> {
+    let started = std::time::Instant::now();
+    let cfg = args.validate()?;
+    init_tracing(cfg.json_logs);
+    let broker = broker_credentials(&args.store.data_dir.clone()).or_else(|e| {
+        // The data dir may not exist yet on the very first start.
+        data_dir(&args.store.data_dir)?;
+        broker_credentials(&args.store.data_dir).map_err(|_| e)
+    })?;
+    let store = open_store(&args.store).await?;
+    let tls = match &cfg.tls {
+        Some(t) => Some(crate::tls::server_config(&t.cert, &t.key)?),
+        None => None,
+    };
+    let core = Signpost::new(
+        store.clone(),
+        CoreConfig {
+            public_url: cfg.public_url.clone(),
+            uaadomain: cfg.uaadomain.clone(),
+            token_lifetime_secs: cfg.token_lifetime,
+        },
+    )
+    .await
+    .context("cannot load the token signing key")?;
+    let app = signpost_api::router(AppState {
+        core,
+        broker: Arc::new(broker),
+    });
+
+    let listener = TcpListener::bind(cfg.listen)
+        .await
+        .map_err(|e| ConfigError(format!("cannot listen on {}: {e}", cfg.listen)))?;
+    let tls_listener = match &cfg.tls {
+        Some(t) => Some(
+            TcpListener::bind(t.listen)
+                .await
+                .map_err(|e| ConfigError(format!("cannot listen on {}: {e}", t.listen)))?,
+        ),
+        None => None,
+    };
+    let local = listener.local_addr()?;
+    let tls_local = tls_listener.as_ref().map(|l| l.local_addr()).transpose()?;
+    tracing::info!(
+        url = %format!("http://{local}"),
+        https = %tls_local.map(|a| format!("https://{a}")).unwrap_or_else(|| "off".into()),
+        public_url = %cfg.public_url,
+        engine = store.engine(),
+        data_dir = %args.store.data_dir.display(),
+        startup_ms = started.elapsed().as_millis() as u64,
+        "signpost listening on http://{local}"
+    );
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    if let (Some(l), Some(tls)) = (tls_listener, tls) {
+        tokio::spawn(crate::tls::serve(l, tls, app.clone(), stop_rx.clone()));
+    }
+    let mut rx = stop_rx.clone();
+    let http = axum::serve(listener, app).with_graceful_shutdown(async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    });
+    let server = tokio::spawn(async move { http.await });
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    let _ = stop_tx.send(true);
+    server.await??;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+}
