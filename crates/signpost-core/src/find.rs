@@ -133,10 +133,12 @@ impl Signpost {
                     applied.push(fname.clone());
                 }
                 None if opts.fragment_optional => {}
-                None => return Err(Error::NotFound(format!(
+                None => {
+                    return Err(Error::NotFound(format!(
                     "The fragment '{fname}' named in X-fragment-name does not exist on {} level",
                     owner.level
-                ))),
+                )))
+                }
             }
         }
         if !applied.is_empty() {
