@@ -50,15 +50,15 @@ impl TestApp {
 
     pub async fn start_with(opts: TestOptions) -> Self {
         let dir = Arc::new(tempfile::tempdir().unwrap());
-        Self::boot(dir, MasterKey::generate(), opts).await
+        Self::boot(dir, MasterKey::generate(), opts, None).await
     }
 
-    /// Stops this server and starts a new one on the same data (a restart).
+    /// Stops this server and starts a new one on the same data and address (a restart).
     pub async fn restart(mut self) -> Self {
         self.shutdown().await;
         let dir = self.dir.clone();
         let master = self.master.clone();
-        Self::boot(dir, master, TestOptions::default()).await
+        Self::boot(dir, master, TestOptions::default(), Some(self.addr)).await
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -69,12 +69,20 @@ impl TestApp {
         self.dir.path().join("signpost.db")
     }
 
-    async fn boot(dir: Arc<TempDir>, master: MasterKey, opts: TestOptions) -> Self {
+    async fn boot(
+        dir: Arc<TempDir>,
+        master: MasterKey,
+        opts: TestOptions,
+        addr: Option<SocketAddr>,
+    ) -> Self {
         let url = format!("sqlite://{}", dir.path().join("signpost.db").display());
         let store = SqliteStore::open(&url, &master, opts.max_entities)
             .await
             .unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener =
+            tokio::net::TcpListener::bind(addr.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0))))
+                .await
+                .unwrap();
         let addr = listener.local_addr().unwrap();
         let base = format!("http://{addr}");
         let core = Signpost::new(

@@ -89,6 +89,8 @@ pub struct ServerOptions {
     pub broker_env: bool,
     /// Also start an HTTPS listener on a free port with this `(cert, key)`.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// Listen on this port (e.g. a restart on the port of the previous run) instead of a free one.
+    pub port: Option<u16>,
 }
 
 impl ServerOptions {
@@ -99,6 +101,7 @@ impl ServerOptions {
             env: Vec::new(),
             broker_env: true,
             tls: None,
+            port: None,
         }
     }
 
@@ -114,6 +117,11 @@ impl ServerOptions {
 
     pub fn without_broker_env(mut self) -> Self {
         self.broker_env = false;
+        self
+    }
+
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = Some(port);
         self
     }
 
@@ -235,7 +243,7 @@ impl ServerProcess {
     }
 
     async fn start_once(opts: &ServerOptions) -> Result<Self, StartError> {
-        let port = free_port();
+        let port = opts.port.unwrap_or_else(free_port);
         let tls_port = opts.tls.as_ref().map(|_| free_port());
         let mut args: Vec<String> = vec![
             "serve".into(),
@@ -367,7 +375,11 @@ impl ServerProcess {
 
     /// `(service_id, plan_id)` from `GET /v2/catalog`.
     pub async fn catalog_ids(&self) -> (String, String) {
-        let res = self.broker(Method::GET, "/v2/catalog").send().await.unwrap();
+        let res = self
+            .broker(Method::GET, "/v2/catalog")
+            .send()
+            .await
+            .unwrap();
         assert_eq!(res.status(), 200, "catalog failed");
         let catalog: Value = res.json().await.unwrap();
         let service = &catalog["services"][0];
@@ -432,7 +444,11 @@ impl Drop for ServerProcess {
 
 /// `POST <token_base>/oauth/token` (client credentials in the form body): the response status
 /// and JSON body.
-pub async fn request_token(client: &reqwest::Client, token_base: &str, key: &Value) -> (u16, Value) {
+pub async fn request_token(
+    client: &reqwest::Client,
+    token_base: &str,
+    key: &Value,
+) -> (u16, Value) {
     let res = client
         .post(format!("{token_base}/oauth/token"))
         .form(&[
@@ -445,7 +461,10 @@ pub async fn request_token(client: &reqwest::Client, token_base: &str, key: &Val
         .unwrap();
     let status = res.status().as_u16();
     let text = res.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
 }
 
 /// An access token for a service key from `<key.url>/oauth/token`; asserts 200.
@@ -468,5 +487,8 @@ pub async fn find(client: &reqwest::Client, base: &str, token: &str, name: &str)
         .unwrap();
     let status = res.status().as_u16();
     let text = res.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
 }

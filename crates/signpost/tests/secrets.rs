@@ -1,0 +1,172 @@
+//! Secrets never appear in logs, in `Debug` output or in plaintext in the SQLite files, and
+//! everything survives a restart.
+#![allow(clippy::unwrap_used)]
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use serde_json::json;
+use signpost_test_utils::{status_json, TestApp, BROKER_PASSWORD};
+
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+const SECRETS: &[&str] = &[
+    "pw-Zq8w1-basic",
+    "cs-Lr4k9-client-secret",
+    "tsp-Mx2v7-token-service",
+    "ksp-Pn5j3-keystore",
+    "custom-Yt6h2-secret",
+];
+const CERT_B64: &str = "UFJJVkFURS1LRVktQllURVMtc2VjcmV0LWNvbnRlbnQtNzc3";
+
+#[tokio::test]
+async fn secrets_stay_out_of_logs_debug_and_disk() {
+    let capture = Capture::default();
+    let writer = capture.clone();
+    tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .init();
+
+    let app = TestApp::start().await;
+    let params = json!({"init_data": {
+        "instance": {"destinations": [{
+            "Name": "secretive", "Type": "HTTP", "URL": "https://s.example", "Authentication": "BasicAuthentication",
+            "User": "bob", "Password": SECRETS[0], "clientSecret": SECRETS[1], "tokenServicePassword": SECRETS[2],
+            "KeyStorePassword": SECRETS[3], "myCustomSecret": SECRETS[4]
+        }]},
+        "subaccount": {"certificates": [{"Name": "key.pem", "Content": CERT_B64}]}
+    }});
+    let t = app.tenant("sub-s", "inst-s", params).await;
+    let (s, v) = status_json(t.get("/v1/destinations/secretive").await).await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        v["destinationConfiguration"]["Password"], SECRETS[0],
+        "the API itself returns secrets to their owner"
+    );
+    // Error paths too: a failing provision that carries secrets, a bad token request.
+    let bad = json!({"init_data": {"instance": {"destinations": [{"Name": "x", "Password": SECRETS[0]}]}}});
+    assert_eq!(app.provision("inst-bad", "sub-s", bad).await.status(), 400);
+    let client_secret = t.key["clientsecret"].as_str().unwrap().to_owned();
+    let res = app
+        .client
+        .post(app.url("/oauth/token"))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", "nobody"),
+            ("client_secret", client_secret.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    let res = app
+        .client
+        .get(app.url("/v2/catalog"))
+        .basic_auth("x", Some(BROKER_PASSWORD))
+        .header("X-Broker-API-Version", "2.17")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+
+    // The logs.
+    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        logs.contains("instance provisioned"),
+        "the capture works: {logs}"
+    );
+    let mut must_not_appear: Vec<String> = SECRETS.iter().map(|s| s.to_string()).collect();
+    must_not_appear.extend([
+        CERT_B64.to_owned(),
+        client_secret.clone(),
+        t.token.clone(),
+        BROKER_PASSWORD.to_owned(),
+    ]);
+    for s in &must_not_appear {
+        assert!(!logs.contains(s.as_str()), "a secret is in the logs");
+    }
+
+    // Debug output of the core types.
+    let debug = format!("{:?} {:?}", app.core, t.key);
+    for s in SECRETS {
+        assert!(!debug.contains(s));
+    }
+
+    // The SQLite files (database, WAL, shared memory) hold no secret in plaintext.
+    let mut disk = Vec::new();
+    for entry in std::fs::read_dir(app.data_dir()).unwrap() {
+        disk.extend(std::fs::read(entry.unwrap().path()).unwrap());
+    }
+    assert!(
+        disk.windows(b"secretive".len()).any(|w| w == b"secretive"),
+        "names are stored in clear (the check can see text)"
+    );
+    let private_key_marker = b"BEGIN RSA PRIVATE KEY";
+    assert!(
+        !disk
+            .windows(private_key_marker.len())
+            .any(|w| w == private_key_marker),
+        "signing key in plaintext"
+    );
+    for s in must_not_appear.iter().filter(|s| *s != &t.token) {
+        assert!(
+            !disk.windows(s.len()).any(|w| w == s.as_bytes()),
+            "a secret is stored in plaintext"
+        );
+    }
+}
+
+#[tokio::test]
+async fn everything_survives_a_restart() {
+    let app = TestApp::start().await;
+    let params = json!({"init_data": {"instance": {"destinations": [{
+        "Name": "kept", "Type": "HTTP", "URL": "https://k.example", "Authentication": "BasicAuthentication", "User": "u", "Password": "p"
+    }]}}});
+    let t = app.tenant("sub-r", "inst-r", params).await;
+    assert_eq!(
+        t.post(
+            "/v1/subaccountCertificates",
+            json!({"Name": "c.pem", "Content": "aGk="})
+        )
+        .await
+        .status(),
+        201
+    );
+    let key = t.key.clone();
+    let old_token = t.token.clone();
+    let app = app.restart().await;
+    // The old token is still valid (same signing key), and the key still gets new tokens.
+    let res = app
+        .client
+        .get(app.url("/destination-configuration/v1/destinations/kept"))
+        .bearer_auth(&old_token)
+        .send()
+        .await
+        .unwrap();
+    let (s, v) = status_json(res).await;
+    assert_eq!(s, 200);
+    assert_eq!(v["authTokens"][0]["value"], "dTpw");
+    let token = app.token(&key).await;
+    let res = app
+        .client
+        .get(app.url("/destination-configuration/v1/subaccountCertificates/c.pem"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    let (s, v) = status_json(res).await;
+    assert_eq!((s, v["Content"].as_str()), (200, Some("aGk=")));
+}
