@@ -102,29 +102,16 @@ fn supported_version(v: &str) -> bool {
     matches!((major, minor, parts.next()), (Some(2), Some(minor), None) if minor >= 11)
 }
 
-/// A JSON body of type `T`, or the OSB 400/422 naming what is wrong.
-fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<(T, Value), Response> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| {
-        osb_error(
-            StatusCode::BAD_REQUEST,
-            "BadRequest",
-            format!("The request body is not valid JSON: {e}"),
-        )
-    })?;
+/// A JSON body of type `T`, or the OSB 400 naming what is wrong.
+fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<(T, Value), BrokerError> {
+    let bad = |description: String| BrokerError { status: 400, error: "BadRequest", description };
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| bad(format!("The request body is not valid JSON: {e}")))?;
     if !value.is_object() {
-        return Err(osb_error(
-            StatusCode::BAD_REQUEST,
-            "BadRequest",
-            "The request body must be a JSON object",
-        ));
+        return Err(bad("The request body must be a JSON object".into()));
     }
-    let typed = serde_json::from_value(value.clone()).map_err(|e| {
-        osb_error(
-            StatusCode::BAD_REQUEST,
-            "BadRequest",
-            format!("The request body is not a valid OSB request: {e}"),
-        )
-    })?;
+    let typed = serde_json::from_value(value.clone())
+        .map_err(|e| bad(format!("The request body is not a valid OSB request: {e}")))?;
     Ok((typed, value))
 }
 
@@ -139,7 +126,7 @@ async fn provision(
 ) -> Response {
     let (req, raw) = match parse(&body) {
         Ok(p) => p,
-        Err(res) => return res,
+        Err(e) => return from_broker(e),
     };
     match state.core.provision(&id, req, &raw).await {
         Ok(ProvisionOutcome::Created) => (StatusCode::CREATED, Json(json!({}))).into_response(),
@@ -155,7 +142,7 @@ async fn update(
 ) -> Response {
     let (req, raw) = match parse(&body) {
         Ok(p) => p,
-        Err(res) => return res,
+        Err(e) => return from_broker(e),
     };
     match state.core.update_instance(&id, req, &raw).await {
         Ok(()) => (StatusCode::OK, Json(json!({}))).into_response(),
@@ -192,7 +179,7 @@ async fn bind(
 ) -> Response {
     let (req, raw) = match parse(&body) {
         Ok(p) => p,
-        Err(res) => return res,
+        Err(e) => return from_broker(e),
     };
     match state.core.bind(&instance_id, &binding_id, req, &raw).await {
         Ok(outcome) => {

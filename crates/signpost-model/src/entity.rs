@@ -328,7 +328,7 @@ fn is_base64(s: &str) -> bool {
         }
         n += 1;
     }
-    n > 0 && n % 4 == 0 && pad <= 2
+    n > 0 && n.is_multiple_of(4) && pad <= 2
 }
 
 #[cfg(test)]
