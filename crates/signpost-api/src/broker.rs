@@ -104,9 +104,13 @@ fn supported_version(v: &str) -> bool {
 
 /// A JSON body of type `T`, or the OSB 400 naming what is wrong.
 fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<(T, Value), BrokerError> {
-    let bad = |description: String| BrokerError { status: 400, error: "BadRequest", description };
-    let value: Value =
-        serde_json::from_slice(body).map_err(|e| bad(format!("The request body is not valid JSON: {e}")))?;
+    let bad = |description: String| BrokerError {
+        status: 400,
+        error: "BadRequest",
+        description,
+    };
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| bad(format!("The request body is not valid JSON: {e}")))?;
     if !value.is_object() {
         return Err(bad("The request body must be a JSON object".into()));
     }

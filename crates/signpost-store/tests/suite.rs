@@ -1,0 +1,430 @@
+//! The store contract, written once against `dyn Store` so that every engine runs it unchanged.
+//! Today it runs on SQLite; the PostgreSQL engine joins with its own `#[tokio::test]` entry.
+#![allow(clippy::unwrap_used)]
+
+use secrecy::{ExposeSecret, SecretString};
+use signpost_model::{EntityKind, OwnerRef};
+use signpost_store::*;
+
+fn instance(id: &str, sub: &str) -> InstanceRecord {
+    InstanceRecord {
+        id: id.into(),
+        subaccount_id: sub.into(),
+        service_id: "svc".into(),
+        plan_id: "plan".into(),
+        organization_guid: None,
+        space_guid: None,
+        context: "{}".into(),
+        request_digest: "d1".into(),
+        created_at: 0,
+        updated_at: 0,
+    }
+}
+
+fn put(owner: &OwnerRef, name: &str, body: &str, mode: PutMode) -> WriteOp {
+    WriteOp::PutEntity {
+        owner: owner.clone(),
+        kind: EntityKind::Destination,
+        name: name.into(),
+        body: body.as_bytes().to_vec(),
+        mode,
+    }
+}
+
+fn sub(id: &str) -> WriteOp {
+    WriteOp::EnsureSubaccount(SubaccountRecord {
+        id: id.into(),
+        subdomain: format!("{id}-dom"),
+    })
+}
+
+async fn names(store: &dyn Store, owner: &OwnerRef, q: ListQuery) -> Vec<String> {
+    store
+        .list_entities(owner, EntityKind::Destination, &q)
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|e| e.name)
+        .collect()
+}
+
+/// The whole contract.
+async fn suite(store: &dyn Store) {
+    let sa = OwnerRef::subaccount("s1");
+    let inst = OwnerRef::instance("i1");
+
+    // Tenancy records.
+    store
+        .write(vec![
+            sub("s1"),
+            WriteOp::CreateInstance(instance("i1", "s1")),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_subaccount("s1").await.unwrap().unwrap().subdomain,
+        "s1-dom"
+    );
+    assert_eq!(
+        store
+            .get_instance("i1")
+            .await
+            .unwrap()
+            .unwrap()
+            .subaccount_id,
+        "s1"
+    );
+    let err = store
+        .write(vec![WriteOp::CreateInstance(instance("i1", "s1"))])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Conflict { index: 0, .. }));
+    // EnsureSubaccount keeps the first subdomain.
+    store
+        .write(vec![WriteOp::EnsureSubaccount(SubaccountRecord {
+            id: "s1".into(),
+            subdomain: "other".into(),
+        })])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_subaccount("s1").await.unwrap().unwrap().subdomain,
+        "s1-dom"
+    );
+
+    // Bindings: the secret round-trips; client ids are unique.
+    let binding = BindingRecord {
+        id: "b1".into(),
+        instance_id: "i1".into(),
+        client_id: "client-1".into(),
+        client_secret: Some(SecretString::from("s3cr3t".to_owned())),
+        credential_type: "binding-secret".into(),
+        request_digest: "x".into(),
+        created_at: 0,
+    };
+    store
+        .write(vec![WriteOp::CreateBinding(binding.clone())])
+        .await
+        .unwrap();
+    let got = store
+        .get_binding_by_client("client-1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.client_secret.unwrap().expose_secret(), "s3cr3t");
+    let mut dup = binding.clone();
+    dup.id = "b2".into();
+    assert!(matches!(
+        store
+            .write(vec![WriteOp::CreateBinding(dup)])
+            .await
+            .unwrap_err(),
+        Error::Conflict { .. }
+    ));
+    assert_eq!(store.list_bindings("i1").await.unwrap().len(), 1);
+
+    // Entities: modes.
+    let out = store
+        .write(vec![put(&sa, "a", "{\"v\":1}", PutMode::Create)])
+        .await
+        .unwrap();
+    let WriteOutcome::Created { etag: Some(etag1) } = &out[0] else {
+        panic!("{out:?}")
+    };
+    assert!(matches!(
+        store
+            .write(vec![put(&sa, "a", "{}", PutMode::Create)])
+            .await
+            .unwrap_err(),
+        Error::Conflict { .. }
+    ));
+    assert_eq!(
+        store
+            .write(vec![put(&sa, "a", "{\"v\":2}", PutMode::CreateIfAbsent)])
+            .await
+            .unwrap()[0],
+        WriteOutcome::Unchanged
+    );
+    assert_eq!(
+        store
+            .get_entity(&sa, EntityKind::Destination, "a")
+            .await
+            .unwrap()
+            .unwrap()
+            .body,
+        b"{\"v\":1}"
+    );
+    assert!(matches!(
+        store
+            .write(vec![put(&sa, "zz", "{}", PutMode::Replace)])
+            .await
+            .unwrap_err(),
+        Error::NotFound { .. }
+    ));
+    let out = store
+        .write(vec![put(&sa, "a", "{\"v\":3}", PutMode::Upsert)])
+        .await
+        .unwrap();
+    let WriteOutcome::Updated { etag: Some(etag3) } = &out[0] else {
+        panic!("{out:?}")
+    };
+    assert_ne!(etag1, etag3);
+    let e = store
+        .get_entity(&sa, EntityKind::Destination, "a")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (e.body.as_slice(), e.etag.as_str()),
+        (&b"{\"v\":3}"[..], etag3.as_str())
+    );
+    // The same name at the other level and as another kind is another entity.
+    store
+        .write(vec![put(&inst, "a", "{\"i\":1}", PutMode::Create)])
+        .await
+        .unwrap();
+    assert!(store
+        .get_entity(&sa, EntityKind::Fragment, "a")
+        .await
+        .unwrap()
+        .is_none());
+
+    // Atomic batches: a failure at the end undoes the beginning.
+    let err = store
+        .write(vec![
+            put(&sa, "b", "{}", PutMode::Create),
+            put(&inst, "c", "{}", PutMode::Create),
+            put(&sa, "a", "{}", PutMode::Create),
+        ])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Conflict { index: 2, .. }));
+    assert!(store
+        .get_entity(&sa, EntityKind::Destination, "b")
+        .await
+        .unwrap()
+        .is_none());
+    assert!(store
+        .get_entity(&inst, EntityKind::Destination, "c")
+        .await
+        .unwrap()
+        .is_none());
+
+    // Lists: order, filters, paging, counts.
+    let batch = ["b", "ab", "abc", "xb", "c"]
+        .iter()
+        .map(|n| put(&sa, n, "{}", PutMode::Create))
+        .collect();
+    store.write(batch).await.unwrap();
+    assert_eq!(
+        names(store, &sa, ListQuery::default()).await,
+        ["a", "ab", "abc", "b", "c", "xb"]
+    );
+    let q = |filter| ListQuery {
+        filter,
+        ..Default::default()
+    };
+    assert_eq!(
+        names(store, &sa, q(NameFilter::StartsWith("ab".into()))).await,
+        ["ab", "abc"]
+    );
+    assert_eq!(
+        names(store, &sa, q(NameFilter::EndsWith("b".into()))).await,
+        ["ab", "b", "xb"]
+    );
+    assert_eq!(
+        names(
+            store,
+            &sa,
+            q(NameFilter::In(vec!["c".into(), "nope".into(), "a".into()]))
+        )
+        .await,
+        ["a", "c"]
+    );
+    assert_eq!(
+        names(store, &sa, q(NameFilter::StartsWith("%".into()))).await,
+        Vec::<String>::new()
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    assert_eq!(
+        names(
+            store,
+            &sa,
+            q(NameFilter::ModifiedWithin {
+                minutes: 1,
+                now_ms: now
+            })
+        )
+        .await
+        .len(),
+        6
+    );
+    assert_eq!(
+        names(
+            store,
+            &sa,
+            q(NameFilter::ModifiedWithin {
+                minutes: 1,
+                now_ms: now + 3_600_000
+            })
+        )
+        .await
+        .len(),
+        0
+    );
+    let page = store
+        .list_entities(
+            &sa,
+            EntityKind::Destination,
+            &ListQuery {
+                offset: 2,
+                limit: Some(3),
+                count_total: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(page.total, Some(6));
+    assert_eq!(
+        page.items
+            .iter()
+            .map(|e| e.name.as_str())
+            .collect::<Vec<_>>(),
+        ["abc", "b", "c"]
+    );
+
+    // Deletes.
+    let out = store
+        .write(vec![
+            WriteOp::DeleteEntity {
+                owner: sa.clone(),
+                kind: EntityKind::Destination,
+                name: "c".into(),
+            },
+            WriteOp::DeleteEntity {
+                owner: sa.clone(),
+                kind: EntityKind::Destination,
+                name: "nope".into(),
+            },
+        ])
+        .await
+        .unwrap();
+    assert_eq!(out, [WriteOutcome::Deleted, WriteOutcome::Missing]);
+
+    // Deleting an instance removes its bindings and instance-level entities, not the subaccount's.
+    assert_eq!(
+        store
+            .write(vec![WriteOp::DeleteInstance { id: "i1".into() }])
+            .await
+            .unwrap()[0],
+        WriteOutcome::Deleted
+    );
+    assert!(store.get_instance("i1").await.unwrap().is_none());
+    assert!(store.get_binding("b1").await.unwrap().is_none());
+    assert!(store
+        .get_entity(&inst, EntityKind::Destination, "a")
+        .await
+        .unwrap()
+        .is_none());
+    assert!(store
+        .get_entity(&sa, EntityKind::Destination, "a")
+        .await
+        .unwrap()
+        .is_some());
+    assert_eq!(
+        store
+            .write(vec![WriteOp::DeleteInstance { id: "i1".into() }])
+            .await
+            .unwrap()[0],
+        WriteOutcome::Missing
+    );
+
+    // Signing keys round-trip.
+    store
+        .insert_signing_key(SigningKeyRecord {
+            kid: "k1".into(),
+            private_key_pem: SecretString::from("PEM".to_owned()),
+            public_jwk: "{}".into(),
+            created_at: 1,
+        })
+        .await
+        .unwrap();
+    let keys = store.signing_keys().await.unwrap();
+    assert_eq!(keys.len(), 1);
+    assert_eq!(keys[0].private_key_pem.expose_secret(), "PEM");
+
+    // Digests are keyed and deterministic.
+    assert_eq!(store.digest(&[b"a", b"b"]), store.digest(&[b"a", b"b"]));
+    assert_ne!(store.digest(&[b"ab"]), store.digest(&[b"a", b"b"]));
+}
+
+async fn limit_suite(store: &dyn Store) {
+    let owner = OwnerRef::instance("lim");
+    store
+        .write(vec![
+            put(&owner, "a", "{}", PutMode::Create),
+            put(&owner, "b", "{}", PutMode::Create),
+        ])
+        .await
+        .unwrap();
+    let err = store
+        .write(vec![put(&owner, "c", "{}", PutMode::Create)])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::LimitExceeded { limit: 2, .. }));
+    // Replacing does not count against the limit.
+    store
+        .write(vec![put(&owner, "a", "{\"x\":1}", PutMode::Upsert)])
+        .await
+        .unwrap();
+    assert_eq!(names(store, &owner, ListQuery::default()).await, ["a", "b"]);
+}
+
+async fn sqlite(dir: &std::path::Path, master: &MasterKey, max: u32) -> SqliteStore {
+    SqliteStore::open(
+        &format!("sqlite://{}", dir.join("t.db").display()),
+        master,
+        max,
+    )
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn sqlite_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = sqlite(dir.path(), &MasterKey::generate(), 1000).await;
+    suite(&store).await;
+}
+
+#[tokio::test]
+async fn sqlite_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = sqlite(dir.path(), &MasterKey::generate(), 2).await;
+    limit_suite(&store).await;
+}
+
+#[tokio::test]
+async fn sqlite_refuses_a_wrong_master_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let master = MasterKey::generate();
+    let store = sqlite(dir.path(), &master, 10).await;
+    store.write(vec![sub("s")]).await.unwrap();
+    drop(store);
+    let err = SqliteStore::open(
+        &format!("sqlite://{}", dir.path().join("t.db").display()),
+        &MasterKey::generate(),
+        10,
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, Error::WrongMasterKey));
+    // The right key opens it again.
+    let again = sqlite(dir.path(), &master, 10).await;
+    assert!(again.get_subaccount("s").await.unwrap().is_some());
+}
