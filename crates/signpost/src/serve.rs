@@ -148,14 +148,39 @@ fn database_url(args: &StoreArgs) -> Result<String> {
     Ok(url)
 }
 
+/// Variables whose values are only read later, checked up front.
+fn check_secret_env() -> Result<()> {
+    if let Ok(text) = std::env::var("SIGNPOST_MASTER_KEY") {
+        MasterKey::parse(&text).map_err(|e| ConfigError(format!("SIGNPOST_MASTER_KEY: {e}")))?;
+    }
+    let user = std::env::var_os("SIGNPOST_BROKER_USER").filter(|s| !s.is_empty());
+    let password = std::env::var_os("SIGNPOST_BROKER_PASSWORD").filter(|s| !s.is_empty());
+    if user.is_some() != password.is_some() {
+        return Err(ConfigError(
+            "SIGNPOST_BROKER_USER and SIGNPOST_BROKER_PASSWORD go together: set both or neither"
+                .into(),
+        )
+        .into());
+    }
+    Ok(())
+}
+
 async fn open_store(args: &StoreArgs) -> Result<Arc<dyn Store>> {
     data_dir(&args.data_dir)?;
     let url = database_url(args)?;
-    if let Some(parent) = SqliteStore::file_path(&url)
-        .and_then(Path::parent)
-        .filter(|p| !p.as_os_str().is_empty())
-    {
-        data_dir(parent)?;
+    if let Some(path) = SqliteStore::file_path(&url) {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            data_dir(parent)?;
+        }
+        // Created 0600 here so that SQLite's WAL and shared-memory files inherit that mode.
+        if !path.exists() {
+            fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+                .with_context(|| format!("cannot create the database file {}", path.display()))?;
+        }
     }
     let master = master_key(&args.data_dir)?;
     let store = SqliteStore::open(&url, &master, args.max_entities)
@@ -174,17 +199,17 @@ pub async fn migrate(args: StoreArgs) -> Result<()> {
 pub async fn run(args: ServeArgs) -> Result<()> {
     let started = std::time::Instant::now();
     let cfg = args.validate()?;
-    init_tracing(cfg.json_logs);
-    let broker = broker_credentials(&args.store.data_dir.clone()).or_else(|e| {
-        // The data dir may not exist yet on the very first start.
-        data_dir(&args.store.data_dir)?;
-        broker_credentials(&args.store.data_dir).map_err(|_| e)
-    })?;
-    let store = open_store(&args.store).await?;
+    // Everything that can be checked without side effects is checked before any file is made.
+    database_url(&args.store)?;
     let tls = match &cfg.tls {
         Some(t) => Some(crate::tls::server_config(&t.cert, &t.key)?),
         None => None,
     };
+    check_secret_env()?;
+    init_tracing(cfg.json_logs);
+    data_dir(&args.store.data_dir)?;
+    let broker = broker_credentials(&args.store.data_dir)?;
+    let store = open_store(&args.store).await?;
     let core = Signpost::new(
         store.clone(),
         CoreConfig {

@@ -189,6 +189,7 @@ async fn first_start_generates_private_broker_credentials_and_master_key() {
     let key_file = data.join("master.key");
     assert_eq!(mode(&creds_file), 0o600, "broker-credentials.json mode");
     assert_eq!(mode(&key_file), 0o600, "master.key mode");
+    assert_eq!(mode(&data.join("signpost.db")), 0o600, "signpost.db mode");
     assert_eq!(mode(&data), 0o700, "data directory mode");
     let creds: Value = serde_json::from_str(&fs::read_to_string(&creds_file).unwrap()).unwrap();
     assert!(!creds["user"].as_str().unwrap().is_empty());
