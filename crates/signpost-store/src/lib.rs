@@ -5,10 +5,12 @@
 //!
 //! Must not depend on the API or OAuth crates.
 
+mod cache;
 pub mod crypto;
 mod records;
 mod sqlite;
 
+pub use cache::CachedStore;
 pub use crypto::{Cipher, MasterKey};
 pub use records::*;
 pub use sqlite::SqliteStore;

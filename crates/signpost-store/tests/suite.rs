@@ -428,3 +428,59 @@ async fn sqlite_refuses_a_wrong_master_key() {
     let again = sqlite(dir.path(), &master, 10).await;
     assert!(again.get_subaccount("s").await.unwrap().is_some());
 }
+
+#[tokio::test]
+async fn cached_sqlite_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = CachedStore::new(std::sync::Arc::new(
+        sqlite(dir.path(), &MasterKey::generate(), 1000).await,
+    ));
+    suite(&store).await;
+}
+
+#[tokio::test]
+async fn cached_sqlite_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = CachedStore::new(std::sync::Arc::new(
+        sqlite(dir.path(), &MasterKey::generate(), 2).await,
+    ));
+    limit_suite(&store).await;
+}
+
+/// Reads racing writes never leave a stale entity in the cache.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cache_never_keeps_a_stale_entity() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = std::sync::Arc::new(CachedStore::new(std::sync::Arc::new(
+        sqlite(dir.path(), &MasterKey::generate(), 1000).await,
+    )));
+    let owner = OwnerRef::subaccount("race");
+    for round in 0..200u32 {
+        let body = format!("{{\"v\":{round}}}");
+        let readers: Vec<_> = (0..4)
+            .map(|_| {
+                let store = store.clone();
+                let owner = owner.clone();
+                tokio::spawn(async move {
+                    store
+                        .get_entity(&owner, EntityKind::Destination, "x")
+                        .await
+                        .unwrap()
+                })
+            })
+            .collect();
+        store
+            .write(vec![put(&owner, "x", &body, PutMode::Upsert)])
+            .await
+            .unwrap();
+        for r in readers {
+            r.await.unwrap();
+        }
+        let now = store
+            .get_entity(&owner, EntityKind::Destination, "x")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(now.body, body.as_bytes(), "round {round}");
+    }
+}

@@ -12,7 +12,7 @@ use secrecy::SecretString;
 use serde_json::{json, Value};
 use signpost_api::{AppState, BrokerCredentials};
 use signpost_core::{CoreConfig, Signpost, CATALOG_PLAN_ID, CATALOG_SERVICE_ID};
-use signpost_store::{MasterKey, SqliteStore};
+use signpost_store::{CachedStore, MasterKey, SqliteStore};
 use tempfile::TempDir;
 
 pub const BROKER_USER: &str = "test-broker";
@@ -86,7 +86,7 @@ impl TestApp {
         let addr = listener.local_addr().unwrap();
         let base = format!("http://{addr}");
         let core = Signpost::new(
-            Arc::new(store),
+            Arc::new(CachedStore::new(Arc::new(store))),
             CoreConfig {
                 public_url: base.clone(),
                 uaadomain: addr.to_string(),

@@ -11,7 +11,7 @@ use rand::RngCore;
 use secrecy::SecretString;
 use signpost_api::{AppState, BrokerCredentials};
 use signpost_core::{CoreConfig, Signpost};
-use signpost_store::{MasterKey, SqliteStore, Store};
+use signpost_store::{CachedStore, MasterKey, SqliteStore, Store};
 use tokio::net::TcpListener;
 
 use crate::config::{ConfigError, ServeArgs, StoreArgs};
@@ -186,7 +186,7 @@ async fn open_store(args: &StoreArgs) -> Result<Arc<dyn Store>> {
     let store = SqliteStore::open(&url, &master, args.max_entities)
         .await
         .with_context(|| format!("cannot open the database {url}"))?;
-    Ok(Arc::new(store))
+    Ok(Arc::new(CachedStore::new(Arc::new(store))))
 }
 
 pub async fn migrate(args: StoreArgs) -> Result<()> {
