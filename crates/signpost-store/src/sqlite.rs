@@ -580,8 +580,17 @@ impl Store for SqliteStore {
         let mut tx = self.pool.begin().await?;
         let mut outcomes = Vec::with_capacity(ops.len());
         for (index, op) in ops.iter().enumerate() {
-            // Dropping `tx` on the error path rolls everything back.
-            outcomes.push(self.apply(&mut tx, index, op, now).await?);
+            match self.apply(&mut tx, index, op, now).await {
+                Ok(outcome) => outcomes.push(outcome),
+                Err(e) => {
+                    // Roll back now: a dropped transaction is only rolled back when its connection
+                    // is next used, and until then it keeps the write lock from other connections.
+                    if let Err(rollback) = tx.rollback().await {
+                        tracing::error!(error = %rollback, "rollback failed");
+                    }
+                    return Err(e);
+                }
+            }
         }
         tx.commit().await?;
         Ok(outcomes)
