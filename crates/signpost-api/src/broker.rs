@@ -1,7 +1,7 @@
 //! The Open Service Broker API 2.17 under `/v2`, behind HTTP Basic with the broker credentials
 //! and the `X-Broker-API-Version` header.
 
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -163,8 +163,16 @@ struct DeleteQuery {
 async fn deprovision(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    Query(q): Query<DeleteQuery>,
+    RawQuery(raw): RawQuery,
 ) -> Response {
+    let Ok(q) = serde_urlencoded::from_str::<DeleteQuery>(raw.as_deref().unwrap_or_default())
+    else {
+        return osb_error(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            "The query string could not be decoded",
+        );
+    };
     match state
         .core
         .deprovision(&id, q.service_id.as_deref(), q.plan_id.as_deref())
