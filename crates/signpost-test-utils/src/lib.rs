@@ -3,6 +3,8 @@
 //! (instance + service key + access token). Dev-dependency only.
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
+pub mod oauth_peer;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
