@@ -5,7 +5,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use signpost_core::{CreateOutcome, FindOptions, FindResult, ListMode, UpdateOutcome};
+use signpost_core::{CreateOutcome, FindOptions, FindResult, FlowHeaders, ListMode, UpdateOutcome};
 use signpost_model::{EntityKind, Level};
 use signpost_store::NameFilter;
 use signpost_wire::{split_body, BulkDeleteResponse, Count};
@@ -240,11 +240,40 @@ fn find_options(headers: &HeaderMap, raw: Option<&str>) -> Result<FindOptions, A
             )))
         }
     };
+    let h = |name: &str| {
+        header_str(headers, name)
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+    };
+    let client_assertion_destination = h("x-client-assertion-destination-name");
+    if client_assertion_destination.is_some()
+        && (h("x-client-assertion").is_some() || h("x-client-assertion-type").is_some())
+    {
+        return Err(ApiError::bad_request(
+            "X-client-assertion-destination-name cannot be combined with X-client-assertion or X-client-assertion-type",
+        ));
+    }
     Ok(FindOptions {
         fragments,
         fragment_optional,
         skip_credentials: flag(&q, "$skipCredentials")?,
         skip_token_retrieval: flag(&q, "$skipTokenRetrieval")?,
+        headers: FlowHeaders {
+            user_token: h("x-user-token"),
+            tenant: h("x-tenant"),
+            refresh_token: h("x-refresh-token"),
+            code: h("x-code"),
+            redirect_uri: h("x-redirect-uri"),
+            code_verifier: h("x-code-verifier"),
+            subject_token: h("x-subject-token"),
+            subject_token_type: h("x-subject-token-type"),
+            actor_token: h("x-actor-token"),
+            actor_token_type: h("x-actor-token-type"),
+            saml_assertion: h("x-samlassertion"),
+            client_assertion: h("x-client-assertion"),
+            client_assertion_type: h("x-client-assertion-type"),
+        },
+        client_assertion_destination,
     })
 }
 

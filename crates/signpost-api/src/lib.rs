@@ -8,6 +8,7 @@ mod destinations;
 mod error;
 mod extract;
 mod query;
+mod saml;
 mod token;
 
 use std::sync::Arc;
@@ -58,6 +59,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .merge(token::routes())
         .merge(broker::routes(state.clone()))
+        .merge(saml::routes())
         .merge(destinations::routes())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "No such endpoint") })
         .method_not_allowed_fallback(|| async {

@@ -158,7 +158,7 @@ impl Signpost {
             WriteOp::CreateInstance(record),
         ];
         let labels = config_ops(&config, &subaccount_id, id, &mut ops);
-        match self.store().write(ops).await {
+        match self.write(ops).await {
             Ok(_) => {
                 tracing::info!(instance = id, subaccount = %subaccount_id, "instance provisioned");
                 Ok(ProvisionOutcome::Created)
@@ -205,8 +205,7 @@ impl Signpost {
         let subaccount_id = record.subaccount_id.clone();
         let mut ops = vec![WriteOp::UpdateInstance(record)];
         let labels = config_ops(&config, &subaccount_id, id, &mut ops);
-        self.store()
-            .write(ops)
+        self.write(ops)
             .await
             .map_err(|e| config_failure(e, &labels))?;
         tracing::info!(instance = id, "instance updated");
@@ -224,7 +223,6 @@ impl Signpost {
             Self::check_ids(s, plan_id)?;
         }
         let outcome = self
-            .store()
             .write(vec![WriteOp::DeleteInstance { id: id.into() }])
             .await?;
         self.inner.principals.clear();
@@ -323,11 +321,10 @@ impl Signpost {
             Some(b) if b.instance_id == instance_id => {}
             _ => return Ok(false),
         }
-        self.store()
-            .write(vec![WriteOp::DeleteBinding {
-                id: binding_id.into(),
-            }])
-            .await?;
+        self.write(vec![WriteOp::DeleteBinding {
+            id: binding_id.into(),
+        }])
+        .await?;
         self.inner.principals.clear();
         tracing::info!(
             instance = instance_id,

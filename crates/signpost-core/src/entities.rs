@@ -210,7 +210,6 @@ impl Signpost {
         mode: PutMode,
     ) -> Result<Option<String>> {
         let outcome = self
-            .store()
             .write(vec![WriteOp::PutEntity {
                 owner: owner.clone(),
                 kind,
@@ -349,7 +348,6 @@ impl Signpost {
     ) -> Result<()> {
         let owner = who.owner(level);
         let outcome = self
-            .store()
             .write(vec![WriteOp::DeleteEntity {
                 owner,
                 kind,
@@ -382,7 +380,7 @@ impl Signpost {
                 name: n.clone(),
             })
             .collect();
-        let outcomes = self.store().write(ops).await?;
+        let outcomes = self.write(ops).await?;
         let mut count = 0;
         let summary = names
             .into_iter()

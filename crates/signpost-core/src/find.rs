@@ -1,9 +1,9 @@
 //! Find destination (v1, with fallback from instance to subaccount level) and the v2 consume
 //! lookup (explicit level, no fallback): fragments, credentials, tokens and certificates.
 
-use base64::Engine as _;
 use serde_json::{Map, Value};
 use signpost_model::{is_secret_property, EntityKind, Level, OwnerRef};
+use signpost_oauth::{FlowContext, FlowHeaders};
 use signpost_store::StoredEntity;
 use signpost_wire::{AuthToken, CertificateItem, FindResponse, Owner};
 
@@ -12,21 +12,6 @@ use crate::{Error, Principal, Result, Signpost};
 
 /// SAP's exact text for an unknown name; SAP's clients treat exactly this as "no destination".
 pub const NOT_FOUND_MESSAGE: &str = "Configuration with the specified name was not found";
-
-/// Authentication types whose flows come with the token-flows capability.
-const OAUTH_TYPES: &[&str] = &[
-    "OAuth2ClientCredentials",
-    "OAuth2Password",
-    "OAuth2UserTokenExchange",
-    "OAuth2JWTBearer",
-    "OAuth2RefreshToken",
-    "OAuth2AuthorizationCode",
-    "OAuth2TokenExchange",
-    "OAuth2TechnicalUserPropagation",
-    "OAuth2SAMLBearerAssertion",
-    "SAMLAssertion",
-    "SAPAssertionSSO",
-];
 
 /// What the caller asked for besides the name.
 #[derive(Debug, Clone, Default)]
@@ -37,6 +22,10 @@ pub struct FindOptions {
     pub fragment_optional: bool,
     pub skip_credentials: bool,
     pub skip_token_retrieval: bool,
+    /// The headers the token flows read (`X-user-token`, `X-tenant`, `X-refresh-token`, ...).
+    pub headers: FlowHeaders,
+    /// `X-client-assertion-destination-name`.
+    pub client_assertion_destination: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -163,7 +152,8 @@ impl Signpost {
         let auth_tokens = if opts.skip_token_retrieval {
             None
         } else {
-            auth_tokens(&auth, &config)
+            self.run_flow(who, &dest, &config, &auth, opts, true)
+                .await?
         };
         if opts.skip_credentials {
             config.retain(|k, _| !is_secret_property(k));
@@ -243,23 +233,96 @@ fn certificate_item(cert: &StoredEntity) -> Result<CertificateItem> {
     })
 }
 
-/// The `authTokens` of a destination, or `None` for types that produce no token.
-fn auth_tokens(auth: &str, config: &Map<String, Value>) -> Option<Vec<AuthToken>> {
-    match auth {
-        "NoAuthentication" | "PrincipalPropagation" | "ClientCertificateAuthentication" => None,
-        "BasicAuthentication" => {
-            let token = match (prop(config, "User"), config.get("Password").and_then(Value::as_str)) {
-                (Some(user), Some(password)) => {
-                    let value = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
-                    AuthToken::with_header("Basic", value, "Authorization")
-                }
-                _ => AuthToken::failed("BasicAuthentication needs the properties User and Password"),
-            };
-            Some(vec![token])
-        }
-        t if OAUTH_TYPES.contains(&t) => Some(vec![AuthToken::failed(format!(
-            "The token flow of authentication type '{t}' is not available in this Signpost release yet"
-        ))]),
-        other => Some(vec![AuthToken::failed(format!("Unknown authentication type '{other}'"))]),
+impl Signpost {
+    /// Runs the destination's token flow. `nested` is false for the destination that supplies a
+    /// client assertion, which may not name another one.
+    async fn run_flow(
+        &self,
+        who: &Principal,
+        dest: &StoredEntity,
+        config: &Map<String, Value>,
+        auth: &str,
+        opts: &FindOptions,
+        nested: bool,
+    ) -> Result<Option<Vec<AuthToken>>> {
+        let saml = if needs_saml_key(auth, config) {
+            Some(self.saml_signer(&who.subaccount_id).await?)
+        } else {
+            None
+        };
+        let assertion_from = opts
+            .client_assertion_destination
+            .clone()
+            .or_else(|| prop(config, "clientAssertion.destinationName").map(str::to_owned));
+        let client_assertion = match assertion_from {
+            Some(name) if nested => match self.client_assertion(who, &name, config, opts).await? {
+                Ok(pair) => Some(pair),
+                Err(e) => return Ok(Some(vec![AuthToken::failed(e)])),
+            },
+            _ => None,
+        };
+        let ctx = FlowContext {
+            destination: config,
+            headers: &opts.headers,
+            subdomain: &who.subdomain,
+            level: dest.owner.level.as_str(),
+            owner: &dest.owner.id,
+            name: &dest.name,
+            etag: &dest.etag,
+            saml: saml.as_ref(),
+            client_assertion,
+        };
+        Ok(self.flows().auth_tokens(&ctx).await)
     }
+
+    /// The token of the destination named by `clientAssertion.destinationName`, used as the
+    /// client assertion of another flow.
+    async fn client_assertion(
+        &self,
+        who: &Principal,
+        name: &str,
+        config: &Map<String, Value>,
+        opts: &FindOptions,
+    ) -> Result<std::result::Result<(String, String), String>> {
+        let mut found = None;
+        for level in [Level::Instance, Level::Subaccount] {
+            if let Some(e) = self
+                .lookup(&who.owner(level), EntityKind::Destination, name)
+                .await?
+            {
+                found = Some(e);
+                break;
+            }
+        }
+        let Some(source) = found else {
+            return Ok(Err(format!(
+                "The client assertion destination '{name}' does not exist"
+            )));
+        };
+        let source_config = body_json(&source)?;
+        let auth = prop(&source_config, "Authentication")
+            .unwrap_or("NoAuthentication")
+            .to_owned();
+        let tokens =
+            Box::pin(self.run_flow(who, &source, &source_config, &auth, opts, false)).await?;
+        let token = tokens
+            .unwrap_or_default()
+            .into_iter()
+            .find(|t| t.error.is_none() && !t.value.is_empty());
+        let assertion_type = prop(config, "clientAssertion.type")
+            .unwrap_or("urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
+            .to_owned();
+        Ok(match token {
+            Some(t) => Ok((t.value, assertion_type)),
+            None => Err(format!(
+                "The client assertion destination '{name}' gave no token"
+            )),
+        })
+    }
+}
+
+fn needs_saml_key(auth: &str, config: &Map<String, Value>) -> bool {
+    auth == "SAMLAssertion"
+        || (auth == "OAuth2SAMLBearerAssertion"
+            && prop(config, "SAMLAssertionProvider") != Some("ClientProvided"))
 }

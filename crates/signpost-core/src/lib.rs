@@ -7,6 +7,7 @@ mod broker;
 mod entities;
 mod error;
 mod find;
+mod saml;
 mod tokens;
 
 use std::sync::Arc;
@@ -17,9 +18,11 @@ pub use broker::{
 pub use entities::{CreateOutcome, DeleteSummary, ListMode, ListResult, UpdateOutcome};
 pub use error::{Error, Result};
 pub use find::{FindOptions, FindResult};
+pub use signpost_oauth::{parse_trusted_issuers, FlowHeaders, OAuthConfig, TrustedIssuer};
 pub use tokens::{Principal, TokenError, TokenResponse};
 
-use signpost_store::Store;
+use signpost_oauth::TokenService;
+use signpost_store::{Store, WriteOp, WriteOutcome};
 
 /// Deployment facts the use cases need: where the service is reached.
 #[derive(Debug, Clone)]
@@ -30,6 +33,8 @@ pub struct CoreConfig {
     pub uaadomain: String,
     /// Lifetime of issued access tokens.
     pub token_lifetime_secs: u64,
+    /// The outbound token flows.
+    pub oauth: OAuthConfig,
 }
 
 /// The service: a store plus the in-memory state derived from it (signing keys, caches).
@@ -44,20 +49,63 @@ struct Inner {
     config: CoreConfig,
     keys: tokens::KeyRing,
     principals: tokens::PrincipalCache,
+    flows: TokenService,
+    saml_signers: saml::SignerCache,
 }
 
 impl Signpost {
     /// Loads (or on first start creates) the token signing key and returns the service.
     pub async fn new(store: Arc<dyn Store>, config: CoreConfig) -> Result<Self> {
         let keys = tokens::KeyRing::load_or_create(store.as_ref()).await?;
+        let flows = TokenService::new(config.oauth.clone());
         Ok(Self {
             inner: Arc::new(Inner {
                 store,
                 config,
                 keys,
                 principals: tokens::PrincipalCache::default(),
+                flows,
+                saml_signers: saml::SignerCache::default(),
             }),
         })
+    }
+
+    /// The outbound token flows and their cache.
+    pub fn flows(&self) -> &TokenService {
+        &self.inner.flows
+    }
+
+    /// Every write of the use cases goes through here: it also drops the cached tokens of the
+    /// destinations it changes.
+    pub(crate) async fn write(
+        &self,
+        ops: Vec<WriteOp>,
+    ) -> signpost_store::Result<Vec<WriteOutcome>> {
+        let mut forget = Vec::new();
+        for op in &ops {
+            match op {
+                WriteOp::PutEntity {
+                    owner,
+                    kind: signpost_model::EntityKind::Destination,
+                    name,
+                    ..
+                }
+                | WriteOp::DeleteEntity {
+                    owner,
+                    kind: signpost_model::EntityKind::Destination,
+                    name,
+                } => {
+                    forget.push((owner.level.as_str(), owner.id.clone(), Some(name.clone())));
+                }
+                WriteOp::DeleteInstance { id } => forget.push(("instance", id.clone(), None)),
+                _ => {}
+            }
+        }
+        let result = self.inner.store.write(ops).await;
+        for (level, owner, name) in forget {
+            self.inner.flows.forget(level, &owner, name.as_deref());
+        }
+        result
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {

@@ -57,6 +57,8 @@ impl std::fmt::Debug for TokenResponse {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
     pub subaccount_id: String,
+    /// The subaccount's subdomain (`ext_attr.zdn`).
+    pub subdomain: String,
     pub instance_id: String,
     pub client_id: String,
     pub scopes: Vec<String>,
@@ -373,6 +375,7 @@ impl Signpost {
             return Err(unauthorized());
         }
         let principal = Principal {
+            subdomain: claims.ext_attr.zdn,
             subaccount_id: claims.zid,
             instance_id: instance.id,
             client_id: claims.client_id,

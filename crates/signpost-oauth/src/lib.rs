@@ -2,4 +2,417 @@
 //! token service, the single-flight token cache, verification of user tokens, and the SAML 2.0
 //! assertions that SAML flows need. No HTTP-server code; must not depend on the store or the API.
 
+mod cache;
+mod flows;
+mod net;
 pub mod saml;
+mod user_token;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+use signpost_wire::AuthToken;
+
+pub use cache::CacheKey;
+pub use flows::{FlowHeaders, Grant, TokenReply};
+pub use net::is_private;
+pub use user_token::{parse_trusted_issuers, TrustedIssuer, VerifiedUser};
+
+/// Server-wide settings of the token flows.
+#[derive(Debug, Clone)]
+pub struct OAuthConfig {
+    /// Let token requests reach loopback, link-local and private addresses.
+    pub allow_private_networks: bool,
+    /// Identity providers whose user tokens are trusted for every destination.
+    pub trusted_issuers: Vec<TrustedIssuer>,
+    /// Most tokens kept in the cache.
+    pub cache_capacity: u64,
+}
+
+impl Default for OAuthConfig {
+    fn default() -> Self {
+        Self {
+            allow_private_networks: false,
+            trusted_issuers: Vec::new(),
+            cache_capacity: 10_000,
+        }
+    }
+}
+
+/// Everything a flow needs about one find request.
+#[derive(Debug)]
+pub struct FlowContext<'a> {
+    /// The destination's properties after fragments were merged.
+    pub destination: &'a Map<String, Value>,
+    pub headers: &'a FlowHeaders,
+    /// The caller's tenant subdomain (`tokenServiceURLType=Common` without `X-tenant`).
+    pub subdomain: &'a str,
+    /// Where the destination lives and which version it is: the cache scope.
+    pub level: &'static str,
+    pub owner: &'a str,
+    pub name: &'a str,
+    pub etag: &'a str,
+    /// The subaccount's SAML signing key, for SAML flows.
+    pub saml: Option<&'a SamlSigner>,
+    /// A client assertion resolved from `clientAssertion.destinationName`.
+    pub client_assertion: Option<(String, String)>,
+}
+
+/// The subaccount's SAML trust key pair and the defaults of its assertions.
+#[derive(Debug, Clone)]
+pub struct SamlSigner {
+    pub keys: Arc<saml::TrustKeyPair>,
+    /// Default `assertionIssuer`: the subaccount's entity id.
+    pub issuer: String,
+}
+
+/// The flows with their caches and HTTP clients. Cheap to share behind an `Arc`.
+pub struct TokenService {
+    config: OAuthConfig,
+    clients: Mutex<HashMap<(u64, u64, bool), reqwest::Client>>,
+    cache: moka::future::Cache<CacheKey, Arc<cache::Cached>>,
+    jwks: user_token::JwksCache,
+    token_requests: AtomicU64,
+}
+
+impl std::fmt::Debug for TokenService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenService")
+            .field("config", &self.config)
+            .field("cached_tokens", &self.cache.entry_count())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The flow an authentication type runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OAuthFlow {
+    ClientCredentials,
+    Password,
+    UserTokenExchange,
+    JwtBearer,
+    RefreshToken,
+    AuthorizationCode,
+    TokenExchange,
+    TechnicalUserPropagation,
+    SamlBearer,
+}
+
+impl OAuthFlow {
+    fn parse(auth: &str) -> Option<Self> {
+        Some(match auth {
+            "OAuth2ClientCredentials" => Self::ClientCredentials,
+            "OAuth2Password" => Self::Password,
+            "OAuth2UserTokenExchange" => Self::UserTokenExchange,
+            "OAuth2JWTBearer" => Self::JwtBearer,
+            "OAuth2RefreshToken" => Self::RefreshToken,
+            "OAuth2AuthorizationCode" => Self::AuthorizationCode,
+            "OAuth2TokenExchange" => Self::TokenExchange,
+            "OAuth2TechnicalUserPropagation" => Self::TechnicalUserPropagation,
+            "OAuth2SAMLBearerAssertion" => Self::SamlBearer,
+            _ => return None,
+        })
+    }
+
+    fn needs_user(self) -> bool {
+        matches!(
+            self,
+            Self::UserTokenExchange | Self::JwtBearer | Self::SamlBearer
+        )
+    }
+}
+
+fn proxy_type(d: &Map<String, Value>) -> &str {
+    flows::prop(d, "ProxyType").unwrap_or("Internet")
+}
+
+impl TokenService {
+    pub fn new(config: OAuthConfig) -> Self {
+        let cache = cache::new_cache(config.cache_capacity);
+        Self {
+            config,
+            clients: Mutex::new(HashMap::new()),
+            cache,
+            jwks: user_token::JwksCache::default(),
+            token_requests: AtomicU64::new(0),
+        }
+    }
+
+    /// Token requests sent so far (every cache miss that reached a token service).
+    pub fn token_requests(&self) -> u64 {
+        self.token_requests.load(Ordering::Relaxed)
+    }
+
+    /// The HTTP client for one pair of timeouts (reqwest sets them per client).
+    fn client(&self, connect_timeout: Duration, read_timeout: Duration) -> reqwest::Client {
+        let guarded = !self.config.allow_private_networks;
+        let key = (connect_timeout.as_secs(), read_timeout.as_secs(), guarded);
+        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        clients
+            .entry(key)
+            .or_insert_with(|| net::client(connect_timeout, read_timeout, guarded))
+            .clone()
+    }
+
+    /// Drops the cached tokens of a destination (`name`) or of every destination of an owner.
+    pub fn forget(&self, level: &'static str, owner: &str, name: Option<&str>) {
+        let owner = owner.to_owned();
+        let name = name.map(str::to_owned);
+        let _ = self.cache.invalidate_entries_if(move |k, _| {
+            k.level == level && k.owner == owner && name.as_ref().is_none_or(|n| &k.name == n)
+        });
+    }
+
+    /// The `authTokens` of a destination, or `None` for types that produce no token.
+    pub async fn auth_tokens(&self, ctx: &FlowContext<'_>) -> Option<Vec<AuthToken>> {
+        let d = ctx.destination;
+        let auth = flows::prop(d, "Authentication").unwrap_or("NoAuthentication");
+        let token = match auth {
+            "NoAuthentication" | "ClientCertificateAuthentication" => return None,
+            "PrincipalPropagation" => {
+                if proxy_type(d) == "OnPremise" {
+                    return None;
+                }
+                AuthToken::failed("PrincipalPropagation needs ProxyType OnPremise")
+            }
+            "BasicAuthentication" => basic(d),
+            "SAMLAssertion" => match self.saml_assertion(ctx).await {
+                Ok(t) => t,
+                Err(e) => AuthToken::failed(e),
+            },
+            other => match OAuthFlow::parse(other) {
+                Some(flow) => match self.oauth(ctx, flow).await {
+                    Ok(t) => t,
+                    Err(e) => AuthToken::failed(e),
+                },
+                None => AuthToken::failed(format!("Unknown authentication type '{other}'")),
+            },
+        };
+        Some(vec![token])
+    }
+
+    async fn verified_user(&self, ctx: &FlowContext<'_>) -> Result<(String, VerifiedUser), String> {
+        let token = flows::user_token(ctx.headers)?;
+        let client = self.client(Duration::from_secs(10), Duration::from_secs(10));
+        let user = user_token::verify(
+            token,
+            ctx.destination,
+            &self.config.trusted_issuers,
+            &self.jwks,
+            &client,
+        )
+        .await
+        .map_err(|e| format!("The user token was refused: {e}"))?;
+        Ok((token.to_owned(), user))
+    }
+
+    async fn oauth(&self, ctx: &FlowContext<'_>, flow: OAuthFlow) -> Result<AuthToken, String> {
+        let d = ctx.destination;
+        let h = ctx.headers;
+        let client_provided = flows::prop(d, "SAMLAssertionProvider") == Some("ClientProvided");
+        let user = if flow.needs_user() && !(flow == OAuthFlow::SamlBearer && client_provided) {
+            Some(self.verified_user(ctx).await?)
+        } else {
+            None
+        };
+        let required = |v: &Option<String>, name: &str| -> Result<String, String> {
+            v.clone().filter(|s| !s.is_empty()).ok_or_else(|| {
+                format!("The header {name} is required for this authentication type")
+            })
+        };
+        let mut params: Vec<(String, String)> = Vec::new();
+        let (grant, tenant_aware, header_key) = match flow {
+            OAuthFlow::ClientCredentials => (Grant::ClientCredentials, true, "Authorization"),
+            OAuthFlow::TechnicalUserPropagation => {
+                if proxy_type(d) != "OnPremise" {
+                    return Err("OAuth2TechnicalUserPropagation needs ProxyType OnPremise".into());
+                }
+                (
+                    Grant::ClientCredentials,
+                    true,
+                    "SAP-Connectivity-Technical-Authentication",
+                )
+            }
+            OAuthFlow::Password => {
+                let user = flows::prop(d, "User").ok_or("the property User is required")?;
+                let password =
+                    flows::prop(d, "Password").ok_or("the property Password is required")?;
+                params.push(("username".into(), user.into()));
+                params.push(("password".into(), password.into()));
+                (Grant::Password, true, "Authorization")
+            }
+            OAuthFlow::UserTokenExchange | OAuthFlow::JwtBearer => {
+                let (token, _) = user.as_ref().ok_or("no user")?;
+                params.push(("assertion".into(), token.clone()));
+                (Grant::JwtBearer, true, "Authorization")
+            }
+            OAuthFlow::RefreshToken => {
+                params.push((
+                    "refresh_token".into(),
+                    required(&h.refresh_token, "X-refresh-token")?,
+                ));
+                (Grant::RefreshToken, true, "Authorization")
+            }
+            OAuthFlow::AuthorizationCode => {
+                params.push(("code".into(), required(&h.code, "X-code")?));
+                if let Some(r) = h.redirect_uri.clone().filter(|s| !s.is_empty()) {
+                    params.push(("redirect_uri".into(), r));
+                }
+                if let Some(v) = h.code_verifier.clone().filter(|s| !s.is_empty()) {
+                    params.push(("code_verifier".into(), v));
+                }
+                (Grant::AuthorizationCode, true, "Authorization")
+            }
+            OAuthFlow::TokenExchange => {
+                params.push((
+                    "subject_token".into(),
+                    required(&h.subject_token, "X-subject-token")?,
+                ));
+                params.push((
+                    "subject_token_type".into(),
+                    required(&h.subject_token_type, "X-subject-token-type")?,
+                ));
+                if let Some(a) = h.actor_token.clone().filter(|s| !s.is_empty()) {
+                    params.push(("actor_token".into(), a));
+                    params.push((
+                        "actor_token_type".into(),
+                        required(&h.actor_token_type, "X-actor-token-type")?,
+                    ));
+                }
+                (Grant::TokenExchange, false, "Authorization")
+            }
+            OAuthFlow::SamlBearer => {
+                let assertion = self
+                    .saml_bearer_assertion(ctx, user.as_ref().map(|(_, u)| u))
+                    .await?;
+                params.push(("assertion".into(), assertion));
+                (Grant::Saml2Bearer, true, "Authorization")
+            }
+        };
+        let req = flows::build(
+            d,
+            h,
+            ctx.subdomain,
+            grant,
+            params,
+            tenant_aware,
+            ctx.client_assertion.clone(),
+        )?;
+        if !self.config.allow_private_networks {
+            net::check_public(&req.url).await?;
+        }
+        let key = CacheKey {
+            level: ctx.level,
+            owner: ctx.owner.to_owned(),
+            name: ctx.name.to_owned(),
+            rest: request_digest(ctx.etag, header_key, &req),
+        };
+        let client = self.client(req.connect_timeout, req.read_timeout);
+        let cached = self
+            .cache
+            .try_get_with(key, async {
+                self.token_requests.fetch_add(1, Ordering::Relaxed);
+                let reply = flows::send(&client, &req, d).await?;
+                Ok::<_, String>(Arc::new(cache::Cached {
+                    reply,
+                    fetched: Instant::now(),
+                }))
+            })
+            .await
+            .map_err(|e: Arc<String>| (*e).clone())?;
+        let reply = &cached.reply;
+        let mut token =
+            AuthToken::with_header(&reply.token_type, reply.access_token.clone(), header_key);
+        token.expires_in = cached.remaining().map(|s| s.to_string());
+        token.scope = reply.scope.clone();
+        token.refresh_token = reply.refresh_token.clone();
+        token.issued_token_type = reply.issued_token_type.clone();
+        Ok(token)
+    }
+
+    /// The assertion of `OAuth2SAMLBearerAssertion`: the caller's (`ClientProvided`) or one
+    /// Signpost builds for the verified user.
+    async fn saml_bearer_assertion(
+        &self,
+        ctx: &FlowContext<'_>,
+        user: Option<&VerifiedUser>,
+    ) -> Result<String, String> {
+        let d = ctx.destination;
+        if flows::prop(d, "SAMLAssertionProvider") == Some("ClientProvided") {
+            return ctx
+                .headers
+                .saml_assertion
+                .clone()
+                .filter(|s| !s.is_empty())
+                .ok_or_else(|| "SAMLAssertionProvider is ClientProvided but the X-samlAssertion header is missing".into());
+        }
+        let user = user.ok_or("no verified user")?;
+        let xml = self.build_assertion(ctx, user, true)?;
+        let url_safe = flows::prop(d, "samlAssertionEncoding") != Some("base64");
+        Ok(saml::encode(&xml, url_safe))
+    }
+
+    /// `SAMLAssertion`: the signed assertion itself, as a `SAML2.0` token.
+    async fn saml_assertion(&self, ctx: &FlowContext<'_>) -> Result<AuthToken, String> {
+        let (_, user) = self.verified_user(ctx).await?;
+        let xml = self.build_assertion(ctx, &user, false)?;
+        let url_safe = flows::prop(ctx.destination, "samlAssertionEncoding") == Some("base64url");
+        let value = saml::encode(&xml, url_safe);
+        Ok(AuthToken::with_header("SAML2.0", value, "Authorization"))
+    }
+
+    fn build_assertion(
+        &self,
+        ctx: &FlowContext<'_>,
+        user: &VerifiedUser,
+        bearer: bool,
+    ) -> Result<String, String> {
+        let signer = ctx
+            .saml
+            .ok_or("the subaccount has no SAML signing key; create one with POST /destination-configuration/v1/saml2Metadata/certificate")?;
+        saml_params::assertion(ctx.destination, user, signer, bearer)
+    }
+}
+
+mod saml_params;
+
+fn basic(d: &Map<String, Value>) -> AuthToken {
+    match (
+        flows::prop(d, "User"),
+        d.get("Password").and_then(Value::as_str),
+    ) {
+        (Some(user), Some(password)) => {
+            let value =
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+            AuthToken::with_header("Basic", value, "Authorization")
+        }
+        _ => AuthToken::failed("BasicAuthentication needs the properties User and Password"),
+    }
+}
+
+/// Digest of everything in a token request that changes the token, plus the destination version
+/// and the header the token is delivered in.
+fn request_digest(etag: &str, header_key: &str, req: &flows::TokenRequest) -> String {
+    let mut h = Sha256::new();
+    let mut put = |s: &str| {
+        h.update((s.len() as u64).to_be_bytes());
+        h.update(s.as_bytes());
+    };
+    put(etag);
+    put(header_key);
+    put(req.url.as_str());
+    for (k, v) in req.form.iter().chain(req.headers.iter()) {
+        put(k);
+        put(v);
+    }
+    if let Some((u, p)) = &req.basic {
+        put(u);
+        put(p);
+    }
+    hex::encode(h.finalize())
+}

@@ -147,6 +147,10 @@ impl Store for CachedStore {
         result
     }
 
+    async fn saml_keys(&self, subaccount_id: &str) -> Result<Vec<SamlKeyRecord>> {
+        self.inner.saml_keys(subaccount_id).await
+    }
+
     async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>> {
         self.inner.signing_keys().await
     }

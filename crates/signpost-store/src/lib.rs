@@ -83,6 +83,9 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Applies every operation in one transaction; the first failing one aborts the whole batch.
     async fn write(&self, ops: Vec<WriteOp>) -> Result<Vec<WriteOutcome>>;
 
+    /// The subaccount's SAML trust key pairs (none, active, or active and passive).
+    async fn saml_keys(&self, subaccount_id: &str) -> Result<Vec<SamlKeyRecord>>;
+
     async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>>;
     async fn insert_signing_key(&self, key: SigningKeyRecord) -> Result<()>;
 

@@ -67,6 +67,41 @@ impl fmt::Debug for SigningKeyRecord {
     }
 }
 
+/// A subaccount's SAML trust key pair in one slot (`active` or `passive`); the private key
+/// (PKCS#8 PEM) is encrypted at rest.
+#[derive(Clone)]
+pub struct SamlKeyRecord {
+    pub subaccount_id: String,
+    pub slot: SamlSlot,
+    pub private_key_pem: SecretString,
+    pub certificate_pem: String,
+    pub created_at: i64,
+}
+
+impl fmt::Debug for SamlKeyRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SamlKeyRecord")
+            .field("subaccount_id", &self.subaccount_id)
+            .field("slot", &self.slot)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SamlSlot {
+    Active,
+    Passive,
+}
+
+impl SamlSlot {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SamlSlot::Active => "active",
+            SamlSlot::Passive => "passive",
+        }
+    }
+}
+
 /// One stored destination, fragment or certificate. `body` is the decrypted JSON of the entity.
 #[derive(Clone, PartialEq, Eq)]
 pub struct StoredEntity {
@@ -164,6 +199,12 @@ pub enum WriteOp {
         owner: OwnerRef,
         kind: EntityKind,
         name: String,
+    },
+    /// Creates or replaces the key pair in a slot.
+    PutSamlKey(SamlKeyRecord),
+    DeleteSamlKey {
+        subaccount_id: String,
+        slot: SamlSlot,
     },
 }
 

@@ -61,6 +61,10 @@ fn binding_aad(id: &str) -> Vec<u8> {
     format!("binding\0{id}").into_bytes()
 }
 
+fn saml_aad(subaccount: &str, slot: SamlSlot) -> Vec<u8> {
+    format!("saml-key\0{subaccount}\0{}", slot.as_str()).into_bytes()
+}
+
 fn key_aad(kid: &str) -> Vec<u8> {
     format!("signing-key\0{kid}").into_bytes()
 }
@@ -369,6 +373,40 @@ impl SqliteStore {
                 }
                 Ok(WriteOutcome::Created { etag: Some(etag) })
             }
+            WriteOp::PutSamlKey(k) => {
+                let blob = self.cipher.encrypt(
+                    k.private_key_pem.expose_secret().as_bytes(),
+                    &saml_aad(&k.subaccount_id, k.slot),
+                );
+                let r = sqlx::query(
+                    "INSERT INTO saml_keys (subaccount_id, slot, private_key, certificate, created_at) VALUES (?, ?, ?, ?, ?)
+                     ON CONFLICT (subaccount_id, slot) DO UPDATE SET private_key = excluded.private_key, certificate = excluded.certificate, created_at = excluded.created_at",
+                )
+                .bind(&k.subaccount_id)
+                .bind(k.slot.as_str())
+                .bind(blob)
+                .bind(&k.certificate_pem)
+                .bind(now)
+                .execute(&mut *conn)
+                .await?;
+                let _ = r;
+                Ok(WriteOutcome::Updated { etag: None })
+            }
+            WriteOp::DeleteSamlKey {
+                subaccount_id,
+                slot,
+            } => {
+                let r = sqlx::query("DELETE FROM saml_keys WHERE subaccount_id = ? AND slot = ?")
+                    .bind(subaccount_id)
+                    .bind(slot.as_str())
+                    .execute(&mut *conn)
+                    .await?;
+                Ok(if r.rows_affected() == 1 {
+                    WriteOutcome::Deleted
+                } else {
+                    WriteOutcome::Missing
+                })
+            }
             WriteOp::DeleteEntity { owner, kind, name } => {
                 let r = sqlx::query("DELETE FROM entities WHERE level = ? AND owner_id = ? AND kind = ? AND name = ?")
                     .bind(owner.level.as_str())
@@ -594,6 +632,35 @@ impl Store for SqliteStore {
         }
         tx.commit().await?;
         Ok(outcomes)
+    }
+
+    async fn saml_keys(&self, subaccount_id: &str) -> Result<Vec<SamlKeyRecord>> {
+        let rows = sqlx::query("SELECT slot, private_key, certificate, created_at FROM saml_keys WHERE subaccount_id = ? ORDER BY slot")
+            .bind(subaccount_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let slot = match r.try_get::<String, _>("slot")?.as_str() {
+                    "active" => SamlSlot::Active,
+                    _ => SamlSlot::Passive,
+                };
+                let blob: Vec<u8> = r.try_get("private_key")?;
+                let pem = self
+                    .cipher
+                    .decrypt(&blob, &saml_aad(subaccount_id, slot))
+                    .ok_or(Error::Decrypt)?;
+                Ok(SamlKeyRecord {
+                    subaccount_id: subaccount_id.to_owned(),
+                    slot,
+                    private_key_pem: SecretString::from(
+                        String::from_utf8(pem).map_err(|_| Error::Decrypt)?,
+                    ),
+                    certificate_pem: r.try_get("certificate")?,
+                    created_at: r.try_get("created_at")?,
+                })
+            })
+            .collect()
     }
 
     async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>> {

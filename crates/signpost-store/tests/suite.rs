@@ -358,6 +358,58 @@ async fn suite(store: &dyn Store) {
     assert_eq!(keys.len(), 1);
     assert_eq!(keys[0].private_key_pem.expose_secret(), "PEM");
 
+    // SAML key pairs: slots, replacement, rotation in one batch, deletion.
+    let saml = |slot, pem: &str, cert: &str| SamlKeyRecord {
+        subaccount_id: "s1".into(),
+        slot,
+        private_key_pem: SecretString::from(pem.to_owned()),
+        certificate_pem: cert.into(),
+        created_at: 0,
+    };
+    assert!(store.saml_keys("s1").await.unwrap().is_empty());
+    store
+        .write(vec![WriteOp::PutSamlKey(saml(
+            SamlSlot::Active,
+            "k-a",
+            "c-a",
+        ))])
+        .await
+        .unwrap();
+    store
+        .write(vec![WriteOp::PutSamlKey(saml(
+            SamlSlot::Passive,
+            "k-p",
+            "c-p",
+        ))])
+        .await
+        .unwrap();
+    store
+        .write(vec![
+            WriteOp::PutSamlKey(saml(SamlSlot::Active, "k-p", "c-p")),
+            WriteOp::PutSamlKey(saml(SamlSlot::Passive, "k-a", "c-a")),
+        ])
+        .await
+        .unwrap();
+    let keys = store.saml_keys("s1").await.unwrap();
+    let active = keys.iter().find(|k| k.slot == SamlSlot::Active).unwrap();
+    assert_eq!(
+        (
+            active.private_key_pem.expose_secret(),
+            active.certificate_pem.as_str()
+        ),
+        ("k-p", "c-p")
+    );
+    assert!(store.saml_keys("other").await.unwrap().is_empty());
+    let out = store
+        .write(vec![WriteOp::DeleteSamlKey {
+            subaccount_id: "s1".into(),
+            slot: SamlSlot::Passive,
+        }])
+        .await
+        .unwrap();
+    assert_eq!(out, [WriteOutcome::Deleted]);
+    assert_eq!(store.saml_keys("s1").await.unwrap().len(), 1);
+
     // Digests are keyed and deterministic.
     assert_eq!(store.digest(&[b"a", b"b"]), store.digest(&[b"a", b"b"]));
     assert_ne!(store.digest(&[b"ab"]), store.digest(&[b"a", b"b"]));

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
 pub mod oauth_peer;
+pub mod signxml;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -13,7 +14,9 @@ use reqwest::{Method, RequestBuilder, Response};
 use secrecy::SecretString;
 use serde_json::{json, Value};
 use signpost_api::{AppState, BrokerCredentials};
-use signpost_core::{CoreConfig, Signpost, CATALOG_PLAN_ID, CATALOG_SERVICE_ID};
+use signpost_core::{
+    CoreConfig, OAuthConfig, Signpost, TrustedIssuer, CATALOG_PLAN_ID, CATALOG_SERVICE_ID,
+};
 use signpost_store::{CachedStore, MasterKey, SqliteStore};
 use tempfile::TempDir;
 
@@ -29,6 +32,7 @@ pub struct TestApp {
     pub client: reqwest::Client,
     dir: Arc<TempDir>,
     master: MasterKey,
+    opts: TestOptions,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
 }
@@ -37,11 +41,18 @@ pub struct TestApp {
 #[derive(Debug, Clone)]
 pub struct TestOptions {
     pub max_entities: u32,
+    /// Token flows may reach loopback (the real OAuth server of the tests runs there).
+    pub allow_private_networks: bool,
+    pub trusted_issuers: Vec<TrustedIssuer>,
 }
 
 impl Default for TestOptions {
     fn default() -> Self {
-        Self { max_entities: 1000 }
+        Self {
+            max_entities: 1000,
+            allow_private_networks: true,
+            trusted_issuers: Vec::new(),
+        }
     }
 }
 
@@ -60,7 +71,7 @@ impl TestApp {
         self.shutdown().await;
         let dir = self.dir.clone();
         let master = self.master.clone();
-        Self::boot(dir, master, TestOptions::default(), Some(self.addr)).await
+        Self::boot(dir, master, self.opts.clone(), Some(self.addr)).await
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -93,6 +104,11 @@ impl TestApp {
                 public_url: base.clone(),
                 uaadomain: addr.to_string(),
                 token_lifetime_secs: 3600,
+                oauth: OAuthConfig {
+                    allow_private_networks: opts.allow_private_networks,
+                    trusted_issuers: opts.trusted_issuers.clone(),
+                    ..Default::default()
+                },
             },
         )
         .await
@@ -120,6 +136,7 @@ impl TestApp {
             client: reqwest::Client::new(),
             dir,
             master,
+            opts,
             stop: Some(tx),
             server: Some(server),
         }

@@ -45,6 +45,12 @@ pub struct ServeArgs {
     /// Lifetime of the access tokens of the token service, in seconds.
     #[arg(long, env = "SIGNPOST_TOKEN_LIFETIME", default_value_t = 43_199)]
     pub token_lifetime: u64,
+    /// Let token requests reach loopback, link-local and private addresses.
+    #[arg(long, env = "SIGNPOST_ALLOW_PRIVATE_NETWORKS", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub allow_private_networks: bool,
+    /// Identity providers trusted for user tokens: `ISSUER=JWKS_URL` pairs, comma-separated.
+    #[arg(long, env = "SIGNPOST_TRUSTED_ISSUERS")]
+    pub trusted_issuers: Option<String>,
     /// Log format: `text` or `json`.
     #[arg(long, env = "SIGNPOST_LOG_FORMAT", default_value = "text")]
     pub log_format: String,
@@ -59,6 +65,7 @@ pub struct ServeConfig {
     pub uaadomain: String,
     pub token_lifetime: u64,
     pub json_logs: bool,
+    pub oauth: signpost_core::OAuthConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -145,6 +152,16 @@ impl ServeArgs {
                 "SIGNPOST_MAX_ENTITIES must be at least 1".into(),
             ));
         }
+        let trusted_issuers = match &self.trusted_issuers {
+            None => Vec::new(),
+            Some(t) => signpost_core::parse_trusted_issuers(t)
+                .map_err(|e| ConfigError(format!("SIGNPOST_TRUSTED_ISSUERS: {e}")))?,
+        };
+        let oauth = signpost_core::OAuthConfig {
+            allow_private_networks: self.allow_private_networks,
+            trusted_issuers,
+            ..Default::default()
+        };
         Ok(ServeConfig {
             listen,
             public_url,
@@ -152,6 +169,7 @@ impl ServeArgs {
             uaadomain,
             token_lifetime: self.token_lifetime,
             json_logs,
+            oauth,
         })
     }
 }

@@ -216,6 +216,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
             public_url: cfg.public_url.clone(),
             uaadomain: cfg.uaadomain.clone(),
             token_lifetime_secs: cfg.token_lifetime,
+            oauth: cfg.oauth.clone(),
         },
     )
     .await

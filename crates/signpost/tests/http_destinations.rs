@@ -646,7 +646,11 @@ async fn bad_inputs_get_json_errors_and_change_nothing() {
 
 #[tokio::test]
 async fn entity_limit_per_level_and_owner() {
-    let app = TestApp::start_with(TestOptions { max_entities: 3 }).await;
+    let app = TestApp::start_with(TestOptions {
+        max_entities: 3,
+        ..Default::default()
+    })
+    .await;
     let t = tenant(&app).await;
     let (s, _) = status_json(
         t.post(

@@ -1,0 +1,215 @@
+//! The subaccounts' SAML trust key pairs (`/v1/saml2Metadata`): the active pair signs the
+//! assertions of SAML flows, the passive one is prepared for a rotation. An active pair is made
+//! on first need (a SAML flow or a metadata download), as SAP's cockpit does.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use base64::Engine as _;
+use signpost_oauth::saml::{self, TrustKeyPair};
+use signpost_oauth::SamlSigner;
+use signpost_store::{SamlKeyRecord, SamlSlot, WriteOp};
+
+use crate::{Error, Principal, Result, Signpost};
+
+/// Validity of generated trust certificates.
+const TRUST_VALIDITY_DAYS: u32 = 5 * 365;
+
+/// Parsed active signers by subaccount, so a SAML flow does not parse PEM on every request.
+#[derive(Debug, Default)]
+pub(crate) struct SignerCache {
+    map: RwLock<HashMap<String, SamlSigner>>,
+}
+
+impl SignerCache {
+    fn get(&self, sub: &str) -> Option<SamlSigner> {
+        self.map
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(sub)
+            .cloned()
+    }
+    fn put(&self, sub: &str, signer: SamlSigner) {
+        self.map
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(sub.to_owned(), signer);
+    }
+    fn drop_one(&self, sub: &str) {
+        self.map
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(sub);
+    }
+}
+
+fn no_pair(sub: &str, passive: bool) -> Error {
+    if passive {
+        Error::NotFound(format!(
+            "Passive Keypair for subaccount - {sub} does not exist"
+        ))
+    } else {
+        Error::NotFound(format!("Keypair for subaccount - {sub} does not exist"))
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> Error {
+    Error::Internal(e.to_string())
+}
+
+impl Signpost {
+    /// The entity id of a subaccount's assertions and metadata.
+    fn saml_entity_id(&self, sub: &str) -> String {
+        format!("{}/saml2/{sub}", self.config().public_url)
+    }
+
+    async fn saml_record(&self, sub: &str, slot: SamlSlot) -> Result<Option<SamlKeyRecord>> {
+        Ok(self
+            .store()
+            .saml_keys(sub)
+            .await?
+            .into_iter()
+            .find(|k| k.slot == slot))
+    }
+
+    async fn new_pair(&self, who_sub: &str, slot: SamlSlot) -> Result<SamlKeyRecord> {
+        let cn = format!("signpost-saml-{who_sub}");
+        let pair = tokio::task::spawn_blocking(move || {
+            saml::generate_trust_keypair(&cn, TRUST_VALIDITY_DAYS)
+        })
+        .await
+        .map_err(internal)?
+        .map_err(internal)?;
+        Ok(SamlKeyRecord {
+            subaccount_id: who_sub.to_owned(),
+            slot,
+            private_key_pem: pair.private_key_pem.clone(),
+            certificate_pem: pair.certificate_pem.clone(),
+            created_at: 0,
+        })
+    }
+
+    /// The active pair, made if there is none.
+    async fn active_or_new(&self, sub: &str) -> Result<SamlKeyRecord> {
+        if let Some(rec) = self.saml_record(sub, SamlSlot::Active).await? {
+            return Ok(rec);
+        }
+        let rec = self.new_pair(sub, SamlSlot::Active).await?;
+        // Another request may have made one meanwhile: keep whichever is stored first.
+        let existing = self.saml_record(sub, SamlSlot::Active).await?;
+        if let Some(e) = existing {
+            return Ok(e);
+        }
+        self.store()
+            .write(vec![WriteOp::PutSamlKey(rec.clone())])
+            .await?;
+        Ok(rec)
+    }
+
+    /// The signer of SAML flows for a subaccount.
+    pub(crate) async fn saml_signer(&self, sub: &str) -> Result<SamlSigner> {
+        if let Some(s) = self.inner.saml_signers.get(sub) {
+            return Ok(s);
+        }
+        let rec = self.active_or_new(sub).await?;
+        let keys =
+            TrustKeyPair::from_pem(rec.private_key_pem, rec.certificate_pem).map_err(internal)?;
+        let signer = SamlSigner {
+            keys: Arc::new(keys),
+            issuer: self.saml_entity_id(sub),
+        };
+        self.inner.saml_signers.put(sub, signer.clone());
+        Ok(signer)
+    }
+
+    /// `GET /v1/saml2Metadata`: base64 IdP metadata with the active (and passive) certificate.
+    pub async fn saml_metadata(&self, who: &Principal) -> Result<String> {
+        let sub = &who.subaccount_id;
+        let active = self.active_or_new(sub).await?;
+        let mut certs = vec![active.certificate_pem];
+        if let Some(p) = self.saml_record(sub, SamlSlot::Passive).await? {
+            certs.push(p.certificate_pem);
+        }
+        let refs: Vec<&str> = certs.iter().map(String::as_str).collect();
+        let xml = saml::idp_metadata(&self.saml_entity_id(sub), &refs);
+        Ok(base64::engine::general_purpose::STANDARD.encode(xml))
+    }
+
+    /// `GET /v1/saml2Metadata/certificate[/passive]`.
+    pub async fn saml_certificate(&self, who: &Principal, passive: bool) -> Result<String> {
+        let slot = if passive {
+            SamlSlot::Passive
+        } else {
+            SamlSlot::Active
+        };
+        self.saml_record(&who.subaccount_id, slot)
+            .await?
+            .map(|r| r.certificate_pem)
+            .ok_or_else(|| no_pair(&who.subaccount_id, passive))
+    }
+
+    /// `POST /v1/saml2Metadata/certificate[/passive]`: generate or renew a pair.
+    pub async fn renew_saml_certificate(&self, who: &Principal, passive: bool) -> Result<String> {
+        let slot = if passive {
+            SamlSlot::Passive
+        } else {
+            SamlSlot::Active
+        };
+        let rec = self.new_pair(&who.subaccount_id, slot).await?;
+        let cert = rec.certificate_pem.clone();
+        self.store().write(vec![WriteOp::PutSamlKey(rec)]).await?;
+        self.inner.saml_signers.drop_one(&who.subaccount_id);
+        Ok(cert)
+    }
+
+    /// `DELETE /v1/saml2Metadata/certificate/passive`.
+    pub async fn delete_passive_saml_certificate(&self, who: &Principal) -> Result<()> {
+        let out = self
+            .store()
+            .write(vec![WriteOp::DeleteSamlKey {
+                subaccount_id: who.subaccount_id.clone(),
+                slot: SamlSlot::Passive,
+            }])
+            .await?;
+        match out.first() {
+            Some(signpost_store::WriteOutcome::Deleted) => Ok(()),
+            _ => Err(no_pair(&who.subaccount_id, true)),
+        }
+    }
+
+    /// `POST /v1/saml2Metadata/rotateCertificate`: the passive pair becomes active and the active
+    /// one passive, in one write.
+    pub async fn rotate_saml_certificates(&self, who: &Principal) -> Result<(String, String)> {
+        let sub = &who.subaccount_id;
+        let passive = self
+            .saml_record(sub, SamlSlot::Passive)
+            .await?
+            .ok_or_else(|| no_pair(sub, true))?;
+        let active = self
+            .saml_record(sub, SamlSlot::Active)
+            .await?
+            .ok_or_else(|| no_pair(sub, false))?;
+        let (new_active, new_passive) = (
+            SamlKeyRecord {
+                slot: SamlSlot::Active,
+                ..passive
+            },
+            SamlKeyRecord {
+                slot: SamlSlot::Passive,
+                ..active
+            },
+        );
+        let certs = (
+            new_active.certificate_pem.clone(),
+            new_passive.certificate_pem.clone(),
+        );
+        self.store()
+            .write(vec![
+                WriteOp::PutSamlKey(new_active),
+                WriteOp::PutSamlKey(new_passive),
+            ])
+            .await?;
+        self.inner.saml_signers.drop_one(sub);
+        Ok(certs)
+    }
+}

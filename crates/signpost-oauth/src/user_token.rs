@@ -1,0 +1,242 @@
+//! Verification of the user tokens that user flows exchange or assert: signature, `exp`, `nbf`
+//! and issuer, against the destination's `x_user_token.jwks` / `x_user_token.jwks_uri` or the
+//! issuers the operator trusts server-wide. An unverifiable token never reaches a flow.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, Validation};
+use serde_json::{Map, Value};
+use tokio::sync::RwLock;
+
+/// An identity provider that the operator trusts for every destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrustedIssuer {
+    pub issuer: String,
+    pub jwks_uri: String,
+}
+
+/// Parses `SIGNPOST_TRUSTED_ISSUERS`: `ISSUER=JWKS_URL` pairs separated by commas or whitespace.
+pub fn parse_trusted_issuers(text: &str) -> Result<Vec<TrustedIssuer>, String> {
+    text.split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|s| !s.is_empty())
+        .map(|pair| {
+            let (issuer, jwks) = pair
+                .split_once('=')
+                .ok_or_else(|| format!("'{pair}' is not ISSUER=JWKS_URL"))?;
+            for (what, url) in [("issuer", issuer), ("JWKS URL", jwks)] {
+                if !(url.starts_with("https://") || url.starts_with("http://")) {
+                    return Err(format!("the {what} '{url}' must be an http(s) URL"));
+                }
+            }
+            Ok(TrustedIssuer {
+                issuer: issuer.trim_end_matches('/').to_owned(),
+                jwks_uri: jwks.to_owned(),
+            })
+        })
+        .collect()
+}
+
+/// The verified claims of a user token.
+#[derive(Debug, Clone)]
+pub struct VerifiedUser {
+    pub claims: Map<String, Value>,
+}
+
+impl VerifiedUser {
+    pub fn claim(&self, name: &str) -> Option<&str> {
+        self.claims
+            .get(name)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+    }
+}
+
+const JWKS_TTL: Duration = Duration::from_secs(600);
+
+/// Fetched JWKS documents, by URL.
+#[derive(Debug, Default)]
+pub(crate) struct JwksCache {
+    sets: RwLock<HashMap<String, (Instant, Arc<JwkSet>)>>,
+}
+
+impl JwksCache {
+    async fn get(
+        &self,
+        client: &reqwest::Client,
+        url: &str,
+        refresh: bool,
+    ) -> Result<Arc<JwkSet>, String> {
+        if !refresh {
+            if let Some((at, set)) = self.sets.read().await.get(url) {
+                if at.elapsed() < JWKS_TTL {
+                    return Ok(set.clone());
+                }
+            }
+        }
+        let res = client
+            .get(url)
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .map_err(|e| {
+                format!(
+                    "the JWKS at {url} could not be fetched: {}",
+                    crate::flows::describe(&e)
+                )
+            })?;
+        if !res.status().is_success() {
+            return Err(format!(
+                "the JWKS at {url} answered {}",
+                res.status().as_u16()
+            ));
+        }
+        let set: JwkSet = res
+            .json()
+            .await
+            .map_err(|_| format!("the JWKS at {url} is not a JSON Web Key Set"))?;
+        let set = Arc::new(set);
+        self.sets
+            .write()
+            .await
+            .insert(url.to_owned(), (Instant::now(), set.clone()));
+        Ok(set)
+    }
+}
+
+fn algorithms() -> Vec<Algorithm> {
+    vec![
+        Algorithm::RS256,
+        Algorithm::RS384,
+        Algorithm::RS512,
+        Algorithm::PS256,
+        Algorithm::PS384,
+        Algorithm::PS512,
+        Algorithm::ES256,
+        Algorithm::ES384,
+        Algorithm::EdDSA,
+    ]
+}
+
+/// The unverified `iss` of a token, to pick its keys.
+fn unverified_issuer(token: &str) -> Option<String> {
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
+    let claims: Map<String, Value> = serde_json::from_slice(&bytes).ok()?;
+    claims.get("iss").and_then(Value::as_str).map(str::to_owned)
+}
+
+fn verify_with(token: &str, set: &JwkSet, issuer: Option<&str>) -> Result<VerifiedUser, String> {
+    let header = decode_header(token).map_err(|_| "the user token is not a JWT".to_string())?;
+    if !algorithms().contains(&header.alg) {
+        return Err(format!(
+            "the user token's algorithm {:?} is not accepted",
+            header.alg
+        ));
+    }
+    let jwk = match &header.kid {
+        Some(kid) => set.find(kid),
+        None if set.keys.len() == 1 => set.keys.first(),
+        None => None,
+    }
+    .ok_or_else(|| "no key of the issuer's JWKS matches the user token's kid".to_string())?;
+    let key =
+        DecodingKey::from_jwk(jwk).map_err(|_| "the matching JWK is not usable".to_string())?;
+    let mut validation = Validation::new(header.alg);
+    validation.validate_aud = false;
+    validation.validate_nbf = true;
+    validation.leeway = 30;
+    validation.set_required_spec_claims(&["exp", "iss"]);
+    if let Some(iss) = issuer {
+        validation.set_issuer(&[iss, &format!("{iss}/")]);
+    }
+    let data = decode::<Map<String, Value>>(token, &key, &validation).map_err(|e| {
+        use jsonwebtoken::errors::ErrorKind;
+        match e.kind() {
+            ErrorKind::ExpiredSignature => "the user token has expired".to_string(),
+            ErrorKind::ImmatureSignature => "the user token is not valid yet (nbf)".to_string(),
+            ErrorKind::InvalidIssuer => "the user token's issuer does not match".to_string(),
+            ErrorKind::InvalidSignature => "the user token's signature is invalid".to_string(),
+            ErrorKind::MissingRequiredClaim(c) => format!("the user token has no '{c}' claim"),
+            _ => "the user token could not be verified".to_string(),
+        }
+    })?;
+    Ok(VerifiedUser {
+        claims: data.claims,
+    })
+}
+
+/// Verifies `token` for a destination, with its `x_user_token.*` properties.
+pub(crate) async fn verify(
+    token: &str,
+    destination: &Map<String, Value>,
+    trusted: &[TrustedIssuer],
+    cache: &JwksCache,
+    client: &reqwest::Client,
+) -> Result<VerifiedUser, String> {
+    let prop = |k: &str| {
+        destination
+            .get(k)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+    };
+    if let Some(b64) = prop("x_user_token.jwks") {
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(b64.trim())
+            .or_else(|_| {
+                base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(b64.trim().trim_end_matches('='))
+            })
+            .map_err(|_| "x_user_token.jwks is not base64".to_string())?;
+        let set: JwkSet = serde_json::from_slice(&raw)
+            .map_err(|_| "x_user_token.jwks is not a JSON Web Key Set".to_string())?;
+        return verify_with(token, &set, None);
+    }
+    if let Some(url) = prop("x_user_token.jwks_uri") {
+        let set = cache.get(client, url, false).await?;
+        return match verify_with(token, &set, None) {
+            Err(e) if e.starts_with("no key") => {
+                verify_with(token, &*cache.get(client, url, true).await?, None)
+            }
+            other => other,
+        };
+    }
+    let iss = unverified_issuer(token)
+        .ok_or_else(|| "the user token is not a JWT with an 'iss' claim".to_string())?;
+    let trusted_issuer = trusted
+        .iter()
+        .find(|t| t.issuer == iss.trim_end_matches('/'))
+        .ok_or_else(|| format!("the user token's issuer {iss} is not trusted: set x_user_token.jwks_uri on the destination or add the issuer to SIGNPOST_TRUSTED_ISSUERS"))?;
+    let set = cache.get(client, &trusted_issuer.jwks_uri, false).await?;
+    match verify_with(token, &set, Some(&trusted_issuer.issuer)) {
+        Err(e) if e.starts_with("no key") => verify_with(
+            token,
+            &*cache.get(client, &trusted_issuer.jwks_uri, true).await?,
+            Some(&trusted_issuer.issuer),
+        ),
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trusted_issuer_list() {
+        let t = parse_trusted_issuers(
+            "https://a.example=https://a.example/jwks, http://b/=http://b/keys",
+        )
+        .unwrap();
+        assert_eq!(t.len(), 2);
+        assert_eq!(t[1].issuer, "http://b");
+        assert!(parse_trusted_issuers("nonsense").is_err());
+        assert!(parse_trusted_issuers("a=b").is_err());
+        assert!(parse_trusted_issuers("").unwrap().is_empty());
+    }
+}
