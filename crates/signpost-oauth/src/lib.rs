@@ -303,9 +303,6 @@ impl TokenService {
             tenant_aware,
             ctx.client_assertion.clone(),
         )?;
-        if !self.config.allow_private_networks {
-            net::check_public(&req.url).await?;
-        }
         let key = CacheKey {
             level: ctx.level,
             owner: ctx.owner.to_owned(),
@@ -316,6 +313,10 @@ impl TokenService {
         let cached = self
             .cache
             .try_get_with(key, async {
+                // Checked on a miss only: a cached token was checked when it was fetched.
+                if !self.config.allow_private_networks {
+                    net::check_public(&req.url).await?;
+                }
                 self.token_requests.fetch_add(1, Ordering::Relaxed);
                 let reply = flows::send(&client, &req, d).await?;
                 Ok::<_, String>(Arc::new(cache::Cached {

@@ -172,13 +172,22 @@ async fn failed_flows_are_errors_in_auth_tokens() {
     let token = &v["authTokens"][0];
     assert_eq!(token["type"], "");
     assert_eq!(token["value"], "");
-    assert!(token["error"].as_str().unwrap().contains("connection failed"), "{token}");
+    assert!(
+        token["error"]
+            .as_str()
+            .unwrap()
+            .contains("connection failed"),
+        "{token}"
+    );
     assert!(!v.to_string().contains("Bearer"));
     // An unknown type is named too.
     let odd = json!({"Name": "odd", "Type": "HTTP", "Authentication": "Telepathy"});
     assert_eq!(t.post("/v1/instanceDestinations", odd).await.status(), 201);
     let (_, v) = status_json(find(&t, "odd").send().await.unwrap()).await;
-    assert!(v["authTokens"][0]["error"].as_str().unwrap().contains("Telepathy"));
+    assert!(v["authTokens"][0]["error"]
+        .as_str()
+        .unwrap()
+        .contains("Telepathy"));
 }
 
 #[tokio::test]
