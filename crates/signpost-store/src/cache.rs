@@ -151,6 +151,18 @@ impl Store for CachedStore {
         self.inner.saml_keys(subaccount_id).await
     }
 
+    async fn get_secret(&self, name: &str) -> Result<Option<secrecy::SecretString>> {
+        self.inner.get_secret(name).await
+    }
+
+    async fn all_entities(&self, kind: EntityKind) -> Result<Vec<StoredEntity>> {
+        self.inner.all_entities(kind).await
+    }
+
+    async fn try_lease(&self, name: &str, holder: &str, now_ms: i64, ttl_ms: i64) -> Result<bool> {
+        self.inner.try_lease(name, holder, now_ms, ttl_ms).await
+    }
+
     async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>> {
         self.inner.signing_keys().await
     }

@@ -16,6 +16,7 @@ pub use records::*;
 pub use sqlite::SqliteStore;
 
 use async_trait::async_trait;
+use secrecy::SecretString;
 use signpost_model::{EntityKind, OwnerRef};
 
 /// Errors of the store. `index` points into the batch given to [`Store::write`].
@@ -85,6 +86,16 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// The subaccount's SAML trust key pairs (none, active, or active and passive).
     async fn saml_keys(&self, subaccount_id: &str) -> Result<Vec<SamlKeyRecord>>;
+
+    /// A named server secret (e.g. the built-in CA).
+    async fn get_secret(&self, name: &str) -> Result<Option<SecretString>>;
+
+    /// Every entity of a kind across all owners (for background jobs such as renewal).
+    async fn all_entities(&self, kind: EntityKind) -> Result<Vec<StoredEntity>>;
+
+    /// Takes or extends the lease `name` for `holder` until `now_ms + ttl_ms`; false when another
+    /// holder has it and it has not expired. Lets one process of many run a background job.
+    async fn try_lease(&self, name: &str, holder: &str, now_ms: i64, ttl_ms: i64) -> Result<bool>;
 
     async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>>;
     async fn insert_signing_key(&self, key: SigningKeyRecord) -> Result<()>;

@@ -202,6 +202,12 @@ pub enum WriteOp {
     },
     /// Creates or replaces the key pair in a slot.
     PutSamlKey(SamlKeyRecord),
+    /// Stores a named server secret; with `if_absent` an existing one is kept (`Unchanged`).
+    PutSecret {
+        name: String,
+        value: SecretString,
+        if_absent: bool,
+    },
     DeleteSamlKey {
         subaccount_id: String,
         slot: SamlSlot,

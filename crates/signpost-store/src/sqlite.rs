@@ -65,6 +65,10 @@ fn saml_aad(subaccount: &str, slot: SamlSlot) -> Vec<u8> {
     format!("saml-key\0{subaccount}\0{}", slot.as_str()).into_bytes()
 }
 
+fn secret_aad(name: &str) -> Vec<u8> {
+    format!("secret\0{name}").into_bytes()
+}
+
 fn key_aad(kid: &str) -> Vec<u8> {
     format!("signing-key\0{kid}").into_bytes()
 }
@@ -392,6 +396,32 @@ impl SqliteStore {
                 let _ = r;
                 Ok(WriteOutcome::Updated { etag: None })
             }
+            WriteOp::PutSecret {
+                name,
+                value,
+                if_absent,
+            } => {
+                let blob = self
+                    .cipher
+                    .encrypt(value.expose_secret().as_bytes(), &secret_aad(name));
+                let sql = if *if_absent {
+                    "INSERT INTO secrets (name, value, created_at) VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING"
+                } else {
+                    "INSERT INTO secrets (name, value, created_at) VALUES (?, ?, ?)
+                     ON CONFLICT (name) DO UPDATE SET value = excluded.value, created_at = excluded.created_at"
+                };
+                let r = sqlx::query(sql)
+                    .bind(name)
+                    .bind(blob)
+                    .bind(now)
+                    .execute(&mut *conn)
+                    .await?;
+                Ok(if r.rows_affected() == 1 {
+                    WriteOutcome::Created { etag: None }
+                } else {
+                    WriteOutcome::Unchanged
+                })
+            }
             WriteOp::DeleteSamlKey {
                 subaccount_id,
                 slot,
@@ -661,6 +691,60 @@ impl Store for SqliteStore {
                 })
             })
             .collect()
+    }
+
+    async fn get_secret(&self, name: &str) -> Result<Option<SecretString>> {
+        let blob: Option<Vec<u8>> = sqlx::query_scalar("SELECT value FROM secrets WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        blob.map(|b| {
+            let plain = self
+                .cipher
+                .decrypt(&b, &secret_aad(name))
+                .ok_or(Error::Decrypt)?;
+            Ok(SecretString::from(
+                String::from_utf8(plain).map_err(|_| Error::Decrypt)?,
+            ))
+        })
+        .transpose()
+    }
+
+    async fn all_entities(&self, kind: EntityKind) -> Result<Vec<StoredEntity>> {
+        let rows = sqlx::query(
+            "SELECT level, owner_id, name, body, etag, modified_at FROM entities WHERE kind = ? ORDER BY level, owner_id, name",
+        )
+        .bind(kind.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let level: String = r.try_get("level")?;
+                let level = signpost_model::Level::parse(&level)
+                    .ok_or_else(|| Error::Invalid(format!("unknown level {level}")))?;
+                let owner = OwnerRef {
+                    level,
+                    id: r.try_get("owner_id")?,
+                };
+                self.row_to_entity(r, &owner, kind)
+            })
+            .collect()
+    }
+
+    async fn try_lease(&self, name: &str, holder: &str, now_ms: i64, ttl_ms: i64) -> Result<bool> {
+        let _guard = self.write_lock.lock().await;
+        let r = sqlx::query(
+            "INSERT INTO leases (name, holder, expires_at) VALUES (?, ?, ?)
+             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+             WHERE leases.holder = excluded.holder OR leases.expires_at < ?",
+        )
+        .bind(name)
+        .bind(holder)
+        .bind(now_ms + ttl_ms)
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
     }
 
     async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>> {

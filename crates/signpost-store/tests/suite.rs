@@ -410,6 +410,50 @@ async fn suite(store: &dyn Store) {
     assert_eq!(out, [WriteOutcome::Deleted]);
     assert_eq!(store.saml_keys("s1").await.unwrap().len(), 1);
 
+    // Named secrets: if_absent keeps the first; values round-trip.
+    assert!(store.get_secret("ca").await.unwrap().is_none());
+    let put_secret = |v: &str, if_absent| WriteOp::PutSecret {
+        name: "ca".into(),
+        value: SecretString::from(v.to_owned()),
+        if_absent,
+    };
+    store.write(vec![put_secret("first", true)]).await.unwrap();
+    assert_eq!(
+        store.write(vec![put_secret("second", true)]).await.unwrap(),
+        [WriteOutcome::Unchanged]
+    );
+    assert_eq!(
+        store
+            .get_secret("ca")
+            .await
+            .unwrap()
+            .unwrap()
+            .expose_secret(),
+        "first"
+    );
+    store.write(vec![put_secret("third", false)]).await.unwrap();
+    assert_eq!(
+        store
+            .get_secret("ca")
+            .await
+            .unwrap()
+            .unwrap()
+            .expose_secret(),
+        "third"
+    );
+
+    // Entities of one kind across owners.
+    let all = store.all_entities(EntityKind::Destination).await.unwrap();
+    assert!(all.iter().any(|e| e.owner == sa && e.name == "a"));
+    assert!(all.iter().all(|e| e.kind == EntityKind::Destination));
+
+    // Leases: one holder at a time until expiry; the holder may extend.
+    assert!(store.try_lease("renewal", "p1", 1_000, 100).await.unwrap());
+    assert!(!store.try_lease("renewal", "p2", 1_050, 100).await.unwrap());
+    assert!(store.try_lease("renewal", "p1", 1_050, 100).await.unwrap());
+    assert!(!store.try_lease("renewal", "p2", 1_149, 100).await.unwrap());
+    assert!(store.try_lease("renewal", "p2", 1_151, 100).await.unwrap());
+
     // Digests are keyed and deterministic.
     assert_eq!(store.digest(&[b"a", b"b"]), store.digest(&[b"a", b"b"]));
     assert_ne!(store.digest(&[b"ab"]), store.digest(&[b"a", b"b"]));
