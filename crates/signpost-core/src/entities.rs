@@ -67,6 +67,23 @@ pub(crate) fn certificate_body(cert: &Certificate) -> Vec<u8> {
     serde_json::to_vec(&certificate_to_json(cert)).unwrap_or_default()
 }
 
+/// Destination properties that name a certificate.
+const CERTIFICATE_REFERENCES: &[&str] = &[
+    "KeyStoreLocation",
+    "TrustStoreLocation",
+    "tokenService.KeyStoreLocation",
+    "tokenService.TrustStoreLocation",
+];
+
+/// What the API returns of a stored entity: certificates without their password and bookkeeping.
+pub(crate) fn public_body(entity: &StoredEntity) -> Result<Map<String, Value>> {
+    let mut body = body_json(entity)?;
+    if entity.kind == EntityKind::Certificate {
+        body.retain(|k, _| !signpost_wire::CERTIFICATE_PRIVATE_KEYS.contains(&k.as_str()));
+    }
+    Ok(body)
+}
+
 pub(crate) fn body_json(entity: &StoredEntity) -> Result<Map<String, Value>> {
     serde_json::from_slice(&entity.body)
         .map_err(|e| Error::Internal(format!("stored entity is not JSON: {e}")))
@@ -167,7 +184,7 @@ impl Signpost {
                 items.push(json!({ "Name": e.name }));
                 continue;
             }
-            let mut obj = body_json(e)?;
+            let mut obj = public_body(e)?;
             if metadata {
                 obj.insert(
                     "$metadata".into(),
@@ -336,7 +353,7 @@ impl Signpost {
                     kind.noun()
                 ))
             })?;
-        Ok((body_json(&entity)?, entity.etag))
+        Ok((public_body(&entity)?, entity.etag))
     }
 
     pub async fn delete_entity(
@@ -346,6 +363,10 @@ impl Signpost {
         kind: EntityKind,
         name: &str,
     ) -> Result<()> {
+        if kind == EntityKind::Certificate {
+            self.refuse_if_referenced(who, level, &[name.to_owned()])
+                .await?;
+        }
         let owner = who.owner(level);
         let outcome = self
             .write(vec![WriteOp::DeleteEntity {
@@ -371,6 +392,9 @@ impl Signpost {
         kind: EntityKind,
         names: Vec<String>,
     ) -> Result<DeleteSummary> {
+        if kind == EntityKind::Certificate {
+            self.refuse_if_referenced(who, level, &names).await?;
+        }
         let owner = who.owner(level);
         let ops = names
             .iter()
@@ -403,6 +427,65 @@ impl Signpost {
             })
             .collect();
         Ok(DeleteSummary { count, summary })
+    }
+}
+
+impl Signpost {
+    /// A certificate that a destination uses cannot be deleted (409 naming the destinations).
+    /// Instance-level destinations fall back to subaccount-level certificates, so those count
+    /// for a subaccount-level certificate unless their instance has its own of that name.
+    async fn refuse_if_referenced(
+        &self,
+        who: &Principal,
+        level: Level,
+        names: &[String],
+    ) -> Result<()> {
+        let mut owners = vec![who.owner(level)];
+        if level == Level::Subaccount {
+            owners.push(who.owner(Level::Instance));
+        }
+        let mut users = Vec::new();
+        for owner in owners {
+            let all = self
+                .store()
+                .list_entities(&owner, EntityKind::Destination, &ListQuery::default())
+                .await?;
+            for dest in &all.items {
+                let props = body_json(dest)?;
+                for key in CERTIFICATE_REFERENCES {
+                    let Some(cert) = props.get(*key).and_then(Value::as_str) else {
+                        continue;
+                    };
+                    if !names.iter().any(|n| n == cert) {
+                        continue;
+                    }
+                    if owner.level != level
+                        && self
+                            .store()
+                            .get_entity(&owner, EntityKind::Certificate, cert)
+                            .await?
+                            .is_some()
+                    {
+                        continue; // the instance's own certificate of that name shadows it
+                    }
+                    users.push(format!("'{}' ({} level, {key})", dest.name, owner.level));
+                }
+            }
+        }
+        if users.is_empty() {
+            return Ok(());
+        }
+        Err(Error::Conflict(format!(
+            "The certificate {} is used by the destination{} {}; change or delete {} first",
+            names
+                .iter()
+                .map(|n| format!("'{n}'"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            if users.len() > 1 { "s" } else { "" },
+            users.join(", "),
+            if users.len() > 1 { "them" } else { "it" }
+        )))
     }
 }
 

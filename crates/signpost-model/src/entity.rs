@@ -287,6 +287,8 @@ pub struct Certificate {
     pub ty: Option<String>,
     /// Base64 of the file's bytes. Private keys may be inside: never printed.
     pub content: String,
+    /// The keystore password given on upload (`Password`); kept encrypted, never returned.
+    pub password: Option<String>,
 }
 
 impl Certificate {
@@ -298,7 +300,12 @@ impl Certificate {
         if !is_base64(&content) {
             return Err(ValidationError::new("Content", "is not valid base64"));
         }
-        Ok(Self { name, ty, content })
+        Ok(Self {
+            name,
+            ty,
+            content,
+            password: None,
+        })
     }
 }
 

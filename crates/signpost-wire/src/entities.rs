@@ -162,14 +162,18 @@ pub fn certificate_from_json(value: &Value) -> Result<Certificate, EntityError> 
     let ty = get("Type", false)?;
     let content = get("Content", true)?.unwrap_or_default();
     for key in obj.keys() {
-        if !matches!(key.as_str(), "Name" | "Type" | "Content") {
+        if !matches!(key.as_str(), "Name" | "Type" | "Content" | "Password") {
             return Err(EntityError::new(
                 name,
-                format!("Property '{key}' is not a certificate property (Name, Type, Content)"),
+                format!("Property '{key}' is not a certificate property (Name, Type, Content, Password)"),
             ));
         }
     }
-    Certificate::new(n, ty, content).map_err(|e| EntityError::from_validation(name, e))
+    let password = get("Password", false)?;
+    let mut cert =
+        Certificate::new(n, ty, content).map_err(|e| EntityError::from_validation(name, e))?;
+    cert.password = password;
+    Ok(cert)
 }
 
 pub fn properties_to_json(props: &Properties) -> Map<String, Value> {
@@ -187,8 +191,15 @@ pub fn certificate_to_json(cert: &Certificate) -> Map<String, Value> {
         cert.ty.clone().map(Value::String).unwrap_or(Value::Null),
     );
     m.insert("Content".into(), Value::String(cert.content.clone()));
+    if let Some(p) = &cert.password {
+        m.insert("Password".into(), Value::String(p.clone()));
+    }
     m
 }
+
+/// Keys of a stored certificate body that are never returned: the keystore password and
+/// Signpost's own bookkeeping (`$signpost`: origin, renewal settings).
+pub const CERTIFICATE_PRIVATE_KEYS: &[&str] = &["Password", "$signpost"];
 
 #[cfg(test)]
 mod tests {
@@ -213,6 +224,19 @@ mod tests {
             destination_from_json(&json!({"Name": "a", "Type": "HTTP", "Port": 8080})).unwrap_err();
         assert_eq!(e.reason, "Property 'Port' must be a string");
         assert_eq!(e.name.as_deref(), Some("a"));
+    }
+
+    #[test]
+    fn certificate_password_is_kept_apart() {
+        let c =
+            certificate_from_json(&json!({"Name": "k.p12", "Content": "aGk=", "Password": "pw"}))
+                .unwrap();
+        assert_eq!(c.password.as_deref(), Some("pw"));
+        assert_eq!(certificate_to_json(&c)["Password"], "pw");
+        assert!(
+            certificate_from_json(&json!({"Name": "k.p12", "Content": "aGk=", "Password": 1}))
+                .is_err()
+        );
     }
 
     #[test]

@@ -12,7 +12,7 @@ pub use config::{ConfigError, ExistingPolicy, InstanceConfig, LevelInit};
 pub use entities::{
     certificate_from_json, certificate_to_json, destination_from_json, fragment_from_json,
     properties_to_json, split_body, BodyShape, BulkDeleteItem, BulkDeleteResponse, BulkItem, Count,
-    EntityError, ErrorBody, NameOnly,
+    EntityError, ErrorBody, NameOnly, CERTIFICATE_PRIVATE_KEYS,
 };
 pub use find::{AuthToken, CertificateItem, FindResponse, HttpHeader, Owner};
 pub use osb::{
