@@ -30,6 +30,11 @@ pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 /// Longest request URI accepted (414 above), as SAP's service.
 pub const MAX_URI_CHARS: usize = 4000;
 
+/// The DER certificate a client presented on the HTTPS listener (mTLS), put into the request's
+/// extensions by the listener; the token service authenticates X.509 bindings with it.
+#[derive(Debug, Clone)]
+pub struct PeerCertificate(pub Arc<Vec<u8>>);
+
 /// The platform's credentials for the service broker (HTTP Basic).
 #[derive(Clone)]
 pub struct BrokerCredentials {

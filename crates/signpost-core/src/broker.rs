@@ -282,6 +282,8 @@ impl Signpost {
             credential_type: "binding-secret".into(),
             request_digest: digest,
             created_at: 0,
+            certificate: None,
+            certificate_sha256: None,
         };
         match self
             .store()

@@ -83,6 +83,10 @@ impl Store for CachedStore {
         self.inner.get_binding_by_client(client_id).await
     }
 
+    async fn get_binding_by_certificate(&self, sha256: &str) -> Result<Option<BindingRecord>> {
+        self.inner.get_binding_by_certificate(sha256).await
+    }
+
     async fn list_instances(&self) -> Result<Vec<InstanceRecord>> {
         self.inner.list_instances().await
     }

@@ -65,6 +65,8 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn get_instance(&self, id: &str) -> Result<Option<InstanceRecord>>;
     async fn get_binding(&self, id: &str) -> Result<Option<BindingRecord>>;
     async fn get_binding_by_client(&self, client_id: &str) -> Result<Option<BindingRecord>>;
+    /// The X.509 binding whose leaf certificate has this SHA-256 fingerprint (hex).
+    async fn get_binding_by_certificate(&self, sha256: &str) -> Result<Option<BindingRecord>>;
     async fn list_instances(&self) -> Result<Vec<InstanceRecord>>;
     async fn list_bindings(&self, instance_id: &str) -> Result<Vec<BindingRecord>>;
 

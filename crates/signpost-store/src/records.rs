@@ -30,8 +30,12 @@ pub struct BindingRecord {
     pub id: String,
     pub instance_id: String,
     pub client_id: String,
-    /// The client secret; `None` for X.509 bindings. Encrypted at rest.
+    /// The client secret (`binding-secret`), or the private key PEM of a generated X.509
+    /// binding; `None` for self-provided X.509 bindings. Encrypted at rest.
     pub client_secret: Option<SecretString>,
+    /// X.509 bindings: the certificate chain (PEM) and the SHA-256 fingerprint (hex) of its leaf.
+    pub certificate: Option<String>,
+    pub certificate_sha256: Option<String>,
     pub credential_type: String,
     pub request_digest: String,
     pub created_at: i64,

@@ -177,6 +177,8 @@ impl SqliteStore {
             credential_type: row.try_get("credential_type")?,
             request_digest: row.try_get("request_digest")?,
             created_at: row.try_get("created_at")?,
+            certificate: row.try_get("certificate")?,
+            certificate_sha256: row.try_get("certificate_sha256")?,
             id,
         })
     }
@@ -275,8 +277,8 @@ impl SqliteStore {
                         .encrypt(s.expose_secret().as_bytes(), &binding_aad(&b.id))
                 });
                 let r = sqlx::query(
-                    "INSERT INTO bindings (id, instance_id, client_id, secret, credential_type, request_digest, created_at)
-                     VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                    "INSERT INTO bindings (id, instance_id, client_id, secret, credential_type, request_digest, created_at, certificate, certificate_sha256)
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 )
                 .bind(&b.id)
                 .bind(&b.instance_id)
@@ -285,6 +287,8 @@ impl SqliteStore {
                 .bind(&b.credential_type)
                 .bind(&b.request_digest)
                 .bind(now)
+                .bind(&b.certificate)
+                .bind(&b.certificate_sha256)
                 .execute(&mut *conn)
                 .await?;
                 if r.rows_affected() == 0 {
@@ -576,6 +580,14 @@ impl Store for SqliteStore {
     async fn get_binding_by_client(&self, client_id: &str) -> Result<Option<BindingRecord>> {
         let row = sqlx::query("SELECT * FROM bindings WHERE client_id = ?")
             .bind(client_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(|r| self.row_to_binding(r)).transpose()
+    }
+
+    async fn get_binding_by_certificate(&self, sha256: &str) -> Result<Option<BindingRecord>> {
+        let row = sqlx::query("SELECT * FROM bindings WHERE certificate_sha256 = ?")
+            .bind(sha256)
             .fetch_optional(&self.pool)
             .await?;
         row.as_ref().map(|r| self.row_to_binding(r)).transpose()

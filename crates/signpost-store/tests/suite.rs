@@ -102,11 +102,27 @@ async fn suite(store: &dyn Store) {
         credential_type: "binding-secret".into(),
         request_digest: "x".into(),
         created_at: 0,
+        certificate: Some("PEM".into()),
+        certificate_sha256: Some("ab12".into()),
     };
     store
         .write(vec![WriteOp::CreateBinding(binding.clone())])
         .await
         .unwrap();
+    assert_eq!(
+        store
+            .get_binding_by_certificate("ab12")
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        "b1"
+    );
+    assert!(store
+        .get_binding_by_certificate("ff")
+        .await
+        .unwrap()
+        .is_none());
     let got = store
         .get_binding_by_client("client-1")
         .await
