@@ -32,6 +32,10 @@ pub fn routes() -> Router<AppState> {
             "/destination-configuration/v1/{collection}/{name}",
             get(get_one).delete(delete_one),
         )
+        .route(
+            "/destination-configuration/v1/{collection}/{name}/publicKeys",
+            get(public_keys),
+        )
 }
 
 /// The six collections: level and kind by path segment.
@@ -307,4 +311,21 @@ async fn consume(
         .consume_destination(&who, name, level, &opts)
         .await?;
     Ok(found(&headers, result))
+}
+
+async fn public_keys(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    Path((segment, name)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let (level, kind) = collection(&segment)?;
+    if kind != EntityKind::Certificate {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, "No such endpoint"));
+    }
+    let (keys, etag) = state
+        .core
+        .certificate_public_keys(&who, level, &name)
+        .await?;
+    Ok(with_etag(&headers, &etag, keys))
 }

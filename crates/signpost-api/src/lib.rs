@@ -9,6 +9,7 @@ mod error;
 mod extract;
 mod query;
 mod saml;
+mod signpost_routes;
 mod token;
 
 use std::sync::Arc;
@@ -65,6 +66,7 @@ pub fn router(state: AppState) -> Router {
         .merge(token::routes())
         .merge(broker::routes(state.clone()))
         .merge(saml::routes())
+        .merge(signpost_routes::routes())
         .merge(destinations::routes())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "No such endpoint") })
         .method_not_allowed_fallback(|| async {

@@ -4,13 +4,13 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use base64::Engine as _;
 use serde_json::json;
 use signpost_core::TokenError;
 
 use crate::extract::{header_str, RawBody};
-use crate::AppState;
+use crate::{AppState, PeerCertificate};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -59,6 +59,7 @@ fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
 
 async fn token(
     State(state): State<AppState>,
+    peer: Option<Extension<PeerCertificate>>,
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> Response {
@@ -89,13 +90,18 @@ async fn token(
             "Signpost's token service supports grant_type=client_credentials",
         );
     }
-    let (client_id, secret) = match (
+    let result = match (
         field("client_id"),
         field("client_secret"),
         basic_credentials(&headers),
     ) {
-        (_, _, Some(basic)) => basic,
-        (Some(id), Some(secret), None) => (id, secret),
+        (_, _, Some((id, secret))) => state.core.client_credentials_token(&id, &secret).await,
+        (Some(id), Some(secret), None) => state.core.client_credentials_token(&id, &secret).await,
+        // mTLS: the certificate presented on the HTTPS listener authenticates an X.509 binding.
+        (Some(id), None, None) => match peer.as_ref() {
+            Some(Extension(PeerCertificate(der))) => state.core.certificate_token(&id, der).await,
+            None => Err(TokenError::InvalidClient),
+        },
         _ => {
             return oauth_error(
                 StatusCode::UNAUTHORIZED,
@@ -104,11 +110,7 @@ async fn token(
             )
         }
     };
-    match state
-        .core
-        .client_credentials_token(&client_id, &secret)
-        .await
-    {
+    match result {
         Ok(t) => {
             let mut res = Json(t).into_response();
             res.headers_mut().insert(

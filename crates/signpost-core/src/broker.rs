@@ -133,6 +133,7 @@ impl Signpost {
         let subdomain = context_str(&context, "subdomain").unwrap_or_else(|| subaccount_id.clone());
         let config = InstanceConfig::parse(req.parameters.as_ref())
             .map_err(|e| BrokerError::bad_request(format!("Invalid configuration JSON: {e}")))?;
+        validate_config_certificates(&config)?;
         let digest = self.store().digest(&[raw.to_string().as_bytes()]);
 
         if let Some(existing) = self.store().get_instance(id).await? {
@@ -193,6 +194,7 @@ impl Signpost {
         };
         let config = InstanceConfig::parse(req.parameters.as_ref())
             .map_err(|e| BrokerError::bad_request(format!("Invalid configuration JSON: {e}")))?;
+        validate_config_certificates(&config)?;
         if let Some(ctx) = req.context {
             let mut merged: Map<String, Value> =
                 serde_json::from_str(&record.context).unwrap_or_default();
@@ -243,8 +245,16 @@ impl Signpost {
     ) -> BrokerResult<BindOutcome> {
         check_id("binding_id", binding_id)?;
         Self::check_ids(&req.service_id, Some(&req.plan_id))?;
-        if let Some(params) = &req.parameters {
-            check_bind_parameters(params)?;
+        let kind = match &req.parameters {
+            Some(params) => bind_kind(params)?,
+            None => BindKind::Secret,
+        };
+        if kind != BindKind::Secret && self.config().cert_url.is_none() {
+            return Err(BrokerError::new(
+                422,
+                "UnprocessableEntity",
+                "X.509 bindings need the HTTPS listener (--tls-listen): it is the certurl where clients present their certificate",
+            ));
         }
         let Some(instance) = self.store().get_instance(instance_id).await? else {
             return Err(BrokerError::new(
@@ -268,23 +278,8 @@ impl Signpost {
                 "binding '{binding_id}' already exists with other attributes"
             )));
         }
-        let mut secret = [0u8; 32];
-        rand::thread_rng().fill_bytes(&mut secret);
-        let record = BindingRecord {
-            id: binding_id.into(),
-            instance_id: instance_id.into(),
-            client_id: format!("sb-{binding_id}!b1|destination-xsappname!b1"),
-            client_secret: Some(SecretString::from(format!(
-                "{}${}",
-                &binding_id.chars().take(8).collect::<String>(),
-                base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, secret)
-            ))),
-            credential_type: "binding-secret".into(),
-            request_digest: digest,
-            created_at: 0,
-            certificate: None,
-            certificate_sha256: None,
-        };
+        let client_id = format!("sb-{binding_id}!b1|destination-xsappname!b1");
+        let record = self.binding_record(instance_id, binding_id, client_id, digest, kind)?;
         match self
             .store()
             .write(vec![WriteOp::CreateBinding(record.clone())])
@@ -336,6 +331,70 @@ impl Signpost {
         Ok(true)
     }
 
+    /// The stored record of a new binding, with its secret or certificate.
+    fn binding_record(
+        &self,
+        instance_id: &str,
+        binding_id: &str,
+        client_id: String,
+        digest: String,
+        kind: BindKind,
+    ) -> BrokerResult<BindingRecord> {
+        let mut record = BindingRecord {
+            id: binding_id.into(),
+            instance_id: instance_id.into(),
+            client_id,
+            client_secret: None,
+            credential_type: "x509".into(),
+            request_digest: digest,
+            created_at: 0,
+            certificate: None,
+            certificate_sha256: None,
+        };
+        match kind {
+            BindKind::Secret => {
+                let mut secret = [0u8; 32];
+                rand::thread_rng().fill_bytes(&mut secret);
+                record.credential_type = "binding-secret".into();
+                record.client_secret = Some(SecretString::from(format!(
+                    "{}${}",
+                    binding_id.chars().take(8).collect::<String>(),
+                    base64::Engine::encode(
+                        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+                        secret
+                    )
+                )));
+            }
+            BindKind::X509Generated(p) => {
+                let cn: String = format!("signpost-binding-{binding_id}")
+                    .chars()
+                    .take(64)
+                    .collect();
+                let cert = self
+                    .inner
+                    .ca
+                    .issue_client_certificate(
+                        &cn,
+                        p.key_length,
+                        p.validity(),
+                        time::OffsetDateTime::now_utc(),
+                    )
+                    .map_err(|e| BrokerError::bad_request(format!("parameters.xsuaa.x509: {e}")))?;
+                record.certificate_sha256 = Some(crate::ca::fingerprint(&cert.certificate_der));
+                record.certificate = Some(cert.certificate_chain_pem);
+                record.client_secret = Some(cert.private_key_pem);
+            }
+            BindKind::X509Provided(pem) => {
+                let leaf = crate::certificates::leaf_der_of_pem(&pem).map_err(|e| {
+                    BrokerError::bad_request(format!("parameters.xsuaa.x509.certificate: {e}"))
+                })?;
+                record.certificate_sha256 = Some(crate::ca::fingerprint(&leaf));
+                record.certificate = Some(pem);
+            }
+        }
+        Ok(record)
+    }
+
     async fn service_key(
         &self,
         instance: &InstanceRecord,
@@ -363,6 +422,18 @@ impl Signpost {
             xsappname: "destination-xsappname!b1".into(),
             instanceid: instance.id.clone(),
             verificationkey: self.verification_key(),
+            certificate: binding.certificate.clone(),
+            key: (binding.credential_type == "x509")
+                .then(|| {
+                    binding
+                        .client_secret
+                        .as_ref()
+                        .map(|s| s.expose_secret().to_owned())
+                })
+                .flatten(),
+            certurl: (binding.credential_type == "x509")
+                .then(|| cfg.cert_url.clone())
+                .flatten(),
         })
     }
 }
@@ -390,25 +461,75 @@ fn check_id(field: &str, id: &str) -> BrokerResult<()> {
     }
 }
 
-fn check_bind_parameters(params: &Value) -> BrokerResult<()> {
+/// What kind of credentials a bind makes (seed 000: a client secret by default, or X.509).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum BindKind {
+    Secret,
+    /// Signpost generates the client certificate from its CA.
+    X509Generated(signpost_certs::ca::X509BindingParams),
+    /// The client brings its own certificate chain (PEM).
+    X509Provided(String),
+}
+
+/// Reads XSUAA's X.509 bind parameters:
+/// `{"xsuaa": {"credential-type": "x509", "x509": {"key-length", "validity", "validity-type"}}}` or
+/// `{"xsuaa": {"credential-type": "x509", "x509": {"certificate": "<PEM chain>"}}}`.
+fn bind_kind(params: &Value) -> BrokerResult<BindKind> {
     let Some(obj) = params.as_object() else {
         return Err(BrokerError::bad_request("parameters must be a JSON object"));
     };
-    if let Some(xsuaa) = obj.get("xsuaa") {
-        let ty = xsuaa.get("credential-type").and_then(Value::as_str);
-        match ty {
-            None | Some("binding-secret") | Some("instance-secret") => {}
-            Some("x509") => {
-                return Err(BrokerError::new(
-                    422,
-                    "UnprocessableEntity",
-                    "parameters.xsuaa.credential-type 'x509' is not supported by this Signpost release yet; bind without parameters for a client-secret key",
-                ))
-            }
-            Some(other) => {
+    let Some(xsuaa) = obj.get("xsuaa") else {
+        return Ok(BindKind::Secret);
+    };
+    let Some(xsuaa) = xsuaa.as_object() else {
+        return Err(BrokerError::bad_request(
+            "parameters.xsuaa must be a JSON object",
+        ));
+    };
+    match xsuaa.get("credential-type").and_then(Value::as_str) {
+        None | Some("binding-secret") | Some("instance-secret") => return Ok(BindKind::Secret),
+        Some("x509") => {}
+        Some(other) => {
+            return Err(BrokerError::bad_request(format!(
+                "parameters.xsuaa.credential-type '{other}' is unknown; use binding-secret or x509"
+            )))
+        }
+    }
+    let x509 = xsuaa
+        .get("x509")
+        .cloned()
+        .unwrap_or(Value::Object(Map::new()));
+    if let Some(cert) = x509.get("certificate") {
+        let pem = cert
+            .as_str()
+            .filter(|p| p.contains("-----BEGIN CERTIFICATE-----"))
+            .ok_or_else(|| {
+                BrokerError::bad_request(
+                    "parameters.xsuaa.x509.certificate must be a PEM certificate chain",
+                )
+            })?;
+        return Ok(BindKind::X509Provided(pem.to_owned()));
+    }
+    let p: signpost_certs::ca::X509BindingParams = serde_json::from_value(x509)
+        .map_err(|e| BrokerError::bad_request(format!("parameters.xsuaa.x509: {e}")))?;
+    Ok(BindKind::X509Generated(p))
+}
+
+/// Certificates of a configuration JSON are validated like uploads (400 naming the entry).
+fn validate_config_certificates(config: &InstanceConfig) -> BrokerResult<()> {
+    for (level, init) in [
+        ("subaccount", &config.subaccount),
+        ("instance", &config.instance),
+    ] {
+        for (i, c) in init.certificates.iter().enumerate() {
+            let checked = crate::certificates::decode_content(&c.content).and_then(|bytes| {
+                crate::certificates::validate_file(&bytes, c.password.as_deref()).map(|_| ())
+            });
+            if let Err(reason) = checked {
                 return Err(BrokerError::bad_request(format!(
-                    "parameters.xsuaa.credential-type '{other}' is unknown; use binding-secret or x509"
-                )))
+                    "Invalid configuration JSON: init_data.{level}.certificates[{i}] ('{}'): {reason}",
+                    c.name
+                )));
             }
         }
     }

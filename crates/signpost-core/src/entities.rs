@@ -105,10 +105,38 @@ fn parse_entity(kind: EntityKind, value: &Value) -> std::result::Result<Parsed, 
             name: f.name().to_owned(),
             body: properties_body(f.properties()),
         }),
-        EntityKind::Certificate => certificate_from_json(value).map(|c| Parsed {
-            name: c.name.clone(),
-            body: certificate_body(&c),
-        }),
+        EntityKind::Certificate => {
+            let c = certificate_from_json(value)?;
+            // Validated now: the format from the content, the password, complete chains.
+            let bytes =
+                crate::certificates::decode_content(&c.content).map_err(|reason| EntityError {
+                    name: Some(c.name.clone()),
+                    reason,
+                })?;
+            crate::certificates::validate_file(&bytes, c.password.as_deref()).map_err(
+                |reason| EntityError {
+                    name: Some(c.name.clone()),
+                    reason,
+                },
+            )?;
+            Ok(Parsed {
+                name: c.name.clone(),
+                body: certificate_body(&c),
+            })
+        }
+    }
+}
+
+impl Signpost {
+    /// A body item made ready to store: validated, or for a certificate with `Attributes`,
+    /// generated from the built-in CA.
+    async fn prepare(&self, kind: EntityKind, value: &Value) -> Result<Parsed> {
+        if kind == EntityKind::Certificate && value.get("Attributes").is_some() {
+            let gen = crate::certificates::generation(value)?;
+            let (name, body) = self.generate_certificate(gen).await?;
+            return Ok(Parsed { name, body });
+        }
+        parse_entity(kind, value).map_err(|e| Error::BadRequest(invalid(kind, &e)))
     }
 }
 
@@ -251,8 +279,7 @@ impl Signpost {
         let owner = who.owner(level);
         match body {
             BodyShape::One(v) => {
-                let parsed =
-                    parse_entity(kind, &v).map_err(|e| Error::BadRequest(invalid(kind, &e)))?;
+                let parsed = self.prepare(kind, &v).await?;
                 self.put_one(&owner, kind, parsed, PutMode::Create).await?;
                 Ok(CreateOutcome::One)
             }
@@ -274,8 +301,7 @@ impl Signpost {
         let owner = who.owner(level);
         match body {
             BodyShape::One(v) => {
-                let parsed =
-                    parse_entity(kind, &v).map_err(|e| Error::BadRequest(invalid(kind, &e)))?;
+                let parsed = self.prepare(kind, &v).await?;
                 self.put_one(&owner, kind, parsed, PutMode::Replace).await?;
                 Ok(UpdateOutcome::One)
             }
@@ -308,12 +334,12 @@ impl Signpost {
                 .and_then(Value::as_str)
                 .unwrap_or_default()
                 .to_owned();
-            let item = match parse_entity(kind, &v) {
+            let item = match self.prepare(kind, &v).await {
                 Err(e) => BulkItem {
                     name,
-                    status: 400,
+                    status: status_of(&e),
                     etag: None,
-                    cause: Some(invalid(kind, &e)),
+                    cause: Some(e.to_string()),
                 },
                 Ok(parsed) => match self.put_one(owner, kind, parsed, mode).await {
                     Ok(etag) => BulkItem {

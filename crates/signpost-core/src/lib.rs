@@ -4,6 +4,8 @@
 //! here each. Must not depend on axum or any HTTP server code.
 
 mod broker;
+mod ca;
+mod certificates;
 mod entities;
 mod error;
 mod find;
@@ -35,6 +37,8 @@ pub struct CoreConfig {
     pub token_lifetime_secs: u64,
     /// The outbound token flows.
     pub oauth: OAuthConfig,
+    /// `https://host:port` of the HTTPS listener, written as `certurl` into X.509 service keys.
+    pub cert_url: Option<String>,
 }
 
 /// The service: a store plus the in-memory state derived from it (signing keys, caches).
@@ -51,6 +55,7 @@ struct Inner {
     principals: tokens::PrincipalCache,
     flows: TokenService,
     saml_signers: saml::SignerCache,
+    ca: signpost_certs::ca::CertificateAuthority,
 }
 
 impl Signpost {
@@ -58,6 +63,7 @@ impl Signpost {
     pub async fn new(store: Arc<dyn Store>, config: CoreConfig) -> Result<Self> {
         let keys = tokens::KeyRing::load_or_create(store.as_ref()).await?;
         let flows = TokenService::new(config.oauth.clone());
+        let ca = ca::load_or_create(store.as_ref()).await?;
         Ok(Self {
             inner: Arc::new(Inner {
                 store,
@@ -66,8 +72,14 @@ impl Signpost {
                 principals: tokens::PrincipalCache::default(),
                 flows,
                 saml_signers: saml::SignerCache::default(),
+                ca,
             }),
         })
+    }
+
+    /// The built-in CA's certificate (PEM), for servers that should trust what it issues.
+    pub fn ca_certificate_pem(&self) -> &str {
+        self.inner.ca.certificate_pem()
     }
 
     /// The outbound token flows and their cache.

@@ -253,8 +253,11 @@ impl Signpost {
             .await
             .map_err(|_| TokenError::Server)?
             .ok_or(TokenError::InvalidClient)?;
-        let Some(expected) = binding.client_secret.as_ref() else {
-            return Err(TokenError::InvalidClient);
+        // Only secret bindings authenticate with a secret (an X.509 binding's stored secret is
+        // its private key).
+        let expected = match (&binding.credential_type[..], binding.client_secret.as_ref()) {
+            ("binding-secret", Some(s)) => s,
+            _ => return Err(TokenError::InvalidClient),
         };
         let ok: bool = expected
             .expose_secret()
@@ -264,16 +267,61 @@ impl Signpost {
         if !ok {
             return Err(TokenError::InvalidClient);
         }
-        let instance = store
-            .get_instance(&binding.instance_id)
+        self.token_for_binding(client_id, &binding.instance_id)
+            .await
+    }
+
+    /// `grant_type=client_credentials` with a client id and the client certificate presented on
+    /// the HTTPS listener (X.509 bindings): the certificate must be the binding's.
+    pub async fn certificate_token(
+        &self,
+        client_id: &str,
+        presented_der: &[u8],
+    ) -> Result<TokenResponse, TokenError> {
+        let binding = self
+            .store()
+            .get_binding_by_client(client_id)
             .await
             .map_err(|_| TokenError::Server)?
             .ok_or(TokenError::InvalidClient)?;
-        let subaccount = store
+        let expected = binding
+            .certificate_sha256
+            .as_deref()
+            .ok_or(TokenError::InvalidClient)?;
+        let presented = crate::ca::fingerprint(presented_der);
+        let same: bool = expected.as_bytes().ct_eq(presented.as_bytes()).into();
+        if !same {
+            return Err(TokenError::InvalidClient);
+        }
+        // A certificate Signpost made must also still be valid and signed by its CA.
+        let generated = binding.client_secret.is_some();
+        if generated
+            && !self
+                .inner
+                .ca
+                .verify_client_certificate(presented_der, time::OffsetDateTime::now_utc())
+        {
+            return Err(TokenError::InvalidClient);
+        }
+        self.token_for_binding(client_id, &binding.instance_id)
+            .await
+    }
+
+    async fn token_for_binding(
+        &self,
+        client_id: &str,
+        instance_id: &str,
+    ) -> Result<TokenResponse, TokenError> {
+        let store = self.store();
+        let instance = store
+            .get_instance(instance_id)
+            .await
+            .map_err(|_| TokenError::Server)?
+            .ok_or(TokenError::InvalidClient)?;
+        let subdomain = store
             .get_subaccount(&instance.subaccount_id)
             .await
-            .map_err(|_| TokenError::Server)?;
-        let subdomain = subaccount
+            .map_err(|_| TokenError::Server)?
             .map(|s| s.subdomain)
             .unwrap_or_else(|| instance.subaccount_id.clone());
         self.sign(client_id, &instance.subaccount_id, &subdomain, &instance.id)

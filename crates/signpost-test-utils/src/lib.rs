@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
 pub mod oauth_peer;
+pub mod pki;
 pub mod signxml;
 
 use std::net::SocketAddr;
@@ -109,6 +110,7 @@ impl TestApp {
                     trusted_issuers: opts.trusted_issuers.clone(),
                     ..Default::default()
                 },
+                cert_url: None,
             },
         )
         .await

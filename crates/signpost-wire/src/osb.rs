@@ -90,6 +90,15 @@ pub struct ServiceKey {
     pub xsappname: String,
     pub instanceid: String,
     pub verificationkey: String,
+    /// X.509 bindings: the client certificate chain (PEM).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<String>,
+    /// X.509 bindings made by Signpost: the client's private key (PEM).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// X.509 bindings: the token service's mTLS base URL.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub certurl: Option<String>,
 }
 
 impl std::fmt::Debug for ServiceKey {

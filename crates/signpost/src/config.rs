@@ -66,6 +66,8 @@ pub struct ServeConfig {
     pub token_lifetime: u64,
     pub json_logs: bool,
     pub oauth: signpost_core::OAuthConfig,
+    /// `https://<uaadomain>` when the HTTPS listener runs: the `certurl` of X.509 service keys.
+    pub cert_url: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -162,7 +164,9 @@ impl ServeArgs {
             trusted_issuers,
             ..Default::default()
         };
+        let cert_url = tls.as_ref().map(|_| format!("https://{uaadomain}"));
         Ok(ServeConfig {
+            cert_url,
             listen,
             public_url,
             tls,

@@ -217,6 +217,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
             uaadomain: cfg.uaadomain.clone(),
             token_lifetime_secs: cfg.token_lifetime,
             oauth: cfg.oauth.clone(),
+            cert_url: cfg.cert_url.clone(),
         },
     )
     .await

@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 use serde_json::json;
-use signpost_test_utils::{status_json, TestApp};
+use signpost_test_utils::{pki, status_json, TestApp};
 
 #[tokio::test]
 async fn a_used_certificate_cannot_be_deleted() {
@@ -14,7 +14,7 @@ async fn a_used_certificate_cannot_be_deleted() {
             "inst-c",
             json!({"init_data": {
                 "subaccount": {
-                    "certificates": [{"Name": "client.pem", "Content": "aGk="}, {"Name": "free.pem", "Content": "aGk="}],
+                    "certificates": [{"Name": "client.pem", "Content": pki::cert_content("client")}, {"Name": "free.pem", "Content": pki::cert_content("free")}],
                     "destinations": [{"Name": "mtls", "Type": "HTTP", "URL": "https://x", "Authentication": "ClientCertificateAuthentication", "KeyStoreLocation": "client.pem"}]
                 },
                 "instance": {
@@ -70,13 +70,14 @@ async fn a_used_certificate_cannot_be_deleted() {
 async fn keystore_passwords_are_kept_but_never_returned() {
     let app = TestApp::start().await;
     let t = app.tenant("sub-p", "inst-p", json!({})).await;
+    let content = pki::pkcs12(&pki::self_signed("ks", 30), "store-pass-1");
     let cert =
-        json!({"Name": "ks.p12", "Type": "PKCS12", "Content": "aGk=", "Password": "store-pass-1"});
+        json!({"Name": "ks.p12", "Type": "PKCS12", "Content": content, "Password": "store-pass-1"});
     assert_eq!(t.post("/v1/instanceCertificates", cert).await.status(), 201);
     let (_, v) = status_json(t.get("/v1/instanceCertificates/ks.p12").await).await;
     assert_eq!(
         v,
-        json!({"Name": "ks.p12", "Type": "PKCS12", "Content": "aGk="})
+        json!({"Name": "ks.p12", "Type": "PKCS12", "Content": content})
     );
     let (_, v) = status_json(t.get("/v1/instanceCertificates").await).await;
     assert!(!v.to_string().contains("store-pass-1"));

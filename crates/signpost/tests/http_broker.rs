@@ -213,7 +213,7 @@ async fn configuration_is_all_or_nothing_on_both_levels() {
         .await;
     // A second instance whose configuration creates things on both levels and then clashes.
     let params = json!({"init_data": {
-        "subaccount": {"destinations": [dest("new-sub"), dest("taken")], "certificates": [{"Name": "c.pem", "Content": "aGVsbG8="}]},
+        "subaccount": {"destinations": [dest("new-sub"), dest("taken")], "certificates": [{"Name": "c.pem", "Content": signpost_test_utils::pki::cert_content("c")}]},
         "instance": {"destinations": [dest("new-inst")]}
     }});
     let (status, body) = status_json(app.provision("second", "sub-a", params.clone()).await).await;

@@ -347,7 +347,7 @@ async fn fragments_and_certificates() {
         200
     );
 
-    let cert = json!({"Name": "my cert (1).pem", "Type": "PEM", "Content": "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0t"});
+    let cert = json!({"Name": "my cert (1).pem", "Type": "PEM", "Content": signpost_test_utils::pki::cert_content("mine")});
     assert_eq!(
         t.post("/v1/subaccountCertificates", cert.clone())
             .await
@@ -402,10 +402,11 @@ async fn bad_inputs_get_json_errors_and_change_nothing() {
         .status(),
         201
     );
+    let kept = signpost_test_utils::pki::cert_content("kept");
     assert_eq!(
         t.post(
             "/v1/instanceCertificates",
-            json!({"Name": "k.pem", "Content": "aGk="})
+            json!({"Name": "k.pem", "Content": kept})
         )
         .await
         .status(),
@@ -564,6 +565,13 @@ async fn bad_inputs_get_json_errors_and_change_nothing() {
         (
             Method::POST,
             "/v1/instanceCertificates",
+            r#"{"Name":"c.pem","Content":"aGVsbG8gd29ybGQ="}"#.into(),
+            400,
+            "not a certificate",
+        ),
+        (
+            Method::POST,
+            "/v1/instanceCertificates",
             r#"{"Name":"a/b.pem","Content":"aGk="}"#.into(),
             400,
             "must not contain",
@@ -571,7 +579,7 @@ async fn bad_inputs_get_json_errors_and_change_nothing() {
         (
             Method::POST,
             "/v1/instanceCertificates",
-            r#"{"Name":"k.pem","Content":"aGk="}"#.into(),
+            format!(r#"{{"Name":"k.pem","Content":"{kept}"}}"#),
             409,
             "already exists",
         ),

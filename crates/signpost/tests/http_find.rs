@@ -3,7 +3,7 @@
 
 use reqwest::Method;
 use serde_json::{json, Value};
-use signpost_test_utils::{status_json, Tenant, TestApp};
+use signpost_test_utils::{pki, status_json, Tenant, TestApp};
 
 async fn setup(app: &TestApp) -> Tenant {
     let params = json!({"init_data": {
@@ -15,8 +15,8 @@ async fn setup(app: &TestApp) -> Tenant {
                 {"Name": "oauth", "Type": "HTTP", "URL": "https://api.example", "Authentication": "OAuth2ClientCredentials", "clientId": "c", "clientSecret": "s", "tokenServiceURL": "http://127.0.0.1:9/oauth/token"}
             ],
             "certificates": [
-                {"Name": "client.p12", "Type": "PKCS12", "Content": "Y2xpZW50LWtleXN0b3Jl"},
-                {"Name": "trust.pem", "Content": "dHJ1c3Qtc3RvcmU="}
+                {"Name": "client.p12", "Type": "PKCS12", "Content": pki::pkcs12(&pki::self_signed("client", 30), "ks-pass"), "Password": "ks-pass"},
+                {"Name": "trust.pem", "Content": pki::cert_content("trust")}
             ]
         },
         "instance": {
@@ -73,7 +73,8 @@ async fn wire_json_snapshots() {
         let res = find(&t, name).send().await.unwrap();
         assert_eq!(res.status(), 200);
         let v: Value = res.json().await.unwrap();
-        insta::assert_json_snapshot!(format!("find_{name}"), v);
+        // Certificates are made fresh by openssl in every run.
+        insta::assert_json_snapshot!(format!("find_{name}"), v, {".certificates[].Content" => "[certificate]"});
     }
     let (s, v) = status_json(find(&t, "nope").send().await.unwrap()).await;
     assert_eq!(s, 404);
@@ -153,11 +154,13 @@ async fn client_certificate_destinations_carry_their_certificates() {
     let t = setup(&app).await;
     let (_, v) = status_json(find(&t, "mtls").send().await.unwrap()).await;
     assert!(v.get("authTokens").is_none());
+    let (_, ks) = status_json(t.get("/v1/subaccountCertificates/client.p12").await).await;
+    let (_, trust) = status_json(t.get("/v1/subaccountCertificates/trust.pem").await).await;
     assert_eq!(
         v["certificates"],
         json!([
-            {"Name": "client.p12", "Content": "Y2xpZW50LWtleXN0b3Jl", "Type": "CERTIFICATE"},
-            {"Name": "trust.pem", "Content": "dHJ1c3Qtc3RvcmU=", "Type": "CERTIFICATE"}
+            {"Name": "client.p12", "Content": ks["Content"], "Type": "CERTIFICATE"},
+            {"Name": "trust.pem", "Content": trust["Content"], "Type": "CERTIFICATE"}
         ])
     );
 }

@@ -28,7 +28,6 @@ const SECRETS: &[&str] = &[
     "ksp-Pn5j3-keystore",
     "custom-Yt6h2-secret",
 ];
-const CERT_B64: &str = "UFJJVkFURS1LRVktQllURVMtc2VjcmV0LWNvbnRlbnQtNzc3";
 
 #[tokio::test]
 async fn secrets_stay_out_of_logs_debug_and_disk() {
@@ -41,13 +40,21 @@ async fn secrets_stay_out_of_logs_debug_and_disk() {
         .init();
 
     let app = TestApp::start().await;
+    // A real certificate with its private key: the key's text must not appear anywhere.
+    let pem = signpost_test_utils::pki::self_signed("secret-holder", 30);
+    let key_body: String = pem
+        .key
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    let cert_b64 = signpost_test_utils::pki::b64(format!("{}{}", pem.cert, pem.key).as_bytes());
     let params = json!({"init_data": {
         "instance": {"destinations": [{
             "Name": "secretive", "Type": "HTTP", "URL": "https://s.example", "Authentication": "BasicAuthentication",
             "User": "bob", "Password": SECRETS[0], "clientSecret": SECRETS[1], "tokenServicePassword": SECRETS[2],
             "KeyStorePassword": SECRETS[3], "myCustomSecret": SECRETS[4]
         }]},
-        "subaccount": {"certificates": [{"Name": "key.pem", "Content": CERT_B64}]}
+        "subaccount": {"certificates": [{"Name": "key.pem", "Content": cert_b64}]}
     }});
     let t = app.tenant("sub-s", "inst-s", params).await;
     let (s, v) = status_json(t.get("/v1/destinations/secretive").await).await;
@@ -90,7 +97,8 @@ async fn secrets_stay_out_of_logs_debug_and_disk() {
     );
     let mut must_not_appear: Vec<String> = SECRETS.iter().map(|s| s.to_string()).collect();
     must_not_appear.extend([
-        CERT_B64.to_owned(),
+        cert_b64.clone(),
+        key_body.clone(),
         client_secret.clone(),
         t.token.clone(),
         BROKER_PASSWORD.to_owned(),
@@ -136,10 +144,11 @@ async fn everything_survives_a_restart() {
         "Name": "kept", "Type": "HTTP", "URL": "https://k.example", "Authentication": "BasicAuthentication", "User": "u", "Password": "p"
     }]}}});
     let t = app.tenant("sub-r", "inst-r", params).await;
+    let content = signpost_test_utils::pki::cert_content("kept-over-restart");
     assert_eq!(
         t.post(
             "/v1/subaccountCertificates",
-            json!({"Name": "c.pem", "Content": "aGk="})
+            json!({"Name": "c.pem", "Content": content})
         )
         .await
         .status(),
@@ -168,5 +177,5 @@ async fn everything_survives_a_restart() {
         .await
         .unwrap();
     let (s, v) = status_json(res).await;
-    assert_eq!((s, v["Content"].as_str()), (200, Some("aGk=")));
+    assert_eq!((s, v["Content"].as_str()), (200, Some(content.as_str())));
 }
