@@ -7,6 +7,7 @@ mod broker;
 mod destinations;
 mod error;
 mod extract;
+pub mod metrics;
 mod query;
 mod saml;
 mod signpost_routes;
@@ -63,6 +64,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics::metrics))
         .merge(token::routes())
         .merge(broker::routes(state.clone()))
         .merge(saml::routes())

@@ -90,16 +90,21 @@ async fn token(
             "Signpost's token service supports grant_type=client_credentials",
         );
     }
+    let zid = header_str(&headers, "x-zid").filter(|z| !z.is_empty());
     let result = match (
         field("client_id"),
         field("client_secret"),
         basic_credentials(&headers),
     ) {
-        (_, _, Some((id, secret))) => state.core.client_credentials_token(&id, &secret).await,
-        (Some(id), Some(secret), None) => state.core.client_credentials_token(&id, &secret).await,
+        (_, _, Some((id, secret))) => state.core.client_credentials_token(&id, &secret, zid).await,
+        (Some(id), Some(secret), None) => {
+            state.core.client_credentials_token(&id, &secret, zid).await
+        }
         // mTLS: the certificate presented on the HTTPS listener authenticates an X.509 binding.
         (Some(id), None, None) => match peer.as_ref() {
-            Some(Extension(PeerCertificate(der))) => state.core.certificate_token(&id, der).await,
+            Some(Extension(PeerCertificate(der))) => {
+                state.core.certificate_token(&id, der, zid).await
+            }
             None => Err(TokenError::InvalidClient),
         },
         _ => {

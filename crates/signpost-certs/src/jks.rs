@@ -89,6 +89,9 @@ pub enum JksError {
         /// The protection algorithm's OID, dotted.
         oid: String,
     },
+    /// The writer was given a private key without its certificate chain.
+    #[error("the private key entry '{0}' needs its certificate chain")]
+    EmptyChain(String),
     /// The writer was asked to store two entries under one alias (aliases are case-insensitive).
     #[error("duplicate alias '{0}' (JKS aliases are case-insensitive)")]
     DuplicateAlias(String),
@@ -253,6 +256,9 @@ impl Keystore {
         created: time::OffsetDateTime,
     ) -> Result<(), JksError> {
         let alias = self.new_alias(alias)?;
+        if chain.is_empty() {
+            return Err(JksError::EmptyChain(alias));
+        }
         let protected_key = protect_key(pkcs8_der, key_password);
         self.entries.push(JksEntry::PrivateKey(PrivateKeyEntry {
             alias,

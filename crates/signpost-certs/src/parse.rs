@@ -52,6 +52,8 @@
 //!   [`CertInfo::days_left`] is the number of whole days until `notAfter`, rounded down (negative
 //!   once expired).
 
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 
 use base64::Engine as _;
@@ -291,6 +293,12 @@ pub enum ParseError {
         "the file holds a private key but no certificate; upload the key together with its certificate chain"
     )]
     KeyWithoutCertificate,
+    /// More certificates than [`MAX_CERTIFICATES`].
+    #[error("the file holds more than {limit} certificates")]
+    TooManyCertificates {
+        /// The limit.
+        limit: usize,
+    },
     /// A PEM private key that belongs to none of the file's certificates.
     #[error("the private key does not belong to any certificate in the file")]
     KeyMismatch,
@@ -460,6 +468,7 @@ enum DerKind {
     Certificate,
     Pkcs12,
     PrivateKey,
+    Pkcs7,
     Unknown,
 }
 
@@ -475,13 +484,29 @@ fn classify_der(bytes: &[u8]) -> DerKind {
             Some(0 | 1) => DerKind::PrivateKey,
             _ => DerKind::Unknown,
         },
+        Some((der::OID, _, _)) => match der::read(inner) {
+            Some((oid, _)) if der::oid_to_string(oid.value) == "1.2.840.113549.1.7.2" => {
+                DerKind::Pkcs7
+            }
+            _ => DerKind::Unknown,
+        },
         _ => DerKind::Unknown,
     }
 }
 
 fn parse_der(bytes: &[u8], password: Option<&str>) -> Result<ParsedStore, ParseError> {
+    if bytes.get(1) == Some(&0x80) {
+        return Err(ParseError::UnsupportedFormat(
+            "BER (indefinite-length) encoding is not supported; re-export the file with openssl or keytool".into(),
+        ));
+    }
     let kind = classify_der(bytes);
     let format = match kind {
+        DerKind::Pkcs7 => {
+            return Err(ParseError::UnsupportedFormat(
+                "PKCS#7 certificate bundles are not supported; upload the certificates as PEM (openssl pkcs7 -print_certs)".into(),
+            ))
+        }
         DerKind::Pkcs12 => Format::Pkcs12,
         DerKind::Certificate => Format::Der,
         DerKind::PrivateKey => return Err(ParseError::KeyWithoutCertificate),
@@ -539,6 +564,15 @@ fn parse_jks(bytes: &[u8], password: Option<&str>) -> Result<ParsedStore, ParseE
         }
         other => corrupt(other.to_string()),
     })?;
+    check_count(
+        ks.entries
+            .iter()
+            .map(|e| match e {
+                jks::JksEntry::PrivateKey(k) => k.chain.len(),
+                jks::JksEntry::TrustedCertificate(_) => 1,
+            })
+            .sum(),
+    )?;
     let mut entries = Vec::with_capacity(ks.entries.len());
     for entry in &ks.entries {
         match entry {
@@ -666,6 +700,7 @@ fn parse_pem(bytes: &[u8], password: Option<&str>) -> Result<ParsedStore, ParseE
         }
         return Err(ParseError::NotACertificate);
     }
+    check_count(certs.len())?;
     let entries = assemble(keys, certs, true)?;
     Ok(ParsedStore {
         format: Format::Pem,
@@ -764,6 +799,7 @@ fn parse_pkcs12(bytes: &[u8], password: Option<&str>) -> Result<ParsedStore, Par
             ParseError::KeyWithoutCertificate
         });
     }
+    check_count(certs.len())?;
     let entries = assemble(keys, certs, false)?;
     Ok(ParsedStore {
         format: Format::Pkcs12,
@@ -1425,6 +1461,20 @@ fn escape_rfc4514(s: &str) -> String {
 // Assembling entries and chains
 // ---------------------------------------------------------------------------------------------
 
+/// At most this many certificates sharing an issuer name are tried as the issuer.
+const MAX_CANDIDATES: usize = 8;
+/// At most this many certificates in one file.
+pub const MAX_CERTIFICATES: usize = 1000;
+
+fn check_count(n: usize) -> Result<(), ParseError> {
+    if n > MAX_CERTIFICATES {
+        return Err(ParseError::TooManyCertificates {
+            limit: MAX_CERTIFICATES,
+        });
+    }
+    Ok(())
+}
+
 /// For each certificate, the index of its issuer among `certs` (by name; when several share the
 /// name, the one whose key verifies the signature). `None` for a self-issued certificate or when
 /// the issuer is not there.
@@ -1445,6 +1495,7 @@ fn issuer_links(certs: &[&CertInfo]) -> Vec<Option<usize>> {
                 many => many
                     .iter()
                     .copied()
+                    .take(MAX_CANDIDATES)
                     .find(|&j| {
                         certs
                             .get(j)
@@ -1458,10 +1509,15 @@ fn issuer_links(certs: &[&CertInfo]) -> Vec<Option<usize>> {
 
 fn walk(start: usize, links: &[Option<usize>]) -> Vec<usize> {
     let mut chain = vec![start];
+    let mut seen = vec![false; links.len()];
+    if let Some(s) = seen.get_mut(start) {
+        *s = true;
+    }
     let mut cur = start;
     while let Some(Some(next)) = links.get(cur) {
-        if chain.contains(next) {
-            break;
+        match seen.get_mut(*next) {
+            Some(s) if !*s => *s = true,
+            _ => break,
         }
         chain.push(*next);
         cur = *next;
@@ -1600,6 +1656,7 @@ fn assemble(
 // Chain validation
 // ---------------------------------------------------------------------------------------------
 
+#[derive(Clone)]
 enum Sig {
     Valid,
     Invalid,
@@ -1714,8 +1771,31 @@ fn pss_params(contents: &[u8]) -> Option<(&'static str, usize)> {
     hash.map(|h| (h, salt))
 }
 
-fn check_link(child: &CertInfo, issuer: &CertInfo) -> Result<(), ChainError> {
-    match check_signature(child, issuer) {
+/// Signature checks with a cache, and the certificates already known to reach a root, so that a
+/// file of many chains sharing their CAs verifies each link once.
+#[derive(Default)]
+struct Verifier {
+    checked: RefCell<HashMap<(String, String), Sig>>,
+    complete: RefCell<HashSet<String>>,
+}
+
+impl Verifier {
+    fn check(&self, child: &CertInfo, issuer: &CertInfo) -> Sig {
+        let key = (
+            child.sha256_fingerprint.clone(),
+            issuer.sha256_fingerprint.clone(),
+        );
+        if let Some(sig) = self.checked.borrow().get(&key) {
+            return sig.clone();
+        }
+        let sig = check_signature(child, issuer);
+        self.checked.borrow_mut().insert(key, sig.clone());
+        sig
+    }
+}
+
+fn check_link(v: &Verifier, child: &CertInfo, issuer: &CertInfo) -> Result<(), ChainError> {
+    match v.check(child, issuer) {
         Sig::Valid => Ok(()),
         Sig::Invalid => Err(ChainError::BadSignature {
             subject: child.subject.clone(),
@@ -1736,7 +1816,13 @@ fn check_link(child: &CertInfo, issuer: &CertInfo) -> Result<(), ChainError> {
 /// A root's self-signature is verified when its algorithm is supported (old roots signed with
 /// MD5 and the like are accepted by name). A locked store is checked for what is readable.
 pub fn validate_chain(store: &ParsedStore) -> Result<(), ChainError> {
-    let pool: Vec<&CertInfo> = store.certificates().collect();
+    let mut pool: Vec<&CertInfo> = Vec::new();
+    for c in store.certificates() {
+        if !pool.iter().any(|p| p.der == c.der) {
+            pool.push(c);
+        }
+    }
+    let v = Verifier::default();
     for entry in &store.entries {
         let Some(first) = entry.chain.first() else {
             if entry.kind == EntryKind::PrivateKey && !store.locked {
@@ -1753,7 +1839,7 @@ pub fn validate_chain(store: &ParsedStore) -> Result<(), ChainError> {
         match entry.kind {
             EntryKind::TrustedCertificate => {
                 for cert in &entry.chain {
-                    complete_to_root(cert, &pool)?;
+                    complete_to_root(&v, cert, &pool)?;
                 }
             }
             EntryKind::PrivateKey | EntryKind::Certificate => {
@@ -1771,10 +1857,10 @@ pub fn validate_chain(store: &ParsedStore) -> Result<(), ChainError> {
                             issuer: last.issuer.clone(),
                         });
                     }
-                    check_link(last, next)?;
+                    check_link(&v, last, next)?;
                     last = next;
                 }
-                complete_to_root(last, &pool)?;
+                complete_to_root(&v, last, &pool)?;
             }
         }
     }
@@ -1782,18 +1868,25 @@ pub fn validate_chain(store: &ParsedStore) -> Result<(), ChainError> {
 }
 
 /// Follow issuers through `pool` from `cert` up to a self-signed root.
-fn complete_to_root(cert: &CertInfo, pool: &[&CertInfo]) -> Result<(), ChainError> {
+fn complete_to_root(v: &Verifier, cert: &CertInfo, pool: &[&CertInfo]) -> Result<(), ChainError> {
     let mut cur = cert;
     let mut seen: Vec<&[u8]> = Vec::new();
+    let mut path: Vec<&str> = Vec::new();
     loop {
+        if v.complete.borrow().contains(&cur.sha256_fingerprint) {
+            break;
+        }
+        path.push(&cur.sha256_fingerprint);
         if cur.is_self_issued() {
-            return match check_signature(cur, cur) {
-                Sig::Valid | Sig::Unsupported(_) => Ok(()),
-                Sig::Invalid => Err(ChainError::BadSignature {
-                    subject: cur.subject.clone(),
-                    issuer: cur.issuer.clone(),
-                }),
-            };
+            match v.check(cur, cur) {
+                Sig::Valid | Sig::Unsupported(_) => break,
+                Sig::Invalid => {
+                    return Err(ChainError::BadSignature {
+                        subject: cur.subject.clone(),
+                        issuer: cur.issuer.clone(),
+                    })
+                }
+            }
         }
         seen.push(&cur.der);
         let candidates: Vec<&CertInfo> = pool
@@ -1810,11 +1903,16 @@ fn complete_to_root(cert: &CertInfo, pool: &[&CertInfo]) -> Result<(), ChainErro
         let issuer = candidates
             .iter()
             .copied()
-            .find(|p| matches!(check_signature(cur, p), Sig::Valid))
+            .take(MAX_CANDIDATES)
+            .find(|p| matches!(v.check(cur, p), Sig::Valid))
             .unwrap_or(first);
-        check_link(cur, issuer)?;
+        check_link(v, cur, issuer)?;
         cur = issuer;
     }
+    v.complete
+        .borrow_mut()
+        .extend(path.into_iter().map(str::to_string));
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------

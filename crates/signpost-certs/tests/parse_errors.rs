@@ -484,3 +484,75 @@ fn distinct_variants_have_distinct_messages() {
         errors.iter().map(ToString::to_string).collect();
     assert_eq!(messages.len(), errors.len());
 }
+
+#[test]
+fn too_many_certificates_and_many_chains_sharing_their_cas() {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+    let ca_params = |cn: &str| {
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.distinguished_name.push(DnType::CommonName, cn);
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        p
+    };
+    let root_key = KeyPair::generate().unwrap();
+    let root = ca_params("Many Root").self_signed(&root_key).unwrap();
+    let int_key = KeyPair::generate().unwrap();
+    let int = ca_params("Many Intermediate")
+        .signed_by(&int_key, &root, &root_key)
+        .unwrap();
+    let mut pem = [root.pem(), int.pem()].concat();
+    for i in 0..300 {
+        let key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::new(vec![format!("host{i}.example")]).unwrap();
+        p.distinguished_name
+            .push(DnType::CommonName, format!("leaf {i}"));
+        pem.push_str(&p.signed_by(&key, &int, &int_key).unwrap().pem());
+    }
+    let started = std::time::Instant::now();
+    let store = parse(pem.as_bytes(), None).unwrap();
+    assert_eq!(store.entries.len(), 300);
+    assert!(store.entries.iter().all(|e| e.chain.len() == 3));
+    validate_chain(&store).unwrap();
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+
+    let many = root
+        .pem()
+        .repeat(signpost_certs::parse::MAX_CERTIFICATES + 1);
+    assert_eq!(
+        parse(many.as_bytes(), None).unwrap_err(),
+        ParseError::TooManyCertificates {
+            limit: signpost_certs::parse::MAX_CERTIFICATES
+        }
+    );
+}
+
+#[test]
+fn pkcs7_bundles_and_ber_are_unsupported_formats() {
+    let t = Tools::new();
+    t.chain("ec");
+    for form in ["PEM", "DER"] {
+        let out = format!("chain.p7b.{form}");
+        t.openssl(&[
+            "crl2pkcs7",
+            "-nocrl",
+            "-certfile",
+            "chain.pem",
+            "-outform",
+            form,
+            "-out",
+            &out,
+        ]);
+        let err = parse(&t.read(&out), None).unwrap_err();
+        assert!(
+            matches!(err, ParseError::UnsupportedFormat(_)),
+            "{form}: {err:?}"
+        );
+        assert!(err.to_string().contains("PKCS#7"), "{err}");
+    }
+    let err = parse(&[0x30, 0x80, 0x02, 0x01, 0x03, 0x00, 0x00], None).unwrap_err();
+    assert!(matches!(err, ParseError::UnsupportedFormat(_)), "{err:?}");
+}

@@ -409,10 +409,16 @@ impl Signpost {
         let cfg = self.config();
         Ok(ServiceKey {
             clientid: binding.client_id.clone(),
-            clientsecret: binding
-                .client_secret
-                .as_ref()
-                .map(|s| s.expose_secret().to_owned()),
+            // An X.509 binding's stored secret is its private key: returned as `key`, never as
+            // a client secret.
+            clientsecret: (binding.credential_type == "binding-secret")
+                .then(|| {
+                    binding
+                        .client_secret
+                        .as_ref()
+                        .map(|s| s.expose_secret().to_owned())
+                })
+                .flatten(),
             credential_type: binding.credential_type.clone(),
             url: cfg.public_url.clone(),
             uri: cfg.public_url.clone(),

@@ -246,6 +246,7 @@ impl Signpost {
         &self,
         client_id: &str,
         client_secret: &str,
+        zid: Option<&str>,
     ) -> Result<TokenResponse, TokenError> {
         let store = self.store();
         let binding = store
@@ -267,7 +268,7 @@ impl Signpost {
         if !ok {
             return Err(TokenError::InvalidClient);
         }
-        self.token_for_binding(client_id, &binding.instance_id)
+        self.token_for_binding(client_id, &binding.instance_id, zid)
             .await
     }
 
@@ -277,6 +278,7 @@ impl Signpost {
         &self,
         client_id: &str,
         presented_der: &[u8],
+        zid: Option<&str>,
     ) -> Result<TokenResponse, TokenError> {
         let binding = self
             .store()
@@ -303,14 +305,18 @@ impl Signpost {
         {
             return Err(TokenError::InvalidClient);
         }
-        self.token_for_binding(client_id, &binding.instance_id)
+        self.token_for_binding(client_id, &binding.instance_id, zid)
             .await
     }
 
+    /// A token for a binding. `zid` (the `x-zid` header SAP's clients send for tenant tokens)
+    /// must name the binding's own subaccount: Signpost has no subscriber tenants yet, and a
+    /// token for another tenant would give a client a view it must not have.
     async fn token_for_binding(
         &self,
         client_id: &str,
         instance_id: &str,
+        zid: Option<&str>,
     ) -> Result<TokenResponse, TokenError> {
         let store = self.store();
         let instance = store
@@ -318,6 +324,9 @@ impl Signpost {
             .await
             .map_err(|_| TokenError::Server)?
             .ok_or(TokenError::InvalidClient)?;
+        if zid.is_some_and(|z| z != instance.subaccount_id) {
+            return Err(TokenError::InvalidClient);
+        }
         let subdomain = store
             .get_subaccount(&instance.subaccount_id)
             .await

@@ -269,6 +269,16 @@ impl Tenant {
             .bearer_auth(&self.token)
     }
 
+    /// A GET of any path of the server (e.g. `/signpost/v1/...`) with the bearer token.
+    pub async fn get_abs(&self, path: &str) -> Response {
+        self.client
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap()
+    }
+
     pub async fn get(&self, path: &str) -> Response {
         self.req(Method::GET, path).send().await.unwrap()
     }

@@ -51,6 +51,10 @@ pub struct ServeArgs {
     /// Identity providers trusted for user tokens: `ISSUER=JWKS_URL` pairs, comma-separated.
     #[arg(long, env = "SIGNPOST_TRUSTED_ISSUERS")]
     pub trusted_issuers: Option<String>,
+    /// Seconds between runs of the certificate job (renewal of generated certificates, expiry
+    /// report of uploaded ones).
+    #[arg(long, env = "SIGNPOST_RENEWAL_INTERVAL", default_value_t = 3600)]
+    pub renewal_interval: u64,
     /// Log format: `text` or `json`.
     #[arg(long, env = "SIGNPOST_LOG_FORMAT", default_value = "text")]
     pub log_format: String,

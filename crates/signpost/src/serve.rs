@@ -222,6 +222,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     )
     .await
     .context("cannot load the token signing key")?;
+    let jobs_core = core.clone();
     let app = signpost_api::router(AppState {
         core,
         broker: Arc::new(broker),
@@ -254,6 +255,11 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     if let (Some(l), Some(tls)) = (tls_listener, tls) {
         tokio::spawn(crate::tls::serve(l, tls, app.clone(), stop_rx.clone()));
     }
+    tokio::spawn(certificate_jobs(
+        jobs_core,
+        args.renewal_interval,
+        stop_rx.clone(),
+    ));
     let mut rx = stop_rx.clone();
     let http = axum::serve(listener, app).with_graceful_shutdown(async move {
         let _ = rx.wait_for(|stop| *stop).await;
@@ -284,4 +290,61 @@ async fn shutdown_signal() {
             _ = term.recv() => {},
         }
     }
+}
+
+/// Every `interval` seconds: renew due generated certificates (on whichever process holds the
+/// lease, so several processes on one database renew once) and report uploaded certificates
+/// that expire within 30 days.
+async fn certificate_jobs(
+    core: Signpost,
+    interval: u64,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let holder = uuid_like();
+    let period = std::time::Duration::from_secs(interval.max(1));
+    loop {
+        let now_ms = time::OffsetDateTime::now_utc().unix_timestamp() * 1000;
+        let lease_ms = i64::try_from(period.as_millis())
+            .unwrap_or(i64::MAX / 4)
+            .saturating_mul(2);
+        match core
+            .store()
+            .try_lease("certificate-renewal", &holder, now_ms, lease_ms)
+            .await
+        {
+            Ok(true) => {
+                match core
+                    .renew_due_certificates(time::OffsetDateTime::now_utc())
+                    .await
+                {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(renewed = n, "renewed generated certificates"),
+                    Err(e) => tracing::warn!(error = %e, "certificate renewal failed"),
+                }
+                match core.expiring_uploaded_certificates(30).await {
+                    Ok(list) => {
+                        signpost_api::metrics::set_expiring_uploaded(list.len());
+                        for (owner, name, days) in list {
+                            tracing::warn!(level = %owner.level, owner = %owner.id, certificate = %name, days_left = days,
+                                "uploaded certificate expires soon; upload a new one (uploaded certificates cannot be renewed)");
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "checking certificate expiry failed"),
+                }
+            }
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "could not take the renewal lease"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(period) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+/// A per-process id for the renewal lease.
+fn uuid_like() -> String {
+    let mut b = [0u8; 12];
+    rand::thread_rng().fill_bytes(&mut b);
+    format!("{}-{}", std::process::id(), hex::encode(b))
 }
