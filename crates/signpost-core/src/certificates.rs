@@ -473,3 +473,65 @@ impl Signpost {
         Ok(out)
     }
 }
+
+impl Signpost {
+    /// The TLS settings of a destination's token requests: `tokenService.KeyStoreLocation` (with
+    /// `tokenService.KeyStorePassword`) as client certificate, `TrustStoreLocation` as trust
+    /// anchors. The inner error is a sentence for `authTokens`.
+    pub(crate) async fn flow_tls(
+        &self,
+        who: &Principal,
+        owner: &OwnerRef,
+        config: &Map<String, Value>,
+    ) -> Result<std::result::Result<signpost_oauth::TlsSettings, String>> {
+        let prop = |k: &str| {
+            config
+                .get(k)
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+        };
+        let mut tls = signpost_oauth::TlsSettings::default();
+        if let Some(name) = prop("tokenService.KeyStoreLocation") {
+            let Some(entity) = self.certificate_for(who, owner, name).await? else {
+                return Ok(Err(format!(
+                    "The token service key store '{name}' does not exist"
+                )));
+            };
+            let mut body = body_json(&entity)?;
+            if let Some(p) = prop("tokenService.KeyStorePassword") {
+                body.insert("Password".into(), Value::String(p.to_owned()));
+            }
+            let identity = parsed_of(&body)
+                .map_err(|e| format!("The token service key store '{name}' cannot be read: {e}"))
+                .and_then(|store| {
+                    parse::client_identity_pem(&store)
+                        .ok_or_else(|| format!("The token service key store '{name}' holds no private key with its certificate"))
+                });
+            match identity {
+                Ok((certs, key)) => {
+                    tls.identity_pem = Some(SecretString::from(format!(
+                        "{certs}{}",
+                        key.expose_secret()
+                    )))
+                }
+                Err(e) => return Ok(Err(e)),
+            }
+        }
+        if let Some(name) = prop("TrustStoreLocation") {
+            let Some(entity) = self.certificate_for(who, owner, name).await? else {
+                return Ok(Err(format!("The trust store '{name}' does not exist")));
+            };
+            let mut body = body_json(&entity)?;
+            if let Some(p) = prop("TrustStorePassword") {
+                body.insert("Password".into(), Value::String(p.to_owned()));
+            }
+            match parsed_of(&body) {
+                Ok(store) => {
+                    tls.trust_pem = Some(store.certificates().map(|c| c.to_pem()).collect())
+                }
+                Err(e) => return Ok(Err(format!("The trust store '{name}' cannot be read: {e}"))),
+            }
+        }
+        Ok(Ok(tls))
+    }
+}

@@ -138,8 +138,17 @@ impl Signpost {
             .unwrap_or("NoAuthentication")
             .to_owned();
         let mut certificates = Vec::new();
+        // ClientCertificateAuthentication hands out its stores; with $skipTokenRetrieval, an
+        // mTLS token flow's key store goes to the caller, who then fetches the token itself.
+        let mut cert_keys: Vec<&str> = Vec::new();
         if auth == "ClientCertificateAuthentication" {
-            for key in ["KeyStoreLocation", "TrustStoreLocation"] {
+            cert_keys.extend(["KeyStoreLocation", "TrustStoreLocation"]);
+        }
+        if opts.skip_token_retrieval {
+            cert_keys.push("tokenService.KeyStoreLocation");
+        }
+        {
+            for key in cert_keys {
                 let Some(cname) = prop(&config, key).map(str::to_owned) else {
                     continue;
                 };
@@ -182,7 +191,7 @@ impl Signpost {
     }
 
     /// A certificate named by a destination: the destination's level first, then the subaccount.
-    async fn certificate_for(
+    pub(crate) async fn certificate_for(
         &self,
         who: &Principal,
         owner: &OwnerRef,
@@ -261,6 +270,10 @@ impl Signpost {
             },
             _ => None,
         };
+        let tls = match self.flow_tls(who, &dest.owner, config).await? {
+            Ok(t) => t,
+            Err(e) => return Ok(Some(vec![AuthToken::failed(e)])),
+        };
         let ctx = FlowContext {
             destination: config,
             headers: &opts.headers,
@@ -271,6 +284,7 @@ impl Signpost {
             etag: &dest.etag,
             saml: saml.as_ref(),
             client_assertion,
+            tls,
         };
         Ok(self.flows().auth_tokens(&ctx).await)
     }

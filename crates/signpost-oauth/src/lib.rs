@@ -61,6 +61,44 @@ pub struct FlowContext<'a> {
     pub saml: Option<&'a SamlSigner>,
     /// A client assertion resolved from `clientAssertion.destinationName`.
     pub client_assertion: Option<(String, String)>,
+    /// mTLS to the token service and its trust anchors.
+    pub tls: TlsSettings,
+}
+
+/// How a flow's HTTP client talks TLS to the token service: a client certificate
+/// (`tokenService.KeyStoreLocation`) and extra trust anchors (`TrustStoreLocation`), both PEM.
+#[derive(Clone, Default)]
+pub struct TlsSettings {
+    pub identity_pem: Option<secrecy::SecretString>,
+    pub trust_pem: Option<String>,
+}
+
+impl std::fmt::Debug for TlsSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsSettings")
+            .field(
+                "identity",
+                &self.identity_pem.as_ref().map(|_| "<redacted>"),
+            )
+            .field("trust_pem", &self.trust_pem.as_ref().map(|p| p.len()))
+            .finish()
+    }
+}
+
+impl TlsSettings {
+    fn digest(&self) -> String {
+        use secrecy::ExposeSecret;
+        let mut h = Sha256::new();
+        h.update(
+            self.identity_pem
+                .as_ref()
+                .map(|p| p.expose_secret().as_bytes())
+                .unwrap_or_default(),
+        );
+        h.update([0]);
+        h.update(self.trust_pem.as_deref().unwrap_or_default().as_bytes());
+        hex::encode(h.finalize())
+    }
 }
 
 /// The subaccount's SAML trust key pair and the defaults of its assertions.
@@ -74,7 +112,7 @@ pub struct SamlSigner {
 /// The flows with their caches and HTTP clients. Cheap to share behind an `Arc`.
 pub struct TokenService {
     config: OAuthConfig,
-    clients: Mutex<HashMap<(u64, u64, bool), reqwest::Client>>,
+    clients: Mutex<HashMap<(u64, u64, bool, String), reqwest::Client>>,
     cache: moka::future::Cache<CacheKey, Arc<cache::Cached>>,
     jwks: user_token::JwksCache,
     token_requests: AtomicU64,
@@ -148,15 +186,28 @@ impl TokenService {
         self.token_requests.load(Ordering::Relaxed)
     }
 
-    /// The HTTP client for one pair of timeouts (reqwest sets them per client).
-    fn client(&self, connect_timeout: Duration, read_timeout: Duration) -> reqwest::Client {
+    /// The HTTP client for one pair of timeouts and one TLS setting (reqwest sets them per
+    /// client). A bad identity or trust store is an error for `authTokens`.
+    fn client(
+        &self,
+        connect_timeout: Duration,
+        read_timeout: Duration,
+        tls: &TlsSettings,
+    ) -> Result<reqwest::Client, String> {
         let guarded = !self.config.allow_private_networks;
-        let key = (connect_timeout.as_secs(), read_timeout.as_secs(), guarded);
+        let key = (
+            connect_timeout.as_secs(),
+            read_timeout.as_secs(),
+            guarded,
+            tls.digest(),
+        );
         let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
-        clients
-            .entry(key)
-            .or_insert_with(|| net::client(connect_timeout, read_timeout, guarded))
-            .clone()
+        if let Some(c) = clients.get(&key) {
+            return Ok(c.clone());
+        }
+        let c = net::client(connect_timeout, read_timeout, guarded, tls)?;
+        clients.insert(key, c.clone());
+        Ok(c)
     }
 
     /// Drops the cached tokens of a destination (`name`) or of every destination of an owner.
@@ -198,7 +249,11 @@ impl TokenService {
 
     async fn verified_user(&self, ctx: &FlowContext<'_>) -> Result<(String, VerifiedUser), String> {
         let token = flows::user_token(ctx.headers)?;
-        let client = self.client(Duration::from_secs(10), Duration::from_secs(10));
+        let client = self.client(
+            Duration::from_secs(10),
+            Duration::from_secs(10),
+            &TlsSettings::default(),
+        )?;
         let user = user_token::verify(
             token,
             ctx.destination,
@@ -307,9 +362,9 @@ impl TokenService {
             level: ctx.level,
             owner: ctx.owner.to_owned(),
             name: ctx.name.to_owned(),
-            rest: request_digest(ctx.etag, header_key, &req),
+            rest: request_digest(ctx.etag, header_key, &req, &ctx.tls),
         };
-        let client = self.client(req.connect_timeout, req.read_timeout);
+        let client = self.client(req.connect_timeout, req.read_timeout, &ctx.tls)?;
         let cached = self
             .cache
             .try_get_with(key, async {
@@ -398,7 +453,12 @@ fn basic(d: &Map<String, Value>) -> AuthToken {
 
 /// Digest of everything in a token request that changes the token, plus the destination version
 /// and the header the token is delivered in.
-fn request_digest(etag: &str, header_key: &str, req: &flows::TokenRequest) -> String {
+fn request_digest(
+    etag: &str,
+    header_key: &str,
+    req: &flows::TokenRequest,
+    tls: &TlsSettings,
+) -> String {
     let mut h = Sha256::new();
     let mut put = |s: &str| {
         h.update((s.len() as u64).to_be_bytes());
@@ -415,5 +475,6 @@ fn request_digest(etag: &str, header_key: &str, req: &flows::TokenRequest) -> St
         put(u);
         put(p);
     }
+    put(&tls.digest());
     hex::encode(h.finalize())
 }

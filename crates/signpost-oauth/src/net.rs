@@ -90,8 +90,15 @@ pub async fn check_public(url: &reqwest::Url) -> Result<(), String> {
     Ok(())
 }
 
-/// Builds a client for one pair of timeouts; `guarded` clients resolve public addresses only.
-pub fn client(connect_timeout: Duration, read_timeout: Duration, guarded: bool) -> reqwest::Client {
+/// Builds a client for one pair of timeouts and TLS settings; `guarded` clients resolve public
+/// addresses only.
+pub fn client(
+    connect_timeout: Duration,
+    read_timeout: Duration,
+    guarded: bool,
+    tls: &crate::TlsSettings,
+) -> Result<reqwest::Client, String> {
+    use secrecy::ExposeSecret;
     let mut b = reqwest::Client::builder()
         .connect_timeout(connect_timeout)
         .read_timeout(read_timeout)
@@ -101,7 +108,22 @@ pub fn client(connect_timeout: Duration, read_timeout: Duration, guarded: bool) 
     if guarded {
         b = b.dns_resolver(Arc::new(PublicOnly));
     }
-    b.build().unwrap_or_default()
+    if let Some(pem) = &tls.identity_pem {
+        let identity =
+            reqwest::Identity::from_pem(pem.expose_secret().as_bytes()).map_err(|_| {
+                "the token service key store cannot be used as a TLS client certificate".to_string()
+            })?;
+        b = b.identity(identity);
+    }
+    if let Some(pem) = &tls.trust_pem {
+        let roots = reqwest::Certificate::from_pem_bundle(pem.as_bytes())
+            .map_err(|_| "the trust store holds no usable certificate".to_string())?;
+        for root in roots {
+            b = b.add_root_certificate(root);
+        }
+    }
+    b.build()
+        .map_err(|_| "the HTTP client for the token service could not be built".to_string())
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 //! (instance + service key + access token). Dev-dependency only.
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
+pub mod nginx;
 pub mod oauth_peer;
 pub mod pki;
 pub mod signxml;
