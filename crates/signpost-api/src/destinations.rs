@@ -5,7 +5,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use signpost_core::{CreateOutcome, FindOptions, FindResult, FlowHeaders, ListMode, UpdateOutcome};
+use signpost_core::{FindOptions, FindResult, FlowHeaders, ListMode, WriteResult};
 use signpost_model::{EntityKind, Level};
 use signpost_store::NameFilter;
 use signpost_wire::{split_body, BulkDeleteResponse, Count};
@@ -101,19 +101,23 @@ async fn create(
 ) -> Result<Response, ApiError> {
     let (level, kind) = collection(&segment)?;
     let body = split_body(&body).map_err(ApiError::bad_request)?;
-    Ok(
-        match state.core.create_entities(&who, level, kind, body).await? {
-            CreateOutcome::One => StatusCode::CREATED.into_response(),
-            CreateOutcome::Many { items, all_ok } => json_ok(
-                if all_ok {
-                    StatusCode::CREATED
-                } else {
-                    StatusCode::MULTI_STATUS
-                },
-                items,
-            ),
-        },
-    )
+    let result = state.core.create_entities(&who, level, kind, body).await?;
+    Ok(written(
+        result,
+        StatusCode::CREATED,
+        StatusCode::CREATED.into_response(),
+    ))
+}
+
+/// The answer to a POST or PUT: `one` for a single object; for an array the items, with `ok`
+/// when every item succeeded and 207 otherwise.
+fn written(result: WriteResult, ok: StatusCode, one: Response) -> Response {
+    match result {
+        WriteResult::One => one,
+        WriteResult::Many { items, all_ok } => {
+            json_ok(if all_ok { ok } else { StatusCode::MULTI_STATUS }, items)
+        }
+    }
 }
 
 async fn update(
@@ -124,19 +128,12 @@ async fn update(
 ) -> Result<Response, ApiError> {
     let (level, kind) = collection(&segment)?;
     let body = split_body(&body).map_err(ApiError::bad_request)?;
-    Ok(
-        match state.core.update_entities(&who, level, kind, body).await? {
-            UpdateOutcome::One => json_ok(StatusCode::OK, Count { count: 1 }),
-            UpdateOutcome::Many { items, all_ok } => json_ok(
-                if all_ok {
-                    StatusCode::OK
-                } else {
-                    StatusCode::MULTI_STATUS
-                },
-                items,
-            ),
-        },
-    )
+    let result = state.core.update_entities(&who, level, kind, body).await?;
+    Ok(written(
+        result,
+        StatusCode::OK,
+        json_ok(StatusCode::OK, Count { count: 1 }),
+    ))
 }
 
 async fn bulk_delete(

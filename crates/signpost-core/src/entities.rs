@@ -37,16 +37,10 @@ pub struct ListResult {
     pub links: Option<(Option<u64>, Option<u64>)>,
 }
 
-/// POST result: one object (201, empty body) or an array (201 or 207 with items).
+/// POST or PUT result: one object, or an array with a result per item (`all_ok` tells 201/200
+/// from 207).
 #[derive(Debug, Clone)]
-pub enum CreateOutcome {
-    One,
-    Many { items: Vec<BulkItem>, all_ok: bool },
-}
-
-/// PUT result: one object (`{"Count":1}`) or an array (200 or 207 with items).
-#[derive(Debug, Clone)]
-pub enum UpdateOutcome {
+pub enum WriteResult {
     One,
     Many { items: Vec<BulkItem>, all_ok: bool },
 }
@@ -275,18 +269,18 @@ impl Signpost {
         level: Level,
         kind: EntityKind,
         body: BodyShape,
-    ) -> Result<CreateOutcome> {
+    ) -> Result<WriteResult> {
         let owner = who.owner(level);
         match body {
             BodyShape::One(v) => {
                 let parsed = self.prepare(kind, &v).await?;
                 self.put_one(&owner, kind, parsed, PutMode::Create).await?;
-                Ok(CreateOutcome::One)
+                Ok(WriteResult::One)
             }
             BodyShape::Many(values) => {
                 let items = self.bulk(&owner, kind, values, PutMode::Create, 201).await;
                 let all_ok = items.iter().all(|i| i.status == 201);
-                Ok(CreateOutcome::Many { items, all_ok })
+                Ok(WriteResult::Many { items, all_ok })
             }
         }
     }
@@ -297,18 +291,18 @@ impl Signpost {
         level: Level,
         kind: EntityKind,
         body: BodyShape,
-    ) -> Result<UpdateOutcome> {
+    ) -> Result<WriteResult> {
         let owner = who.owner(level);
         match body {
             BodyShape::One(v) => {
                 let parsed = self.prepare(kind, &v).await?;
                 self.put_one(&owner, kind, parsed, PutMode::Replace).await?;
-                Ok(UpdateOutcome::One)
+                Ok(WriteResult::One)
             }
             BodyShape::Many(values) => {
                 let items = self.bulk(&owner, kind, values, PutMode::Replace, 200).await;
                 let all_ok = items.iter().all(|i| i.status == 200);
-                Ok(UpdateOutcome::Many { items, all_ok })
+                Ok(WriteResult::Many { items, all_ok })
             }
         }
     }

@@ -17,7 +17,7 @@ use std::sync::Arc;
 pub use broker::{
     BindOutcome, BrokerError, BrokerResult, ProvisionOutcome, CATALOG_PLAN_ID, CATALOG_SERVICE_ID,
 };
-pub use entities::{CreateOutcome, DeleteSummary, ListMode, ListResult, UpdateOutcome};
+pub use entities::{DeleteSummary, ListMode, ListResult, WriteResult};
 pub use error::{Error, Result};
 pub use find::{FindOptions, FindResult};
 pub use signpost_oauth::{parse_trusted_issuers, FlowHeaders, OAuthConfig, TrustedIssuer};

@@ -155,6 +155,15 @@ impl SqliteStore {
         })
     }
 
+    /// The one binding a single-parameter query finds.
+    async fn binding_where(&self, sql: &'static str, value: &str) -> Result<Option<BindingRecord>> {
+        let row = sqlx::query(sql)
+            .bind(value)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(|r| self.row_to_binding(r)).transpose()
+    }
+
     fn row_to_binding(&self, row: &sqlx::sqlite::SqliteRow) -> Result<BindingRecord> {
         let id: String = row.try_get("id")?;
         let secret: Option<Vec<u8>> = row.try_get("secret")?;
@@ -570,27 +579,21 @@ impl Store for SqliteStore {
     }
 
     async fn get_binding(&self, id: &str) -> Result<Option<BindingRecord>> {
-        let row = sqlx::query("SELECT * FROM bindings WHERE id = ?")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(|r| self.row_to_binding(r)).transpose()
+        self.binding_where("SELECT * FROM bindings WHERE id = ?", id)
+            .await
     }
 
     async fn get_binding_by_client(&self, client_id: &str) -> Result<Option<BindingRecord>> {
-        let row = sqlx::query("SELECT * FROM bindings WHERE client_id = ?")
-            .bind(client_id)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(|r| self.row_to_binding(r)).transpose()
+        self.binding_where("SELECT * FROM bindings WHERE client_id = ?", client_id)
+            .await
     }
 
     async fn get_binding_by_certificate(&self, sha256: &str) -> Result<Option<BindingRecord>> {
-        let row = sqlx::query("SELECT * FROM bindings WHERE certificate_sha256 = ?")
-            .bind(sha256)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(|r| self.row_to_binding(r)).transpose()
+        self.binding_where(
+            "SELECT * FROM bindings WHERE certificate_sha256 = ?",
+            sha256,
+        )
+        .await
     }
 
     async fn list_bindings(&self, instance_id: &str) -> Result<Vec<BindingRecord>> {
