@@ -192,3 +192,53 @@ async fn x509_bindings_need_the_https_listener() {
         .unwrap()
         .contains("--tls-listen"));
 }
+
+#[tokio::test]
+async fn uploaded_certificates_near_expiry_are_reported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(
+        ServerOptions::new(&tmp.path().join("data"))
+            .arg("--renewal-interval")
+            .arg("1"),
+    )
+    .await;
+    let soon = signpost_test_utils::pki::self_signed("soon.example", 10);
+    let later = signpost_test_utils::pki::self_signed("later.example", 200);
+    let certs = json!([
+        {"Name": "soon.pem", "Content": signpost_test_utils::pki::b64(soon.cert.as_bytes())},
+        {"Name": "later.pem", "Content": signpost_test_utils::pki::b64(later.cert.as_bytes())}
+    ]);
+    server
+        .provision(
+            "i-exp",
+            "sub-exp",
+            json!({"init_data": {"subaccount": {"certificates": certs}}}),
+        )
+        .await;
+    let client = support::http_client();
+    let mut metrics = String::new();
+    for _ in 0..100 {
+        metrics = client
+            .get(server.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if metrics.contains("signpost_uploaded_certificates_expiring 1") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        metrics.contains("signpost_uploaded_certificates_expiring 1"),
+        "{metrics}"
+    );
+    let log = server.stderr();
+    assert!(
+        log.contains("soon.pem") && log.contains("expires soon"),
+        "{log}"
+    );
+    assert!(!log.contains("later.pem"));
+}
