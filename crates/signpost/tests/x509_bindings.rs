@@ -115,6 +115,38 @@ async fn generated_and_self_provided_client_certificates() {
         String::from_utf8_lossy(&out.stderr)
     );
 
+    // The same with curl, the way an operator would try it.
+    std::fs::write(
+        tmp.path().join("client-key.pem"),
+        key_json["key"].as_str().unwrap(),
+    )
+    .unwrap();
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "--fail-with-body", "--cacert"])
+        .arg(&cert)
+        .args([
+            "--cert",
+            "client.pem",
+            "--key",
+            "client-key.pem",
+            "--data-urlencode",
+            "grant_type=client_credentials",
+            "--data-urlencode",
+        ])
+        .arg(format!("client_id={client_id}"))
+        .arg(format!("{certurl}/oauth/token"))
+        .current_dir(tmp.path())
+        .output()
+        .expect("curl is needed for this test");
+    assert!(
+        out.status.success(),
+        "curl: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let body: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(body["access_token"].is_string());
+
     // Without a certificate, with another one, or with the secret form: refused.
     let (s, v) = token_status(&mtls_client(&cert, None), certurl, client_id).await;
     assert_eq!((s, v["error"].as_str()), (401, Some("invalid_client")));
