@@ -364,14 +364,14 @@ impl TokenService {
             name: ctx.name.to_owned(),
             rest: request_digest(ctx.etag, header_key, &req, &ctx.tls),
         };
-        let client = self.client(req.connect_timeout, req.read_timeout, &ctx.tls)?;
         let cached = self
             .cache
             .try_get_with(key, async {
-                // Checked on a miss only: a cached token was checked when it was fetched.
+                // On a miss only: a cached token was checked and fetched with these already.
                 if !self.config.allow_private_networks {
                     net::check_public(&req.url).await?;
                 }
+                let client = self.client(req.connect_timeout, req.read_timeout, &ctx.tls)?;
                 self.token_requests.fetch_add(1, Ordering::Relaxed);
                 let reply = flows::send(&client, &req, d).await?;
                 Ok::<_, String>(Arc::new(cache::Cached {
