@@ -55,6 +55,9 @@ pub struct ServeArgs {
     /// report of uploaded ones).
     #[arg(long, env = "SIGNPOST_RENEWAL_INTERVAL", default_value_t = 3600)]
     pub renewal_interval: u64,
+    /// Do not create the default subaccount, instance and service key on an empty database.
+    #[arg(long, env = "SIGNPOST_NO_BOOTSTRAP", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub no_bootstrap: bool,
     /// Log format: `text` or `json`.
     #[arg(long, env = "SIGNPOST_LOG_FORMAT", default_value = "text")]
     pub log_format: String,

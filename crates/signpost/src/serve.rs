@@ -222,6 +222,11 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     )
     .await
     .context("cannot load the token signing key")?;
+    let first_run = if args.no_bootstrap {
+        None
+    } else {
+        bootstrap(&core, &args.store.data_dir).await?
+    };
     let jobs_core = core.clone();
     let app = signpost_api::router(AppState {
         core,
@@ -251,6 +256,9 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         "signpost listening on http://{local}"
     );
 
+    if let Some(key_path) = first_run {
+        print_first_run(&cfg.public_url, &key_path);
+    }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     if let (Some(l), Some(tls)) = (tls_listener, tls) {
         tokio::spawn(crate::tls::serve(l, tls, app.clone(), stop_rx.clone()));
@@ -347,4 +355,58 @@ fn uuid_like() -> String {
     let mut b = [0u8; 12];
     rand::thread_rng().fill_bytes(&mut b);
     format!("{}-{}", std::process::id(), hex::encode(b))
+}
+
+const DEFAULT_SUBACCOUNT: &str = "default";
+const DEFAULT_INSTANCE: &str = "default";
+const DEFAULT_KEY_FILE: &str = "default-service-key.json";
+
+/// First run: on a database without instances, makes a default subaccount, instance and service
+/// key, and writes the key to `<data-dir>/default-service-key.json` (0600). Returns its path.
+async fn bootstrap(core: &Signpost, data_dir: &Path) -> Result<Option<std::path::PathBuf>> {
+    if !core.store().list_instances().await?.is_empty() {
+        return Ok(None);
+    }
+    let raw = serde_json::json!({
+        "service_id": signpost_core::CATALOG_SERVICE_ID,
+        "plan_id": signpost_core::CATALOG_PLAN_ID,
+        "context": {"platform": "signpost", "subaccount_id": DEFAULT_SUBACCOUNT, "subdomain": DEFAULT_SUBACCOUNT},
+    });
+    let req = serde_json::from_value(raw.clone())?;
+    core.provision(DEFAULT_INSTANCE, req, &raw)
+        .await
+        .map_err(|e| anyhow::anyhow!("bootstrap: {e}"))?;
+    let bind_raw = serde_json::json!({"service_id": signpost_core::CATALOG_SERVICE_ID, "plan_id": signpost_core::CATALOG_PLAN_ID});
+    let bind = core
+        .bind(
+            DEFAULT_INSTANCE,
+            "default-key",
+            serde_json::from_value(bind_raw.clone())?,
+            &bind_raw,
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("bootstrap: {e}"))?;
+    let path = data_dir.join(DEFAULT_KEY_FILE);
+    if path.exists() {
+        fs::remove_file(&path)?;
+    }
+    write_private(&path, &serde_json::to_string_pretty(&bind.credentials)?)?;
+    tracing::info!(file = %path.display(), instance = DEFAULT_INSTANCE, subaccount = DEFAULT_SUBACCOUNT, "first run: created the default instance and its service key");
+    Ok(Some(path))
+}
+
+/// What a newcomer sees on the first start: where things are and one example to paste.
+#[allow(clippy::print_stdout)]
+fn print_first_run(url: &str, key: &Path) {
+    let key = key.display();
+    println!(
+        "Signpost is running at {url}
+A default instance and its service key were created: {key}
+Create and find a destination (copy and paste):
+
+  TOKEN=$(python3 -c 'import json,urllib.request,urllib.parse;k=json.load(open(\"{key}\"));print(json.load(urllib.request.urlopen(k[\"url\"]+\"/oauth/token\",urllib.parse.urlencode({{\"grant_type\":\"client_credentials\",\"client_id\":k[\"clientid\"],\"client_secret\":k[\"clientsecret\"]}}).encode()))[\"access_token\"])')
+  curl -s -X POST {url}/destination-configuration/v1/subaccountDestinations -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/json' -d '{{\"Name\":\"hello\",\"Type\":\"HTTP\",\"URL\":\"https://example.org\",\"Authentication\":\"NoAuthentication\"}}'
+  curl -s {url}/destination-configuration/v1/destinations/hello -H \"Authorization: Bearer $TOKEN\"
+"
+    );
 }

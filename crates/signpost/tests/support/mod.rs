@@ -131,7 +131,7 @@ impl ServerOptions {
     }
 }
 
-/// A `signpost` command with a clean `SIGNPOST_*` environment, stdout discarded and stderr
+/// A `signpost` command with a clean `SIGNPOST_*` environment, stdout written next to stderr and stderr
 /// written to `stderr`.
 fn command(args: &[String], env: &[(String, String)], stderr: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_signpost"));
@@ -143,7 +143,7 @@ fn command(args: &[String], env: &[(String, String)], stderr: &Path) -> Command 
     cmd.args(args)
         .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        .stdout(fs::File::create(stderr.with_extension("stdout")).unwrap())
         .stderr(fs::File::create(stderr).unwrap());
     cmd
 }
@@ -319,6 +319,11 @@ impl ServerProcess {
     /// Everything the server wrote to stderr so far.
     pub fn stderr(&self) -> String {
         fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    /// What the server printed on stdout (the first-run help).
+    pub fn stdout(&self) -> String {
+        fs::read_to_string(self.stderr_path().with_extension("stdout")).unwrap_or_default()
     }
 
     pub fn stderr_path(&self) -> &Path {
