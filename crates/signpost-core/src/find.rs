@@ -147,15 +147,13 @@ impl Signpost {
         if opts.skip_token_retrieval {
             cert_keys.push("tokenService.KeyStoreLocation");
         }
-        {
-            for key in cert_keys {
-                let Some(cname) = prop(&config, key).map(str::to_owned) else {
-                    continue;
-                };
-                if let Some(cert) = self.certificate_for(who, &dest.owner, &cname).await? {
-                    etag_parts.push(cert.etag.clone().into_bytes());
-                    certificates.push(certificate_item(&cert)?);
-                }
+        for key in cert_keys {
+            let Some(cname) = prop(&config, key).map(str::to_owned) else {
+                continue;
+            };
+            if let Some(cert) = self.certificate_for(who, &dest.owner, &cname).await? {
+                etag_parts.push(cert.etag.clone().into_bytes());
+                certificates.push(certificate_item(&cert)?);
             }
         }
         let auth_tokens = if opts.skip_token_retrieval {
