@@ -845,7 +845,7 @@ impl CertificateAuthority {
         Ok(ClientCertificate {
             certificate_chain_pem,
             private_key_pem,
-            sha256_fingerprint: colon_hex(&sha2::Sha256::digest(&der)),
+            sha256_fingerprint: crate::sha256_fingerprint(&der),
             certificate_der: der,
             serial_hex: serial.to_hex(),
             not_before,
@@ -1043,19 +1043,6 @@ fn looks_like_host_name(cn: &str) -> bool {
         .next()
         .is_some_and(|tld| !tld.bytes().all(|b| b.is_ascii_digit()));
     labels_ok && tld_ok
-}
-
-/// Upper-case hex pairs separated by colons.
-fn colon_hex(bytes: &[u8]) -> String {
-    let hex = hex::encode_upper(bytes);
-    let mut out = String::with_capacity(hex.len() * 3 / 2);
-    for (i, c) in hex.chars().enumerate() {
-        if i > 0 && i % 2 == 0 {
-            out.push(':');
-        }
-        out.push(c);
-    }
-    out
 }
 
 fn signing_error(e: rcgen::Error) -> CaError {

@@ -8,3 +8,15 @@
 pub mod ca;
 pub mod jks;
 pub mod parse;
+
+/// The SHA-256 fingerprint of a DER certificate as upper-case hex pairs separated by colons, as
+/// `openssl x509 -fingerprint -sha256` prints it: one format everywhere (details view, X.509
+/// bindings, CA output).
+pub fn sha256_fingerprint(der: &[u8]) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(der)
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}

@@ -1270,12 +1270,7 @@ fn cert_info(der: &[u8], allow_trailing: bool) -> Result<CertInfo, String> {
     } else {
         hex::encode_upper(serial)
     };
-    let fingerprint = sha2::Sha256::digest(&der);
-    let sha256_fingerprint = fingerprint
-        .iter()
-        .map(|b| format!("{b:02X}"))
-        .collect::<Vec<_>>()
-        .join(":");
+    let sha256_fingerprint = crate::sha256_fingerprint(&der);
     let (key_algorithm, key_size) = key_description(cert.public_key());
     let mut subject_alt_names = Vec::new();
     if let Ok(Some(san)) = cert.subject_alternative_name() {

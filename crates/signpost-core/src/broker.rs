@@ -380,7 +380,8 @@ impl Signpost {
                         time::OffsetDateTime::now_utc(),
                     )
                     .map_err(|e| BrokerError::bad_request(format!("parameters.xsuaa.x509: {e}")))?;
-                record.certificate_sha256 = Some(crate::ca::fingerprint(&cert.certificate_der));
+                record.certificate_sha256 =
+                    Some(signpost_certs::sha256_fingerprint(&cert.certificate_der));
                 record.certificate = Some(cert.certificate_chain_pem);
                 record.client_secret = Some(cert.private_key_pem);
             }
@@ -388,7 +389,7 @@ impl Signpost {
                 let leaf = crate::certificates::leaf_der_of_pem(&pem).map_err(|e| {
                     BrokerError::bad_request(format!("parameters.xsuaa.x509.certificate: {e}"))
                 })?;
-                record.certificate_sha256 = Some(crate::ca::fingerprint(&leaf));
+                record.certificate_sha256 = Some(signpost_certs::sha256_fingerprint(&leaf));
                 record.certificate = Some(pem);
             }
         }

@@ -3,7 +3,6 @@
 
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use signpost_certs::ca::CertificateAuthority;
 use signpost_store::{Store, WriteOp};
 
@@ -47,13 +46,4 @@ pub(crate) async fn load_or_create(store: &dyn Store) -> Result<CertificateAutho
     let stored: StoredCa = serde_json::from_str(text.expose_secret()).map_err(internal)?;
     CertificateAuthority::from_pem(&stored.certificate_pem, &stored.private_key_pem)
         .map_err(internal)
-}
-
-/// SHA-256 of a DER certificate as upper-case colon-separated pairs (like `openssl -fingerprint`).
-pub(crate) fn fingerprint(der: &[u8]) -> String {
-    Sha256::digest(der)
-        .iter()
-        .map(|b| format!("{b:02X}"))
-        .collect::<Vec<_>>()
-        .join(":")
 }

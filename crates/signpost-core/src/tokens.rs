@@ -290,7 +290,7 @@ impl Signpost {
             .certificate_sha256
             .as_deref()
             .ok_or(TokenError::InvalidClient)?;
-        let presented = crate::ca::fingerprint(presented_der);
+        let presented = signpost_certs::sha256_fingerprint(presented_der);
         let same: bool = expected.as_bytes().ct_eq(presented.as_bytes()).into();
         if !same {
             return Err(TokenError::InvalidClient);
