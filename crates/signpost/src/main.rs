@@ -1,7 +1,9 @@
-//! `signpost`: the Signpost server (`serve`), its schema tool (`migrate`) and, in later releases,
-//! the CLI verbs. Configuration is typed, read once from flags and `SIGNPOST_*` variables, and
+//! `signpost`: the Signpost server (`serve`), its schema tool (`migrate`) and the cf-like CLI
+//! verbs (`login`, `instance`, `key`, `dest`, `fragment`, `cert`, `export`, `import`; see
+//! docs/CLI.md). Configuration is typed, read once from flags and `SIGNPOST_*` variables, and
 //! validated before anything listens: a bad one is refused with a one-line reason (exit 2).
 
+mod cli;
 mod config;
 mod serve;
 mod tls;
@@ -27,6 +29,8 @@ enum Command {
     Serve(config::ServeArgs),
     /// Create or upgrade the database schema, then exit.
     Migrate(config::StoreArgs),
+    #[command(flatten)]
+    Cli(cli::CliCommand),
 }
 
 fn main() -> ExitCode {
@@ -45,6 +49,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve(args) => serve::run(args).await,
             Command::Migrate(args) => serve::migrate(args).await,
+            Command::Cli(cmd) => cli::run(cmd).await,
         }
     });
     match result {
