@@ -6,6 +6,7 @@ mod cache;
 mod flows;
 mod net;
 pub mod saml;
+mod saml_params;
 mod user_token;
 
 use std::collections::HashMap;
@@ -435,7 +436,6 @@ impl TokenService {
     }
 }
 
-mod saml_params;
 
 fn basic(d: &Map<String, Value>) -> AuthToken {
     match (
