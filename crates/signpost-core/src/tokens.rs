@@ -385,12 +385,27 @@ impl Signpost {
         })
     }
 
+    async fn binding_is_live(&self, p: &Principal) -> Result<bool> {
+        Ok(self
+            .store()
+            .get_binding_by_client(&p.client_id)
+            .await?
+            .is_some_and(|b| b.instance_id == p.instance_id))
+    }
+
     /// Verifies a bearer token (signature, expiry, issuer) and that its binding and instance
     /// still exist. Every failure is the same 401 so that nothing leaks about why.
     pub async fn authenticate(&self, bearer: &str) -> Result<Principal> {
         let now = now_secs();
         if let Some(p) = self.inner.principals.get(bearer, now) {
-            return Ok(p);
+            // Another process may have deleted the binding: on a shared database the cache
+            // saves the signature check only, and the binding is looked up every time.
+            if !self.store().shared() || self.binding_is_live(&p).await? {
+                return Ok(p);
+            }
+            return Err(Error::Unauthorized(
+                "The bearer token is missing, invalid or expired".into(),
+            ));
         }
         let unauthorized =
             || Error::Unauthorized("The bearer token is missing, invalid or expired".into());

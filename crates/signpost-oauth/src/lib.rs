@@ -436,7 +436,6 @@ impl TokenService {
     }
 }
 
-
 fn basic(d: &Map<String, Value>) -> AuthToken {
     match (
         flows::prop(d, "User"),

@@ -67,6 +67,10 @@ impl Store for CachedStore {
         self.inner.engine()
     }
 
+    fn shared(&self) -> bool {
+        self.inner.shared()
+    }
+
     async fn get_subaccount(&self, id: &str) -> Result<Option<SubaccountRecord>> {
         self.inner.get_subaccount(id).await
     }

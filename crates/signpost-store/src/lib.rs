@@ -1,17 +1,21 @@
 //! Persistence of Signpost: the [`Store`] trait, whose contract fits both SQLite and PostgreSQL,
-//! and its SQLite engine (the embedded default) on sqlx with migrations. Secret material
-//! (entity bodies, binding secrets, signing keys) is encrypted at rest with AES-256-GCM under a
-//! data key that is itself wrapped by the operator's master key ([`crypto`]).
+//! and its engines on sqlx with migrations: SQLite (the embedded default) and PostgreSQL (for
+//! several replicas on one database). Secret material (entity bodies, binding secrets, signing
+//! keys) is encrypted at rest with AES-256-GCM under a data key that is itself wrapped by the
+//! operator's master key ([`crypto`]).
 //!
 //! Must not depend on the API or OAuth crates.
 
 mod cache;
 pub mod crypto;
+mod postgres;
 mod records;
+mod shared;
 mod sqlite;
 
 pub use cache::CachedStore;
 pub use crypto::{Cipher, MasterKey};
+pub use postgres::PgStore;
 pub use records::*;
 pub use sqlite::SqliteStore;
 
@@ -60,6 +64,12 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// The engine's name, for logs ("sqlite", "postgres").
     fn engine(&self) -> &'static str;
+
+    /// True when other processes may write the same database (PostgreSQL): in-process caches of
+    /// stored facts must then be checked against the database.
+    fn shared(&self) -> bool {
+        false
+    }
 
     async fn get_subaccount(&self, id: &str) -> Result<Option<SubaccountRecord>>;
     async fn get_instance(&self, id: &str) -> Result<Option<InstanceRecord>>;

@@ -13,12 +13,10 @@ use tokio::sync::Mutex;
 
 use crate::crypto::{Cipher, MasterKey};
 use crate::records::*;
+use crate::shared::*;
 use crate::{Error, Result, Store};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
-
-const DATA_KEY: &str = "data_key";
-const DATA_KEY_AAD: &[u8] = b"signpost data key v1";
 
 /// The embedded engine. Open it with [`SqliteStore::open`].
 pub struct SqliteStore {
@@ -36,41 +34,6 @@ impl std::fmt::Debug for SqliteStore {
             .field("max_entities", &self.max_entities)
             .finish_non_exhaustive()
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
-}
-
-/// Associated data binding an entity ciphertext to its row.
-fn entity_aad(owner: &OwnerRef, kind: EntityKind, name: &str) -> Vec<u8> {
-    format!(
-        "entity\0{}\0{}\0{}\0{}",
-        owner.level.as_str(),
-        owner.id,
-        kind.as_str(),
-        name
-    )
-    .into_bytes()
-}
-
-fn binding_aad(id: &str) -> Vec<u8> {
-    format!("binding\0{id}").into_bytes()
-}
-
-fn saml_aad(subaccount: &str, slot: SamlSlot) -> Vec<u8> {
-    format!("saml-key\0{subaccount}\0{}", slot.as_str()).into_bytes()
-}
-
-fn secret_aad(name: &str) -> Vec<u8> {
-    format!("secret\0{name}").into_bytes()
-}
-
-fn key_aad(kid: &str) -> Vec<u8> {
-    format!("signing-key\0{kid}").into_bytes()
 }
 
 impl SqliteStore {
@@ -112,25 +75,17 @@ impl SqliteStore {
     }
 
     async fn data_key(pool: &SqlitePool, master: &MasterKey) -> Result<Cipher> {
-        let wrapping = master.cipher();
-        let mut key = [0u8; 32];
-        rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut key);
-        let wrapped = wrapping.encrypt(&key, DATA_KEY_AAD);
         // Insert-if-absent, then read back: whoever wins the race defines the key.
         sqlx::query("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING")
             .bind(DATA_KEY)
-            .bind(wrapped)
+            .bind(new_wrapped_data_key(master))
             .execute(pool)
             .await?;
         let stored: Vec<u8> = sqlx::query_scalar("SELECT value FROM meta WHERE key = ?")
             .bind(DATA_KEY)
             .fetch_one(pool)
             .await?;
-        let plain = wrapping
-            .decrypt(&stored, DATA_KEY_AAD)
-            .ok_or(Error::WrongMasterKey)?;
-        let arr: [u8; 32] = plain.try_into().map_err(|_| Error::WrongMasterKey)?;
-        Ok(Cipher::from_key(&arr))
+        open_data_key(master, &stored)
     }
 
     fn row_to_entity(

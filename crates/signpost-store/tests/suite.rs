@@ -1,6 +1,9 @@
-//! The store contract, written once against `dyn Store` so that every engine runs it unchanged.
-//! Today it runs on SQLite; the PostgreSQL engine joins with its own `#[tokio::test]` entry.
+//! The store contract, written once against `dyn Store` so that every engine runs it unchanged:
+//! SQLite on a temp file, PostgreSQL on a throwaway cluster (or `SIGNPOST_TEST_DATABASE_URL`, see
+//! `pg/mod.rs`), each test with its own database.
 #![allow(clippy::unwrap_used)]
+
+use signpost_test_utils::pg;
 
 use secrecy::{ExposeSecret, SecretString};
 use signpost_model::{EntityKind, OwnerRef};
@@ -595,4 +598,135 @@ async fn cache_never_keeps_a_stale_entity() {
             .unwrap();
         assert_eq!(now.body, body.as_bytes(), "round {round}");
     }
+}
+
+async fn postgres(db: &pg::TestDb, master: &MasterKey, max: u32) -> PgStore {
+    PgStore::open(&db.url, master, max).await.unwrap()
+}
+
+#[tokio::test]
+async fn postgres_contract() {
+    let server = pg::PgServer::start();
+    let db = server.create_db().await;
+    let store = postgres(&db, &MasterKey::generate(), 1000).await;
+    suite(&store).await;
+    store.close().await;
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn postgres_limits() {
+    let server = pg::PgServer::start();
+    let db = server.create_db().await;
+    let store = postgres(&db, &MasterKey::generate(), 2).await;
+    limit_suite(&store).await;
+    store.close().await;
+    db.drop_db().await;
+}
+
+/// Replicas starting at once on an empty database: the migrations run once (under the
+/// migrator's advisory lock) and all agree on one data key; a wrong master key is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_replicas_start_together() {
+    let server = pg::PgServer::start();
+    let db = server.create_db().await;
+    let master = MasterKey::generate();
+    let opened = join_all(
+        (0..4)
+            .map(|_| {
+                let url = db.url.clone();
+                let master = master.clone();
+                tokio::spawn(async move { PgStore::open(&url, &master, 10).await })
+            })
+            .collect(),
+    )
+    .await;
+    let stores: Vec<PgStore> = opened.into_iter().map(Result::unwrap).collect();
+    let digest = stores[0].digest(&[b"x"]);
+    assert!(stores.iter().all(|s| s.digest(&[b"x"]) == digest));
+    stores[0].write(vec![sub("s")]).await.unwrap();
+    assert!(stores[3].get_subaccount("s").await.unwrap().is_some());
+    let err = PgStore::open(&db.url, &MasterKey::generate(), 10)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::WrongMasterKey));
+    for s in &stores {
+        s.close().await;
+    }
+    db.drop_db().await;
+}
+
+/// Writers on separate pools (as separate replicas): of concurrent creates of one name exactly
+/// one wins, and concurrent creates of distinct names stop exactly at the limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_concurrent_writers() {
+    let server = pg::PgServer::start();
+    let db = server.create_db().await;
+    let master = MasterKey::generate();
+    let mut stores = Vec::new();
+    for _ in 0..4 {
+        stores.push(std::sync::Arc::new(postgres(&db, &master, 5).await));
+    }
+    let owner = OwnerRef::subaccount("race");
+    let same: Vec<_> = (0..8)
+        .map(|i| {
+            let store = stores[i % stores.len()].clone();
+            let owner = owner.clone();
+            tokio::spawn(async move {
+                store
+                    .write(vec![put(
+                        &owner,
+                        "same",
+                        &format!("{{\"v\":{i}}}"),
+                        PutMode::Create,
+                    )])
+                    .await
+            })
+        })
+        .collect();
+    let results = join_all(same).await;
+    let won = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(won, 1, "{results:?}");
+    assert!(results
+        .iter()
+        .filter_map(|r| r.as_ref().err())
+        .all(|e| matches!(e, Error::Conflict { index: 0, .. })));
+
+    let owner = OwnerRef::instance("limit");
+    let distinct: Vec<_> = (0..12)
+        .map(|i| {
+            let store = stores[i % stores.len()].clone();
+            let owner = owner.clone();
+            tokio::spawn(async move {
+                store
+                    .write(vec![put(
+                        &owner,
+                        &format!("n{i:02}"),
+                        "{}",
+                        PutMode::Create,
+                    )])
+                    .await
+            })
+        })
+        .collect();
+    let results = join_all(distinct).await;
+    let won = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(won, 5, "{results:?}");
+    assert_eq!(
+        names(&*stores[0], &owner, ListQuery::default()).await.len(),
+        5
+    );
+    for s in &stores {
+        s.close().await;
+    }
+    db.drop_db().await;
+}
+
+/// Awaits every task, in order (a panicking task fails the test).
+async fn join_all<T>(handles: Vec<tokio::task::JoinHandle<T>>) -> Vec<T> {
+    let mut out = Vec::with_capacity(handles.len());
+    for h in handles {
+        out.push(h.await.unwrap());
+    }
+    out
 }

@@ -5,6 +5,7 @@
 
 pub mod nginx;
 pub mod oauth_peer;
+pub mod pg;
 pub mod pki;
 pub mod signxml;
 

@@ -11,7 +11,7 @@ use rand::RngCore;
 use secrecy::SecretString;
 use signpost_api::{AppState, BrokerCredentials};
 use signpost_core::{CoreConfig, Signpost};
-use signpost_store::{CachedStore, MasterKey, SqliteStore, Store};
+use signpost_store::{CachedStore, MasterKey, PgStore, SqliteStore, Store};
 use tokio::net::TcpListener;
 
 use crate::config::{ConfigError, ServeArgs, StoreArgs};
@@ -136,14 +136,12 @@ fn database_url(args: &StoreArgs) -> Result<String> {
         .database_url
         .clone()
         .unwrap_or_else(|| format!("sqlite://{}", args.data_dir.join("signpost.db").display()));
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        return Err(ConfigError(
-            "the PostgreSQL engine is not part of this release yet; use an sqlite:// URL".into(),
-        )
+    if !(url.starts_with("sqlite:") || is_postgres(&url)) {
+        return Err(ConfigError(format!(
+            "database URL '{}' must start with sqlite:// or postgres://",
+            url.split('@').next_back().unwrap_or_default()
+        ))
         .into());
-    }
-    if !url.starts_with("sqlite:") {
-        return Err(ConfigError(format!("database URL '{url}' must start with sqlite://")).into());
     }
     Ok(url)
 }
@@ -165,9 +163,22 @@ fn check_secret_env() -> Result<()> {
     Ok(())
 }
 
+fn is_postgres(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
 async fn open_store(args: &StoreArgs) -> Result<Arc<dyn Store>> {
     data_dir(&args.data_dir)?;
     let url = database_url(args)?;
+    if is_postgres(&url) {
+        let master = master_key(&args.data_dir)?;
+        let store = PgStore::open(&url, &master, args.max_entities)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot open the PostgreSQL database: {e}"))?;
+        // No read-through cache: other processes may write the same database, and the cache
+        // is exact within one process only.
+        return Ok(Arc::new(store));
+    }
     if let Some(path) = SqliteStore::file_path(&url) {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             data_dir(parent)?;

@@ -112,7 +112,7 @@ fn a_broker_user_without_password_is_refused() {
 }
 
 #[test]
-fn a_postgres_database_url_is_refused() {
+fn an_unknown_database_scheme_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let listen = listen_arg();
     assert_refused(
@@ -121,10 +121,10 @@ fn a_postgres_database_url_is_refused() {
             "--listen",
             &listen,
             "--database-url",
-            "postgres://signpost@localhost/signpost",
+            "mysql://signpost:hunter2@localhost/signpost",
         ],
         &BROKER_ENV,
-        "PostgreSQL",
+        "must start with sqlite:// or postgres://",
     );
 }
 

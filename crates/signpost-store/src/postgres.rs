@@ -1,0 +1,844 @@
+//! The PostgreSQL engine: a connection pool, no process-wide writer lock, so that several
+//! server processes can share one database. Every batch runs in one transaction (READ COMMITTED);
+//! names are unique by the primary key, creates use `INSERT ... ON CONFLICT DO NOTHING` and
+//! read the affected row count, so two writers racing for one name cannot both win. A batch that
+//! the database aborts for a serialization failure or a deadlock is retried whole.
+//!
+//! The SQL stays within what PostgreSQL-compatible distributed engines (CockroachDB, YugabyteDB)
+//! accept: no advisory locks outside the migrator, no system columns, row locks only.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use secrecy::{ExposeSecret, SecretString};
+use signpost_model::{EntityKind, OwnerRef};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
+use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder, Row};
+
+use crate::crypto::{Cipher, MasterKey};
+use crate::records::*;
+use crate::shared::*;
+use crate::{Error, Result, Store};
+
+/// Takes a session advisory lock (`pg_advisory_lock`, keyed by the database name) for the whole
+/// run, so replicas starting at once apply the migrations one after the other; each migration
+/// runs in its own transaction.
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// How often a batch is retried after the database aborted it (SQLSTATE 40001 or 40P01).
+const MAX_RETRIES: u32 = 5;
+
+/// The PostgreSQL engine. Open it with [`PgStore::open`].
+pub struct PgStore {
+    pool: PgPool,
+    cipher: Cipher,
+    max_entities: u32,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore")
+            .field("max_entities", &self.max_entities)
+            .finish_non_exhaustive()
+    }
+}
+
+/// True for errors after which the database has rolled the transaction back and a retry of the
+/// whole batch can succeed: serialization failure and deadlock.
+fn is_retryable(e: &Error) -> bool {
+    match e {
+        Error::Database(sqlx::Error::Database(db)) => {
+            matches!(db.code().as_deref(), Some("40001" | "40P01"))
+        }
+        _ => false,
+    }
+}
+
+impl PgStore {
+    /// Connects to `url` (`postgres://user:password@host:port/database?...`), runs the migrations
+    /// (under the migrator's advisory lock) and unwraps (or creates) the data key with `master`.
+    pub async fn open(url: &str, master: &MasterKey, max_entities: u32) -> Result<Self> {
+        let opts = PgConnectOptions::from_str(url)?.application_name("signpost");
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(opts)
+            .await?;
+        MIGRATOR.run(&pool).await?;
+        let cipher = Self::data_key(&pool, master).await?;
+        Ok(Self {
+            pool,
+            cipher,
+            max_entities,
+        })
+    }
+
+    /// Closes the pool's connections (tests drop their database afterwards).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    async fn data_key(pool: &PgPool, master: &MasterKey) -> Result<Cipher> {
+        // Insert-if-absent, then read back: whoever wins the race defines the key.
+        sqlx::query("INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")
+            .bind(DATA_KEY)
+            .bind(new_wrapped_data_key(master))
+            .execute(pool)
+            .await?;
+        let stored: Vec<u8> = sqlx::query_scalar("SELECT value FROM meta WHERE key = $1")
+            .bind(DATA_KEY)
+            .fetch_one(pool)
+            .await?;
+        open_data_key(master, &stored)
+    }
+
+    fn row_to_entity(
+        &self,
+        row: &PgRow,
+        owner: &OwnerRef,
+        kind: EntityKind,
+    ) -> Result<StoredEntity> {
+        let name: String = row.try_get("name")?;
+        let blob: Vec<u8> = row.try_get("body")?;
+        let body = self
+            .cipher
+            .decrypt(&blob, &entity_aad(owner, kind, &name))
+            .ok_or(Error::Decrypt)?;
+        Ok(StoredEntity {
+            owner: owner.clone(),
+            kind,
+            name,
+            body,
+            etag: row.try_get("etag")?,
+            modified_at: row.try_get("modified_at")?,
+        })
+    }
+
+    /// The one binding a single-parameter query finds.
+    async fn binding_where(&self, sql: &'static str, value: &str) -> Result<Option<BindingRecord>> {
+        let row = sqlx::query(sql)
+            .bind(value)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(|r| self.row_to_binding(r)).transpose()
+    }
+
+    fn row_to_binding(&self, row: &PgRow) -> Result<BindingRecord> {
+        let id: String = row.try_get("id")?;
+        let secret: Option<Vec<u8>> = row.try_get("secret")?;
+        let client_secret = secret
+            .map(|blob| decrypt_text(&self.cipher, &blob, &binding_aad(&id)))
+            .transpose()?;
+        Ok(BindingRecord {
+            instance_id: row.try_get("instance_id")?,
+            client_id: row.try_get("client_id")?,
+            client_secret,
+            credential_type: row.try_get("credential_type")?,
+            request_digest: row.try_get("request_digest")?,
+            created_at: row.try_get("created_at")?,
+            certificate: row.try_get("certificate")?,
+            certificate_sha256: row.try_get("certificate_sha256")?,
+            id,
+        })
+    }
+
+    /// After a new entity was inserted: fails with LimitExceeded when the owner now has more than
+    /// the limit. The upsert of the owner's `entity_owners` row locks it until the transaction
+    /// ends, so concurrent creates for one owner count one after the other and each sees the
+    /// others' committed rows (READ COMMITTED takes a new snapshot per statement).
+    async fn check_limit(
+        &self,
+        conn: &mut PgConnection,
+        owner: &OwnerRef,
+        kind: EntityKind,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO entity_owners (level, owner_id, kind) VALUES ($1, $2, $3)
+             ON CONFLICT (level, owner_id, kind) DO UPDATE SET kind = excluded.kind",
+        )
+        .bind(owner.level.as_str())
+        .bind(&owner.id)
+        .bind(kind.as_str())
+        .execute(&mut *conn)
+        .await?;
+        let count: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM entities WHERE level = $1 AND owner_id = $2 AND kind = $3",
+        )
+        .bind(owner.level.as_str())
+        .bind(&owner.id)
+        .bind(kind.as_str())
+        .fetch_one(&mut *conn)
+        .await?;
+        if count > i64::from(self.max_entities) {
+            return Err(Error::LimitExceeded {
+                kind: kind.noun(),
+                level: owner.level.as_str(),
+                limit: self.max_entities,
+            });
+        }
+        Ok(())
+    }
+
+    async fn apply(
+        &self,
+        conn: &mut PgConnection,
+        index: usize,
+        op: &WriteOp,
+        now: i64,
+    ) -> Result<WriteOutcome> {
+        match op {
+            WriteOp::EnsureSubaccount(s) => {
+                let r = sqlx::query(
+                    "INSERT INTO subaccounts (id, subdomain, created_at) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING",
+                )
+                .bind(&s.id)
+                .bind(&s.subdomain)
+                .bind(now)
+                .execute(&mut *conn)
+                .await?;
+                Ok(if r.rows_affected() == 1 {
+                    WriteOutcome::Created { etag: None }
+                } else {
+                    WriteOutcome::Unchanged
+                })
+            }
+            WriteOp::CreateInstance(i) => {
+                let r = sqlx::query(
+                    "INSERT INTO instances (id, subaccount_id, service_id, plan_id, organization_guid, space_guid, context, request_digest, created_at, updated_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING",
+                )
+                .bind(&i.id)
+                .bind(&i.subaccount_id)
+                .bind(&i.service_id)
+                .bind(&i.plan_id)
+                .bind(&i.organization_guid)
+                .bind(&i.space_guid)
+                .bind(&i.context)
+                .bind(&i.request_digest)
+                .bind(now)
+                .bind(now)
+                .execute(&mut *conn)
+                .await?;
+                if r.rows_affected() == 0 {
+                    return Err(Error::Conflict {
+                        index,
+                        kind: "instance",
+                        name: i.id.clone(),
+                    });
+                }
+                Ok(WriteOutcome::Created { etag: None })
+            }
+            WriteOp::UpdateInstance(i) => {
+                let r = sqlx::query(
+                    "UPDATE instances SET plan_id = $1, context = $2, request_digest = $3, updated_at = $4 WHERE id = $5",
+                )
+                .bind(&i.plan_id)
+                .bind(&i.context)
+                .bind(&i.request_digest)
+                .bind(now)
+                .bind(&i.id)
+                .execute(&mut *conn)
+                .await?;
+                if r.rows_affected() == 0 {
+                    return Err(Error::NotFound {
+                        index,
+                        kind: "instance",
+                        name: i.id.clone(),
+                    });
+                }
+                Ok(WriteOutcome::Updated { etag: None })
+            }
+            WriteOp::DeleteInstance { id } => {
+                sqlx::query("DELETE FROM bindings WHERE instance_id = $1")
+                    .bind(id)
+                    .execute(&mut *conn)
+                    .await?;
+                sqlx::query("DELETE FROM entities WHERE level = 'instance' AND owner_id = $1")
+                    .bind(id)
+                    .execute(&mut *conn)
+                    .await?;
+                sqlx::query("DELETE FROM entity_owners WHERE level = 'instance' AND owner_id = $1")
+                    .bind(id)
+                    .execute(&mut *conn)
+                    .await?;
+                let r = sqlx::query("DELETE FROM instances WHERE id = $1")
+                    .bind(id)
+                    .execute(&mut *conn)
+                    .await?;
+                Ok(if r.rows_affected() == 1 {
+                    WriteOutcome::Deleted
+                } else {
+                    WriteOutcome::Missing
+                })
+            }
+            WriteOp::CreateBinding(b) => {
+                let secret = b.client_secret.as_ref().map(|s| {
+                    self.cipher
+                        .encrypt(s.expose_secret().as_bytes(), &binding_aad(&b.id))
+                });
+                let r = sqlx::query(
+                    "INSERT INTO bindings (id, instance_id, client_id, secret, credential_type, request_digest, created_at, certificate, certificate_sha256)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
+                )
+                .bind(&b.id)
+                .bind(&b.instance_id)
+                .bind(&b.client_id)
+                .bind(secret)
+                .bind(&b.credential_type)
+                .bind(&b.request_digest)
+                .bind(now)
+                .bind(&b.certificate)
+                .bind(&b.certificate_sha256)
+                .execute(&mut *conn)
+                .await?;
+                if r.rows_affected() == 0 {
+                    return Err(Error::Conflict {
+                        index,
+                        kind: "binding",
+                        name: b.id.clone(),
+                    });
+                }
+                Ok(WriteOutcome::Created { etag: None })
+            }
+            WriteOp::DeleteBinding { id } => {
+                let r = sqlx::query("DELETE FROM bindings WHERE id = $1")
+                    .bind(id)
+                    .execute(&mut *conn)
+                    .await?;
+                Ok(if r.rows_affected() == 1 {
+                    WriteOutcome::Deleted
+                } else {
+                    WriteOutcome::Missing
+                })
+            }
+            WriteOp::PutEntity {
+                owner,
+                kind,
+                name,
+                body,
+                mode,
+            } => {
+                self.put_entity(conn, index, owner, *kind, name, body, *mode, now)
+                    .await
+            }
+            WriteOp::PutSamlKey(k) => {
+                let blob = self.cipher.encrypt(
+                    k.private_key_pem.expose_secret().as_bytes(),
+                    &saml_aad(&k.subaccount_id, k.slot),
+                );
+                sqlx::query(
+                    "INSERT INTO saml_keys (subaccount_id, slot, private_key, certificate, created_at) VALUES ($1, $2, $3, $4, $5)
+                     ON CONFLICT (subaccount_id, slot) DO UPDATE SET private_key = excluded.private_key, certificate = excluded.certificate, created_at = excluded.created_at",
+                )
+                .bind(&k.subaccount_id)
+                .bind(k.slot.as_str())
+                .bind(blob)
+                .bind(&k.certificate_pem)
+                .bind(now)
+                .execute(&mut *conn)
+                .await?;
+                Ok(WriteOutcome::Updated { etag: None })
+            }
+            WriteOp::PutSecret {
+                name,
+                value,
+                if_absent,
+            } => {
+                let blob = self
+                    .cipher
+                    .encrypt(value.expose_secret().as_bytes(), &secret_aad(name));
+                let sql = if *if_absent {
+                    "INSERT INTO secrets (name, value, created_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING"
+                } else {
+                    "INSERT INTO secrets (name, value, created_at) VALUES ($1, $2, $3)
+                     ON CONFLICT (name) DO UPDATE SET value = excluded.value, created_at = excluded.created_at"
+                };
+                let r = sqlx::query(sql)
+                    .bind(name)
+                    .bind(blob)
+                    .bind(now)
+                    .execute(&mut *conn)
+                    .await?;
+                Ok(if r.rows_affected() == 1 {
+                    WriteOutcome::Created { etag: None }
+                } else {
+                    WriteOutcome::Unchanged
+                })
+            }
+            WriteOp::DeleteSamlKey {
+                subaccount_id,
+                slot,
+            } => {
+                let r = sqlx::query("DELETE FROM saml_keys WHERE subaccount_id = $1 AND slot = $2")
+                    .bind(subaccount_id)
+                    .bind(slot.as_str())
+                    .execute(&mut *conn)
+                    .await?;
+                Ok(if r.rows_affected() == 1 {
+                    WriteOutcome::Deleted
+                } else {
+                    WriteOutcome::Missing
+                })
+            }
+            WriteOp::DeleteEntity { owner, kind, name } => {
+                let r = sqlx::query(
+                    "DELETE FROM entities WHERE level = $1 AND owner_id = $2 AND kind = $3 AND name = $4",
+                )
+                .bind(owner.level.as_str())
+                .bind(&owner.id)
+                .bind(kind.as_str())
+                .bind(name)
+                .execute(&mut *conn)
+                .await?;
+                Ok(if r.rows_affected() == 1 {
+                    WriteOutcome::Deleted
+                } else {
+                    WriteOutcome::Missing
+                })
+            }
+        }
+    }
+
+    /// One entity write. Each mode is decided by the database in one statement where it can be
+    /// (insert-if-absent, update-if-present), never by a read followed by a blind write, so
+    /// concurrent writers of one name get the same answers as serial ones.
+    #[allow(clippy::too_many_arguments)]
+    async fn put_entity(
+        &self,
+        conn: &mut PgConnection,
+        index: usize,
+        owner: &OwnerRef,
+        kind: EntityKind,
+        name: &str,
+        body: &[u8],
+        mode: PutMode,
+        now: i64,
+    ) -> Result<WriteOutcome> {
+        let etag = self.cipher.digest(&[kind.as_str().as_bytes(), body]);
+        let blob = self.cipher.encrypt(body, &entity_aad(owner, kind, name));
+        let row = EntityRow {
+            owner,
+            kind,
+            name,
+            blob: &blob,
+            etag: &etag,
+            now,
+        };
+        let created = match mode {
+            PutMode::Create => {
+                if row.insert(conn).await? == 0 {
+                    return Err(Error::Conflict {
+                        index,
+                        kind: kind.noun(),
+                        name: name.to_owned(),
+                    });
+                }
+                true
+            }
+            PutMode::CreateIfAbsent => {
+                if row.insert(conn).await? == 0 {
+                    return Ok(WriteOutcome::Unchanged);
+                }
+                true
+            }
+            PutMode::Replace => {
+                if row.update(conn).await? == 0 {
+                    return Err(Error::NotFound {
+                        index,
+                        kind: kind.noun(),
+                        name: name.to_owned(),
+                    });
+                }
+                false
+            }
+            PutMode::Upsert => {
+                // Update, else insert; if a concurrent writer inserted in between, update that.
+                if row.update(conn).await? == 1 {
+                    false
+                } else if row.insert(conn).await? == 1 {
+                    true
+                } else {
+                    row.update(conn).await?;
+                    false
+                }
+            }
+        };
+        if created {
+            self.check_limit(conn, owner, kind).await?;
+            Ok(WriteOutcome::Created { etag: Some(etag) })
+        } else {
+            Ok(WriteOutcome::Updated { etag: Some(etag) })
+        }
+    }
+
+    async fn write_once(&self, ops: &[WriteOp]) -> Result<Vec<WriteOutcome>> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        let mut outcomes = Vec::with_capacity(ops.len());
+        for (index, op) in ops.iter().enumerate() {
+            match self.apply(&mut tx, index, op, now).await {
+                Ok(outcome) => outcomes.push(outcome),
+                Err(e) => {
+                    if let Err(rollback) = tx.rollback().await {
+                        tracing::error!(error = %rollback, "rollback failed");
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(outcomes)
+    }
+}
+
+/// The values of one entity write, for its insert-if-absent and update-if-present statements.
+struct EntityRow<'a> {
+    owner: &'a OwnerRef,
+    kind: EntityKind,
+    name: &'a str,
+    blob: &'a [u8],
+    etag: &'a str,
+    now: i64,
+}
+
+impl EntityRow<'_> {
+    /// Inserts unless the name exists; the number of rows inserted.
+    async fn insert(&self, conn: &mut PgConnection) -> Result<u64> {
+        let r = sqlx::query(
+            "INSERT INTO entities (level, owner_id, kind, name, body, etag, modified_at) VALUES ($1, $2, $3, $4, $5, $6, $7)
+             ON CONFLICT (level, owner_id, kind, name) DO NOTHING",
+        )
+        .bind(self.owner.level.as_str())
+        .bind(&self.owner.id)
+        .bind(self.kind.as_str())
+        .bind(self.name)
+        .bind(self.blob)
+        .bind(self.etag)
+        .bind(self.now)
+        .execute(conn)
+        .await?;
+        Ok(r.rows_affected())
+    }
+
+    /// Replaces the body if the name exists; the number of rows updated.
+    async fn update(&self, conn: &mut PgConnection) -> Result<u64> {
+        let r = sqlx::query(
+            "UPDATE entities SET body = $1, etag = $2, modified_at = $3
+             WHERE level = $4 AND owner_id = $5 AND kind = $6 AND name = $7",
+        )
+        .bind(self.blob)
+        .bind(self.etag)
+        .bind(self.now)
+        .bind(self.owner.level.as_str())
+        .bind(&self.owner.id)
+        .bind(self.kind.as_str())
+        .bind(self.name)
+        .execute(conn)
+        .await?;
+        Ok(r.rows_affected())
+    }
+}
+
+fn instance_from_row(row: &PgRow) -> Result<InstanceRecord> {
+    Ok(InstanceRecord {
+        id: row.try_get("id")?,
+        subaccount_id: row.try_get("subaccount_id")?,
+        service_id: row.try_get("service_id")?,
+        plan_id: row.try_get("plan_id")?,
+        organization_guid: row.try_get("organization_guid")?,
+        space_guid: row.try_get("space_guid")?,
+        context: row.try_get("context")?,
+        request_digest: row.try_get("request_digest")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+/// Appends the WHERE clause selecting an owner's entities of a kind that pass `filter`.
+fn push_entity_filter(
+    qb: &mut QueryBuilder<'_, Postgres>,
+    owner: &OwnerRef,
+    kind: EntityKind,
+    filter: &NameFilter,
+) {
+    qb.push(" WHERE level = ")
+        .push_bind(owner.level.as_str())
+        .push(" AND owner_id = ")
+        .push_bind(owner.id.clone())
+        .push(" AND kind = ")
+        .push_bind(kind.as_str());
+    match filter {
+        NameFilter::All => {}
+        NameFilter::In(names) => {
+            if names.is_empty() {
+                qb.push(" AND FALSE");
+            } else {
+                qb.push(" AND name = ANY(")
+                    .push_bind(names.clone())
+                    .push(")");
+            }
+        }
+        // Plain comparisons of prefixes and suffixes: no LIKE, so `%` and `_` are not patterns.
+        NameFilter::StartsWith(p) => {
+            qb.push(" AND left(name, char_length(")
+                .push_bind(p.clone())
+                .push(")) = ")
+                .push_bind(p.clone());
+        }
+        NameFilter::EndsWith(s) => {
+            qb.push(" AND right(name, char_length(")
+                .push_bind(s.clone())
+                .push(")) = ")
+                .push_bind(s.clone());
+        }
+        NameFilter::ModifiedWithin { minutes, now_ms } => {
+            qb.push(" AND modified_at >= ")
+                .push_bind(now_ms - i64::from(*minutes) * 60_000);
+        }
+    }
+}
+
+#[async_trait]
+impl Store for PgStore {
+    fn engine(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn shared(&self) -> bool {
+        true
+    }
+
+    async fn get_subaccount(&self, id: &str) -> Result<Option<SubaccountRecord>> {
+        let row = sqlx::query("SELECT id, subdomain FROM subaccounts WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| {
+            Ok(SubaccountRecord {
+                id: r.try_get("id")?,
+                subdomain: r.try_get("subdomain")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn get_instance(&self, id: &str) -> Result<Option<InstanceRecord>> {
+        let row = sqlx::query("SELECT * FROM instances WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(instance_from_row).transpose()
+    }
+
+    async fn list_instances(&self) -> Result<Vec<InstanceRecord>> {
+        let rows = sqlx::query("SELECT * FROM instances ORDER BY created_at, id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(instance_from_row).collect()
+    }
+
+    async fn get_binding(&self, id: &str) -> Result<Option<BindingRecord>> {
+        self.binding_where("SELECT * FROM bindings WHERE id = $1", id)
+            .await
+    }
+
+    async fn get_binding_by_client(&self, client_id: &str) -> Result<Option<BindingRecord>> {
+        self.binding_where("SELECT * FROM bindings WHERE client_id = $1", client_id)
+            .await
+    }
+
+    async fn get_binding_by_certificate(&self, sha256: &str) -> Result<Option<BindingRecord>> {
+        self.binding_where(
+            "SELECT * FROM bindings WHERE certificate_sha256 = $1",
+            sha256,
+        )
+        .await
+    }
+
+    async fn list_bindings(&self, instance_id: &str) -> Result<Vec<BindingRecord>> {
+        let rows =
+            sqlx::query("SELECT * FROM bindings WHERE instance_id = $1 ORDER BY created_at, id")
+                .bind(instance_id)
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter().map(|r| self.row_to_binding(r)).collect()
+    }
+
+    async fn get_entity(
+        &self,
+        owner: &OwnerRef,
+        kind: EntityKind,
+        name: &str,
+    ) -> Result<Option<StoredEntity>> {
+        let row = sqlx::query(
+            "SELECT name, body, etag, modified_at FROM entities WHERE level = $1 AND owner_id = $2 AND kind = $3 AND name = $4",
+        )
+        .bind(owner.level.as_str())
+        .bind(&owner.id)
+        .bind(kind.as_str())
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| self.row_to_entity(&r, owner, kind)).transpose()
+    }
+
+    async fn list_entities(
+        &self,
+        owner: &OwnerRef,
+        kind: EntityKind,
+        query: &ListQuery,
+    ) -> Result<ListPage> {
+        let total = if query.count_total {
+            let mut qb = QueryBuilder::new("SELECT COUNT(*) FROM entities");
+            push_entity_filter(&mut qb, owner, kind, &query.filter);
+            let n: i64 = qb.build_query_scalar().fetch_one(&self.pool).await?;
+            Some(n as u64)
+        } else {
+            None
+        };
+        let mut qb = QueryBuilder::new("SELECT name, body, etag, modified_at FROM entities");
+        push_entity_filter(&mut qb, owner, kind, &query.filter);
+        qb.push(" ORDER BY name");
+        if let Some(limit) = query.limit {
+            qb.push(format_args!(" LIMIT {limit}"));
+        }
+        if query.offset > 0 {
+            qb.push(format_args!(" OFFSET {}", query.offset));
+        }
+        let rows = qb.build().fetch_all(&self.pool).await?;
+        let items = rows
+            .iter()
+            .map(|r| self.row_to_entity(r, owner, kind))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(ListPage { items, total })
+    }
+
+    async fn write(&self, ops: Vec<WriteOp>) -> Result<Vec<WriteOutcome>> {
+        let mut attempt = 0;
+        loop {
+            match self.write_once(&ops).await {
+                Err(e) if attempt < MAX_RETRIES && is_retryable(&e) => {
+                    attempt += 1;
+                    let jitter = rand::Rng::gen_range(&mut rand::thread_rng(), 0..20);
+                    tracing::debug!(error = %e, attempt, "retrying an aborted batch");
+                    tokio::time::sleep(Duration::from_millis(u64::from(attempt) * 10 + jitter))
+                        .await;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    async fn saml_keys(&self, subaccount_id: &str) -> Result<Vec<SamlKeyRecord>> {
+        let rows = sqlx::query("SELECT slot, private_key, certificate, created_at FROM saml_keys WHERE subaccount_id = $1 ORDER BY slot")
+            .bind(subaccount_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let slot = match r.try_get::<String, _>("slot")?.as_str() {
+                    "active" => SamlSlot::Active,
+                    _ => SamlSlot::Passive,
+                };
+                let blob: Vec<u8> = r.try_get("private_key")?;
+                Ok(SamlKeyRecord {
+                    subaccount_id: subaccount_id.to_owned(),
+                    slot,
+                    private_key_pem: decrypt_text(
+                        &self.cipher,
+                        &blob,
+                        &saml_aad(subaccount_id, slot),
+                    )?,
+                    certificate_pem: r.try_get("certificate")?,
+                    created_at: r.try_get("created_at")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn get_secret(&self, name: &str) -> Result<Option<SecretString>> {
+        let blob: Option<Vec<u8>> = sqlx::query_scalar("SELECT value FROM secrets WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        blob.map(|b| decrypt_text(&self.cipher, &b, &secret_aad(name)))
+            .transpose()
+    }
+
+    async fn all_entities(&self, kind: EntityKind) -> Result<Vec<StoredEntity>> {
+        let rows = sqlx::query(
+            "SELECT level, owner_id, name, body, etag, modified_at FROM entities WHERE kind = $1 ORDER BY level, owner_id, name",
+        )
+        .bind(kind.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let level: String = r.try_get("level")?;
+                let level = signpost_model::Level::parse(&level)
+                    .ok_or_else(|| Error::Invalid(format!("unknown level {level}")))?;
+                let owner = OwnerRef {
+                    level,
+                    id: r.try_get("owner_id")?,
+                };
+                self.row_to_entity(r, &owner, kind)
+            })
+            .collect()
+    }
+
+    async fn try_lease(&self, name: &str, holder: &str, now_ms: i64, ttl_ms: i64) -> Result<bool> {
+        // One statement: the conflicting row is locked while the condition is checked, so of two
+        // processes racing for an expired lease exactly one updates it.
+        let r = sqlx::query(
+            "INSERT INTO leases (name, holder, expires_at) VALUES ($1, $2, $3)
+             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+             WHERE leases.holder = excluded.holder OR leases.expires_at < $4",
+        )
+        .bind(name)
+        .bind(holder)
+        .bind(now_ms + ttl_ms)
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>> {
+        let rows = sqlx::query("SELECT kid, private_key, public_jwk, created_at FROM signing_keys ORDER BY created_at, kid")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let kid: String = r.try_get("kid")?;
+                let blob: Vec<u8> = r.try_get("private_key")?;
+                Ok(SigningKeyRecord {
+                    private_key_pem: decrypt_text(&self.cipher, &blob, &key_aad(&kid))?,
+                    public_jwk: r.try_get("public_jwk")?,
+                    created_at: r.try_get("created_at")?,
+                    kid,
+                })
+            })
+            .collect()
+    }
+
+    async fn insert_signing_key(&self, key: SigningKeyRecord) -> Result<()> {
+        let blob = self.cipher.encrypt(
+            key.private_key_pem.expose_secret().as_bytes(),
+            &key_aad(&key.kid),
+        );
+        sqlx::query("INSERT INTO signing_keys (kid, private_key, public_jwk, created_at) VALUES ($1, $2, $3, $4)")
+            .bind(&key.kid)
+            .bind(blob)
+            .bind(&key.public_jwk)
+            .bind(key.created_at)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    fn digest(&self, parts: &[&[u8]]) -> String {
+        self.cipher.digest(parts)
+    }
+}

@@ -1,0 +1,73 @@
+//! What every engine shares so that their data stays interchangeable: the associated data that
+//! binds each ciphertext to its row, and the bootstrap of the data key wrapped by the master key.
+
+use secrecy::SecretString;
+use signpost_model::{EntityKind, OwnerRef};
+
+use crate::crypto::{Cipher, MasterKey};
+use crate::records::SamlSlot;
+use crate::{Error, Result};
+
+/// The `meta` row holding the wrapped data key.
+pub(crate) const DATA_KEY: &str = "data_key";
+const DATA_KEY_AAD: &[u8] = b"signpost data key v1";
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+/// Associated data binding an entity ciphertext to its row.
+pub(crate) fn entity_aad(owner: &OwnerRef, kind: EntityKind, name: &str) -> Vec<u8> {
+    format!(
+        "entity\0{}\0{}\0{}\0{}",
+        owner.level.as_str(),
+        owner.id,
+        kind.as_str(),
+        name
+    )
+    .into_bytes()
+}
+
+pub(crate) fn binding_aad(id: &str) -> Vec<u8> {
+    format!("binding\0{id}").into_bytes()
+}
+
+pub(crate) fn saml_aad(subaccount: &str, slot: SamlSlot) -> Vec<u8> {
+    format!("saml-key\0{subaccount}\0{}", slot.as_str()).into_bytes()
+}
+
+pub(crate) fn secret_aad(name: &str) -> Vec<u8> {
+    format!("secret\0{name}").into_bytes()
+}
+
+pub(crate) fn key_aad(kid: &str) -> Vec<u8> {
+    format!("signing-key\0{kid}").into_bytes()
+}
+
+/// A fresh random data key wrapped by `master`, for an engine to insert if no key is stored yet.
+pub(crate) fn new_wrapped_data_key(master: &MasterKey) -> Vec<u8> {
+    let mut key = [0u8; 32];
+    rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut key);
+    master.cipher().encrypt(&key, DATA_KEY_AAD)
+}
+
+/// Unwraps the stored data key with `master`.
+pub(crate) fn open_data_key(master: &MasterKey, stored: &[u8]) -> Result<Cipher> {
+    let plain = master
+        .cipher()
+        .decrypt(stored, DATA_KEY_AAD)
+        .ok_or(Error::WrongMasterKey)?;
+    let arr: [u8; 32] = plain.try_into().map_err(|_| Error::WrongMasterKey)?;
+    Ok(Cipher::from_key(&arr))
+}
+
+/// Decrypts a secret stored as UTF-8 text.
+pub(crate) fn decrypt_text(cipher: &Cipher, blob: &[u8], aad: &[u8]) -> Result<SecretString> {
+    let plain = cipher.decrypt(blob, aad).ok_or(Error::Decrypt)?;
+    Ok(SecretString::from(
+        String::from_utf8(plain).map_err(|_| Error::Decrypt)?,
+    ))
+}
