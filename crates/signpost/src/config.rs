@@ -15,7 +15,8 @@ pub struct StoreArgs {
     /// Directory for the SQLite database, the generated master key and broker credentials.
     #[arg(long, env = "SIGNPOST_DATA_DIR", default_value = "./signpost-data")]
     pub data_dir: PathBuf,
-    /// Database URL; default `sqlite://<data-dir>/signpost.db`.
+    /// Database URL: `sqlite://<path>` (default `sqlite://<data-dir>/signpost.db`) or
+    /// `postgres://user:password@host/db`.
     #[arg(long, env = "SIGNPOST_DATABASE_URL")]
     pub database_url: Option<String>,
     /// Largest number of destinations, fragments or certificates per level and owner.
