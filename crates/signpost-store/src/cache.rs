@@ -91,6 +91,10 @@ impl Store for CachedStore {
         self.inner.get_binding_by_certificate(sha256).await
     }
 
+    async fn list_subaccounts(&self) -> Result<Vec<SubaccountRecord>> {
+        self.inner.list_subaccounts().await
+    }
+
     async fn list_instances(&self) -> Result<Vec<InstanceRecord>> {
         self.inner.list_instances().await
     }

@@ -7,6 +7,7 @@
 //! Must not depend on the API or OAuth crates.
 
 mod cache;
+pub mod copy;
 pub mod crypto;
 mod postgres;
 mod records;
@@ -78,6 +79,7 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// The X.509 binding whose leaf certificate has this SHA-256 fingerprint (hex).
     async fn get_binding_by_certificate(&self, sha256: &str) -> Result<Option<BindingRecord>>;
     async fn list_instances(&self) -> Result<Vec<InstanceRecord>>;
+    async fn list_subaccounts(&self) -> Result<Vec<SubaccountRecord>>;
     async fn list_bindings(&self, instance_id: &str) -> Result<Vec<BindingRecord>>;
 
     async fn get_entity(

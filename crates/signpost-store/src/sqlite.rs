@@ -526,6 +526,20 @@ impl Store for SqliteStore {
         row.as_ref().map(instance_from_row).transpose()
     }
 
+    async fn list_subaccounts(&self) -> Result<Vec<SubaccountRecord>> {
+        let rows = sqlx::query("SELECT id, subdomain FROM subaccounts ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(SubaccountRecord {
+                    id: r.try_get("id")?,
+                    subdomain: r.try_get("subdomain")?,
+                })
+            })
+            .collect()
+    }
+
     async fn list_instances(&self) -> Result<Vec<InstanceRecord>> {
         let rows = sqlx::query("SELECT * FROM instances ORDER BY created_at, id")
             .fetch_all(&self.pool)

@@ -24,6 +24,20 @@ pub struct StoreArgs {
     pub max_entities: u32,
 }
 
+/// `signpost store copy`.
+#[derive(Debug, Clone, Args)]
+pub struct CopyArgs {
+    /// The source database URL (`sqlite://...` or `postgres://...`).
+    #[arg(long)]
+    pub from: String,
+    /// The target database URL; it must hold no instances or subaccounts yet.
+    #[arg(long)]
+    pub to: String,
+    /// Where the master key file is, when `SIGNPOST_MASTER_KEY` is not set.
+    #[arg(long, env = "SIGNPOST_DATA_DIR", default_value = "./signpost-data")]
+    pub data_dir: PathBuf,
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
     #[command(flatten)]

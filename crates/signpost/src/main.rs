@@ -29,8 +29,19 @@ enum Command {
     Serve(config::ServeArgs),
     /// Create or upgrade the database schema, then exit.
     Migrate(config::StoreArgs),
+    /// Move data between databases.
+    #[command(subcommand)]
+    Store(StoreCommand),
     #[command(flatten)]
     Cli(cli::CliCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum StoreCommand {
+    /// Copy everything (keys and encrypted secrets included) from one database to an empty one
+    /// and verify the counts, e.g. `signpost store copy --from sqlite://signpost-data/signpost.db
+    /// --to postgres://signpost@db/signpost`. Both are opened with the same master key.
+    Copy(config::CopyArgs),
 }
 
 fn main() -> ExitCode {
@@ -49,6 +60,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve(args) => serve::run(args).await,
             Command::Migrate(args) => serve::migrate(args).await,
+            Command::Store(StoreCommand::Copy(args)) => serve::copy(args).await,
             Command::Cli(cmd) => cli::run(cmd).await,
         }
     });

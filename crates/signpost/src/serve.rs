@@ -200,6 +200,34 @@ async fn open_store(args: &StoreArgs) -> Result<Arc<dyn Store>> {
     Ok(Arc::new(CachedStore::new(Arc::new(store))))
 }
 
+/// `signpost store copy --from URL --to URL`: everything, keys and encrypted secrets included,
+/// re-encrypted under the target's data key (both opened with the same master key), then the
+/// counts of both compared.
+pub async fn copy(args: crate::config::CopyArgs) -> Result<()> {
+    init_tracing(false);
+    let open = |url: &str| StoreArgs {
+        data_dir: args.data_dir.clone(),
+        database_url: Some(url.to_owned()),
+        max_entities: u32::MAX,
+    };
+    let from = open_store(&open(&args.from)).await?;
+    let to = open_store(&open(&args.to)).await?;
+    let copied = signpost_store::copy::copy_all(from.as_ref(), to.as_ref())
+        .await
+        .map_err(|e| anyhow::anyhow!("copy failed, nothing was written to the target: {e}"))?;
+    let target = signpost_store::copy::counts(to.as_ref()).await?;
+    if target != copied {
+        anyhow::bail!("the counts differ after the copy: source {copied:?}, target {target:?}");
+    }
+    tracing::info!(
+        ?copied,
+        from = from.engine(),
+        to = to.engine(),
+        "copied and verified"
+    );
+    Ok(())
+}
+
 pub async fn migrate(args: StoreArgs) -> Result<()> {
     init_tracing(false);
     let store = open_store(&args).await?;

@@ -130,3 +130,71 @@ async fn migrate_and_restart_on_postgres() {
     drop(server);
     db.drop_db().await;
 }
+
+#[tokio::test]
+async fn store_copy_moves_everything_from_sqlite_to_postgres() {
+    let pg = PgServer::start();
+    let db = pg.create_db().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("lite");
+    let opts = || {
+        ServerOptions::new(&data)
+            .env("SIGNPOST_MASTER_KEY", MASTER)
+            .env("SIGNPOST_PUBLIC_URL", "http://signpost.test")
+            .arg("--no-bootstrap")
+    };
+    let mut lite = ServerProcess::start(opts()).await;
+    let dest = json!({"Name": "moved", "Type": "HTTP", "URL": "https://m", "Authentication": "BasicAuthentication", "User": "u", "Password": "moved-secret"});
+    let certs =
+        json!([{"Name": "c.pem", "Content": signpost_test_utils::pki::cert_content("moved")}]);
+    lite.provision(
+        "i-move",
+        "sub-move",
+        json!({"init_data": {"subaccount": {"destinations": [dest], "certificates": certs}}}),
+    )
+    .await;
+    let key = lite.bind("i-move", "k-move").await;
+    let client = support::http_client();
+    let old_token = token_from(&client, &lite, &key).await;
+    lite.stop().await;
+
+    let sqlite_url = format!("sqlite://{}", data.join("signpost.db").display());
+    let copy = |to: &str| {
+        support::run_to_exit(
+            &[
+                "store",
+                "copy",
+                "--from",
+                &sqlite_url,
+                "--to",
+                to,
+                "--data-dir",
+                &data.display().to_string(),
+            ],
+            &[("SIGNPOST_MASTER_KEY", MASTER)],
+        )
+    };
+    let (status, err) = copy(&db.url);
+    assert!(status.success(), "{err}");
+    assert!(err.contains("copied and verified"), "{err}");
+    // A second copy into the now non-empty target is refused and changes nothing.
+    let (status, err) = copy(&db.url);
+    assert!(!status.success());
+    assert!(err.contains("not empty"), "{err}");
+
+    let on_pg = ServerProcess::start(on(&db.url, &tmp.path().join("pg"))).await;
+    // The old token still verifies (signing keys moved) and the key still gets new ones.
+    let (s, v) = find(&client, &on_pg.url(""), &old_token, "moved").await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["destinationConfiguration"]["Password"], "moved-secret");
+    let fresh = token_from(&client, &on_pg, &key).await;
+    let res = client
+        .get(on_pg.url("/destination-configuration/v1/subaccountCertificates/c.pem"))
+        .bearer_auth(&fresh)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    drop(on_pg);
+    db.drop_db().await;
+}
