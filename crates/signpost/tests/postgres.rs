@@ -198,3 +198,160 @@ async fn store_copy_moves_everything_from_sqlite_to_postgres() {
     drop(on_pg);
     db.drop_db().await;
 }
+
+/// `PUT /v2/service_instances/{instance}` and its status, without asserting it.
+async fn try_provision(
+    server: &ServerProcess,
+    instance: &str,
+    subaccount: &str,
+    parameters: serde_json::Value,
+) -> u16 {
+    let (service_id, plan_id) = server.catalog_ids().await;
+    server
+        .broker(Method::PUT, &format!("/v2/service_instances/{instance}"))
+        .json(&json!({"service_id": service_id, "plan_id": plan_id, "context": {"subaccount_id": subaccount}, "parameters": parameters}))
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn three_replicas_and_clashing_provisionings() {
+    let pg = PgServer::start();
+    let db = pg.create_db().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let mut replicas = Vec::new();
+    for n in 0..3 {
+        replicas.push(ServerProcess::start(on(&db.url, &tmp.path().join(format!("r{n}")))).await);
+    }
+    replicas[0]
+        .provision("i-three", "sub-three", json!({}))
+        .await;
+    let key = replicas[1].bind("i-three", "k-three").await;
+    let client = support::http_client();
+    let tok = token_from(&client, &replicas[2], &key).await;
+    let res = client
+        .post(replicas[0].url("/destination-configuration/v1/instanceDestinations"))
+        .bearer_auth(&tok)
+        .json(&json!({"Name": "everywhere", "Type": "HTTP", "URL": "https://e"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    for r in &replicas[1..] {
+        let (s, _) = find(&client, &r.url(""), &tok, "everywhere").await;
+        assert_eq!(s, 200);
+    }
+    // Two replicas provision at once, both creating the same subaccount destination under the
+    // default policy fail: exactly one wins and nothing of the other remains.
+    let clash = |tag: &str| {
+        json!({"init_data": {
+            "subaccount": {"destinations": [{"Name": "clash", "Type": "HTTP", "URL": format!("https://{tag}")}]},
+            "instance": {"destinations": (0..50).map(|i| json!({"Name": format!("{tag}-{i}"), "Type": "HTTP"})).collect::<Vec<_>>()}
+        }})
+    };
+    let (a, b) = tokio::join!(
+        try_provision(&replicas[1], "i-left", "sub-three", clash("left")),
+        try_provision(&replicas[2], "i-right", "sub-three", clash("right")),
+    );
+    let mut statuses = [a, b];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [201, 409], "exactly one wins");
+    let winner = if a == 201 { "left" } else { "right" };
+    let loser = if a == 201 { "i-right" } else { "i-left" };
+    let (service_id, plan_id) = replicas[0].catalog_ids().await;
+    let res = replicas[0]
+        .broker(
+            Method::PUT,
+            &format!("/v2/service_instances/{loser}/service_bindings/k"),
+        )
+        .json(&json!({"service_id": service_id, "plan_id": plan_id}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404, "the losing instance does not exist");
+    let (s, v) = find(&client, &replicas[0].url(""), &tok, "clash").await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        v["destinationConfiguration"]["URL"],
+        format!("https://{winner}")
+    );
+    drop(replicas);
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn a_replica_killed_during_a_large_provisioning_leaves_all_or_nothing() {
+    let pg = PgServer::start();
+    let db = pg.create_db().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let victim = ServerProcess::start(on(&db.url, &tmp.path().join("victim"))).await;
+    let survivor = ServerProcess::start(on(&db.url, &tmp.path().join("survivor"))).await;
+    let big = json!({"init_data": {"instance": {"destinations": (0..1000)
+        .map(|i| json!({"Name": format!("d-{i:04}"), "Type": "HTTP", "URL": format!("https://h/{i}"), "Description": "x".repeat(200)}))
+        .collect::<Vec<_>>()}}});
+    let pid = victim.pid();
+    let provisioning = tokio::spawn({
+        let (service_id, plan_id) = victim.catalog_ids().await;
+        let broker = victim.broker(Method::PUT, "/v2/service_instances/i-big");
+        async move {
+            broker
+                .json(&json!({"service_id": service_id, "plan_id": plan_id, "context": {"subaccount_id": "sub-big"}, "parameters": big}))
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+        }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(40)).await;
+    std::process::Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .unwrap();
+    let outcome = provisioning.await.unwrap();
+    // Whatever the kill interrupted, the database holds the whole instance or nothing of it.
+    let (service_id, plan_id) = survivor.catalog_ids().await;
+    let res = survivor
+        .broker(
+            Method::PUT,
+            "/v2/service_instances/i-big/service_bindings/k-big",
+        )
+        .json(&json!({"service_id": service_id, "plan_id": plan_id}))
+        .send()
+        .await
+        .unwrap();
+    match res.status().as_u16() {
+        201 => {
+            let key = res.json::<serde_json::Value>().await.unwrap()["credentials"].clone();
+            let client = support::http_client();
+            let tok = token_from(&client, &survivor, &key).await;
+            let list: serde_json::Value = client
+                .get(
+                    survivor.url("/destination-configuration/v1/instanceDestinations?$select=Name"),
+                )
+                .bearer_auth(&tok)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            assert_eq!(
+                list.as_array().unwrap().len(),
+                1000,
+                "the instance came with all of its destinations ({outcome:?})"
+            );
+        }
+        404 => {
+            // Nothing was written: provisioning the same id again through the survivor works.
+            assert_eq!(
+                try_provision(&survivor, "i-big", "sub-big", json!({})).await,
+                201,
+                "({outcome:?})"
+            );
+        }
+        other => panic!("unexpected bind status {other}"),
+    }
+    drop((victim, survivor));
+    db.drop_db().await;
+}
