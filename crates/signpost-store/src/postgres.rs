@@ -541,21 +541,6 @@ impl EntityRow<'_> {
     }
 }
 
-fn instance_from_row(row: &PgRow) -> Result<InstanceRecord> {
-    Ok(InstanceRecord {
-        id: row.try_get("id")?,
-        subaccount_id: row.try_get("subaccount_id")?,
-        service_id: row.try_get("service_id")?,
-        plan_id: row.try_get("plan_id")?,
-        organization_guid: row.try_get("organization_guid")?,
-        space_guid: row.try_get("space_guid")?,
-        context: row.try_get("context")?,
-        request_digest: row.try_get("request_digest")?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-    })
-}
-
 /// Appends the WHERE clause selecting an owner's entities of a kind that pass `filter`.
 fn push_entity_filter(
     qb: &mut QueryBuilder<'_, Postgres>,
@@ -615,13 +600,7 @@ impl Store for PgStore {
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
-        row.map(|r| {
-            Ok(SubaccountRecord {
-                id: r.try_get("id")?,
-                subdomain: r.try_get("subdomain")?,
-            })
-        })
-        .transpose()
+        row.as_ref().map(subaccount_from_row).transpose()
     }
 
     async fn get_instance(&self, id: &str) -> Result<Option<InstanceRecord>> {
@@ -636,14 +615,7 @@ impl Store for PgStore {
         let rows = sqlx::query("SELECT id, subdomain FROM subaccounts ORDER BY id")
             .fetch_all(&self.pool)
             .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(SubaccountRecord {
-                    id: r.try_get("id")?,
-                    subdomain: r.try_get("subdomain")?,
-                })
-            })
-            .collect()
+        rows.iter().map(subaccount_from_row).collect()
     }
 
     async fn list_instances(&self) -> Result<Vec<InstanceRecord>> {

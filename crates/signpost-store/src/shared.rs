@@ -71,3 +71,49 @@ pub(crate) fn decrypt_text(cipher: &Cipher, blob: &[u8], aad: &[u8]) -> Result<S
         String::from_utf8(plain).map_err(|_| Error::Decrypt)?,
     ))
 }
+
+/// Reads one column of a row of either engine.
+fn col<'r, R, T>(row: &'r R, name: &'static str) -> Result<T>
+where
+    R: sqlx::Row,
+    &'static str: sqlx::ColumnIndex<R>,
+    T: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    Ok(row.try_get(name)?)
+}
+
+/// A `subaccounts` row, on either engine.
+pub(crate) fn subaccount_from_row<'r, R>(row: &'r R) -> Result<crate::records::SubaccountRecord>
+where
+    R: sqlx::Row,
+    &'static str: sqlx::ColumnIndex<R>,
+    String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    Ok(crate::records::SubaccountRecord {
+        id: col(row, "id")?,
+        subdomain: col(row, "subdomain")?,
+    })
+}
+
+/// An `instances` row, on either engine.
+pub(crate) fn instance_from_row<'r, R>(row: &'r R) -> Result<crate::records::InstanceRecord>
+where
+    R: sqlx::Row,
+    &'static str: sqlx::ColumnIndex<R>,
+    String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    Ok(crate::records::InstanceRecord {
+        id: col(row, "id")?,
+        subaccount_id: col(row, "subaccount_id")?,
+        service_id: col(row, "service_id")?,
+        plan_id: col(row, "plan_id")?,
+        organization_guid: col(row, "organization_guid")?,
+        space_guid: col(row, "space_guid")?,
+        context: col(row, "context")?,
+        request_digest: col(row, "request_digest")?,
+        created_at: col(row, "created_at")?,
+        updated_at: col(row, "updated_at")?,
+    })
+}

@@ -423,21 +423,6 @@ impl SqliteStore {
     }
 }
 
-fn instance_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<InstanceRecord> {
-    Ok(InstanceRecord {
-        id: row.try_get("id")?,
-        subaccount_id: row.try_get("subaccount_id")?,
-        service_id: row.try_get("service_id")?,
-        plan_id: row.try_get("plan_id")?,
-        organization_guid: row.try_get("organization_guid")?,
-        space_guid: row.try_get("space_guid")?,
-        context: row.try_get("context")?,
-        request_digest: row.try_get("request_digest")?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-    })
-}
-
 /// Appends the WHERE clause of a name filter, with its bind values.
 fn filter_sql(filter: &NameFilter, sql: &mut String, binds: &mut Vec<FilterBind>) {
     match filter {
@@ -509,13 +494,7 @@ impl Store for SqliteStore {
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
-        row.map(|r| {
-            Ok(SubaccountRecord {
-                id: r.try_get("id")?,
-                subdomain: r.try_get("subdomain")?,
-            })
-        })
-        .transpose()
+        row.as_ref().map(subaccount_from_row).transpose()
     }
 
     async fn get_instance(&self, id: &str) -> Result<Option<InstanceRecord>> {
@@ -530,14 +509,7 @@ impl Store for SqliteStore {
         let rows = sqlx::query("SELECT id, subdomain FROM subaccounts ORDER BY id")
             .fetch_all(&self.pool)
             .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(SubaccountRecord {
-                    id: r.try_get("id")?,
-                    subdomain: r.try_get("subdomain")?,
-                })
-            })
-            .collect()
+        rows.iter().map(subaccount_from_row).collect()
     }
 
     async fn list_instances(&self) -> Result<Vec<InstanceRecord>> {
