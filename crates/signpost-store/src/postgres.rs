@@ -267,11 +267,7 @@ impl PgStore {
                     .bind(id)
                     .execute(&mut *conn)
                     .await?;
-                Ok(if r.rows_affected() == 1 {
-                    WriteOutcome::Deleted
-                } else {
-                    WriteOutcome::Missing
-                })
+                Ok(deleted(r.rows_affected()))
             }
             WriteOp::CreateBinding(b) => {
                 let secret = b.client_secret.as_ref().map(|s| {
@@ -307,11 +303,7 @@ impl PgStore {
                     .bind(id)
                     .execute(&mut *conn)
                     .await?;
-                Ok(if r.rows_affected() == 1 {
-                    WriteOutcome::Deleted
-                } else {
-                    WriteOutcome::Missing
-                })
+                Ok(deleted(r.rows_affected()))
             }
             WriteOp::PutEntity {
                 owner,
@@ -376,11 +368,7 @@ impl PgStore {
                     .bind(slot.as_str())
                     .execute(&mut *conn)
                     .await?;
-                Ok(if r.rows_affected() == 1 {
-                    WriteOutcome::Deleted
-                } else {
-                    WriteOutcome::Missing
-                })
+                Ok(deleted(r.rows_affected()))
             }
             WriteOp::DeleteEntity { owner, kind, name } => {
                 let r = sqlx::query(
@@ -392,11 +380,7 @@ impl PgStore {
                 .bind(name)
                 .execute(&mut *conn)
                 .await?;
-                Ok(if r.rows_affected() == 1 {
-                    WriteOutcome::Deleted
-                } else {
-                    WriteOutcome::Missing
-                })
+                Ok(deleted(r.rows_affected()))
             }
         }
     }

@@ -117,3 +117,12 @@ where
         updated_at: col(row, "updated_at")?,
     })
 }
+
+/// The outcome of a delete that touched `rows` rows.
+pub(crate) fn deleted(rows: u64) -> crate::records::WriteOutcome {
+    if rows == 1 {
+        crate::records::WriteOutcome::Deleted
+    } else {
+        crate::records::WriteOutcome::Missing
+    }
+}

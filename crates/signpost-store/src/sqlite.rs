@@ -229,11 +229,7 @@ impl SqliteStore {
                     .bind(id)
                     .execute(&mut *conn)
                     .await?;
-                Ok(if r.rows_affected() == 1 {
-                    WriteOutcome::Deleted
-                } else {
-                    WriteOutcome::Missing
-                })
+                Ok(deleted(r.rows_affected()))
             }
             WriteOp::CreateBinding(b) => {
                 let secret = b.client_secret.as_ref().map(|s| {
@@ -269,11 +265,7 @@ impl SqliteStore {
                     .bind(id)
                     .execute(&mut *conn)
                     .await?;
-                Ok(if r.rows_affected() == 1 {
-                    WriteOutcome::Deleted
-                } else {
-                    WriteOutcome::Missing
-                })
+                Ok(deleted(r.rows_affected()))
             }
             WriteOp::PutEntity {
                 owner,
@@ -399,11 +391,7 @@ impl SqliteStore {
                     .bind(slot.as_str())
                     .execute(&mut *conn)
                     .await?;
-                Ok(if r.rows_affected() == 1 {
-                    WriteOutcome::Deleted
-                } else {
-                    WriteOutcome::Missing
-                })
+                Ok(deleted(r.rows_affected()))
             }
             WriteOp::DeleteEntity { owner, kind, name } => {
                 let r = sqlx::query("DELETE FROM entities WHERE level = ? AND owner_id = ? AND kind = ? AND name = ?")
@@ -413,11 +401,7 @@ impl SqliteStore {
                     .bind(name)
                     .execute(&mut *conn)
                     .await?;
-                Ok(if r.rows_affected() == 1 {
-                    WriteOutcome::Deleted
-                } else {
-                    WriteOutcome::Missing
-                })
+                Ok(deleted(r.rows_affected()))
             }
         }
     }
