@@ -24,7 +24,7 @@ pub use signpost_oauth::{parse_trusted_issuers, FlowHeaders, OAuthConfig, Truste
 pub use tokens::{Principal, TokenError, TokenResponse};
 
 use signpost_oauth::TokenService;
-use signpost_store::{Store, WriteOp, WriteOutcome};
+use signpost_store::{Change, Store, WriteOp, WriteOutcome};
 
 /// Deployment facts the use cases need: where the service is reached.
 #[derive(Debug, Clone)]
@@ -64,17 +64,53 @@ impl Signpost {
         let keys = tokens::KeyRing::load_or_create(store.as_ref()).await?;
         let flows = TokenService::new(config.oauth.clone());
         let ca = ca::load_or_create(store.as_ref()).await?;
-        Ok(Self {
-            inner: Arc::new(Inner {
-                store,
-                config,
-                keys,
-                principals: tokens::PrincipalCache::default(),
-                flows,
-                saml_signers: saml::SignerCache::default(),
-                ca,
-            }),
-        })
+        let changes = store.changes();
+        let inner = Arc::new(Inner {
+            store,
+            config,
+            keys,
+            principals: tokens::PrincipalCache::default(),
+            flows,
+            saml_signers: saml::SignerCache::default(),
+            ca,
+        });
+        if let Some(changes) = changes {
+            tokio::spawn(follow(Arc::downgrade(&inner), changes));
+        }
+        Ok(Self { inner })
+    }
+
+    /// Drops what this process holds in memory of what a change (made by another process on a
+    /// shared database) touched.
+    async fn apply_change(&self, change: &Change) {
+        let inner = &self.inner;
+        match change {
+            Change::Entity { name, .. } => {
+                if let Some(owner) = change.owner_ref() {
+                    inner.flows.forget(owner.level.as_str(), &owner.id, Some(name));
+                }
+            }
+            Change::Owner { .. } => {
+                if let Some(owner) = change.owner_ref() {
+                    inner.flows.forget(owner.level.as_str(), &owner.id, None);
+                }
+            }
+            Change::Credentials => inner.principals.clear(),
+            Change::SamlKeys { subaccount } => inner.saml_signers.drop_one(subaccount),
+            Change::SigningKeys => self.reload_keys().await,
+            Change::Everything => {
+                inner.principals.clear();
+                inner.saml_signers.clear();
+                inner.flows.forget_all();
+                self.reload_keys().await;
+            }
+        }
+    }
+
+    async fn reload_keys(&self) {
+        if let Err(e) = self.inner.keys.reload(self.inner.store.as_ref()).await {
+            tracing::warn!(error = %e, "signing keys not reloaded");
+        }
     }
 
     /// The built-in CA's certificate (PEM), for servers that should trust what it issues.
@@ -126,6 +162,22 @@ impl Signpost {
 
     pub fn config(&self) -> &CoreConfig {
         &self.inner.config
+    }
+}
+
+/// Follows the store's change feed until the service or the feed goes away.
+async fn follow(inner: std::sync::Weak<Inner>, mut changes: tokio::sync::broadcast::Receiver<Change>) {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        let change = match changes.recv().await {
+            Ok(change) => change,
+            Err(RecvError::Lagged(_)) => Change::Everything,
+            Err(RecvError::Closed) => return,
+        };
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        Signpost { inner }.apply_change(&change).await;
     }
 }
 

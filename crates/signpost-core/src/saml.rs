@@ -35,7 +35,10 @@ impl SignerCache {
             .unwrap_or_else(|p| p.into_inner())
             .insert(sub.to_owned(), signer);
     }
-    fn drop_one(&self, sub: &str) {
+    pub(crate) fn clear(&self) {
+        self.map.write().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+    pub(crate) fn drop_one(&self, sub: &str) {
         self.map
             .write()
             .unwrap_or_else(|p| p.into_inner())

@@ -181,7 +181,7 @@ impl KeyRing {
         self.keys.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    async fn reload(&self, store: &dyn Store) -> Result<()> {
+    pub(crate) async fn reload(&self, store: &dyn Store) -> Result<()> {
         let records = store.signing_keys().await?;
         let keys = records.iter().map(load_key).collect::<Result<Vec<_>>>()?;
         *self.keys.write().unwrap_or_else(|p| p.into_inner()) = keys;
@@ -398,9 +398,9 @@ impl Signpost {
     pub async fn authenticate(&self, bearer: &str) -> Result<Principal> {
         let now = now_secs();
         if let Some(p) = self.inner.principals.get(bearer, now) {
-            // Another process may have deleted the binding: on a shared database the cache
-            // saves the signature check only, and the binding is looked up every time.
-            if !self.store().shared() || self.binding_is_live(&p).await? {
+            // Another process may have deleted the binding: while the store's change feed is
+            // down the cache saves the signature check only, and the binding is looked up.
+            if self.store().coherent() || self.binding_is_live(&p).await? {
                 return Ok(p);
             }
             return Err(Error::Unauthorized(

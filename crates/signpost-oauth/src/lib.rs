@@ -212,6 +212,11 @@ impl TokenService {
     }
 
     /// Drops the cached tokens of a destination (`name`) or of every destination of an owner.
+    /// Drops every cached token (another process may have changed any destination).
+    pub fn forget_all(&self) {
+        self.cache.invalidate_all();
+    }
+
     pub fn forget(&self, level: &'static str, owner: &str, name: Option<&str>) {
         let owner = owner.to_owned();
         let name = name.map(str::to_owned);

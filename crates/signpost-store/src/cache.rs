@@ -1,15 +1,17 @@
 //! A read-through cache in front of any engine for single-entity reads, the hot path of find
-//! destination. Exact for one process: every write goes through [`CachedStore::write`], which
-//! invalidates what it touched. (Replicas on a shared database need cross-process invalidation;
-//! until that exists, run them without this cache.)
+//! destination. Every write through [`CachedStore::write`] invalidates what it touched; on a
+//! database shared by several processes the engine's change feed ([`crate::feed`]) invalidates
+//! what the others wrote, and while that feed is not known to work the cache is bypassed.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, RwLock, Weak};
 
 use async_trait::async_trait;
 use moka::sync::Cache;
 use signpost_model::{EntityKind, Level, OwnerRef};
+use tokio::sync::broadcast::error::RecvError;
 
+use crate::feed::{self, Change};
 use crate::records::*;
 use crate::{Result, Store};
 
@@ -20,18 +22,54 @@ const MAX_BYTES: u64 = 64 * 1024 * 1024;
 
 pub struct CachedStore {
     inner: Arc<dyn Store>,
+    state: Arc<State>,
+}
+
+struct State {
     entities: Cache<Key, Option<Arc<StoredEntity>>>,
-    /// Bumped by every write, under `fence`; a read inserts only if no write happened since it
-    /// began, so a stale row read before a commit never lands in the cache after its invalidation.
+    /// Bumped by every invalidation, under `fence`; a read inserts only if no invalidation
+    /// happened since it began, so a stale row read before a commit never lands in the cache
+    /// after its invalidation.
     generation: AtomicU64,
     fence: RwLock<()>,
+}
+
+impl State {
+    /// Runs `drop` under the fence and bumps the generation.
+    fn invalidate(&self, drop: impl FnOnce(&Cache<Key, Option<Arc<StoredEntity>>>)) {
+        let _fence = self.fence.write().unwrap_or_else(|p| p.into_inner());
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        drop(&self.entities);
+    }
+
+    fn apply(&self, change: &Change) {
+        match change {
+            Change::Entity { name, .. } => {
+                if let (Some(owner), Some(kind)) = (change.owner_ref(), change.entity_kind()) {
+                    self.invalidate(|c| c.invalidate(&key(&owner, kind, name)));
+                }
+            }
+            Change::Owner { .. } => {
+                if let Some(owner) = change.owner_ref() {
+                    self.invalidate(|c| {
+                        // Only fails when closures are not enabled, which they are.
+                        let _ = c.invalidate_entries_if(move |k, _| {
+                            k.0 == owner.level && k.1 == owner.id
+                        });
+                    });
+                }
+            }
+            Change::Everything => self.invalidate(Cache::invalidate_all),
+            Change::Credentials | Change::SamlKeys { .. } | Change::SigningKeys => {}
+        }
+    }
 }
 
 impl std::fmt::Debug for CachedStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CachedStore")
             .field("inner", &self.inner)
-            .field("entries", &self.entities.entry_count())
+            .field("entries", &self.state.entities.entry_count())
             .finish()
     }
 }
@@ -40,7 +78,24 @@ fn key(owner: &OwnerRef, kind: EntityKind, name: &str) -> Key {
     (owner.level, owner.id.clone(), kind, name.to_owned())
 }
 
+/// Applies the engine's change feed until the store or the feed goes away.
+async fn follow(state: Weak<State>, mut changes: tokio::sync::broadcast::Receiver<Change>) {
+    loop {
+        let change = match changes.recv().await {
+            Ok(change) => change,
+            Err(RecvError::Lagged(_)) => Change::Everything,
+            Err(RecvError::Closed) => return,
+        };
+        let Some(state) = state.upgrade() else {
+            return;
+        };
+        state.apply(&change);
+    }
+}
+
 impl CachedStore {
+    /// Wraps `inner`; on an engine with a change feed this spawns its follower, so it must be
+    /// called inside a Tokio runtime then.
     pub fn new(inner: Arc<dyn Store>) -> Self {
         let entities = Cache::builder()
             .max_capacity(MAX_BYTES)
@@ -51,13 +106,17 @@ impl CachedStore {
                     + 64;
                 u32::try_from(size).unwrap_or(u32::MAX)
             })
+            .support_invalidation_closures()
             .build();
-        Self {
-            inner,
+        let state = Arc::new(State {
             entities,
             generation: AtomicU64::new(0),
             fence: RwLock::new(()),
+        });
+        if let Some(changes) = inner.changes() {
+            tokio::spawn(follow(Arc::downgrade(&state), changes));
         }
+        Self { inner, state }
     }
 }
 
@@ -67,8 +126,12 @@ impl Store for CachedStore {
         self.inner.engine()
     }
 
-    fn shared(&self) -> bool {
-        self.inner.shared()
+    fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<Change>> {
+        self.inner.changes()
+    }
+
+    fn coherent(&self) -> bool {
+        self.inner.coherent()
     }
 
     async fn get_subaccount(&self, id: &str) -> Result<Option<SubaccountRecord>> {
@@ -109,15 +172,20 @@ impl Store for CachedStore {
         kind: EntityKind,
         name: &str,
     ) -> Result<Option<StoredEntity>> {
+        if !self.inner.coherent() {
+            return self.inner.get_entity(owner, kind, name).await;
+        }
+        let state = &self.state;
         let k = key(owner, kind, name);
-        if let Some(hit) = self.entities.get(&k) {
+        if let Some(hit) = state.entities.get(&k) {
             return Ok(hit.as_deref().cloned());
         }
-        let began = self.generation.load(Ordering::Acquire);
+        let began = state.generation.load(Ordering::Acquire);
         let found = self.inner.get_entity(owner, kind, name).await?;
-        let _fence = self.fence.read().unwrap_or_else(|p| p.into_inner());
-        if self.generation.load(Ordering::Acquire) == began {
-            self.entities.insert(k, found.clone().map(Arc::new));
+        let _fence = state.fence.read().unwrap_or_else(|p| p.into_inner());
+        // A feed that went down meanwhile has bumped the generation too.
+        if state.generation.load(Ordering::Acquire) == began && self.inner.coherent() {
+            state.entities.insert(k, found.clone().map(Arc::new));
         }
         Ok(found)
     }
@@ -132,29 +200,11 @@ impl Store for CachedStore {
     }
 
     async fn write(&self, ops: Vec<WriteOp>) -> Result<Vec<WriteOutcome>> {
-        let mut touched = Vec::new();
-        let mut everything = false;
-        for op in &ops {
-            match op {
-                WriteOp::PutEntity {
-                    owner, kind, name, ..
-                }
-                | WriteOp::DeleteEntity { owner, kind, name } => {
-                    touched.push(key(owner, *kind, name));
-                }
-                WriteOp::DeleteInstance { .. } => everything = true,
-                _ => {}
-            }
-        }
+        let changes = feed::changes_of(&ops);
         let result = self.inner.write(ops).await;
         // Invalidate even after a failure: the engine may not say how far it got.
-        let _fence = self.fence.write().unwrap_or_else(|p| p.into_inner());
-        self.generation.fetch_add(1, Ordering::AcqRel);
-        if everything {
-            self.entities.invalidate_all();
-        }
-        for k in &touched {
-            self.entities.invalidate(k);
+        for change in &changes {
+            self.state.apply(change);
         }
         result
     }

@@ -9,6 +9,7 @@
 mod cache;
 pub mod copy;
 pub mod crypto;
+pub mod feed;
 mod postgres;
 mod records;
 mod shared;
@@ -16,6 +17,7 @@ mod sqlite;
 
 pub use cache::CachedStore;
 pub use crypto::{Cipher, MasterKey};
+pub use feed::Change;
 pub use postgres::PgStore;
 pub use records::*;
 pub use sqlite::SqliteStore;
@@ -66,10 +68,16 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// The engine's name, for logs ("sqlite", "postgres").
     fn engine(&self) -> &'static str;
 
-    /// True when other processes may write the same database (PostgreSQL): in-process caches of
-    /// stored facts must then be checked against the database.
-    fn shared(&self) -> bool {
-        false
+    /// The changes written through any process on this database, for in-process caches; `None`
+    /// for an engine that one process owns (SQLite), whose caches see every write themselves.
+    fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<Change>> {
+        None
+    }
+
+    /// True while in-process caches of stored facts can be trusted: always for an engine one
+    /// process owns; on a shared database only while the change feed is live ([`feed`]).
+    fn coherent(&self) -> bool {
+        true
     }
 
     async fn get_subaccount(&self, id: &str) -> Result<Option<SubaccountRecord>>;

@@ -8,15 +8,17 @@
 //! accept: no advisory locks outside the migrator, no system columns, row locks only.
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use secrecy::{ExposeSecret, SecretString};
 use signpost_model::{EntityKind, OwnerRef};
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions, PgRow};
 use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder, Row};
 
 use crate::crypto::{Cipher, MasterKey};
+use crate::feed::{self, Change, Feed};
 use crate::records::*;
 use crate::shared::*;
 use crate::{Error, Result, Store};
@@ -34,6 +36,17 @@ pub struct PgStore {
     pool: PgPool,
     cipher: Cipher,
     max_entities: u32,
+    feed: Arc<Feed>,
+    /// The feed's listener and heartbeat tasks, stopped when the store goes.
+    tasks: Vec<tokio::task::AbortHandle>,
+}
+
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
 }
 
 impl std::fmt::Debug for PgStore {
@@ -68,15 +81,26 @@ impl PgStore {
             .await?;
         MIGRATOR.run(&pool).await?;
         let cipher = Self::data_key(&pool, master).await?;
+        let feed = Feed::new();
+        let beat = format!("ping:{:016x}", rand::random::<u64>());
+        let tasks = vec![
+            tokio::spawn(listen(pool.clone(), feed.clone(), beat.clone())).abort_handle(),
+            tokio::spawn(heartbeat(pool.clone(), feed.clone(), beat)).abort_handle(),
+        ];
         Ok(Self {
             pool,
             cipher,
             max_entities,
+            feed,
+            tasks,
         })
     }
 
     /// Closes the pool's connections (tests drop their database afterwards).
     pub async fn close(&self) {
+        for t in &self.tasks {
+            t.abort();
+        }
         self.pool.close().await;
     }
 
@@ -457,7 +481,9 @@ impl PgStore {
         }
     }
 
-    async fn write_once(&self, ops: &[WriteOp]) -> Result<Vec<WriteOutcome>> {
+    /// Runs the batch in one transaction that also publishes its changes to the other processes
+    /// (`pg_notify` delivers them only if, and once, the transaction commits).
+    async fn write_once(&self, ops: &[WriteOp], notes: &[String]) -> Result<Vec<WriteOutcome>> {
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
         let mut outcomes = Vec::with_capacity(ops.len());
@@ -471,6 +497,9 @@ impl PgStore {
                     return Err(e);
                 }
             }
+        }
+        for note in notes {
+            notify(&mut tx, note).await?;
         }
         tx.commit().await?;
         Ok(outcomes)
@@ -575,8 +604,12 @@ impl Store for PgStore {
         "postgres"
     }
 
-    fn shared(&self) -> bool {
-        true
+    fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<Change>> {
+        Some(self.feed.subscribe())
+    }
+
+    fn coherent(&self) -> bool {
+        self.feed.is_live()
     }
 
     async fn get_subaccount(&self, id: &str) -> Result<Option<SubaccountRecord>> {
@@ -686,9 +719,10 @@ impl Store for PgStore {
     }
 
     async fn write(&self, ops: Vec<WriteOp>) -> Result<Vec<WriteOutcome>> {
+        let notes = feed::payloads(&feed::changes_of(&ops));
         let mut attempt = 0;
         loop {
-            match self.write_once(&ops).await {
+            match self.write_once(&ops, &notes).await {
                 Err(e) if attempt < MAX_RETRIES && is_retryable(&e) => {
                     attempt += 1;
                     let jitter = rand::Rng::gen_range(&mut rand::thread_rng(), 0..20);
@@ -798,17 +832,101 @@ impl Store for PgStore {
             key.private_key_pem.expose_secret().as_bytes(),
             &key_aad(&key.kid),
         );
+        let mut tx = self.pool.begin().await?;
         sqlx::query("INSERT INTO signing_keys (kid, private_key, public_jwk, created_at) VALUES ($1, $2, $3, $4)")
             .bind(&key.kid)
             .bind(blob)
             .bind(&key.public_jwk)
             .bind(key.created_at)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        for note in feed::payloads(&[Change::SigningKeys]) {
+            notify(&mut tx, &note).await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 
     fn digest(&self, parts: &[&[u8]]) -> String {
         self.cipher.digest(parts)
+    }
+}
+
+async fn notify(conn: &mut PgConnection, payload: &str) -> Result<()> {
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(feed::CHANNEL)
+        .bind(payload)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Receives the change feed on a dedicated connection and hands it to the process's caches.
+/// `beat` is this process's own heartbeat payload: its arrival proves the feed works.
+async fn listen(pool: PgPool, feed: Arc<Feed>, beat: String) {
+    let mut reported = false;
+    loop {
+        let listener = async {
+            let mut l = PgListener::connect_with(&pool).await?;
+            l.listen(feed::CHANNEL).await?;
+            Ok::<_, sqlx::Error>(l)
+        };
+        let mut listener = match listener.await {
+            Ok(l) => l,
+            Err(e) => {
+                if !reported {
+                    // CockroachDB and YugabyteDB have no LISTEN: the caches stay off there.
+                    tracing::warn!(error = %e, "cannot listen for changes: in-process caches stay off");
+                    reported = true;
+                }
+                feed.down("cannot listen");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        loop {
+            match listener.try_recv().await {
+                Ok(Some(n)) => {
+                    let payload = n.payload();
+                    if payload == beat {
+                        feed.beat();
+                    } else if !payload.starts_with("ping:") {
+                        for change in feed::parse_payload(payload) {
+                            feed.publish(change);
+                        }
+                    }
+                }
+                // The connection was lost; the next call reconnects and listens again.
+                Ok(None) => feed.down("listener connection lost"),
+                Err(e) => {
+                    tracing::debug!(error = %e, "change listener failed");
+                    feed.down("listener failed");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Sends this process's heartbeat through the database and counts the feed down when it stops
+/// coming back.
+async fn heartbeat(pool: PgPool, feed: Arc<Feed>, beat: String) {
+    let mut tick = tokio::time::interval(feed::HEARTBEAT);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        feed.check_staleness();
+        let pool = pool.clone();
+        let beat = beat.clone();
+        tokio::spawn(async move {
+            let send = sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(feed::CHANNEL)
+                .bind(beat)
+                .execute(&pool);
+            if let Ok(Err(e)) = tokio::time::timeout(feed::STALE_AFTER, send).await {
+                tracing::debug!(error = %e, "heartbeat not sent");
+            }
+        });
     }
 }

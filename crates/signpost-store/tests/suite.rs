@@ -730,3 +730,120 @@ async fn join_all<T>(handles: Vec<tokio::task::JoinHandle<T>>) -> Vec<T> {
     }
     out
 }
+
+#[tokio::test]
+async fn cached_postgres_contract() {
+    let server = pg::PgServer::start();
+    let db = server.create_db().await;
+    let pg = std::sync::Arc::new(postgres(&db, &MasterKey::generate(), 1000).await);
+    let store = CachedStore::new(pg.clone());
+    suite(&store).await;
+    drop(store);
+    pg.close().await;
+    db.drop_db().await;
+}
+
+/// Polls `read` until it returns `want`, for at most five seconds; the time it took.
+async fn eventually<F, Fut>(want: &str, read: F) -> std::time::Duration
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = String>,
+{
+    let start = std::time::Instant::now();
+    loop {
+        let got = read().await;
+        if got == want {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(5),
+            "still {got:?}, want {want:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
+/// Two replicas with caches on one database: a write through one reaches the other's cache by
+/// the change feed; a write that bypasses the feed stays invisible while the feed is live
+/// (proof that the cache is in use), and a listener that loses its connection drops the whole
+/// cache when it comes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_replica_caches_follow_the_change_feed() {
+    let server = pg::PgServer::start();
+    let db = server.create_db().await;
+    let master = MasterKey::generate();
+    let pg_a = std::sync::Arc::new(postgres(&db, &master, 100).await);
+    let pg_b = std::sync::Arc::new(postgres(&db, &master, 100).await);
+    let a = CachedStore::new(pg_a.clone());
+    let b = CachedStore::new(pg_b.clone());
+    let start = std::time::Instant::now();
+    while !(a.coherent() && b.coherent()) {
+        assert!(start.elapsed() < std::time::Duration::from_secs(5), "feed never live");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let owner = OwnerRef::subaccount("feed");
+    let body_on_b = || async {
+        b.get_entity(&owner, EntityKind::Destination, "x")
+            .await
+            .unwrap()
+            .map(|e| String::from_utf8(e.body).unwrap())
+            .unwrap_or_default()
+    };
+    a.write(vec![put(&owner, "x", "{\"v\":1}", PutMode::Upsert)])
+        .await
+        .unwrap();
+    eventually("{\"v\":1}", body_on_b).await;
+    // Cached on b now; a's next write reaches it through the feed.
+    a.write(vec![put(&owner, "x", "{\"v\":2}", PutMode::Upsert)])
+        .await
+        .unwrap();
+    let took = eventually("{\"v\":2}", body_on_b).await;
+    println!("write on a seen on b after {took:?}");
+    // A deletion too.
+    a.write(vec![WriteOp::DeleteEntity {
+        owner: owner.clone(),
+        kind: EntityKind::Destination,
+        name: "x".into(),
+    }])
+    .await
+    .unwrap();
+    eventually("", body_on_b).await;
+    a.write(vec![put(&owner, "x", "{\"v\":3}", PutMode::Upsert)])
+        .await
+        .unwrap();
+    eventually("{\"v\":3}", body_on_b).await;
+    // A change behind the feed's back (here: the etag, by plain SQL) stays unseen by b's cache.
+    let mut raw = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE entities SET etag = 'behind-the-back' WHERE name = 'x'")
+        .execute(&mut raw)
+        .await
+        .unwrap();
+    let etag_on_b = || async {
+        b.get_entity(&owner, EntityKind::Destination, "x")
+            .await
+            .unwrap()
+            .map(|e| e.etag)
+            .unwrap_or_default()
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_ne!(etag_on_b().await, "behind-the-back", "b reads through its cache");
+    // Cut every listener's connection: b's feed goes down and comes back, dropping its cache.
+    sqlx::query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'LISTEN%' AND pid <> pg_backend_pid()",
+    )
+    .execute(&mut raw)
+    .await
+    .unwrap();
+    eventually("behind-the-back", etag_on_b).await;
+    let start = std::time::Instant::now();
+    while !b.coherent() {
+        assert!(start.elapsed() < std::time::Duration::from_secs(5), "feed not back");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    drop((a, b));
+    pg_a.close().await;
+    pg_b.close().await;
+    db.drop_db().await;
+}

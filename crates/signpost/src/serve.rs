@@ -175,9 +175,9 @@ async fn open_store(args: &StoreArgs) -> Result<Arc<dyn Store>> {
         let store = PgStore::open(&url, &master, args.max_entities)
             .await
             .map_err(|e| anyhow::anyhow!("cannot open the PostgreSQL database: {e}"))?;
-        // No read-through cache: other processes may write the same database, and the cache
-        // is exact within one process only.
-        return Ok(Arc::new(store));
+        // The cache follows the database's change feed (LISTEN/NOTIFY) and is bypassed while
+        // that feed is not known to work, so other replicas' writes are seen within a second.
+        return Ok(Arc::new(CachedStore::new(Arc::new(store))));
     }
     if let Some(path) = SqliteStore::file_path(&url) {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {

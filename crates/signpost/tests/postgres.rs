@@ -1,6 +1,6 @@
 //! The real binary on a real PostgreSQL (a throwaway cluster, or `SIGNPOST_TEST_DATABASE_URL`):
-//! the same service, surviving restarts, and two processes on one database seeing each other's
-//! writes at once.
+//! the same service, surviving restarts, and processes on one database seeing each other's
+//! writes through the change feed that keeps their caches in step.
 #![allow(clippy::unwrap_used)]
 
 mod support;
@@ -32,6 +32,31 @@ async fn token_from(
     v["access_token"].as_str().unwrap().to_owned()
 }
 
+/// Finds `name` through `server` until the answer has `status` (and, when given, the first
+/// token `value`), for at most five seconds: replicas learn of each other's writes through the
+/// database's change feed, within milliseconds.
+async fn until_found(
+    client: &reqwest::Client,
+    server: &ServerProcess,
+    tok: &str,
+    name: &str,
+    status: u16,
+    value: Option<&str>,
+) {
+    let start = std::time::Instant::now();
+    loop {
+        let (s, v) = find(client, &server.url(""), tok, name).await;
+        if s == status && value.is_none_or(|want| v["authTokens"][0]["value"] == want) {
+            return;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(5),
+            "{name}: still {s} {v}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
 #[tokio::test]
 async fn two_processes_on_one_postgres_database() {
     let pg = PgServer::start();
@@ -53,7 +78,20 @@ async fn two_processes_on_one_postgres_database() {
     let (s, v) = find(&client, &b.url(""), &tok, "pg-basic").await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["authTokens"][0]["value"], "dTpwdw==");
-    // A write through one is seen by a find through the other at once.
+    // b has the destination in its cache now; a changes it, and b follows.
+    let res = client
+        .request(
+            Method::PUT,
+            a.url("/destination-configuration/v1/instanceDestinations"),
+        )
+        .bearer_auth(&tok)
+        .json(&json!({"Name": "pg-basic", "Type": "HTTP", "URL": "https://x", "Authentication": "BasicAuthentication", "User": "u", "Password": "new"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    until_found(&client, &b, &tok, "pg-basic", 200, Some("dTpuZXc=")).await;
+    // A new destination written through one is found through the other.
     let res = client
         .request(
             Method::POST,
@@ -65,7 +103,8 @@ async fn two_processes_on_one_postgres_database() {
         .await
         .unwrap();
     assert_eq!(res.status(), 201);
-    let (s, _) = find(&client, &b.url(""), &tok, "written-on-a").await;
+    until_found(&client, &b, &tok, "written-on-a", 200, None).await;
+    let (s, _) = find(&client, &a.url(""), &tok, "written-on-a").await;
     assert_eq!(s, 200);
     let res = client
         .request(
@@ -77,8 +116,7 @@ async fn two_processes_on_one_postgres_database() {
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
-    let (s, _) = find(&client, &a.url(""), &tok, "written-on-a").await;
-    assert_eq!(s, 404);
+    until_found(&client, &a, &tok, "written-on-a", 404, None).await;
     // Unbinding through one revokes the key on the other.
     let res = b
         .broker(
@@ -89,8 +127,7 @@ async fn two_processes_on_one_postgres_database() {
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
-    let (s, _) = find(&client, &a.url(""), &tok, "pg-basic").await;
-    assert_eq!(s, 401);
+    until_found(&client, &a, &tok, "pg-basic", 401, None).await;
     drop((a, b));
     db.drop_db().await;
 }
@@ -240,8 +277,7 @@ async fn three_replicas_and_clashing_provisionings() {
         .unwrap();
     assert_eq!(res.status(), 201);
     for r in &replicas[1..] {
-        let (s, _) = find(&client, &r.url(""), &tok, "everywhere").await;
-        assert_eq!(s, 200);
+        until_found(&client, r, &tok, "everywhere", 200, None).await;
     }
     // Two replicas provision at once, both creating the same subaccount destination under the
     // default policy fail: exactly one wins and nothing of the other remains.
