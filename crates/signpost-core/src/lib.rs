@@ -87,7 +87,9 @@ impl Signpost {
         match change {
             Change::Entity { name, .. } => {
                 if let Some(owner) = change.owner_ref() {
-                    inner.flows.forget(owner.level.as_str(), &owner.id, Some(name));
+                    inner
+                        .flows
+                        .forget(owner.level.as_str(), &owner.id, Some(name));
                 }
             }
             Change::Owner { .. } => {
@@ -166,7 +168,10 @@ impl Signpost {
 }
 
 /// Follows the store's change feed until the service or the feed goes away.
-async fn follow(inner: std::sync::Weak<Inner>, mut changes: tokio::sync::broadcast::Receiver<Change>) {
+async fn follow(
+    inner: std::sync::Weak<Inner>,
+    mut changes: tokio::sync::broadcast::Receiver<Change>,
+) {
     use tokio::sync::broadcast::error::RecvError;
     loop {
         let change = match changes.recv().await {

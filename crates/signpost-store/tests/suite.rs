@@ -778,7 +778,10 @@ async fn postgres_replica_caches_follow_the_change_feed() {
     let b = CachedStore::new(pg_b.clone());
     let start = std::time::Instant::now();
     while !(a.coherent() && b.coherent()) {
-        assert!(start.elapsed() < std::time::Duration::from_secs(5), "feed never live");
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(5),
+            "feed never live"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     let owner = OwnerRef::subaccount("feed");
@@ -828,7 +831,11 @@ async fn postgres_replica_caches_follow_the_change_feed() {
             .unwrap_or_default()
     };
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    assert_ne!(etag_on_b().await, "behind-the-back", "b reads through its cache");
+    assert_ne!(
+        etag_on_b().await,
+        "behind-the-back",
+        "b reads through its cache"
+    );
     // Cut every listener's connection: b's feed goes down and comes back, dropping its cache.
     sqlx::query(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'LISTEN%' AND pid <> pg_backend_pid()",
@@ -839,7 +846,10 @@ async fn postgres_replica_caches_follow_the_change_feed() {
     eventually("behind-the-back", etag_on_b).await;
     let start = std::time::Instant::now();
     while !b.coherent() {
-        assert!(start.elapsed() < std::time::Duration::from_secs(5), "feed not back");
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(5),
+            "feed not back"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     drop((a, b));

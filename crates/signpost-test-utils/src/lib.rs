@@ -1,6 +1,10 @@
 //! Test harness of Signpost: [`TestApp`] runs the real router over real HTTP on loopback with a
 //! real SQLite file in a temporary directory, and gives tests a broker client and tenants
 //! (instance + service key + access token). Dev-dependency only.
+//!
+//! The same tests run on PostgreSQL (a database of a throwaway cluster, see [`pg`]) when
+//! `SIGNPOST_TEST_ENGINE=postgres` is set or when the test binary's name starts with
+//! `on_postgres` (`crates/signpost/tests/on_postgres.rs` includes the HTTP suites that way).
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
 pub mod nginx;
@@ -20,7 +24,7 @@ use signpost_api::{AppState, BrokerCredentials};
 use signpost_core::{
     CoreConfig, OAuthConfig, Signpost, TrustedIssuer, CATALOG_PLAN_ID, CATALOG_SERVICE_ID,
 };
-use signpost_store::{CachedStore, MasterKey, SqliteStore};
+use signpost_store::{CachedStore, MasterKey, PgStore, SqliteStore, Store};
 use tempfile::TempDir;
 
 pub const BROKER_USER: &str = "test-broker";
@@ -38,6 +42,19 @@ pub struct TestApp {
     opts: TestOptions,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
+    /// The PostgreSQL server and database when the tests run on PostgreSQL.
+    postgres: Option<Arc<(pg::PgServer, pg::TestDb)>>,
+}
+
+/// True when this test process should run its [`TestApp`]s on PostgreSQL.
+pub fn on_postgres() -> bool {
+    if let Ok(engine) = std::env::var("SIGNPOST_TEST_ENGINE") {
+        return engine == "postgres";
+    }
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .is_some_and(|n| n.starts_with("on_postgres"))
 }
 
 /// Options of a [`TestApp`].
@@ -66,7 +83,19 @@ impl TestApp {
 
     pub async fn start_with(opts: TestOptions) -> Self {
         let dir = Arc::new(tempfile::tempdir().unwrap());
-        Self::boot(dir, MasterKey::generate(), opts, None).await
+        let postgres = if on_postgres() {
+            let server = pg::PgServer::start();
+            let db = server.create_db().await;
+            Some(Arc::new((server, db)))
+        } else {
+            None
+        };
+        Self::boot(dir, MasterKey::generate(), opts, None, postgres).await
+    }
+
+    /// The engine the app runs on ("sqlite" or "postgres").
+    pub fn engine(&self) -> &'static str {
+        self.core.store().engine()
     }
 
     /// Stops this server and starts a new one on the same data and address (a restart).
@@ -74,7 +103,8 @@ impl TestApp {
         self.shutdown().await;
         let dir = self.dir.clone();
         let master = self.master.clone();
-        Self::boot(dir, master, self.opts.clone(), Some(self.addr)).await
+        let postgres = self.postgres.take();
+        Self::boot(dir, master, self.opts.clone(), Some(self.addr), postgres).await
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -90,11 +120,23 @@ impl TestApp {
         master: MasterKey,
         opts: TestOptions,
         addr: Option<SocketAddr>,
+        postgres: Option<Arc<(pg::PgServer, pg::TestDb)>>,
     ) -> Self {
-        let url = format!("sqlite://{}", dir.path().join("signpost.db").display());
-        let store = SqliteStore::open(&url, &master, opts.max_entities)
-            .await
-            .unwrap();
+        let store: Arc<dyn Store> = match &postgres {
+            Some(pg) => Arc::new(
+                PgStore::open(&pg.1.url, &master, opts.max_entities)
+                    .await
+                    .unwrap(),
+            ),
+            None => {
+                let url = format!("sqlite://{}", dir.path().join("signpost.db").display());
+                Arc::new(
+                    SqliteStore::open(&url, &master, opts.max_entities)
+                        .await
+                        .unwrap(),
+                )
+            }
+        };
         let listener =
             tokio::net::TcpListener::bind(addr.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0))))
                 .await
@@ -102,7 +144,7 @@ impl TestApp {
         let addr = listener.local_addr().unwrap();
         let base = format!("http://{addr}");
         let core = Signpost::new(
-            Arc::new(CachedStore::new(Arc::new(store))),
+            Arc::new(CachedStore::new(store)),
             CoreConfig {
                 public_url: base.clone(),
                 uaadomain: addr.to_string(),
@@ -143,6 +185,7 @@ impl TestApp {
             opts,
             stop: Some(tx),
             server: Some(server),
+            postgres,
         }
     }
 
