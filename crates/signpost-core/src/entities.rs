@@ -194,6 +194,7 @@ impl Signpost {
                     offset: (page - 1) * page_size,
                     limit: Some(*page_size),
                     count_total: true,
+                    from: None,
                 },
                 false,
                 false,

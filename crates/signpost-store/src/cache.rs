@@ -16,9 +16,15 @@ use crate::records::*;
 use crate::{Result, Store};
 
 type Key = (Level, String, EntityKind, String);
+type Collection = (Level, String, EntityKind);
 
 /// Budget of cached entity bytes.
 const MAX_BYTES: u64 = 64 * 1024 * 1024;
+/// Budget of cached page-anchor bytes.
+const MAX_ANCHOR_BYTES: u64 = 16 * 1024 * 1024;
+/// A page anchor every this many names: a page anywhere in a collection skips fewer rows than
+/// this (keyset paging behind SAP's page numbers).
+pub const ANCHOR_EVERY: u64 = 256;
 
 pub struct CachedStore {
     inner: Arc<dyn Store>,
@@ -27,6 +33,8 @@ pub struct CachedStore {
 
 struct State {
     entities: Cache<Key, Option<Arc<StoredEntity>>>,
+    /// Page anchors of collections ([`Store::page_anchors`]), dropped with any change in them.
+    anchors: Cache<Collection, Arc<Vec<String>>>,
     /// Bumped by every invalidation, under `fence`; a read inserts only if no invalidation
     /// happened since it began, so a stale row read before a commit never lands in the cache
     /// after its invalidation.
@@ -36,30 +44,40 @@ struct State {
 
 impl State {
     /// Runs `drop` under the fence and bumps the generation.
-    fn invalidate(&self, drop: impl FnOnce(&Cache<Key, Option<Arc<StoredEntity>>>)) {
+    fn invalidate(&self, drop: impl FnOnce(&Self)) {
         let _fence = self.fence.write().unwrap_or_else(|p| p.into_inner());
         self.generation.fetch_add(1, Ordering::AcqRel);
-        drop(&self.entities);
+        drop(self);
     }
 
     fn apply(&self, change: &Change) {
         match change {
             Change::Entity { name, .. } => {
                 if let (Some(owner), Some(kind)) = (change.owner_ref(), change.entity_kind()) {
-                    self.invalidate(|c| c.invalidate(&key(&owner, kind, name)));
+                    self.invalidate(|s| {
+                        s.entities.invalidate(&key(&owner, kind, name));
+                        s.anchors.invalidate(&(owner.level, owner.id.clone(), kind));
+                    });
                 }
             }
             Change::Owner { .. } => {
                 if let Some(owner) = change.owner_ref() {
-                    self.invalidate(|c| {
+                    self.invalidate(|s| {
+                        let o = owner.clone();
                         // Only fails when closures are not enabled, which they are.
-                        let _ = c.invalidate_entries_if(move |k, _| {
+                        let _ = s
+                            .entities
+                            .invalidate_entries_if(move |k, _| k.0 == o.level && k.1 == o.id);
+                        let _ = s.anchors.invalidate_entries_if(move |k, _| {
                             k.0 == owner.level && k.1 == owner.id
                         });
                     });
                 }
             }
-            Change::Everything => self.invalidate(Cache::invalidate_all),
+            Change::Everything => self.invalidate(|s| {
+                s.entities.invalidate_all();
+                s.anchors.invalidate_all();
+            }),
             Change::Credentials | Change::SamlKeys { .. } | Change::SigningKeys => {}
         }
     }
@@ -94,6 +112,22 @@ async fn follow(state: Weak<State>, mut changes: tokio::sync::broadcast::Receive
 }
 
 impl CachedStore {
+    /// The collection's page anchors, from the cache or built (one scan of its names).
+    async fn anchors(&self, owner: &OwnerRef, kind: EntityKind) -> Result<Arc<Vec<String>>> {
+        let state = &self.state;
+        let k = (owner.level, owner.id.clone(), kind);
+        if let Some(hit) = state.anchors.get(&k) {
+            return Ok(hit);
+        }
+        let began = state.generation.load(Ordering::Acquire);
+        let built = Arc::new(self.inner.page_anchors(owner, kind, ANCHOR_EVERY).await?);
+        let _fence = state.fence.read().unwrap_or_else(|p| p.into_inner());
+        if state.generation.load(Ordering::Acquire) == began && self.inner.coherent() {
+            state.anchors.insert(k, built.clone());
+        }
+        Ok(built)
+    }
+
     /// Wraps `inner`; on an engine with a change feed this spawns its follower, so it must be
     /// called inside a Tokio runtime then.
     pub fn new(inner: Arc<dyn Store>) -> Self {
@@ -108,8 +142,17 @@ impl CachedStore {
             })
             .support_invalidation_closures()
             .build();
+        let anchors = Cache::builder()
+            .max_capacity(MAX_ANCHOR_BYTES)
+            .weigher(|k: &Collection, v: &Arc<Vec<String>>| {
+                let size = k.1.len() + v.iter().map(|n| n.len() + 24).sum::<usize>() + 64;
+                u32::try_from(size).unwrap_or(u32::MAX)
+            })
+            .support_invalidation_closures()
+            .build();
         let state = Arc::new(State {
             entities,
+            anchors,
             generation: AtomicU64::new(0),
             fence: RwLock::new(()),
         });
@@ -196,7 +239,38 @@ impl Store for CachedStore {
         kind: EntityKind,
         query: &ListQuery,
     ) -> Result<ListPage> {
-        self.inner.list_entities(owner, kind, query).await
+        let deep = query.offset >= ANCHOR_EVERY
+            && query.filter == NameFilter::All
+            && query.from.is_none()
+            && self.inner.coherent();
+        if !deep {
+            return self.inner.list_entities(owner, kind, query).await;
+        }
+        let anchors = self.anchors(owner, kind).await?;
+        let index = usize::try_from(query.offset / ANCHOR_EVERY).unwrap_or(usize::MAX);
+        let keyset = match anchors.get(index) {
+            Some(from) => ListQuery {
+                from: Some(from.clone()),
+                offset: query.offset % ANCHOR_EVERY,
+                ..query.clone()
+            },
+            // Past the end: no items (the total, when asked for, still comes from the engine).
+            None => ListQuery {
+                limit: Some(0),
+                offset: 0,
+                ..query.clone()
+            },
+        };
+        self.inner.list_entities(owner, kind, &keyset).await
+    }
+
+    async fn page_anchors(
+        &self,
+        owner: &OwnerRef,
+        kind: EntityKind,
+        every: u64,
+    ) -> Result<Vec<String>> {
+        self.inner.page_anchors(owner, kind, every).await
     }
 
     async fn write(&self, ops: Vec<WriteOp>) -> Result<Vec<WriteOutcome>> {

@@ -103,6 +103,15 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         query: &ListQuery,
     ) -> Result<ListPage>;
 
+    /// The names at positions 0, `every`, 2·`every`, … of an owner's entities of a kind in name
+    /// order: anchors from which a page deep in the collection is read with a small offset.
+    async fn page_anchors(
+        &self,
+        owner: &OwnerRef,
+        kind: EntityKind,
+        every: u64,
+    ) -> Result<Vec<String>>;
+
     /// Applies every operation in one transaction; the first failing one aborts the whole batch.
     async fn write(&self, ops: Vec<WriteOp>) -> Result<Vec<WriteOutcome>>;
 

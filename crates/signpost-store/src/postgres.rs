@@ -172,23 +172,18 @@ impl PgStore {
     /// the limit. The upsert of the owner's `entity_owners` row locks it until the transaction
     /// ends, so concurrent creates for one owner count one after the other and each sees the
     /// others' committed rows (READ COMMITTED takes a new snapshot per statement).
+    /// Counts a created entity in its owner's row (which also serialises the owner's creates,
+    /// so concurrent creates on several connections cannot together pass the limit).
     async fn check_limit(
         &self,
         conn: &mut PgConnection,
         owner: &OwnerRef,
         kind: EntityKind,
     ) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO entity_owners (level, owner_id, kind) VALUES ($1, $2, $3)
-             ON CONFLICT (level, owner_id, kind) DO UPDATE SET kind = excluded.kind",
-        )
-        .bind(owner.level.as_str())
-        .bind(&owner.id)
-        .bind(kind.as_str())
-        .execute(&mut *conn)
-        .await?;
         let count: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM entities WHERE level = $1 AND owner_id = $2 AND kind = $3",
+            "INSERT INTO entity_owners (level, owner_id, kind, entity_count) VALUES ($1, $2, $3, 1)
+             ON CONFLICT (level, owner_id, kind) DO UPDATE SET entity_count = entity_owners.entity_count + 1
+             RETURNING entity_count",
         )
         .bind(owner.level.as_str())
         .bind(&owner.id)
@@ -404,6 +399,16 @@ impl PgStore {
                 .bind(name)
                 .execute(&mut *conn)
                 .await?;
+                if r.rows_affected() > 0 {
+                    sqlx::query(
+                        "UPDATE entity_owners SET entity_count = entity_count - 1 WHERE level = $1 AND owner_id = $2 AND kind = $3",
+                    )
+                    .bind(owner.level.as_str())
+                    .bind(&owner.id)
+                    .bind(kind.as_str())
+                    .execute(&mut *conn)
+                    .await?;
+                }
                 Ok(deleted(r.rows_affected()))
             }
         }
@@ -693,7 +698,17 @@ impl Store for PgStore {
         kind: EntityKind,
         query: &ListQuery,
     ) -> Result<ListPage> {
-        let total = if query.count_total {
+        let total = if query.count_total && query.filter == NameFilter::All {
+            let n: Option<i64> = sqlx::query_scalar(
+                "SELECT entity_count FROM entity_owners WHERE level = $1 AND owner_id = $2 AND kind = $3",
+            )
+            .bind(owner.level.as_str())
+            .bind(&owner.id)
+            .bind(kind.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+            Some(n.unwrap_or(0).max(0) as u64)
+        } else if query.count_total {
             let mut qb = QueryBuilder::new("SELECT COUNT(*) FROM entities");
             push_entity_filter(&mut qb, owner, kind, &query.filter);
             let n: i64 = qb.build_query_scalar().fetch_one(&self.pool).await?;
@@ -703,6 +718,9 @@ impl Store for PgStore {
         };
         let mut qb = QueryBuilder::new("SELECT name, body, etag, modified_at FROM entities");
         push_entity_filter(&mut qb, owner, kind, &query.filter);
+        if let Some(from) = &query.from {
+            qb.push(" AND name >= ").push_bind(from.clone());
+        }
         qb.push(" ORDER BY name");
         if let Some(limit) = query.limit {
             qb.push(format_args!(" LIMIT {limit}"));
@@ -716,6 +734,26 @@ impl Store for PgStore {
             .map(|r| self.row_to_entity(r, owner, kind))
             .collect::<Result<Vec<_>>>()?;
         Ok(ListPage { items, total })
+    }
+
+    async fn page_anchors(
+        &self,
+        owner: &OwnerRef,
+        kind: EntityKind,
+        every: u64,
+    ) -> Result<Vec<String>> {
+        let every = i64::try_from(every.max(1)).unwrap_or(i64::MAX);
+        Ok(sqlx::query_scalar(
+            "SELECT name FROM (SELECT name, ROW_NUMBER() OVER (ORDER BY name) AS rn FROM entities
+             WHERE level = $1 AND owner_id = $2 AND kind = $3) numbered
+             WHERE (rn - 1) % $4 = 0 ORDER BY name",
+        )
+        .bind(owner.level.as_str())
+        .bind(&owner.id)
+        .bind(kind.as_str())
+        .bind(every)
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     async fn write(&self, ops: Vec<WriteOp>) -> Result<Vec<WriteOutcome>> {

@@ -147,7 +147,10 @@ pub enum NameFilter {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ListQuery {
     pub filter: NameFilter,
-    /// Skip this many (in name order).
+    /// Only names from this one on (keyset paging: with an anchor from
+    /// [`crate::Store::page_anchors`] the offset stays small wherever the page is).
+    pub from: Option<String>,
+    /// Skip this many (in name order, after `from`).
     pub offset: u64,
     /// At most this many; `None` for all.
     pub limit: Option<u64>,

@@ -225,6 +225,10 @@ impl SqliteStore {
                     .bind(id)
                     .execute(&mut *conn)
                     .await?;
+                sqlx::query("DELETE FROM entity_owners WHERE level = 'instance' AND owner_id = ?")
+                    .bind(id)
+                    .execute(&mut *conn)
+                    .await?;
                 let r = sqlx::query("DELETE FROM instances WHERE id = ?")
                     .bind(id)
                     .execute(&mut *conn)
@@ -321,7 +325,9 @@ impl SqliteStore {
                     return Ok(WriteOutcome::Updated { etag: Some(etag) });
                 }
                 let count: i64 = sqlx::query_scalar(
-                    "SELECT COUNT(*) FROM entities WHERE level = ? AND owner_id = ? AND kind = ?",
+                    "INSERT INTO entity_owners (level, owner_id, kind, entity_count) VALUES (?, ?, ?, 1)
+                     ON CONFLICT (level, owner_id, kind) DO UPDATE SET entity_count = entity_count + 1
+                     RETURNING entity_count",
                 )
                 .bind(owner.level.as_str())
                 .bind(&owner.id)
@@ -401,6 +407,14 @@ impl SqliteStore {
                     .bind(name)
                     .execute(&mut *conn)
                     .await?;
+                if r.rows_affected() > 0 {
+                    sqlx::query("UPDATE entity_owners SET entity_count = entity_count - 1 WHERE level = ? AND owner_id = ? AND kind = ?")
+                        .bind(owner.level.as_str())
+                        .bind(&owner.id)
+                        .bind(kind.as_str())
+                        .execute(&mut *conn)
+                        .await?;
+                }
                 Ok(deleted(r.rows_affected()))
             }
         }
@@ -557,7 +571,17 @@ impl Store for SqliteStore {
         let mut where_sql = String::from(" WHERE level = ? AND owner_id = ? AND kind = ?");
         let mut binds = Vec::new();
         filter_sql(&query.filter, &mut where_sql, &mut binds);
-        let total = if query.count_total {
+        let total = if query.count_total && query.filter == NameFilter::All {
+            let n: Option<i64> = sqlx::query_scalar(
+                "SELECT entity_count FROM entity_owners WHERE level = ? AND owner_id = ? AND kind = ?",
+            )
+            .bind(owner.level.as_str())
+            .bind(&owner.id)
+            .bind(kind.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+            Some(n.unwrap_or(0).max(0) as u64)
+        } else if query.count_total {
             let sql = format!("SELECT COUNT(*) AS n FROM entities{where_sql}");
             let row = bind_filters(&sql, owner, kind, &binds)
                 .fetch_one(&self.pool)
@@ -567,6 +591,10 @@ impl Store for SqliteStore {
         } else {
             None
         };
+        if let Some(from) = &query.from {
+            where_sql.push_str(" AND name >= ?");
+            binds.push(FilterBind::Text(from.clone()));
+        }
         let limit = query.limit.map(|l| l as i64).unwrap_or(-1);
         let sql = format!(
             "SELECT name, body, etag, modified_at FROM entities{where_sql} ORDER BY name LIMIT {limit} OFFSET {}",
@@ -580,6 +608,26 @@ impl Store for SqliteStore {
             .map(|r| self.row_to_entity(r, owner, kind))
             .collect::<Result<Vec<_>>>()?;
         Ok(ListPage { items, total })
+    }
+
+    async fn page_anchors(
+        &self,
+        owner: &OwnerRef,
+        kind: EntityKind,
+        every: u64,
+    ) -> Result<Vec<String>> {
+        let every = i64::try_from(every.max(1)).unwrap_or(i64::MAX);
+        Ok(sqlx::query_scalar(
+            "SELECT name FROM (SELECT name, ROW_NUMBER() OVER (ORDER BY name) AS rn FROM entities
+             WHERE level = ? AND owner_id = ? AND kind = ?)
+             WHERE (rn - 1) % ? = 0 ORDER BY name",
+        )
+        .bind(owner.level.as_str())
+        .bind(&owner.id)
+        .bind(kind.as_str())
+        .bind(every)
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     async fn write(&self, ops: Vec<WriteOp>) -> Result<Vec<WriteOutcome>> {

@@ -476,6 +476,8 @@ async fn suite(store: &dyn Store) {
     // Digests are keyed and deterministic.
     assert_eq!(store.digest(&[b"a", b"b"]), store.digest(&[b"a", b"b"]));
     assert_ne!(store.digest(&[b"ab"]), store.digest(&[b"a", b"b"]));
+
+    paging_suite(store).await;
 }
 
 async fn limit_suite(store: &dyn Store) {
@@ -498,6 +500,136 @@ async fn limit_suite(store: &dyn Store) {
         .await
         .unwrap();
     assert_eq!(names(store, &owner, ListQuery::default()).await, ["a", "b"]);
+    // A deletion makes room again; the failed create above left no count behind.
+    store
+        .write(vec![WriteOp::DeleteEntity {
+            owner: owner.clone(),
+            kind: EntityKind::Destination,
+            name: "b".into(),
+        }])
+        .await
+        .unwrap();
+    store
+        .write(vec![put(&owner, "c", "{}", PutMode::Create)])
+        .await
+        .unwrap();
+    let err = store
+        .write(vec![put(&owner, "d", "{}", PutMode::CreateIfAbsent)])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::LimitExceeded { limit: 2, .. }));
+}
+
+/// One page of `size` from `offset` with the total, as the API asks for it.
+async fn page(store: &dyn Store, owner: &OwnerRef, offset: u64, size: u64) -> (Vec<String>, u64) {
+    let page = store
+        .list_entities(
+            owner,
+            EntityKind::Destination,
+            &ListQuery {
+                offset,
+                limit: Some(size),
+                count_total: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    (
+        page.items.into_iter().map(|e| e.name).collect(),
+        page.total.unwrap(),
+    )
+}
+
+/// Every page of ten at offsets around the anchors matches `all`.
+async fn check_pages(store: &dyn Store, owner: &OwnerRef, all: &[String]) {
+    for offset in [
+        0u64, 10, 255, 256, 257, 300, 511, 512, 690, 699, 700, 900, 5000,
+    ] {
+        let (got, total) = page(store, owner, offset, 10).await;
+        let start = usize::try_from(offset).unwrap().min(all.len());
+        let end = (start + 10).min(all.len());
+        assert_eq!(got, all[start..end], "offset {offset}");
+        assert_eq!(total, all.len() as u64);
+    }
+}
+
+/// Pages anywhere in a collection (behind a cache they are read from anchors), kept counts, and
+/// pages that follow writes.
+async fn paging_suite(store: &dyn Store) {
+    let owner = OwnerRef::subaccount("pages");
+    let mut all: Vec<String> = (0..700).map(|i| format!("p{i:04}")).collect();
+    store
+        .write(
+            all.iter()
+                .map(|n| put(&owner, n, "{}", PutMode::Create))
+                .collect(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .page_anchors(&owner, EntityKind::Destination, 256)
+            .await
+            .unwrap(),
+        ["p0000", "p0256", "p0512"]
+    );
+    let from = ListQuery {
+        from: Some("p0256".into()),
+        offset: 3,
+        limit: Some(2),
+        ..Default::default()
+    };
+    assert_eq!(names(store, &owner, from).await, ["p0259", "p0260"]);
+    check_pages(store, &owner, &all).await;
+    // Writes before and inside deep pages move them; the counts follow.
+    store
+        .write(vec![
+            put(&owner, "p0100a", "{}", PutMode::Create),
+            put(&owner, "p0001", "{\"v\":2}", PutMode::Upsert),
+            WriteOp::DeleteEntity {
+                owner: owner.clone(),
+                kind: EntityKind::Destination,
+                name: "p0300".into(),
+            },
+            WriteOp::DeleteEntity {
+                owner: owner.clone(),
+                kind: EntityKind::Destination,
+                name: "absent".into(),
+            },
+        ])
+        .await
+        .unwrap();
+    all.push("p0100a".into());
+    all.retain(|n| n != "p0300");
+    all.sort();
+    check_pages(store, &owner, &all).await;
+    // A deleted instance takes its count with it.
+    store.write(vec![sub("pages-sub")]).await.unwrap();
+    let inst = OwnerRef::instance("pages-i");
+    store
+        .write(vec![
+            WriteOp::CreateInstance(instance("pages-i", "pages-sub")),
+            put(&inst, "x", "{}", PutMode::Create),
+            put(&inst, "y", "{}", PutMode::Create),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(page(store, &inst, 0, 10).await.1, 2);
+    store
+        .write(vec![WriteOp::DeleteInstance {
+            id: "pages-i".into(),
+        }])
+        .await
+        .unwrap();
+    store
+        .write(vec![WriteOp::CreateInstance(instance(
+            "pages-i",
+            "pages-sub",
+        ))])
+        .await
+        .unwrap();
+    assert_eq!(page(store, &inst, 0, 10).await, (vec![], 0));
 }
 
 async fn sqlite(dir: &std::path::Path, master: &MasterKey, max: u32) -> SqliteStore {
