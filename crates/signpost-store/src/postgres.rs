@@ -808,6 +808,14 @@ impl Store for PgStore {
         Ok(())
     }
 
+    async fn delete_signing_key(&self, kid: &str) -> Result<bool> {
+        let r = sqlx::query("DELETE FROM signing_keys WHERE kid = $1")
+            .bind(kid)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
     fn digest(&self, parts: &[&[u8]]) -> String {
         self.cipher.digest(parts)
     }
