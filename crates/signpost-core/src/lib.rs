@@ -21,7 +21,7 @@ pub use entities::{DeleteSummary, ListMode, ListResult, WriteResult};
 pub use error::{Error, Result};
 pub use find::{FindOptions, FindResult};
 pub use signpost_oauth::{parse_trusted_issuers, FlowHeaders, OAuthConfig, TrustedIssuer};
-pub use tokens::{Principal, TokenError, TokenResponse};
+pub use tokens::{KeyState, Principal, Rotation, SigningKeyInfo, TokenError, TokenResponse};
 
 use signpost_oauth::TokenService;
 use signpost_store::{Store, WriteOp, WriteOutcome};
