@@ -2,7 +2,7 @@
 //! and the `X-Broker-API-Version` header.
 
 use axum::extract::{Path, RawQuery, Request, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
@@ -52,9 +52,10 @@ fn from_broker(e: BrokerError) -> Response {
     )
 }
 
-/// Broker credentials (401) and API version (412), before anything else.
-async fn guard(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let authorized = header_str(req.headers(), "authorization")
+/// Whether the request carries the broker credentials (HTTP Basic), compared in constant time.
+/// The broker and Signpost's platform endpoints authenticate with them.
+pub(crate) fn broker_authorized(state: &AppState, headers: &HeaderMap) -> bool {
+    header_str(headers, "authorization")
         .and_then(|v| v.split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("basic"))
         .and_then(|(_, b64)| {
@@ -71,8 +72,12 @@ async fn guard(State(state): State<AppState>, req: Request, next: Next) -> Respo
                 .ct_eq(state.broker.password.expose_secret().as_bytes())
                 .into();
             user_ok & pw_ok
-        });
-    if !authorized {
+        })
+}
+
+/// Broker credentials (401) and API version (412), before anything else.
+async fn guard(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if !broker_authorized(&state, req.headers()) {
         let mut res = osb_error(
             StatusCode::UNAUTHORIZED,
             "Unauthorized",

@@ -1,9 +1,10 @@
-//! Extractors: the raw body with its size limit, and the authenticated caller.
+//! Extractors: the raw body with its size limit, the authenticated caller, and the platform.
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use signpost_core::Principal;
 
 use crate::{ApiError, AppState, MAX_BODY_BYTES};
@@ -48,6 +49,34 @@ impl FromRequestParts<AppState> for Caller {
             )
         })?;
         Ok(Caller(state.core.authenticate(token).await?))
+    }
+}
+
+/// The platform, authenticated with the broker's credentials (HTTP Basic): for Signpost's
+/// admin endpoints. Anything else is a 401 `{"ErrorMessage"}` asking for Basic.
+#[derive(Debug, Clone, Copy)]
+pub struct Platform;
+
+impl FromRequestParts<AppState> for Platform {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        if crate::broker::broker_authorized(state, &parts.headers) {
+            return Ok(Platform);
+        }
+        let mut res = ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "Broker credentials (HTTP Basic) are missing or wrong",
+        )
+        .into_response();
+        res.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Basic realm=\"signpost broker\""),
+        );
+        Err(res)
     }
 }
 

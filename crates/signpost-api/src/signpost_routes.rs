@@ -1,13 +1,14 @@
-//! Signpost's own endpoints under `/signpost/v1`: the certificate details view and the CA.
+//! Signpost's own endpoints under `/signpost/v1`: the certificate details view, the CA, and the
+//! token signing keys (platform credentials).
 
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use signpost_model::Level;
 
-use crate::extract::Caller;
+use crate::extract::{Caller, Platform};
 use crate::query::pairs;
 use crate::{ApiError, AppState};
 
@@ -16,6 +17,8 @@ pub fn routes() -> Router<AppState> {
         .route("/signpost/v1/ca.pem", get(ca))
         .route("/signpost/v1/certificates/{level}", get(list))
         .route("/signpost/v1/certificates/{level}/{name}", get(details))
+        .route("/signpost/v1/signing-keys", get(signing_keys))
+        .route("/signpost/v1/signing-keys/rotate", post(rotate_signing_key))
 }
 
 fn level(s: &str) -> Result<Level, ApiError> {
@@ -67,4 +70,16 @@ async fn details(
 ) -> Result<Response, ApiError> {
     let level = level(&lvl)?;
     Ok(Json(state.core.certificate_details(&who, level, &name).await?).into_response())
+}
+
+async fn signing_keys(State(state): State<AppState>, _: Platform) -> Result<Response, ApiError> {
+    Ok(Json(state.core.signing_keys().await?).into_response())
+}
+
+async fn rotate_signing_key(
+    State(state): State<AppState>,
+    _: Platform,
+) -> Result<Response, ApiError> {
+    let rotation = state.core.rotate_signing_key().await?;
+    Ok((StatusCode::CREATED, Json(rotation)).into_response())
 }

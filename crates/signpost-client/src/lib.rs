@@ -1,6 +1,6 @@
 //! `signpost-client`: a typed async HTTP client of Signpost's public API. [`BrokerClient`] speaks
-//! the Open Service Broker API 2.17 (catalog, provision, update, deprovision, bind, unbind) with the
-//! platform's HTTP Basic credentials; [`TenantClient`] gets a token with a [`ServiceKey`] (client
+//! the Open Service Broker API 2.17 (catalog, provision, update, deprovision, bind, unbind) and
+//! Signpost's platform endpoints (token signing keys) with the platform's HTTP Basic credentials; [`TenantClient`] gets a token with a [`ServiceKey`] (client
 //! credentials) and then manages destinations, fragments and certificates on subaccount and instance
 //! level, finds destinations and reads Signpost's certificate details view. Entities stay
 //! `serde_json::Value`s so that callers see exactly the server's JSON. Every failure is an
@@ -242,6 +242,29 @@ pub struct ProvisionContext {
     pub subdomain: Option<String>,
 }
 
+/// A token signing key as `GET /signpost/v1/signing-keys` lists it (public facts only).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SigningKey {
+    pub kid: String,
+    /// `active` (signs), `retired` (verifies until `expiresAt`) or `expired` (neither; deleted at
+    /// the next rotation).
+    pub state: String,
+    /// RFC 3339.
+    pub created_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retired_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+}
+
+/// The answer of `POST /signpost/v1/signing-keys/rotate`: the new key's id and every key kept.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct Rotation {
+    pub kid: String,
+    pub keys: Vec<SigningKey>,
+}
+
 impl BrokerClient {
     /// A client of the broker at `base` (e.g. `http://127.0.0.1:8080`).
     pub fn new(base: &str, user: &str, password: &str) -> Result<Self> {
@@ -434,6 +457,39 @@ impl BrokerClient {
             )
         })
         .map(drop)
+    }
+}
+
+// Signpost's platform endpoints, with the broker credentials (no OSB version header).
+impl BrokerClient {
+    async fn platform<T: serde::de::DeserializeOwned>(
+        &self,
+        method: Method,
+        segments: &[&str],
+    ) -> Result<T> {
+        let url = join(&self.base, segments);
+        let req = self
+            .http
+            .request(method, url.clone())
+            .basic_auth(&self.user, Some(&self.password));
+        let (_, _, bytes) = read_answer(send(req, &url).await?).await?;
+        serde_json::from_slice(&bytes).map_err(|e| Error::Decode {
+            url: url.to_string(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// `GET /signpost/v1/signing-keys`: the token signing keys, oldest first.
+    pub async fn signing_keys(&self) -> Result<Vec<SigningKey>> {
+        self.platform(Method::GET, &["signpost", "v1", "signing-keys"])
+            .await
+    }
+
+    /// `POST /signpost/v1/signing-keys/rotate`: a new key signs from now on; the previous one
+    /// keeps verifying for one token lifetime.
+    pub async fn rotate_signing_key(&self) -> Result<Rotation> {
+        self.platform(Method::POST, &["signpost", "v1", "signing-keys", "rotate"])
+            .await
     }
 }
 

@@ -21,7 +21,7 @@ pub use entities::{DeleteSummary, ListMode, ListResult, WriteResult};
 pub use error::{Error, Result};
 pub use find::{FindOptions, FindResult};
 pub use signpost_oauth::{parse_trusted_issuers, FlowHeaders, OAuthConfig, TrustedIssuer};
-pub use tokens::{Principal, TokenError, TokenResponse};
+pub use tokens::{KeyState, Principal, Rotation, SigningKeyInfo, TokenError, TokenResponse};
 
 use signpost_oauth::TokenService;
 use signpost_store::{Change, Store, WriteOp, WriteOutcome};
@@ -110,7 +110,7 @@ impl Signpost {
     }
 
     async fn reload_keys(&self) {
-        if let Err(e) = self.inner.keys.reload(self.inner.store.as_ref()).await {
+        if let Err(e) = self.reload_signing_keys().await {
             tracing::warn!(error = %e, "signing keys not reloaded");
         }
     }

@@ -2,6 +2,7 @@
 //! key pair kept encrypted in the store; verification of the bearer tokens that callers present.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::RwLock;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -17,6 +18,10 @@ use signpost_store::{SigningKeyRecord, Store};
 use subtle::ConstantTimeEq;
 
 use crate::{now_secs, Error, Result, Signpost};
+
+/// How old (in seconds) the signing keys in memory may get on a shared database before a token
+/// request reads them again.
+const KEY_RING_MAX_AGE_SECS: u64 = 60;
 
 /// The scope every service-key token carries (XSUAA's client-credentials default).
 pub const SERVICE_SCOPE: &str = "uaa.resource";
@@ -96,15 +101,132 @@ struct ExtAttr {
 
 struct LoadedKey {
     kid: String,
+    created_at: i64,
     encoding: EncodingKey,
     decoding: DecodingKey,
     jwk: Value,
     public_pem: String,
 }
 
-/// The signing keys known to this process; the newest signs, all verify.
+/// Where a signing key is in its life. The newest key is `active` and signs; a key with a
+/// successor is `retired` at the successor's creation and still verifies (and is published in
+/// the JWKS) for one token lifetime, because tokens it signed may live that long; after that it
+/// is `expired`: neither published nor accepted, and deleted at the next rotation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyState {
+    Active,
+    Retired,
+    Expired,
+}
+
+/// A signing key as the admin API lists it: public facts only, times in RFC 3339.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SigningKeyInfo {
+    pub kid: String,
+    pub state: KeyState,
+    /// Seconds since the epoch.
+    #[serde(serialize_with = "rfc3339")]
+    pub created_at: i64,
+    /// When its successor took over signing (retired and expired keys).
+    #[serde(
+        serialize_with = "rfc3339_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub retired_at: Option<i64>,
+    /// When the last token it can have signed expires: `retired_at` plus the token lifetime.
+    #[serde(
+        serialize_with = "rfc3339_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub expires_at: Option<i64>,
+}
+
+/// The answer of a rotation: the new signing key and every key kept after pruning.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Rotation {
+    pub kid: String,
+    pub keys: Vec<SigningKeyInfo>,
+}
+
+fn rfc3339<S: serde::Serializer>(secs: &i64, s: S) -> std::result::Result<S::Ok, S::Error> {
+    let t = time::OffsetDateTime::from_unix_timestamp(*secs).map_err(serde::ser::Error::custom)?;
+    let text = t
+        .format(&time::format_description::well_known::Rfc3339)
+        .map_err(serde::ser::Error::custom)?;
+    s.serialize_str(&text)
+}
+
+fn rfc3339_opt<S: serde::Serializer>(
+    secs: &Option<i64>,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    match secs {
+        Some(v) => rfc3339(v, s),
+        None => s.serialize_none(),
+    }
+}
+
+/// The life of each key of `keys` (`(kid, created_at)`, oldest first) at `now`.
+fn lifecycle<'a>(
+    keys: impl IntoIterator<Item = (&'a str, i64)>,
+    lifetime: u64,
+    now: u64,
+) -> Vec<SigningKeyInfo> {
+    let keys: Vec<(&str, i64)> = keys.into_iter().collect();
+    let now = i64::try_from(now).unwrap_or(i64::MAX);
+    let lifetime = i64::try_from(lifetime).unwrap_or(i64::MAX);
+    keys.iter()
+        .enumerate()
+        .map(|(i, (kid, created_at))| {
+            let retired_at = keys.get(i + 1).map(|(_, c)| *c);
+            let expires_at = retired_at.map(|r| r.saturating_add(lifetime));
+            let state = match expires_at {
+                None => KeyState::Active,
+                Some(e) if now < e => KeyState::Retired,
+                Some(_) => KeyState::Expired,
+            };
+            SigningKeyInfo {
+                kid: (*kid).to_owned(),
+                state,
+                created_at: *created_at,
+                retired_at,
+                expires_at,
+            }
+        })
+        .collect()
+}
+
+/// Records in key order: by creation, then kid (as the store returns them; sorted again so that
+/// nothing depends on it).
+fn sorted(mut records: Vec<SigningKeyRecord>) -> Vec<SigningKeyRecord> {
+    records.sort_by(|a, b| (a.created_at, &a.kid).cmp(&(b.created_at, &b.kid)));
+    records
+}
+
+fn infos(records: &[SigningKeyRecord], lifetime: u64, now: u64) -> Vec<SigningKeyInfo> {
+    lifecycle(
+        records.iter().map(|r| (r.kid.as_str(), r.created_at)),
+        lifetime,
+        now,
+    )
+}
+
+/// The signing keys known to this process, oldest first: the newest signs, retired ones verify
+/// until their retention ends.
 pub(crate) struct KeyRing {
     keys: RwLock<Vec<LoadedKey>>,
+    /// Reloads run one at a time, so that a slow one cannot put back an older state after a
+    /// later one; a caller whose request a reload already covered does not read again.
+    reloading: tokio::sync::Mutex<()>,
+    /// Reload requests made so far, and the highest one a finished reload has covered.
+    requested: AtomicU64,
+    covered: AtomicU64,
+    /// When the keys were last read from the store (seconds since the epoch).
+    loaded_at: AtomicU64,
+    /// One rotation at a time in this process.
+    rotating: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for KeyRing {
@@ -127,6 +249,7 @@ fn load_key(rec: &SigningKeyRecord) -> Result<LoadedKey> {
     let public_pem = jwk["value"].as_str().unwrap_or_default().to_owned();
     Ok(LoadedKey {
         kid: rec.kid.clone(),
+        created_at: rec.created_at,
         encoding,
         decoding,
         jwk,
@@ -134,8 +257,8 @@ fn load_key(rec: &SigningKeyRecord) -> Result<LoadedKey> {
     })
 }
 
-/// Generates a fresh RSA-2048 signing key record.
-pub(crate) fn generate_key() -> Result<SigningKeyRecord> {
+/// Generates a fresh RSA-2048 signing key record, created at `created_at`.
+fn generate_key(created_at: i64) -> Result<SigningKeyRecord> {
     let private = rsa::RsaPrivateKey::new(&mut rand::thread_rng(), 2048).map_err(internal)?;
     let pem = private.to_pkcs1_pem(LineEnding::LF).map_err(internal)?;
     let public = private.to_public_key();
@@ -157,23 +280,36 @@ pub(crate) fn generate_key() -> Result<SigningKeyRecord> {
         kid,
         private_key_pem: SecretString::from(pem.to_string()),
         public_jwk: jwk.to_string(),
-        created_at: now_secs() as i64,
+        created_at,
     })
+}
+
+async fn generate(created_at: i64) -> Result<SigningKeyRecord> {
+    tokio::task::spawn_blocking(move || generate_key(created_at))
+        .await
+        .map_err(internal)?
 }
 
 impl KeyRing {
     pub(crate) async fn load_or_create(store: &dyn Store) -> Result<Self> {
         let mut records = store.signing_keys().await?;
         if records.is_empty() {
-            let rec = tokio::task::spawn_blocking(generate_key)
-                .await
-                .map_err(internal)??;
-            store.insert_signing_key(rec).await?;
+            store
+                .insert_signing_key(generate(now_secs() as i64).await?)
+                .await?;
             records = store.signing_keys().await?;
         }
-        let keys = records.iter().map(load_key).collect::<Result<Vec<_>>>()?;
+        let keys = sorted(records)
+            .iter()
+            .map(load_key)
+            .collect::<Result<Vec<_>>>()?;
         Ok(Self {
             keys: RwLock::new(keys),
+            reloading: tokio::sync::Mutex::new(()),
+            requested: AtomicU64::new(0),
+            covered: AtomicU64::new(0),
+            loaded_at: AtomicU64::new(now_secs()),
+            rotating: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -181,12 +317,71 @@ impl KeyRing {
         self.keys.read().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Reads the keys from the store again. Safe to call concurrently: reloads are serialized,
+    /// the ring only ever moves to a state read after the call began, and calls that arrive
+    /// while a reload is waiting share the next one.
     pub(crate) async fn reload(&self, store: &dyn Store) -> Result<()> {
-        let records = store.signing_keys().await?;
+        let ticket = self.requested.fetch_add(1, Ordering::SeqCst) + 1;
+        let _one = self.reloading.lock().await;
+        if self.covered.load(Ordering::SeqCst) >= ticket {
+            // A reload that began reading after this call was made has finished.
+            return Ok(());
+        }
+        let covers = self.requested.load(Ordering::SeqCst);
+        let records = sorted(store.signing_keys().await?);
+        if records.is_empty() {
+            // Never sign with nothing: keep what we have; the next reload reads again.
+            tracing::warn!("the store holds no token signing key; keeping the keys in memory");
+            return Ok(());
+        }
         let keys = records.iter().map(load_key).collect::<Result<Vec<_>>>()?;
         *self.keys.write().unwrap_or_else(|p| p.into_inner()) = keys;
+        self.loaded_at.store(now_secs(), Ordering::SeqCst);
+        self.covered.store(covers, Ordering::SeqCst);
         Ok(())
     }
+
+    /// The public JWKs of the keys that are active or retired at `now`, newest first (a client
+    /// that takes the first key gets the one that signs).
+    fn published(&self, lifetime: u64, now: u64) -> Vec<Value> {
+        let keys = self.read();
+        let life = lifecycle_of(&keys, lifetime, now);
+        keys.iter()
+            .zip(life)
+            .rev()
+            .filter(|(_, info)| info.state != KeyState::Expired)
+            .map(|(k, _)| k.jwk.clone())
+            .collect()
+    }
+
+    /// Whether `kid` is in the ring at all (expired or not).
+    fn knows(&self, kid: &str) -> bool {
+        self.read().iter().any(|k| k.kid == kid)
+    }
+
+    /// Runs `f` with the key `kid` if it may verify at `now` (active or retired).
+    fn with_verifying_key<R>(
+        &self,
+        kid: &str,
+        lifetime: u64,
+        now: u64,
+        f: impl FnOnce(&DecodingKey) -> R,
+    ) -> Option<R> {
+        let keys = self.read();
+        let life = lifecycle_of(&keys, lifetime, now);
+        keys.iter()
+            .zip(life)
+            .find(|(k, info)| k.kid == kid && info.state != KeyState::Expired)
+            .map(|(k, _)| f(&k.decoding))
+    }
+}
+
+fn lifecycle_of(keys: &[LoadedKey], lifetime: u64, now: u64) -> Vec<SigningKeyInfo> {
+    lifecycle(
+        keys.iter().map(|k| (k.kid.as_str(), k.created_at)),
+        lifetime,
+        now,
+    )
 }
 
 /// Verified tokens, so that a busy client does not pay an RSA verification per request. Cleared
@@ -225,10 +420,17 @@ impl Signpost {
         format!("{}/oauth/token", self.inner.config.public_url)
     }
 
-    /// `GET /token_keys`.
+    fn token_lifetime(&self) -> u64 {
+        self.inner.config.token_lifetime_secs
+    }
+
+    /// `GET /token_keys`: the active key and the retired keys whose tokens may still be alive.
     pub fn jwks(&self) -> Value {
-        let keys = self.inner.keys.read();
-        json!({ "keys": keys.iter().map(|k| k.jwk.clone()).collect::<Vec<_>>() })
+        self.jwks_at(now_secs())
+    }
+
+    pub(crate) fn jwks_at(&self, now: u64) -> Value {
+        json!({ "keys": self.inner.keys.published(self.token_lifetime(), now) })
     }
 
     /// The PEM public key of the current signing key (`verificationkey` of service keys).
@@ -239,6 +441,71 @@ impl Signpost {
             .last()
             .map(|k| k.public_pem.clone())
             .unwrap_or_default()
+    }
+
+    /// The stored signing keys and where each is in its life (public facts only), oldest first.
+    pub async fn signing_keys(&self) -> Result<Vec<SigningKeyInfo>> {
+        self.signing_keys_at(now_secs()).await
+    }
+
+    pub(crate) async fn signing_keys_at(&self, now: u64) -> Result<Vec<SigningKeyInfo>> {
+        let records = sorted(self.store().signing_keys().await?);
+        Ok(infos(&records, self.token_lifetime(), now))
+    }
+
+    /// Makes a fresh signing key the active one: the previous one retires and stays published
+    /// and accepted for one token lifetime; keys whose retention is over are deleted. Every
+    /// process picks the new key up on [`Signpost::reload_signing_keys`] or when it first sees
+    /// a token signed with it.
+    pub async fn rotate_signing_key(&self) -> Result<Rotation> {
+        self.rotate_signing_key_at(now_secs()).await
+    }
+
+    pub(crate) async fn rotate_signing_key_at(&self, now: u64) -> Result<Rotation> {
+        let _one = self.inner.keys.rotating.lock().await;
+        let store = self.store();
+        let lifetime = self.token_lifetime();
+        // Strictly newer than every stored key, so that the new key sorts last and signs even
+        // when rotations follow each other within one second.
+        let newest = store
+            .signing_keys()
+            .await?
+            .iter()
+            .map(|k| k.created_at)
+            .max();
+        let created_at = newest.map_or(now as i64, |n| (now as i64).max(n.saturating_add(1)));
+        let record = generate(created_at).await?;
+        let kid = record.kid.clone();
+        store.insert_signing_key(record).await?;
+
+        let mut records = sorted(store.signing_keys().await?);
+        let mut pruned = Vec::new();
+        for info in infos(&records, lifetime, now) {
+            if info.state != KeyState::Expired {
+                continue;
+            }
+            match store.delete_signing_key(&info.kid).await {
+                Ok(_) => pruned.push(info.kid),
+                // The rotation itself succeeded; the key is pruned at the next one.
+                Err(e) => {
+                    tracing::warn!(kid = %info.kid, error = %e, "could not delete an expired signing key")
+                }
+            }
+        }
+        records.retain(|r| !pruned.contains(&r.kid));
+        self.inner.keys.reload(store.as_ref()).await?;
+        tracing::info!(kid = %kid, pruned = ?pruned, "token signing key rotated");
+        Ok(Rotation {
+            kid,
+            keys: infos(&records, lifetime, now),
+        })
+    }
+
+    /// Reads the signing keys from the store again, e.g. when another process rotated them.
+    /// Safe to call concurrently and often: calls that overlap share one read, and the keys in
+    /// memory never go back to an older state.
+    pub async fn reload_signing_keys(&self) -> Result<()> {
+        self.inner.keys.reload(self.store().as_ref()).await
     }
 
     /// `grant_type=client_credentials` with a client id and secret.
@@ -333,8 +600,24 @@ impl Signpost {
             .map_err(|_| TokenError::Server)?
             .map(|s| s.subdomain)
             .unwrap_or_else(|| instance.subaccount_id.clone());
+        if !store.coherent() {
+            self.refresh_stale_keys().await;
+        }
         self.sign(client_id, &instance.subaccount_id, &subdomain, &instance.id)
             .map_err(|_| TokenError::Server)
+    }
+
+    /// While the change feed of a shared database is down, another process may have rotated the
+    /// keys unseen: a ring read more than [`KEY_RING_MAX_AGE_SECS`] ago is read again before it
+    /// signs, so that no process keeps signing with a retired key for long.
+    async fn refresh_stale_keys(&self) {
+        let loaded = self.inner.keys.loaded_at.load(Ordering::SeqCst);
+        if now_secs().saturating_sub(loaded) < KEY_RING_MAX_AGE_SECS {
+            return;
+        }
+        if let Err(e) = self.reload_signing_keys().await {
+            tracing::warn!(error = %e, "could not reload the token signing keys; signing with the known ones");
+        }
     }
 
     fn sign(
@@ -411,25 +694,24 @@ impl Signpost {
             || Error::Unauthorized("The bearer token is missing, invalid or expired".into());
         let header = jsonwebtoken::decode_header(bearer).map_err(|_| unauthorized())?;
         let kid = header.kid.ok_or_else(unauthorized)?;
-        let known = self.inner.keys.read().iter().any(|k| k.kid == kid);
-        if !known {
+        if !self.inner.keys.knows(&kid) {
             // A key rotated in by another process: look once more in the store.
             self.inner.keys.reload(self.store().as_ref()).await?;
         }
-        let claims = {
-            let keys = self.inner.keys.read();
-            let key = keys
-                .iter()
-                .find(|k| k.kid == kid)
-                .ok_or_else(unauthorized)?;
-            let mut validation = Validation::new(Algorithm::RS256);
-            validation.set_issuer(&[self.issuer()]);
-            validation.validate_aud = false;
-            validation.leeway = 0;
-            jsonwebtoken::decode::<Claims>(bearer, &key.decoding, &validation)
-                .map_err(|_| unauthorized())?
-                .claims
-        };
+        let mut validation = Validation::new(Algorithm::RS256);
+        validation.set_issuer(&[self.issuer()]);
+        validation.validate_aud = false;
+        validation.leeway = 0;
+        // Only the active key and retired keys within their retention verify.
+        let claims = self
+            .inner
+            .keys
+            .with_verifying_key(&kid, self.token_lifetime(), now, |key| {
+                jsonwebtoken::decode::<Claims>(bearer, key, &validation)
+            })
+            .ok_or_else(unauthorized)?
+            .map_err(|_| unauthorized())?
+            .claims;
         let binding = self
             .store()
             .get_binding_by_client(&claims.client_id)
@@ -457,5 +739,191 @@ impl Signpost {
             .principals
             .put(bearer, principal.clone(), claims.exp);
         Ok(principal)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::sync::Arc;
+
+    use signpost_store::{MasterKey, SqliteStore};
+
+    use super::*;
+    use crate::CoreConfig;
+
+    const LIFETIME: u64 = 100;
+
+    async fn open(path: &std::path::Path, master: &MasterKey) -> Signpost {
+        let store = SqliteStore::open(&path.display().to_string(), master, 100)
+            .await
+            .unwrap();
+        let config = CoreConfig {
+            public_url: "http://127.0.0.1:1".into(),
+            uaadomain: "127.0.0.1:1".into(),
+            token_lifetime_secs: LIFETIME,
+            oauth: signpost_oauth::OAuthConfig::default(),
+            cert_url: None,
+        };
+        Signpost::new(Arc::new(store), config).await.unwrap()
+    }
+
+    fn published_kids(sp: &Signpost, now: u64) -> Vec<String> {
+        sp.jwks_at(now)["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["kid"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    fn signed_kid(sp: &Signpost) -> String {
+        let token = sp.sign("client", "zid", "zdn", "instance").unwrap();
+        jsonwebtoken::decode_header(&token.access_token)
+            .unwrap()
+            .kid
+            .unwrap()
+    }
+
+    #[test]
+    fn a_key_retires_at_its_successor_and_expires_a_lifetime_later() {
+        let keys = [("a", 10), ("b", 20), ("c", 30)];
+        let life = lifecycle(keys, 15, 35);
+        let states: Vec<_> = life.iter().map(|k| (k.kid.as_str(), k.state)).collect();
+        assert_eq!(
+            states,
+            [
+                ("a", KeyState::Expired),
+                ("b", KeyState::Retired),
+                ("c", KeyState::Active)
+            ]
+        );
+        assert_eq!(
+            (life[0].retired_at, life[0].expires_at),
+            (Some(20), Some(35))
+        );
+        assert_eq!(lifecycle(keys, 15, 34)[0].state, KeyState::Retired);
+        assert_eq!(
+            serde_json::to_value(&life[1]).unwrap(),
+            json!({"kid": "b", "state": "retired", "createdAt": "1970-01-01T00:00:20Z",
+                   "retiredAt": "1970-01-01T00:00:30Z", "expiresAt": "1970-01-01T00:00:45Z"})
+        );
+        assert_eq!(
+            serde_json::to_value(&life[2]).unwrap(),
+            json!({"kid": "c", "state": "active", "createdAt": "1970-01-01T00:00:30Z"})
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_old_key_verifies_until_its_retention_ends_and_is_pruned_after() {
+        let dir = tempfile::tempdir().unwrap();
+        let sp = open(&dir.path().join("s.db"), &MasterKey::generate()).await;
+        let first = sp.signing_keys().await.unwrap();
+        assert_eq!(first.len(), 1);
+        assert_eq!(first[0].state, KeyState::Active);
+        let old = first[0].kid.clone();
+        assert_eq!(signed_kid(&sp), old);
+
+        let t = u64::try_from(first[0].created_at).unwrap() + 10;
+        let rotation = sp.rotate_signing_key_at(t).await.unwrap();
+        let new = rotation.kid.clone();
+        assert_ne!(new, old);
+        let t = t as i64;
+        assert_eq!(rotation.keys.len(), 2);
+        assert_eq!(rotation.keys[0].kid, old);
+        assert_eq!(rotation.keys[0].state, KeyState::Retired);
+        assert_eq!(rotation.keys[0].retired_at, Some(t));
+        assert_eq!(rotation.keys[0].expires_at, Some(t + LIFETIME as i64));
+        assert_eq!(rotation.keys[1].kid, new);
+        assert_eq!(rotation.keys[1].state, KeyState::Active);
+        assert_eq!(signed_kid(&sp), new, "the new key signs at once");
+
+        // Both are published and verify while the old key's tokens may live ...
+        let t = t as u64;
+        assert_eq!(
+            published_kids(&sp, t + LIFETIME - 1),
+            [new.clone(), old.clone()]
+        );
+        let ring = &sp.inner.keys;
+        assert!(ring
+            .with_verifying_key(&old, LIFETIME, t + LIFETIME - 1, |_| ())
+            .is_some());
+        // ... and the old one is neither published nor accepted after.
+        assert_eq!(published_kids(&sp, t + LIFETIME), [new.as_str()]);
+        assert!(ring
+            .with_verifying_key(&old, LIFETIME, t + LIFETIME, |_| ())
+            .is_none());
+        assert!(ring
+            .with_verifying_key(&new, LIFETIME, t + LIFETIME, |_| ())
+            .is_some());
+        let listed = sp.signing_keys_at(t + LIFETIME).await.unwrap();
+        assert_eq!(
+            listed[0].state,
+            KeyState::Expired,
+            "kept until the next rotation"
+        );
+
+        // The next rotation prunes it.
+        let next = sp.rotate_signing_key_at(t + LIFETIME).await.unwrap();
+        let kids: Vec<_> = next.keys.iter().map(|k| k.kid.clone()).collect();
+        assert_eq!(kids, [new.clone(), next.kid.clone()]);
+        let stored: Vec<_> = sp
+            .store()
+            .signing_keys()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|k| k.kid)
+            .collect();
+        assert_eq!(stored, kids);
+        assert!(!ring.knows(&old));
+        assert!(!format!("{sp:?}").contains("PRIVATE KEY"));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn rotations_within_one_second_still_make_the_new_key_active() {
+        let dir = tempfile::tempdir().unwrap();
+        let sp = open(&dir.path().join("s.db"), &MasterKey::generate()).await;
+        let now = now_secs();
+        let a = sp.rotate_signing_key_at(now).await.unwrap();
+        let b = sp.rotate_signing_key_at(now).await.unwrap();
+        let created: Vec<_> = b.keys.iter().map(|k| k.created_at).collect();
+        assert!(created.windows(2).all(|w| w[0] < w[1]), "{created:?}");
+        assert_eq!(b.keys.last().unwrap().kid, b.kid);
+        assert_eq!(b.keys.last().unwrap().state, KeyState::Active);
+        assert_eq!(b.keys[b.keys.len() - 2].kid, a.kid);
+        assert_eq!(signed_kid(&sp), b.kid);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn another_process_sees_a_rotation_after_reload_even_when_reloads_overlap() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let master = MasterKey::generate();
+        let one = open(&path, &master).await;
+        let two = open(&path, &master).await;
+        let before = signed_kid(&two);
+
+        let rotation = one.rotate_signing_key().await.unwrap();
+        assert_eq!(signed_kid(&two), before, "no reload yet");
+        assert!(!published_kids(&two, now_secs()).contains(&rotation.kid));
+
+        // Many overlapping reloads (as notifications may arrive) while `one` rotates again.
+        let mut tasks = Vec::new();
+        for _ in 0..16 {
+            let two = two.clone();
+            tasks.push(tokio::spawn(async move { two.reload_signing_keys().await }));
+        }
+        let again = one.rotate_signing_key().await.unwrap();
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        two.reload_signing_keys().await.unwrap();
+        assert_eq!(signed_kid(&two), again.kid);
+        assert_eq!(
+            published_kids(&two, now_secs()),
+            [again.kid.clone(), rotation.kid.clone(), before.clone()]
+        );
+        assert_eq!(two.verification_key(), one.verification_key());
     }
 }

@@ -307,6 +307,10 @@ impl Store for CachedStore {
         self.inner.insert_signing_key(key).await
     }
 
+    async fn delete_signing_key(&self, kid: &str) -> Result<bool> {
+        self.inner.delete_signing_key(kid).await
+    }
+
     fn digest(&self, parts: &[&[u8]]) -> String {
         self.inner.digest(parts)
     }

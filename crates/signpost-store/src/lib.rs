@@ -130,6 +130,8 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>>;
     async fn insert_signing_key(&self, key: SigningKeyRecord) -> Result<()>;
+    /// Deletes the signing key `kid`; false when there was none.
+    async fn delete_signing_key(&self, kid: &str) -> Result<bool>;
 
     /// The keyed digest used for ETags and request digests (never a plain hash of secrets).
     fn digest(&self, parts: &[&[u8]]) -> String;

@@ -885,6 +885,19 @@ impl Store for PgStore {
         Ok(())
     }
 
+    async fn delete_signing_key(&self, kid: &str) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let r = sqlx::query("DELETE FROM signing_keys WHERE kid = $1")
+            .bind(kid)
+            .execute(&mut *tx)
+            .await?;
+        for note in feed::payloads(&[Change::SigningKeys]) {
+            notify(&mut tx, &note).await?;
+        }
+        tx.commit().await?;
+        Ok(r.rows_affected() == 1)
+    }
+
     fn digest(&self, parts: &[&[u8]]) -> String {
         self.cipher.digest(parts)
     }

@@ -774,6 +774,15 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn delete_signing_key(&self, kid: &str) -> Result<bool> {
+        let _guard = self.write_lock.lock().await;
+        let r = sqlx::query("DELETE FROM signing_keys WHERE kid = ?")
+            .bind(kid)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
     fn digest(&self, parts: &[&[u8]]) -> String {
         self.cipher.digest(parts)
     }

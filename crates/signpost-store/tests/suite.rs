@@ -376,6 +376,21 @@ async fn suite(store: &dyn Store) {
     let keys = store.signing_keys().await.unwrap();
     assert_eq!(keys.len(), 1);
     assert_eq!(keys[0].private_key_pem.expose_secret(), "PEM");
+    // ... and are deleted one by one (rotation prunes them).
+    store
+        .insert_signing_key(SigningKeyRecord {
+            kid: "k0".into(),
+            private_key_pem: SecretString::from("PEM0".to_owned()),
+            public_jwk: "{}".into(),
+            created_at: 0,
+        })
+        .await
+        .unwrap();
+    let kids = |keys: Vec<SigningKeyRecord>| keys.into_iter().map(|k| k.kid).collect::<Vec<_>>();
+    assert_eq!(kids(store.signing_keys().await.unwrap()), ["k0", "k1"]);
+    assert!(store.delete_signing_key("k0").await.unwrap());
+    assert!(!store.delete_signing_key("k0").await.unwrap());
+    assert_eq!(kids(store.signing_keys().await.unwrap()), ["k1"]);
 
     // SAML key pairs: slots, replacement, rotation in one batch, deletion.
     let saml = |slot, pem: &str, cert: &str| SamlKeyRecord {

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use serde_json::json;
-use signpost_test_utils::{status_json, TestApp, BROKER_PASSWORD};
+use signpost_test_utils::{status_json, TestApp, BROKER_PASSWORD, BROKER_USER};
 
 #[derive(Clone, Default)]
 struct Capture(Arc<Mutex<Vec<u8>>>);
@@ -88,6 +88,15 @@ async fn secrets_stay_out_of_logs_debug_and_disk() {
         .await
         .unwrap();
     assert_eq!(res.status(), 401);
+    // A signing-key rotation: the new private key goes to the store encrypted and nowhere else.
+    let res = app
+        .client
+        .post(app.url("/signpost/v1/signing-keys/rotate"))
+        .basic_auth(BROKER_USER, Some(BROKER_PASSWORD))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
 
     // The logs.
     let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
@@ -106,6 +115,11 @@ async fn secrets_stay_out_of_logs_debug_and_disk() {
     for s in &must_not_appear {
         assert!(!logs.contains(s.as_str()), "a secret is in the logs");
     }
+    assert!(logs.contains("token signing key rotated"));
+    assert!(
+        !logs.contains("PRIVATE KEY"),
+        "a private key is in the logs"
+    );
 
     // Debug output of the core types.
     let debug = format!("{:?} {:?}", app.core, t.key);

@@ -1,12 +1,14 @@
-//! The CLI verbs: `login`, `instance`, `key` (the service broker, platform target), `dest`,
-//! `fragment`, `cert`, `export`, `import` (the destination API, tenant target), `completion`, and
-//! the hidden `docs`. They talk to a Signpost (or SAP) service over HTTP only, through
-//! `signpost-client`. Exit codes: 0 success, 1 an error (the server's message), 2 usage (clap's
-//! own, and unreadable or malformed input files, reported as `ConfigError`).
+//! The CLI verbs: `login`, `instance`, `key` (the service broker, platform target), `signing-key`
+//! (token signing keys, platform target), `dest`, `fragment`, `cert`, `export`, `import` (the
+//! destination API, tenant target), `completion`, and the hidden `docs`. They talk to a Signpost
+//! (or SAP) service over HTTP only, through `signpost-client`. Exit codes: 0 success, 1 an error
+//! (the server's message), 2 usage (clap's own, and unreadable or malformed input files,
+//! reported as `ConfigError`).
 
 mod broker;
 mod docs;
 mod output;
+mod signing_key;
 mod target;
 mod tenant;
 mod transfer;
@@ -36,6 +38,8 @@ pub enum CliCommand {
     Instance(broker::InstanceArgs),
     /// Service keys (bindings) of instances (service broker, platform target).
     Key(broker::KeyArgs),
+    /// Token signing keys of the token service: list and rotate (platform target).
+    SigningKey(signing_key::SigningKeyArgs),
     /// Destinations on subaccount or instance level (tenant target).
     Dest(tenant::DestArgs),
     /// Destination fragments on subaccount or instance level (tenant target).
@@ -60,6 +64,7 @@ pub async fn run(cmd: CliCommand) -> anyhow::Result<()> {
         CliCommand::Target(out) => target::show(&out),
         CliCommand::Instance(args) => broker::instance(args).await,
         CliCommand::Key(args) => broker::key(args).await,
+        CliCommand::SigningKey(args) => signing_key::signing_key(args).await,
         CliCommand::Dest(args) => tenant::dest(args).await,
         CliCommand::Fragment(args) => tenant::fragment(args).await,
         CliCommand::Cert(args) => tenant::cert(args).await,
