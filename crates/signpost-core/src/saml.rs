@@ -3,6 +3,7 @@
 //! on first need (a SAML flow or a metadata download), as SAP's cockpit does.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use base64::Engine as _;
@@ -19,9 +20,20 @@ const TRUST_VALIDITY_DAYS: u32 = 5 * 365;
 #[derive(Debug, Default)]
 pub(crate) struct SignerCache {
     map: RwLock<HashMap<String, SamlSigner>>,
+    /// The store's feed epoch the entries belong to ([`signpost_store::Store::epoch`]).
+    epoch: AtomicU64,
 }
 
 impl SignerCache {
+    /// Drops everything cached under another feed epoch (notifications may have been lost).
+    fn sync_epoch(&self, epoch: u64) {
+        if self.epoch.load(Ordering::Acquire) != epoch {
+            let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
+            map.clear();
+            self.epoch.store(epoch, Ordering::Release);
+        }
+    }
+
     fn get(&self, sub: &str) -> Option<SamlSigner> {
         self.map
             .read()
@@ -29,11 +41,12 @@ impl SignerCache {
             .get(sub)
             .cloned()
     }
-    fn put(&self, sub: &str, signer: SamlSigner) {
-        self.map
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(sub.to_owned(), signer);
+    /// Keeps a signer read under `epoch`, unless the epoch moved meanwhile.
+    fn put(&self, sub: &str, signer: SamlSigner, epoch: u64) {
+        let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
+        if self.epoch.load(Ordering::Acquire) == epoch {
+            map.insert(sub.to_owned(), signer);
+        }
     }
     pub(crate) fn clear(&self) {
         self.map.write().unwrap_or_else(|p| p.into_inner()).clear();
@@ -111,7 +124,12 @@ impl Signpost {
 
     /// The signer of SAML flows for a subaccount.
     pub(crate) async fn saml_signer(&self, sub: &str) -> Result<SamlSigner> {
-        if let Some(s) = self.inner.saml_signers.get(sub) {
+        // While a shared database's change feed is down, another process may have rotated the
+        // pair unseen: read it again.
+        let coherent = self.store().coherent();
+        let epoch = self.store().epoch();
+        self.inner.saml_signers.sync_epoch(epoch);
+        if let Some(s) = self.inner.saml_signers.get(sub).filter(|_| coherent) {
             return Ok(s);
         }
         let rec = self.active_or_new(sub).await?;
@@ -121,7 +139,9 @@ impl Signpost {
             keys: Arc::new(keys),
             issuer: self.saml_entity_id(sub),
         };
-        self.inner.saml_signers.put(sub, signer.clone());
+        if coherent {
+            self.inner.saml_signers.put(sub, signer.clone(), epoch);
+        }
         Ok(signer)
     }
 

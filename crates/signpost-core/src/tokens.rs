@@ -389,11 +389,22 @@ fn lifecycle_of(keys: &[LoadedKey], lifetime: u64, now: u64) -> Vec<SigningKeyIn
 #[derive(Debug, Default)]
 pub(crate) struct PrincipalCache {
     map: RwLock<HashMap<String, (Principal, u64)>>,
+    /// The store's feed epoch the entries belong to ([`signpost_store::Store::epoch`]).
+    epoch: AtomicU64,
 }
 
 const PRINCIPAL_CACHE_MAX: usize = 10_000;
 
 impl PrincipalCache {
+    /// Drops everything cached under another feed epoch (notifications may have been lost).
+    fn sync_epoch(&self, epoch: u64) {
+        if self.epoch.load(Ordering::Acquire) != epoch {
+            let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
+            map.clear();
+            self.epoch.store(epoch, Ordering::Release);
+        }
+    }
+
     fn get(&self, token: &str, now: u64) -> Option<Principal> {
         let map = self.map.read().unwrap_or_else(|p| p.into_inner());
         map.get(token)
@@ -401,8 +412,12 @@ impl PrincipalCache {
             .map(|(p, _)| p.clone())
     }
 
-    fn put(&self, token: &str, principal: Principal, exp: u64) {
+    /// Keeps a principal verified under `epoch`, unless the epoch moved meanwhile.
+    fn put(&self, token: &str, principal: Principal, exp: u64, epoch: u64) {
         let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
+        if self.epoch.load(Ordering::Acquire) != epoch {
+            return;
+        }
         if map.len() >= PRINCIPAL_CACHE_MAX {
             map.clear();
         }
@@ -680,6 +695,8 @@ impl Signpost {
     /// still exist. Every failure is the same 401 so that nothing leaks about why.
     pub async fn authenticate(&self, bearer: &str) -> Result<Principal> {
         let now = now_secs();
+        let epoch = self.store().epoch();
+        self.inner.principals.sync_epoch(epoch);
         if let Some(p) = self.inner.principals.get(bearer, now) {
             // Another process may have deleted the binding: while the store's change feed is
             // down the cache saves the signature check only, and the binding is looked up.
@@ -737,7 +754,7 @@ impl Signpost {
         };
         self.inner
             .principals
-            .put(bearer, principal.clone(), claims.exp);
+            .put(bearer, principal.clone(), claims.exp, epoch);
         Ok(principal)
     }
 }

@@ -40,6 +40,8 @@ struct State {
     /// after its invalidation.
     generation: AtomicU64,
     fence: RwLock<()>,
+    /// The engine's feed epoch the cached entries belong to.
+    epoch: AtomicU64,
 }
 
 impl State {
@@ -48,6 +50,23 @@ impl State {
         let _fence = self.fence.write().unwrap_or_else(|p| p.into_inner());
         self.generation.fetch_add(1, Ordering::AcqRel);
         drop(self);
+    }
+
+    /// True when the cache may be used now: the feed is live, and whatever was cached under an
+    /// earlier epoch has been dropped.
+    fn usable(&self, inner: &dyn Store) -> bool {
+        if !inner.coherent() {
+            return false;
+        }
+        let epoch = inner.epoch();
+        if self.epoch.load(Ordering::Acquire) != epoch {
+            self.invalidate(|s| {
+                s.entities.invalidate_all();
+                s.anchors.invalidate_all();
+                s.epoch.store(epoch, Ordering::Release);
+            });
+        }
+        true
     }
 
     fn apply(&self, change: &Change) {
@@ -120,9 +139,15 @@ impl CachedStore {
             return Ok(hit);
         }
         let began = state.generation.load(Ordering::Acquire);
+        let began_epoch = self.inner.epoch();
         let built = Arc::new(self.inner.page_anchors(owner, kind, ANCHOR_EVERY).await?);
         let _fence = state.fence.read().unwrap_or_else(|p| p.into_inner());
-        if state.generation.load(Ordering::Acquire) == began && self.inner.coherent() {
+        // Nothing invalidated meanwhile, and the feed did not go down and up (it may have lost
+        // the notification of a write that came after this read).
+        if state.generation.load(Ordering::Acquire) == began
+            && self.inner.coherent()
+            && self.inner.epoch() == began_epoch
+        {
             state.anchors.insert(k, built.clone());
         }
         Ok(built)
@@ -155,6 +180,7 @@ impl CachedStore {
             anchors,
             generation: AtomicU64::new(0),
             fence: RwLock::new(()),
+            epoch: AtomicU64::new(inner.epoch()),
         });
         if let Some(changes) = inner.changes() {
             tokio::spawn(follow(Arc::downgrade(&state), changes));
@@ -175,6 +201,10 @@ impl Store for CachedStore {
 
     fn coherent(&self) -> bool {
         self.inner.coherent()
+    }
+
+    fn epoch(&self) -> u64 {
+        self.inner.epoch()
     }
 
     async fn get_subaccount(&self, id: &str) -> Result<Option<SubaccountRecord>> {
@@ -215,7 +245,7 @@ impl Store for CachedStore {
         kind: EntityKind,
         name: &str,
     ) -> Result<Option<StoredEntity>> {
-        if !self.inner.coherent() {
+        if !self.state.usable(self.inner.as_ref()) {
             return self.inner.get_entity(owner, kind, name).await;
         }
         let state = &self.state;
@@ -224,10 +254,16 @@ impl Store for CachedStore {
             return Ok(hit.as_deref().cloned());
         }
         let began = state.generation.load(Ordering::Acquire);
+        let began_epoch = self.inner.epoch();
         let found = self.inner.get_entity(owner, kind, name).await?;
         let _fence = state.fence.read().unwrap_or_else(|p| p.into_inner());
         // A feed that went down meanwhile has bumped the generation too.
-        if state.generation.load(Ordering::Acquire) == began && self.inner.coherent() {
+        // Nothing invalidated meanwhile, and the feed did not go down and up (it may have lost
+        // the notification of a write that came after this read).
+        if state.generation.load(Ordering::Acquire) == began
+            && self.inner.coherent()
+            && self.inner.epoch() == began_epoch
+        {
             state.entities.insert(k, found.clone().map(Arc::new));
         }
         Ok(found)
@@ -242,7 +278,7 @@ impl Store for CachedStore {
         let deep = query.offset >= ANCHOR_EVERY
             && query.filter == NameFilter::All
             && query.from.is_none()
-            && self.inner.coherent();
+            && self.state.usable(self.inner.as_ref());
         if !deep {
             return self.inner.list_entities(owner, kind, query).await;
         }

@@ -11,7 +11,7 @@
 //! ([`Change::Everything`]) before the caches are trusted again. An engine without LISTEN/NOTIFY
 //! (CockroachDB, YugabyteDB) never brings the feed up and simply runs without caches.
 
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -199,6 +199,8 @@ pub(crate) fn parse_payload(payload: &str) -> Vec<Change> {
 pub(crate) struct Feed {
     tx: broadcast::Sender<Change>,
     live: AtomicBool,
+    /// Counts the times the feed came (back) up; a cache that saw another value drops everything.
+    epoch: AtomicU64,
     /// When this process last saw its own heartbeat come back (milliseconds of a monotonic clock).
     last_beat_ms: AtomicI64,
     started: std::time::Instant,
@@ -210,6 +212,7 @@ impl Feed {
         Arc::new(Self {
             tx,
             live: AtomicBool::new(false),
+            epoch: AtomicU64::new(0),
             last_beat_ms: AtomicI64::new(0),
             started: std::time::Instant::now(),
         })
@@ -221,6 +224,10 @@ impl Feed {
 
     pub(crate) fn is_live(&self) -> bool {
         self.live.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
     }
 
     pub(crate) fn publish(&self, change: Change) {
@@ -236,6 +243,9 @@ impl Feed {
     pub(crate) fn beat(&self) {
         self.last_beat_ms.store(self.now_ms(), Ordering::Release);
         if !self.is_live() {
+            // A new epoch before going live: a reader that sees the feed live also sees that
+            // the epoch moved, and drops what it cached before, synchronously.
+            self.epoch.fetch_add(1, Ordering::AcqRel);
             self.publish(Change::Everything);
             if self
                 .live
@@ -247,7 +257,8 @@ impl Feed {
         }
     }
 
-    /// The feed may have lost notifications: stop trusting caches.
+    /// The feed may have lost notifications: stop trusting caches (readers check
+    /// [`Feed::is_live`]; what was cached is dropped when the feed comes back).
     pub(crate) fn down(&self, why: &str) {
         if self
             .live
@@ -258,8 +269,8 @@ impl Feed {
                 reason = why,
                 "change feed is down: in-process caches are off"
             );
+            self.publish(Change::Everything);
         }
-        self.publish(Change::Everything);
     }
 
     /// Counts the feed down when the last heartbeat is older than [`STALE_AFTER`].

@@ -80,6 +80,12 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         true
     }
 
+    /// Changes whenever the change feed comes back up after it was down: an in-process cache
+    /// that filled under another epoch must drop everything before it is trusted again.
+    fn epoch(&self) -> u64 {
+        0
+    }
+
     async fn get_subaccount(&self, id: &str) -> Result<Option<SubaccountRecord>>;
     async fn get_instance(&self, id: &str) -> Result<Option<InstanceRecord>>;
     async fn get_binding(&self, id: &str) -> Result<Option<BindingRecord>>;

@@ -617,6 +617,10 @@ impl Store for PgStore {
         self.feed.is_live()
     }
 
+    fn epoch(&self) -> u64 {
+        self.feed.epoch()
+    }
+
     async fn get_subaccount(&self, id: &str) -> Result<Option<SubaccountRecord>> {
         let row = sqlx::query("SELECT id, subdomain FROM subaccounts WHERE id = $1")
             .bind(id)
