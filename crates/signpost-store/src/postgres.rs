@@ -77,7 +77,7 @@ impl PgStore {
             .max_connections(16)
             .min_connections(1)
             .acquire_timeout(Duration::from_secs(10))
-            .connect_with(opts)
+            .connect_with(opts.clone())
             .await?;
         MIGRATOR.run(&pool).await?;
         let cipher = Self::data_key(&pool, master).await?;
@@ -85,7 +85,7 @@ impl PgStore {
         let beat = format!("ping:{:016x}", rand::random::<u64>());
         let tasks = vec![
             tokio::spawn(listen(pool.clone(), feed.clone(), beat.clone())).abort_handle(),
-            tokio::spawn(heartbeat(pool.clone(), feed.clone(), beat)).abort_handle(),
+            tokio::spawn(heartbeat(opts, feed.clone(), beat)).abort_handle(),
         ];
         Ok(Self {
             pool,
@@ -965,23 +965,43 @@ async fn listen(pool: PgPool, feed: Arc<Feed>, beat: String) {
 }
 
 /// Sends this process's heartbeat through the database and counts the feed down when it stops
-/// coming back.
-async fn heartbeat(pool: PgPool, feed: Arc<Feed>, beat: String) {
+/// coming back. The heartbeat has a connection of its own, so that a busy pool cannot delay it
+/// into a false alarm.
+async fn heartbeat(opts: PgConnectOptions, feed: Arc<Feed>, beat: String) {
+    let (ticks, mut due) = tokio::sync::watch::channel(0u64);
+    // Ends when `ticks` goes with this task (a slow send skips the ticks it missed).
+    tokio::spawn(async move {
+        let mut conn: Option<PgConnection> = None;
+        while due.changed().await.is_ok() {
+            if conn.is_none() {
+                let connect = <PgConnection as sqlx::Connection>::connect_with(&opts);
+                conn = tokio::time::timeout(feed::STALE_AFTER, connect)
+                    .await
+                    .ok()
+                    .and_then(Result::ok);
+            }
+            if let Some(c) = conn.as_mut() {
+                let send = sqlx::query("SELECT pg_notify($1, $2)")
+                    .bind(feed::CHANNEL)
+                    .bind(&beat)
+                    .execute(c);
+                if !matches!(
+                    tokio::time::timeout(feed::STALE_AFTER, send).await,
+                    Ok(Ok(_))
+                ) {
+                    tracing::debug!("heartbeat not sent; reconnecting");
+                    conn = None;
+                }
+            }
+        }
+    });
     let mut tick = tokio::time::interval(feed::HEARTBEAT);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut n = 0u64;
     loop {
         tick.tick().await;
         feed.check_staleness();
-        let pool = pool.clone();
-        let beat = beat.clone();
-        tokio::spawn(async move {
-            let send = sqlx::query("SELECT pg_notify($1, $2)")
-                .bind(feed::CHANNEL)
-                .bind(beat)
-                .execute(&pool);
-            if let Ok(Err(e)) = tokio::time::timeout(feed::STALE_AFTER, send).await {
-                tracing::debug!(error = %e, "heartbeat not sent");
-            }
-        });
+        n += 1;
+        let _ = ticks.send(n);
     }
 }
