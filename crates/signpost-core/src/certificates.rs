@@ -12,7 +12,7 @@ use signpost_store::{PutMode, StoredEntity, WriteOp};
 use time::OffsetDateTime;
 
 use crate::entities::body_json;
-use crate::{Error, Principal, Result, Signpost};
+use crate::{rfc3339, Error, Principal, Result, Signpost};
 
 /// Where Signpost keeps its own facts about a certificate inside the stored body.
 pub(crate) const META: &str = "$signpost";
@@ -43,11 +43,6 @@ pub(crate) fn leaf_der_of_pem(pem: &str) -> std::result::Result<Vec<u8>, String>
 
 fn now() -> OffsetDateTime {
     OffsetDateTime::now_utc()
-}
-
-fn rfc3339(t: OffsetDateTime) -> String {
-    t.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
 }
 
 fn internal(e: impl std::fmt::Display) -> Error {

@@ -7,6 +7,7 @@ mod broker;
 mod ca;
 mod certificates;
 mod entities;
+mod epoch_map;
 mod error;
 mod find;
 mod saml;
@@ -69,9 +70,9 @@ impl Signpost {
             store,
             config,
             keys,
-            principals: tokens::PrincipalCache::default(),
+            principals: tokens::PrincipalCache::new(tokens::PRINCIPAL_CACHE_MAX),
             flows,
-            saml_signers: saml::SignerCache::default(),
+            saml_signers: saml::SignerCache::new(usize::MAX),
             ca,
         });
         if let Some(changes) = changes {
@@ -85,8 +86,11 @@ impl Signpost {
     async fn apply_change(&self, change: &Change) {
         let inner = &self.inner;
         match change {
+            // Outbound tokens are kept per destination, as in `write` above.
             Change::Entity { name, .. } => {
-                if let Some(owner) = change.owner_ref() {
+                let destination =
+                    change.entity_kind() == Some(signpost_model::EntityKind::Destination);
+                if let Some(owner) = change.owner_ref().filter(|_| destination) {
                     inner
                         .flows
                         .forget(owner.level.as_str(), &owner.id, Some(name));
@@ -98,7 +102,7 @@ impl Signpost {
                 }
             }
             Change::Credentials => inner.principals.clear(),
-            Change::SamlKeys { subaccount } => inner.saml_signers.drop_one(subaccount),
+            Change::SamlKeys { subaccount } => inner.saml_signers.remove(subaccount),
             Change::SigningKeys => self.reload_keys().await,
             Change::Everything => {
                 inner.principals.clear();
@@ -168,22 +172,19 @@ impl Signpost {
 }
 
 /// Follows the store's change feed until the service or the feed goes away.
-async fn follow(
-    inner: std::sync::Weak<Inner>,
-    mut changes: tokio::sync::broadcast::Receiver<Change>,
-) {
-    use tokio::sync::broadcast::error::RecvError;
-    loop {
-        let change = match changes.recv().await {
-            Ok(change) => change,
-            Err(RecvError::Lagged(_)) => Change::Everything,
-            Err(RecvError::Closed) => return,
-        };
+async fn follow(inner: std::sync::Weak<Inner>, mut changes: signpost_store::feed::Changes) {
+    while let Some(change) = changes.next().await {
         let Some(inner) = inner.upgrade() else {
             return;
         };
         Signpost { inner }.apply_change(&change).await;
     }
+}
+
+/// RFC 3339 in UTC, as SAP's API writes times.
+pub(crate) fn rfc3339(t: time::OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
 }
 
 pub(crate) fn now_secs() -> u64 {

@@ -2,9 +2,7 @@
 //! assertions of SAML flows, the passive one is prepared for a rotation. An active pair is made
 //! on first need (a SAML flow or a metadata download), as SAP's cockpit does.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use base64::Engine as _;
 use signpost_oauth::saml::{self, TrustKeyPair};
@@ -17,47 +15,7 @@ use crate::{Error, Principal, Result, Signpost};
 const TRUST_VALIDITY_DAYS: u32 = 5 * 365;
 
 /// Parsed active signers by subaccount, so a SAML flow does not parse PEM on every request.
-#[derive(Debug, Default)]
-pub(crate) struct SignerCache {
-    map: RwLock<HashMap<String, SamlSigner>>,
-    /// The store's feed epoch the entries belong to ([`signpost_store::Store::epoch`]).
-    epoch: AtomicU64,
-}
-
-impl SignerCache {
-    /// Drops everything cached under another feed epoch (notifications may have been lost).
-    fn sync_epoch(&self, epoch: u64) {
-        if self.epoch.load(Ordering::Acquire) != epoch {
-            let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
-            map.clear();
-            self.epoch.store(epoch, Ordering::Release);
-        }
-    }
-
-    fn get(&self, sub: &str) -> Option<SamlSigner> {
-        self.map
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(sub)
-            .cloned()
-    }
-    /// Keeps a signer read under `epoch`, unless the epoch moved meanwhile.
-    fn put(&self, sub: &str, signer: SamlSigner, epoch: u64) {
-        let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
-        if self.epoch.load(Ordering::Acquire) == epoch {
-            map.insert(sub.to_owned(), signer);
-        }
-    }
-    pub(crate) fn clear(&self) {
-        self.map.write().unwrap_or_else(|p| p.into_inner()).clear();
-    }
-    pub(crate) fn drop_one(&self, sub: &str) {
-        self.map
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(sub);
-    }
-}
+pub(crate) type SignerCache = crate::epoch_map::EpochMap<SamlSigner>;
 
 fn no_pair(sub: &str, passive: bool) -> Error {
     if passive {
@@ -181,7 +139,7 @@ impl Signpost {
         let rec = self.new_pair(&who.subaccount_id, slot).await?;
         let cert = rec.certificate_pem.clone();
         self.store().write(vec![WriteOp::PutSamlKey(rec)]).await?;
-        self.inner.saml_signers.drop_one(&who.subaccount_id);
+        self.inner.saml_signers.remove(&who.subaccount_id);
         Ok(cert)
     }
 
@@ -232,7 +190,7 @@ impl Signpost {
                 WriteOp::PutSamlKey(new_passive),
             ])
             .await?;
-        self.inner.saml_signers.drop_one(sub);
+        self.inner.saml_signers.remove(sub);
         Ok(certs)
     }
 }

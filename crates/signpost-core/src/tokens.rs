@@ -1,7 +1,6 @@
 //! The token service for Signpost's own credentials: RS256 JWTs in XSUAA's shape, signed with a
 //! key pair kept encrypted in the store; verification of the bearer tokens that callers present.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::RwLock;
 
@@ -152,10 +151,7 @@ pub struct Rotation {
 
 fn rfc3339<S: serde::Serializer>(secs: &i64, s: S) -> std::result::Result<S::Ok, S::Error> {
     let t = time::OffsetDateTime::from_unix_timestamp(*secs).map_err(serde::ser::Error::custom)?;
-    let text = t
-        .format(&time::format_description::well_known::Rfc3339)
-        .map_err(serde::ser::Error::custom)?;
-    s.serialize_str(&text)
+    s.serialize_str(&crate::rfc3339(t))
 }
 
 fn rfc3339_opt<S: serde::Serializer>(
@@ -384,50 +380,13 @@ fn lifecycle_of(keys: &[LoadedKey], lifetime: u64, now: u64) -> Vec<SigningKeyIn
     )
 }
 
-/// Verified tokens, so that a busy client does not pay an RSA verification per request. Cleared
-/// whenever a binding or instance goes away, so a revoked token is refused at once.
-#[derive(Debug, Default)]
-pub(crate) struct PrincipalCache {
-    map: RwLock<HashMap<String, (Principal, u64)>>,
-    /// The store's feed epoch the entries belong to ([`signpost_store::Store::epoch`]).
-    epoch: AtomicU64,
-}
+/// Verified tokens (with their expiry), so that a busy client does not pay an RSA verification
+/// per request. Cleared whenever a binding or instance goes away, so a revoked token is refused
+/// at once.
+pub(crate) type PrincipalCache = crate::epoch_map::EpochMap<(Principal, u64)>;
 
-const PRINCIPAL_CACHE_MAX: usize = 10_000;
-
-impl PrincipalCache {
-    /// Drops everything cached under another feed epoch (notifications may have been lost).
-    fn sync_epoch(&self, epoch: u64) {
-        if self.epoch.load(Ordering::Acquire) != epoch {
-            let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
-            map.clear();
-            self.epoch.store(epoch, Ordering::Release);
-        }
-    }
-
-    fn get(&self, token: &str, now: u64) -> Option<Principal> {
-        let map = self.map.read().unwrap_or_else(|p| p.into_inner());
-        map.get(token)
-            .filter(|(_, exp)| *exp > now)
-            .map(|(p, _)| p.clone())
-    }
-
-    /// Keeps a principal verified under `epoch`, unless the epoch moved meanwhile.
-    fn put(&self, token: &str, principal: Principal, exp: u64, epoch: u64) {
-        let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
-        if self.epoch.load(Ordering::Acquire) != epoch {
-            return;
-        }
-        if map.len() >= PRINCIPAL_CACHE_MAX {
-            map.clear();
-        }
-        map.insert(token.to_owned(), (principal, exp));
-    }
-
-    pub(crate) fn clear(&self) {
-        self.map.write().unwrap_or_else(|p| p.into_inner()).clear();
-    }
-}
+/// At this many verified tokens the cache starts over.
+pub(crate) const PRINCIPAL_CACHE_MAX: usize = 10_000;
 
 impl Signpost {
     /// The issuer written into tokens: the token endpoint URL.
@@ -697,7 +656,12 @@ impl Signpost {
         let now = now_secs();
         let epoch = self.store().epoch();
         self.inner.principals.sync_epoch(epoch);
-        if let Some(p) = self.inner.principals.get(bearer, now) {
+        let cached = self
+            .inner
+            .principals
+            .get(bearer)
+            .filter(|(_, exp)| *exp > now);
+        if let Some((p, _)) = cached {
             // Another process may have deleted the binding: while the store's change feed is
             // down the cache saves the signature check only, and the binding is looked up.
             if self.store().coherent() || self.binding_is_live(&p).await? {
@@ -754,7 +718,7 @@ impl Signpost {
         };
         self.inner
             .principals
-            .put(bearer, principal.clone(), claims.exp, epoch);
+            .put(bearer, (principal.clone(), claims.exp), epoch);
         Ok(principal)
     }
 }

@@ -9,7 +9,6 @@ use std::sync::{Arc, RwLock, Weak};
 use async_trait::async_trait;
 use moka::sync::Cache;
 use signpost_model::{EntityKind, Level, OwnerRef};
-use tokio::sync::broadcast::error::RecvError;
 
 use crate::feed::{self, Change};
 use crate::records::*;
@@ -116,13 +115,8 @@ fn key(owner: &OwnerRef, kind: EntityKind, name: &str) -> Key {
 }
 
 /// Applies the engine's change feed until the store or the feed goes away.
-async fn follow(state: Weak<State>, mut changes: tokio::sync::broadcast::Receiver<Change>) {
-    loop {
-        let change = match changes.recv().await {
-            Ok(change) => change,
-            Err(RecvError::Lagged(_)) => Change::Everything,
-            Err(RecvError::Closed) => return,
-        };
+async fn follow(state: Weak<State>, mut changes: feed::Changes) {
+    while let Some(change) = changes.next().await {
         let Some(state) = state.upgrade() else {
             return;
         };
@@ -195,7 +189,7 @@ impl Store for CachedStore {
         self.inner.engine()
     }
 
-    fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<Change>> {
+    fn changes(&self) -> Option<feed::Changes> {
         self.inner.changes()
     }
 

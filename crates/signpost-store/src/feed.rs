@@ -194,6 +194,22 @@ pub(crate) fn parse_payload(payload: &str) -> Vec<Change> {
     serde_json::from_str(payload).unwrap_or_else(|_| vec![Change::Everything])
 }
 
+/// A subscription to the change feed ([`crate::Store::changes`]).
+#[derive(Debug)]
+pub struct Changes(broadcast::Receiver<Change>);
+
+impl Changes {
+    /// The next change; [`Change::Everything`] when this subscriber fell behind and missed some;
+    /// `None` once the feed is gone.
+    pub async fn next(&mut self) -> Option<Change> {
+        match self.0.recv().await {
+            Ok(change) => Some(change),
+            Err(broadcast::error::RecvError::Lagged(_)) => Some(Change::Everything),
+            Err(broadcast::error::RecvError::Closed) => None,
+        }
+    }
+}
+
 /// The receiving end of the feed inside one process: subscribers and whether the feed is live.
 #[derive(Debug)]
 pub(crate) struct Feed {
@@ -218,8 +234,8 @@ impl Feed {
         })
     }
 
-    pub(crate) fn subscribe(&self) -> broadcast::Receiver<Change> {
-        self.tx.subscribe()
+    pub(crate) fn subscribe(&self) -> Changes {
+        Changes(self.tx.subscribe())
     }
 
     pub(crate) fn is_live(&self) -> bool {

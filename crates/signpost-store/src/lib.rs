@@ -70,7 +70,7 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// The changes written through any process on this database, for in-process caches; `None`
     /// for an engine that one process owns (SQLite), whose caches see every write themselves.
-    fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<Change>> {
+    fn changes(&self) -> Option<feed::Changes> {
         None
     }
 

@@ -609,7 +609,7 @@ impl Store for PgStore {
         "postgres"
     }
 
-    fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<Change>> {
+    fn changes(&self) -> Option<feed::Changes> {
         Some(self.feed.subscribe())
     }
 
@@ -882,9 +882,7 @@ impl Store for PgStore {
             .bind(key.created_at)
             .execute(&mut *tx)
             .await?;
-        for note in feed::payloads(&[Change::SigningKeys]) {
-            notify(&mut tx, &note).await?;
-        }
+        publish(&mut tx, &[Change::SigningKeys]).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -895,9 +893,7 @@ impl Store for PgStore {
             .bind(kid)
             .execute(&mut *tx)
             .await?;
-        for note in feed::payloads(&[Change::SigningKeys]) {
-            notify(&mut tx, &note).await?;
-        }
+        publish(&mut tx, &[Change::SigningKeys]).await?;
         tx.commit().await?;
         Ok(r.rows_affected() == 1)
     }
@@ -905,6 +901,14 @@ impl Store for PgStore {
     fn digest(&self, parts: &[&[u8]]) -> String {
         self.cipher.digest(parts)
     }
+}
+
+/// Publishes changes from inside a transaction (delivered when it commits).
+async fn publish(conn: &mut PgConnection, changes: &[Change]) -> Result<()> {
+    for note in feed::payloads(changes) {
+        notify(conn, &note).await?;
+    }
+    Ok(())
 }
 
 async fn notify(conn: &mut PgConnection, payload: &str) -> Result<()> {
