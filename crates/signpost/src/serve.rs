@@ -412,9 +412,15 @@ async fn bootstrap(core: &Signpost, data_dir: &Path) -> Result<Option<std::path:
         "context": {"platform": "signpost", "subaccount_id": DEFAULT_SUBACCOUNT, "subdomain": DEFAULT_SUBACCOUNT},
     });
     let req = serde_json::from_value(raw.clone())?;
-    core.provision(DEFAULT_INSTANCE, req, &raw)
-        .await
-        .map_err(|e| anyhow::anyhow!("bootstrap: {e}"))?;
+    if let Err(e) = core.provision(DEFAULT_INSTANCE, req, &raw).await {
+        // Replicas started at once on an empty database race for it: one wins and writes the
+        // key; the others start without.
+        if core.store().get_instance(DEFAULT_INSTANCE).await?.is_some() {
+            tracing::info!("first run: another replica is creating the default instance");
+            return Ok(None);
+        }
+        return Err(anyhow::anyhow!("bootstrap: {e}"));
+    }
     let bind_raw = serde_json::json!({"service_id": signpost_core::CATALOG_SERVICE_ID, "plan_id": signpost_core::CATALOG_PLAN_ID});
     let bind = core
         .bind(
@@ -423,8 +429,15 @@ async fn bootstrap(core: &Signpost, data_dir: &Path) -> Result<Option<std::path:
             serde_json::from_value(bind_raw.clone())?,
             &bind_raw,
         )
-        .await
-        .map_err(|e| anyhow::anyhow!("bootstrap: {e}"))?;
+        .await;
+    let bind = match bind {
+        Ok(bind) => bind,
+        Err(_) if core.store().get_binding("default-key").await?.is_some() => {
+            tracing::info!("first run: another replica is creating the default service key");
+            return Ok(None);
+        }
+        Err(e) => return Err(anyhow::anyhow!("bootstrap: {e}")),
+    };
     let path = data_dir.join(DEFAULT_KEY_FILE);
     if path.exists() {
         fs::remove_file(&path)?;

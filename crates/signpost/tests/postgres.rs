@@ -391,3 +391,48 @@ async fn a_replica_killed_during_a_large_provisioning_leaves_all_or_nothing() {
     drop((victim, survivor));
     db.drop_db().await;
 }
+
+/// Replicas deployed at once on an empty database may all run the first-run bootstrap: they all
+/// start, and agree on one default instance and one default service key.
+#[tokio::test(flavor = "multi_thread")]
+async fn replicas_bootstrapping_one_empty_database_at_once_all_start() {
+    let pg = PgServer::start();
+    let db = pg.create_db().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let opts = |n: usize| {
+        ServerOptions::new(&tmp.path().join(format!("r{n}")))
+            .env("SIGNPOST_DATABASE_URL", &db.url)
+            .env("SIGNPOST_MASTER_KEY", MASTER)
+            .env("SIGNPOST_PUBLIC_URL", "http://signpost.test")
+    };
+    let (a, b, c) = tokio::join!(
+        ServerProcess::try_start(opts(0)),
+        ServerProcess::try_start(opts(1)),
+        ServerProcess::try_start(opts(2)),
+    );
+    let replicas: Vec<ServerProcess> = [a, b, c]
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|e| panic!("a replica did not start: {e:?}")))
+        .collect();
+    // A replica that found the instance already made writes no key file; those that made (or
+    // raced to make) it hold the same key.
+    let keys: Vec<serde_json::Value> = (0..3)
+        .filter_map(|n| {
+            let path = tmp
+                .path()
+                .join(format!("r{n}"))
+                .join("default-service-key.json");
+            std::fs::read_to_string(path).ok()
+        })
+        .map(|text| serde_json::from_str(&text).unwrap())
+        .collect();
+    println!("{} of 3 replicas bootstrapped", keys.len());
+    assert!(!keys.is_empty(), "no replica wrote the default service key");
+    assert!(keys.iter().all(|k| k["clientid"] == keys[0]["clientid"]));
+    let client = support::http_client();
+    let tok = token_from(&client, &replicas[2], &keys[0]).await;
+    let (s, _) = find(&client, &replicas[1].url(""), &tok, "nothing-here").await;
+    assert_eq!(s, 404, "the token works on another replica");
+    drop(replicas);
+    db.drop_db().await;
+}
