@@ -3,8 +3,9 @@
 //! database shared by several processes the engine's change feed ([`crate::feed`]) invalidates
 //! what the others wrote, and while that feed is not known to work the cache is bypassed.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock, Weak};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 
 use async_trait::async_trait;
 use moka::sync::Cache;
@@ -24,6 +25,26 @@ const MAX_ANCHOR_BYTES: u64 = 16 * 1024 * 1024;
 /// A page anchor every this many names: a page anywhere in a collection skips fewer rows than
 /// this (keyset paging behind SAP's page numbers).
 pub const ANCHOR_EVERY: u64 = 256;
+/// How many recent invalidations are remembered with what they touched.
+const RECENT: usize = 1024;
+
+/// What one invalidation touched.
+#[derive(Debug, Clone)]
+enum Touched {
+    Collection(Collection),
+    Owner(Level, String),
+    All,
+}
+
+impl Touched {
+    fn covers(&self, c: &Collection) -> bool {
+        match self {
+            Touched::Collection(t) => t == c,
+            Touched::Owner(level, id) => *level == c.0 && *id == c.1,
+            Touched::All => true,
+        }
+    }
+}
 
 pub struct CachedStore {
     inner: Arc<dyn Store>,
@@ -39,16 +60,46 @@ struct State {
     /// after its invalidation.
     generation: AtomicU64,
     fence: RwLock<()>,
+    /// The last [`RECENT`] invalidations (generation, what they touched), so that anchors built
+    /// while other collections changed can still be kept: building them scans a collection,
+    /// and on a busy service some invalidation happens during almost every scan.
+    recent: Mutex<VecDeque<(u64, Touched)>>,
     /// The engine's feed epoch the cached entries belong to.
     epoch: AtomicU64,
+    /// How many times anchors were built (tests).
+    #[cfg(test)]
+    anchor_builds: AtomicU64,
 }
 
 impl State {
-    /// Runs `drop` under the fence and bumps the generation.
-    fn invalidate(&self, drop: impl FnOnce(&Self)) {
+    /// Runs `drop` under the fence, bumps the generation and remembers what it touched.
+    fn invalidate(&self, touched: Touched, drop: impl FnOnce(&Self)) {
         let _fence = self.fence.write().unwrap_or_else(|p| p.into_inner());
-        self.generation.fetch_add(1, Ordering::AcqRel);
+        let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
+        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        if recent.len() == RECENT {
+            recent.pop_front();
+        }
+        recent.push_back((generation, touched));
         drop(self);
+    }
+
+    /// True when no invalidation since generation `began` touched collection `c`. Call under
+    /// the fence's read side.
+    fn untouched_since(&self, began: u64, c: &Collection) -> bool {
+        let now = self.generation.load(Ordering::Acquire);
+        if now == began {
+            return true;
+        }
+        let recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        // Every invalidation after `began` must still be remembered, else assume the worst.
+        match recent.front() {
+            Some((oldest, _)) if *oldest <= began + 1 => recent
+                .iter()
+                .filter(|(g, _)| *g > began)
+                .all(|(_, t)| !t.covers(c)),
+            _ => false,
+        }
     }
 
     /// True when the cache may be used now: the feed is live, and whatever was cached under an
@@ -59,7 +110,7 @@ impl State {
         }
         let epoch = inner.epoch();
         if self.epoch.load(Ordering::Acquire) != epoch {
-            self.invalidate(|s| {
+            self.invalidate(Touched::All, |s| {
                 s.entities.invalidate_all();
                 s.anchors.invalidate_all();
                 s.epoch.store(epoch, Ordering::Release);
@@ -72,15 +123,17 @@ impl State {
         match change {
             Change::Entity { name, .. } => {
                 if let (Some(owner), Some(kind)) = (change.owner_ref(), change.entity_kind()) {
-                    self.invalidate(|s| {
+                    let collection = (owner.level, owner.id.clone(), kind);
+                    self.invalidate(Touched::Collection(collection.clone()), |s| {
                         s.entities.invalidate(&key(&owner, kind, name));
-                        s.anchors.invalidate(&(owner.level, owner.id.clone(), kind));
+                        s.anchors.invalidate(&collection);
                     });
                 }
             }
             Change::Owner { .. } => {
                 if let Some(owner) = change.owner_ref() {
-                    self.invalidate(|s| {
+                    let touched = Touched::Owner(owner.level, owner.id.clone());
+                    self.invalidate(touched, |s| {
                         let o = owner.clone();
                         // Only fails when closures are not enabled, which they are.
                         let _ = s
@@ -92,7 +145,7 @@ impl State {
                     });
                 }
             }
-            Change::Everything => self.invalidate(|s| {
+            Change::Everything => self.invalidate(Touched::All, |s| {
                 s.entities.invalidate_all();
                 s.anchors.invalidate_all();
             }),
@@ -134,11 +187,13 @@ impl CachedStore {
         }
         let began = state.generation.load(Ordering::Acquire);
         let began_epoch = self.inner.epoch();
+        #[cfg(test)]
+        state.anchor_builds.fetch_add(1, Ordering::Relaxed);
         let built = Arc::new(self.inner.page_anchors(owner, kind, ANCHOR_EVERY).await?);
         let _fence = state.fence.read().unwrap_or_else(|p| p.into_inner());
         // Nothing invalidated meanwhile, and the feed did not go down and up (it may have lost
         // the notification of a write that came after this read).
-        if state.generation.load(Ordering::Acquire) == began
+        if state.untouched_since(began, &k)
             && self.inner.coherent()
             && self.inner.epoch() == began_epoch
         {
@@ -174,7 +229,10 @@ impl CachedStore {
             anchors,
             generation: AtomicU64::new(0),
             fence: RwLock::new(()),
+            recent: Mutex::new(VecDeque::with_capacity(RECENT)),
             epoch: AtomicU64::new(inner.epoch()),
+            #[cfg(test)]
+            anchor_builds: AtomicU64::new(0),
         });
         if let Some(changes) = inner.changes() {
             tokio::spawn(follow(Arc::downgrade(&state), changes));
@@ -343,5 +401,95 @@ impl Store for CachedStore {
 
     fn digest(&self, parts: &[&[u8]]) -> String {
         self.inner.digest(parts)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{MasterKey, SqliteStore};
+
+    fn put(owner: &str, name: &str) -> WriteOp {
+        WriteOp::PutEntity {
+            owner: OwnerRef::subaccount(owner),
+            kind: EntityKind::Destination,
+            name: name.into(),
+            body: b"{}".to_vec(),
+            mode: PutMode::Upsert,
+        }
+    }
+
+    async fn deep_page(store: &CachedStore, owner: &str) -> Vec<String> {
+        let query = ListQuery {
+            offset: 300,
+            limit: Some(2),
+            ..Default::default()
+        };
+        let page = store
+            .list_entities(
+                &OwnerRef::subaccount(owner),
+                EntityKind::Destination,
+                &query,
+            )
+            .await
+            .unwrap();
+        page.items.into_iter().map(|e| e.name).collect()
+    }
+
+    #[tokio::test]
+    async fn anchors_are_rebuilt_only_when_their_collection_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("c.db").display());
+        let sqlite = SqliteStore::open(&url, &MasterKey::generate(), 10_000)
+            .await
+            .unwrap();
+        let store = CachedStore::new(Arc::new(sqlite));
+        let names: Vec<String> = (0..600).map(|i| format!("d{i:04}")).collect();
+        store
+            .write(names.iter().map(|n| put("a", n)).collect())
+            .await
+            .unwrap();
+        let builds = || store.state.anchor_builds.load(Ordering::Relaxed);
+        assert_eq!(deep_page(&store, "a").await, ["d0300", "d0301"]);
+        assert_eq!(deep_page(&store, "a").await, ["d0300", "d0301"]);
+        assert_eq!(builds(), 1, "kept");
+        store.write(vec![put("b", "x")]).await.unwrap();
+        assert_eq!(deep_page(&store, "a").await, ["d0300", "d0301"]);
+        assert_eq!(builds(), 1, "another collection changed");
+        store.write(vec![put("a", "d0000a")]).await.unwrap();
+        assert_eq!(deep_page(&store, "a").await, ["d0299", "d0300"]);
+        assert_eq!(builds(), 2, "its own collection changed");
+    }
+
+    #[test]
+    fn untouched_since_looks_at_what_each_invalidation_touched() {
+        let state = State {
+            entities: Cache::new(10),
+            anchors: Cache::new(10),
+            generation: AtomicU64::new(0),
+            fence: RwLock::new(()),
+            recent: Mutex::new(VecDeque::new()),
+            epoch: AtomicU64::new(0),
+            anchor_builds: AtomicU64::new(0),
+        };
+        let a: Collection = (Level::Subaccount, "a".into(), EntityKind::Destination);
+        let b: Collection = (Level::Subaccount, "b".into(), EntityKind::Destination);
+        let began = state.generation.load(Ordering::Acquire);
+        assert!(state.untouched_since(began, &a));
+        state.invalidate(Touched::Collection(b.clone()), |_| {});
+        state.invalidate(Touched::Owner(Level::Instance, "a".into()), |_| {});
+        assert!(state.untouched_since(began, &a));
+        state.invalidate(Touched::Owner(Level::Subaccount, "a".into()), |_| {});
+        assert!(!state.untouched_since(began, &a));
+        assert!(!state.untouched_since(began, &b), "b itself was touched");
+        let began = state.generation.load(Ordering::Acquire);
+        state.invalidate(Touched::All, |_| {});
+        assert!(!state.untouched_since(began, &b));
+        // More invalidations than remembered: assume the worst.
+        let began = state.generation.load(Ordering::Acquire);
+        for _ in 0..=RECENT {
+            state.invalidate(Touched::Collection(b.clone()), |_| {});
+        }
+        assert!(!state.untouched_since(began, &a));
     }
 }
