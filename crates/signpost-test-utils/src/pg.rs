@@ -34,7 +34,25 @@ pub struct TestDb {
     admin_url: String,
 }
 
+/// A connection of a test's own to the database, to watch what the servers do.
+#[derive(Debug)]
+pub struct Watch(PgConnection);
+
+impl Watch {
+    /// The `i64` that a one-value query returns (a count).
+    pub async fn count(&mut self, sql: &str) -> i64 {
+        sqlx::query_scalar(sql)
+            .fetch_one(&mut self.0)
+            .await
+            .unwrap()
+    }
+}
+
 impl TestDb {
+    pub async fn watch(&self) -> Watch {
+        Watch(PgConnection::connect(&self.url).await.unwrap())
+    }
+
     /// Drops the database (needed on a shared server; a throwaway cluster goes away anyway).
     /// Close the stores' pools first.
     pub async fn drop_db(self) {

@@ -339,7 +339,26 @@ async fn a_replica_killed_during_a_large_provisioning_leaves_all_or_nothing() {
                 .map(|r| r.status().as_u16())
         }
     });
-    tokio::time::sleep(std::time::Duration::from_millis(40)).await;
+    // Kill it while its transaction is open: a backend of this database with a transaction id
+    // (it has written) that is not a change-feed heartbeat.
+    let mut watch = db.watch().await;
+    let start = std::time::Instant::now();
+    loop {
+        let writing = watch
+            .count(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
+                 AND pid <> pg_backend_pid() AND backend_xid IS NOT NULL AND query NOT LIKE '%pg_notify%'",
+            )
+            .await;
+        if writing > 0 {
+            break;
+        }
+        assert!(
+            !provisioning.is_finished() && start.elapsed() < std::time::Duration::from_secs(10),
+            "never saw the provisioning's transaction open"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
     std::process::Command::new("kill")
         .args(["-KILL", &pid.to_string()])
         .status()
@@ -356,6 +375,14 @@ async fn a_replica_killed_during_a_large_provisioning_leaves_all_or_nothing() {
         .send()
         .await
         .unwrap();
+    println!(
+        "killed mid-transaction; the instance is {} ({outcome:?})",
+        if res.status() == 201 {
+            "whole"
+        } else {
+            "absent"
+        }
+    );
     match res.status().as_u16() {
         201 => {
             let key = res.json::<serde_json::Value>().await.unwrap()["credentials"].clone();
