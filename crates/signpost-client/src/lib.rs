@@ -1,51 +1,50 @@
-//! `signpost-client`: a typed async HTTP client of Signpost's public API. [`BrokerClient`] speaks
-//! the Open Service Broker API 2.17 (catalog, provision, update, deprovision, bind, unbind) and
-//! Signpost's platform endpoints (token signing keys) with the platform's HTTP Basic credentials; [`TenantClient`] gets a token with a [`ServiceKey`] (client
-//! credentials) and then manages destinations, fragments and certificates on subaccount and instance
-//! level, finds destinations and reads Signpost's certificate details view. Entities stay
-//! `serde_json::Value`s so that callers see exactly the server's JSON. Every failure is an
-//! [`Error`] that carries the server's own message (`ErrorMessage`, OSB `description` or OAuth
-//! `error_description`). This crate is only a client: it holds no server code.
+//! `signpost-client`: a typed async HTTP client of Signpost's public API (and of SAP's
+//! Destination service, which speaks the same contract, API.md).
+//!
+//! - [`DestinationClient`] is what an application (or Signpost's proxy) uses: with a
+//!   [`ServiceKey`] (client secret or X.509) it gets tokens (cached, renewed before expiry, one
+//!   fetch shared by concurrent callers) and finds destinations ([`FindRequest`]: v1 or v2
+//!   `@level`, fragments, every `X-*` header), revalidating with `If-None-Match`.
+//! - [`BrokerClient`] speaks the Open Service Broker API 2.17 (catalog, provision, update,
+//!   deprovision, bind, unbind) and Signpost's platform endpoints (token signing keys) with the
+//!   platform's HTTP Basic credentials.
+//! - [`TenantClient`] manages destinations, fragments and certificates on subaccount and
+//!   instance level with a service key's token, finds destinations and reads Signpost's
+//!   certificate details view. Entities stay `serde_json::Value`s so that callers see exactly the
+//!   server's JSON.
+//!
+//! Every failure is an [`Error`] that says which side failed (token service or Destination
+//! service) and carries the server's own message (`ErrorMessage`, OSB `description` or OAuth
+//! `error_description`); no error or `Debug` output contains a secret. This crate is only a
+//! client: it holds no server code.
+
+mod destination;
+mod error;
+mod find;
+mod http;
+mod key;
+mod token;
 
 use std::fmt;
 use std::time::Duration;
 
 use base64::Engine as _;
-use reqwest::{Method, RequestBuilder, Response, StatusCode, Url};
+use reqwest::{Method, StatusCode, Url};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
+pub use destination::DestinationClient;
+pub use error::{Error, Result, Side};
+pub use find::{FindRequest, Found, FragmentRef, LookupLevel};
+pub use http::{error_message, ClientOptions};
+pub use key::{AccessToken, ServiceKey};
+pub use signpost_wire::{AuthToken, CertificateItem, FindResponse, HttpHeader, Owner};
+pub use token::{Clock, SystemClock};
+
+use http::{join, json_of, parse_base, read_answer, send};
+
 /// The OSB API version this client sends.
 pub const BROKER_API_VERSION: &str = "2.17";
-
-/// What can go wrong talking to Signpost.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// The server answered with an error status; `message` is its own sentence.
-    #[error("{message} (HTTP {status})")]
-    Api { status: u16, message: String },
-    /// The server could not be reached or the connection failed.
-    #[error("cannot reach {url}: {reason}")]
-    Unreachable { url: String, reason: String },
-    /// The server's answer was not what the API promises.
-    #[error("unexpected answer from {url}: {reason}")]
-    Decode { url: String, reason: String },
-    /// A URL or argument the client cannot use.
-    #[error("{0}")]
-    Invalid(String),
-}
-
-impl Error {
-    /// The HTTP status of a server error.
-    pub fn status(&self) -> Option<u16> {
-        match self {
-            Error::Api { status, .. } => Some(*status),
-            _ => None,
-        }
-    }
-}
-
-pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Entity level of the configuration API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -99,108 +98,17 @@ impl Kind {
     }
 }
 
-fn http_client() -> Result<reqwest::Client> {
-    reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(10))
-        .timeout(Duration::from_secs(120))
-        .build()
-        .map_err(|e| Error::Invalid(format!("cannot build the HTTP client: {e}")))
-}
-
-fn parse_base(base: &str) -> Result<Url> {
-    let url = Url::parse(base.trim_end_matches('/'))
-        .map_err(|e| Error::Invalid(format!("'{base}' is not a URL: {e}")))?;
-    if !matches!(url.scheme(), "http" | "https") || url.cannot_be_a_base() {
-        return Err(Error::Invalid(format!(
-            "'{base}' is not an http:// or https:// URL"
-        )));
+/// Options of the broker and tenant clients: long reads (bulk imports), default trust.
+fn admin_options() -> ClientOptions {
+    ClientOptions {
+        connect_timeout: Duration::from_secs(10),
+        read_timeout: Duration::from_secs(120),
+        ..ClientOptions::default()
     }
-    Ok(url)
 }
 
-/// `base` with `segments` appended, each percent-encoded as one path segment.
-fn join(base: &Url, segments: &[&str]) -> Url {
-    let mut url = base.clone();
-    if let Ok(mut path) = url.path_segments_mut() {
-        path.pop_if_empty();
-        path.extend(segments);
-    }
-    url
-}
-
-/// Sends and turns transport failures into [`Error::Unreachable`].
-async fn send(req: RequestBuilder, url: &Url) -> Result<Response> {
-    req.send().await.map_err(|e| {
-        let mut reason = e.to_string();
-        let mut source = std::error::Error::source(&e);
-        while let Some(s) = source {
-            reason = format!("{reason}: {s}");
-            source = s.source();
-        }
-        Error::Unreachable {
-            url: format!(
-                "{}://{}",
-                url.scheme(),
-                url.host_str()
-                    .map_or_else(String::new, |h| match url.port() {
-                        Some(p) => format!("{h}:{p}"),
-                        None => h.to_owned(),
-                    })
-            ),
-            reason,
-        }
-    })
-}
-
-/// The body of a successful answer, or the server's error message.
-async fn read_answer(res: Response) -> Result<(StatusCode, reqwest::header::HeaderMap, Vec<u8>)> {
-    let status = res.status();
-    let headers = res.headers().clone();
-    let url = res.url().to_string();
-    let bytes = res
-        .bytes()
-        .await
-        .map_err(|e| Error::Decode {
-            url,
-            reason: e.to_string(),
-        })?
-        .to_vec();
-    if status.is_success() || status == StatusCode::MULTI_STATUS {
-        return Ok((status, headers, bytes));
-    }
-    Err(Error::Api {
-        status: status.as_u16(),
-        message: error_message(status, &bytes),
-    })
-}
-
-/// The server's sentence from an error body: `ErrorMessage`, OSB `description`, OAuth
-/// `error_description`, else the status' reason.
-pub fn error_message(status: StatusCode, bytes: &[u8]) -> String {
-    if let Ok(v) = serde_json::from_slice::<Value>(bytes) {
-        for key in ["ErrorMessage", "description", "error_description", "error"] {
-            if let Some(s) = v.get(key).and_then(Value::as_str) {
-                if !s.is_empty() {
-                    return s.to_owned();
-                }
-            }
-        }
-    }
-    let text = String::from_utf8_lossy(bytes).trim().to_owned();
-    if !text.is_empty() && text.len() < 300 && !text.starts_with('{') {
-        return text;
-    }
-    status
-        .canonical_reason()
-        .unwrap_or("request failed")
-        .to_owned()
-}
-
-fn json_of(url: &Url, bytes: &[u8]) -> Result<Value> {
-    serde_json::from_slice(bytes).map_err(|e| Error::Decode {
-        url: url.to_string(),
-        reason: format!("the body is not JSON: {e}"),
-    })
+fn admin_http() -> Result<reqwest::Client> {
+    http::build_client(&admin_options(), None)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -269,7 +177,7 @@ impl BrokerClient {
     /// A client of the broker at `base` (e.g. `http://127.0.0.1:8080`).
     pub fn new(base: &str, user: &str, password: &str) -> Result<Self> {
         Ok(Self {
-            http: http_client()?,
+            http: admin_http()?,
             base: parse_base(base)?,
             user: user.to_owned(),
             password: password.to_owned(),
@@ -304,11 +212,12 @@ impl BrokerClient {
         if let Some(b) = body {
             req = req.json(b);
         }
-        let (_, _, bytes) = read_answer(send(req, &url).await?).await?;
+        let (_, _, bytes) =
+            read_answer(send(req, Side::DestinationService, &url).await?, &url).await?;
         if bytes.is_empty() {
             return Ok(Value::Object(Map::new()));
         }
-        json_of(&url, &bytes)
+        json_of(Side::DestinationService, &url, &bytes)
     }
 
     /// `GET /v2/catalog`.
@@ -326,6 +235,7 @@ impl BrokerClient {
                 plan_id: p.to_owned(),
             }),
             _ => Err(Error::Decode {
+                side: Side::DestinationService,
                 url: join(&self.base, &["v2", "catalog"]).to_string(),
                 reason: "the catalog names no service with a plan".into(),
             }),
@@ -363,7 +273,8 @@ impl BrokerClient {
             .basic_auth(&self.user, Some(&self.password))
             .header("X-Broker-API-Version", BROKER_API_VERSION)
             .json(&body);
-        let (status, _, _) = read_answer(send(req, &url).await?).await?;
+        let (status, _, _) =
+            read_answer(send(req, Side::DestinationService, &url).await?, &url).await?;
         Ok(status == StatusCode::CREATED)
     }
 
@@ -425,6 +336,7 @@ impl BrokerClient {
         match answer.get("credentials") {
             Some(c) if c.is_object() => Ok(c.clone()),
             _ => Err(Error::Decode {
+                side: Side::DestinationService,
                 url: self.base.to_string(),
                 reason: "the bind answer has no credentials".into(),
             }),
@@ -472,10 +384,12 @@ impl BrokerClient {
             .http
             .request(method, url.clone())
             .basic_auth(&self.user, Some(&self.password));
-        let (_, _, bytes) = read_answer(send(req, &url).await?).await?;
+        let (_, _, bytes) =
+            read_answer(send(req, Side::DestinationService, &url).await?, &url).await?;
         serde_json::from_slice(&bytes).map_err(|e| Error::Decode {
-            url: url.to_string(),
-            reason: e.to_string(),
+            side: Side::DestinationService,
+            url: http::shown(&url),
+            reason: http::decode_reason(&e),
         })
     }
 
@@ -504,89 +418,14 @@ fn gone_as(e: Error, message: String) -> Error {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Service key and token
+// Token (one-shot)
 
-/// The fields of a service key (a binding's `credentials`) the client needs. The whole JSON is
-/// kept in `raw`.
-#[derive(Clone, Deserialize, Serialize)]
-pub struct ServiceKey {
-    pub clientid: String,
-    #[serde(default)]
-    pub clientsecret: Option<String>,
-    /// The token service's base URL (`<url>/oauth/token`).
-    pub url: String,
-    /// The destination service's base URL.
-    pub uri: String,
-    #[serde(skip)]
-    pub raw: Value,
-}
-
-impl fmt::Debug for ServiceKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ServiceKey")
-            .field("clientid", &self.clientid)
-            .field("clientsecret", &"<redacted>")
-            .field("url", &self.url)
-            .field("uri", &self.uri)
-            .finish_non_exhaustive()
-    }
-}
-
-impl ServiceKey {
-    /// Reads a service key from its JSON: the key itself, or a bind answer / `cf service-key`
-    /// style object with the key under `credentials`.
-    pub fn from_json(value: &Value) -> Result<Self> {
-        let inner = match value.get("credentials") {
-            Some(c) if c.is_object() => c,
-            _ => value,
-        };
-        let mut key: ServiceKey = serde_json::from_value(inner.clone()).map_err(|e| {
-            Error::Invalid(format!(
-                "not a service key (it needs clientid, clientsecret, url and uri): {e}"
-            ))
-        })?;
-        key.raw = inner.clone();
-        Ok(key)
-    }
-}
-
-/// An access token from the token service.
-#[derive(Clone)]
-pub struct AccessToken(String);
-
-impl fmt::Debug for AccessToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("AccessToken(<redacted>)")
-    }
-}
-
-impl AccessToken {
-    pub fn secret(&self) -> &str {
-        &self.0
-    }
-}
-
-/// `POST <key.url>/oauth/token` with the client credentials of `key`.
+/// One token for `key` (client secret or X.509), without caching: `POST <url>/oauth/token`, or
+/// `<certurl>/oauth/token` over mTLS. Prefer [`DestinationClient::token`], which caches.
 pub async fn client_credentials_token(key: &ServiceKey) -> Result<AccessToken> {
-    let secret = key.clientsecret.as_deref().ok_or_else(|| {
-        Error::Invalid("the service key has no clientsecret (X.509 keys are not supported)".into())
-    })?;
-    let http = http_client()?;
-    let url = join(&parse_base(&key.url)?, &["oauth", "token"]);
-    let req = http.post(url.clone()).form(&[
-        ("grant_type", "client_credentials"),
-        ("client_id", key.clientid.as_str()),
-        ("client_secret", secret),
-    ]);
-    let (_, _, bytes) = read_answer(send(req, &url).await?).await?;
-    let value = json_of(&url, &bytes)?;
-    value["access_token"]
-        .as_str()
-        .map(|t| AccessToken(t.to_owned()))
-        .ok_or_else(|| Error::Decode {
-            url: url.to_string(),
-            reason: "no access_token in the answer".into(),
-        })
+    DestinationClient::new(key.clone(), ClientOptions::default())?
+        .token()
+        .await
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -599,15 +438,6 @@ pub struct BulkItem {
     pub status: u16,
     #[serde(default)]
     pub cause: Option<String>,
-}
-
-/// Options of a find.
-#[derive(Debug, Clone, Default)]
-pub struct FindOptions {
-    /// `X-fragment-name`, in order.
-    pub fragments: Vec<String>,
-    /// `X-user-token`.
-    pub user_token: Option<String>,
 }
 
 /// Validity of a generated certificate.
@@ -667,13 +497,19 @@ impl GenerateRequest {
     }
 }
 
-/// A client of the destination configuration API and find destination, with a token of one
-/// service key.
+/// A client of the destination configuration API and find destination, with the tokens of one
+/// service key (cached and renewed like [`DestinationClient`]'s) or with one fixed token.
 #[derive(Clone)]
 pub struct TenantClient {
     http: reqwest::Client,
     base: Url,
-    token: AccessToken,
+    auth: Auth,
+}
+
+#[derive(Clone)]
+enum Auth {
+    Fixed(AccessToken),
+    Key(DestinationClient),
 }
 
 impl fmt::Debug for TenantClient {
@@ -685,19 +521,37 @@ impl fmt::Debug for TenantClient {
 }
 
 impl TenantClient {
-    /// Gets a token with `key`'s client credentials and targets `key.uri`.
+    /// Gets a token with `key` (client secret or X.509) and targets `key.uri`.
     pub async fn login(key: &ServiceKey) -> Result<Self> {
-        let token = client_credentials_token(key).await?;
-        Self::with_token(&key.uri, token.0)
+        Self::login_with(key, admin_options()).await
+    }
+
+    /// Like [`TenantClient::login`] with explicit timeouts and trusted CAs.
+    pub async fn login_with(key: &ServiceKey, options: ClientOptions) -> Result<Self> {
+        let http = http::build_client(&options, None)?;
+        let client = DestinationClient::new(key.clone(), options)?;
+        client.token().await?;
+        Ok(Self {
+            http,
+            base: client.base().clone(),
+            auth: Auth::Key(client),
+        })
     }
 
     /// A client of the API at `base` with a bearer token.
     pub fn with_token(base: &str, token: String) -> Result<Self> {
         Ok(Self {
-            http: http_client()?,
+            http: admin_http()?,
             base: parse_base(base)?,
-            token: AccessToken(token),
+            auth: Auth::Fixed(AccessToken::new(token)),
         })
+    }
+
+    async fn token(&self) -> Result<AccessToken> {
+        match &self.auth {
+            Auth::Fixed(t) => Ok(t.clone()),
+            Auth::Key(c) => c.token().await,
+        }
     }
 
     fn url(&self, segments: &[&str]) -> Url {
@@ -709,19 +563,17 @@ impl TenantClient {
         method: Method,
         url: Url,
         body: Option<&Value>,
-        headers: &[(&str, &str)],
     ) -> Result<(StatusCode, Vec<u8>)> {
+        let token = self.token().await?;
         let mut req = self
             .http
             .request(method, url.clone())
-            .bearer_auth(self.token.secret());
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
+            .bearer_auth(token.secret());
         if let Some(b) = body {
             req = req.json(b);
         }
-        let (status, _, bytes) = read_answer(send(req, &url).await?).await?;
+        let (status, _, bytes) =
+            read_answer(send(req, Side::DestinationService, &url).await?, &url).await?;
         Ok((status, bytes))
     }
 
@@ -737,11 +589,12 @@ impl TenantClient {
     /// `GET .../{level}{Kind}`: every entity of the level.
     pub async fn list(&self, level: Level, kind: Kind) -> Result<Vec<Value>> {
         let url = self.config(level, kind, None);
-        let (_, bytes) = self.request(Method::GET, url.clone(), None, &[]).await?;
-        match json_of(&url, &bytes)? {
+        let (_, bytes) = self.request(Method::GET, url.clone(), None).await?;
+        match json_of(Side::DestinationService, &url, &bytes)? {
             Value::Array(items) => Ok(items),
             _ => Err(Error::Decode {
-                url: url.to_string(),
+                side: Side::DestinationService,
+                url: http::shown(&url),
                 reason: "a list must be a JSON array".into(),
             }),
         }
@@ -750,8 +603,8 @@ impl TenantClient {
     /// `GET .../{level}{Kind}/{name}`: the entity exactly as the server sent it.
     pub async fn get(&self, level: Level, kind: Kind, name: &str) -> Result<Value> {
         let url = self.config(level, kind, Some(name));
-        let (_, bytes) = self.request(Method::GET, url.clone(), None, &[]).await?;
-        json_of(&url, &bytes)
+        let (_, bytes) = self.request(Method::GET, url.clone(), None).await?;
+        json_of(Side::DestinationService, &url, &bytes)
     }
 
     /// `POST .../{level}{Kind}` of one object (`Ok(None)`) or an array (`Ok(Some(items))`, one per
@@ -783,46 +636,41 @@ impl TenantClient {
         body: &Value,
     ) -> Result<Option<Vec<BulkItem>>> {
         let url = self.config(level, kind, None);
-        let (_, bytes) = self.request(method, url.clone(), Some(body), &[]).await?;
+        let (_, bytes) = self.request(method, url.clone(), Some(body)).await?;
         if !body.is_array() {
             return Ok(None);
         }
         serde_json::from_slice(&bytes)
             .map(Some)
             .map_err(|e| Error::Decode {
-                url: url.to_string(),
-                reason: format!("the bulk answer is not a list of items: {e}"),
+                side: Side::DestinationService,
+                url: http::shown(&url),
+                reason: format!(
+                    "the bulk answer is not a list of items: {}",
+                    http::decode_reason(&e)
+                ),
             })
     }
 
     /// `DELETE .../{level}{Kind}/{name}`.
     pub async fn delete(&self, level: Level, kind: Kind, name: &str) -> Result<()> {
         let url = self.config(level, kind, Some(name));
-        self.request(Method::DELETE, url, None, &[]).await.map(drop)
+        self.request(Method::DELETE, url, None).await.map(drop)
     }
 
-    /// `GET /destination-configuration/v1/destinations/{name}`: the find answer exactly as sent.
-    pub async fn find(&self, name: &str, options: &FindOptions) -> Result<Value> {
-        let url = self.url(&["destination-configuration", "v1", "destinations", name]);
-        let fragments = options.fragments.join(",");
-        let mut headers = Vec::new();
-        if !options.fragments.is_empty() {
-            headers.push(("X-fragment-name", fragments.as_str()));
-        }
-        if let Some(t) = &options.user_token {
-            headers.push(("X-user-token", t.as_str()));
-        }
-        let (_, bytes) = self
-            .request(Method::GET, url.clone(), None, &headers)
-            .await?;
-        json_of(&url, &bytes)
+    /// Finds a destination (v1, or v2 with `request.level`), like [`DestinationClient::find`].
+    pub async fn find(&self, request: &FindRequest) -> Result<Found> {
+        let token = self.token().await?;
+        destination::find_with(&self.http, &self.base, &token, request, None)
+            .await
+            .map(|(found, _)| found)
     }
 
     /// `GET /signpost/v1/certificates/{level}/{name}`: the details view.
     pub async fn certificate_details(&self, level: Level, name: &str) -> Result<Value> {
         let url = self.url(&["signpost", "v1", "certificates", level.as_str(), name]);
-        let (_, bytes) = self.request(Method::GET, url.clone(), None, &[]).await?;
-        json_of(&url, &bytes)
+        let (_, bytes) = self.request(Method::GET, url.clone(), None).await?;
+        json_of(Side::DestinationService, &url, &bytes)
     }
 
     /// `GET /signpost/v1/certificates/{level}[?expiringWithinDays=N]`: the details of every
@@ -837,11 +685,12 @@ impl TenantClient {
             url.query_pairs_mut()
                 .append_pair("expiringWithinDays", &d.to_string());
         }
-        let (_, bytes) = self.request(Method::GET, url.clone(), None, &[]).await?;
-        match json_of(&url, &bytes)? {
+        let (_, bytes) = self.request(Method::GET, url.clone(), None).await?;
+        match json_of(Side::DestinationService, &url, &bytes)? {
             Value::Array(items) => Ok(items),
             _ => Err(Error::Decode {
-                url: url.to_string(),
+                side: Side::DestinationService,
+                url: http::shown(&url),
                 reason: "a list must be a JSON array".into(),
             }),
         }
@@ -883,6 +732,7 @@ impl TenantClient {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]
@@ -918,5 +768,142 @@ mod tests {
         assert_eq!(key.clientid, "c");
         assert!(!format!("{key:?}").contains("\"s\""));
         assert!(ServiceKey::from_json(&json!({"x": 1})).is_err());
+    }
+
+    #[test]
+    fn x509_keys() {
+        let v = json!({
+            "clientid": "c", "url": "https://uaa", "uri": "https://dest",
+            "credential-type": "x509", "certurl": "https://cert.uaa",
+            "certificate": "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+            "key": "-----BEGIN PRIVATE KEY-----\nsecret-key-body\n-----END PRIVATE KEY-----\n",
+            "uaadomain": "uaa"
+        });
+        let key = ServiceKey::from_json(&v).unwrap_or_else(|e| panic!("{e}"));
+        assert!(key.is_x509());
+        assert_eq!(key.token_base(), "https://cert.uaa");
+        assert_eq!(key.raw["uaadomain"], "uaa");
+        let debug = format!("{key:?}");
+        assert!(!debug.contains("secret-key-body"), "{debug}");
+        assert!(debug.contains("cert.uaa"));
+        // No certurl: the token service is `url`.
+        let mut no_certurl = key.clone();
+        no_certurl.certurl = None;
+        assert_eq!(no_certurl.token_base(), "https://uaa");
+        // A certificate without credential-type and without secret is X.509 too.
+        let mut implicit = key.clone();
+        implicit.credential_type = None;
+        assert!(implicit.is_x509());
+        // Self-provided certificate: the key comes separately.
+        let mut own = key.clone();
+        own.key = None;
+        let own = own.with_private_key("PEM".into());
+        assert_eq!(own.key.as_deref(), Some("PEM"));
+        // Client-secret keys.
+        let secret = ServiceKey::from_json(&json!({
+            "clientid": "c", "clientsecret": "very-secret", "url": "u", "uri": "i",
+            "credential-type": "binding-secret"
+        }))
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(!secret.is_x509());
+        assert_eq!(secret.token_base(), "u");
+        assert!(!format!("{secret:?}").contains("very-secret"));
+    }
+
+    #[test]
+    fn error_sides_statuses_and_timeouts() {
+        let api = Error::Api {
+            status: 404,
+            message: "Not Found".into(),
+        };
+        assert_eq!(api.side(), Some(Side::DestinationService));
+        assert_eq!(api.status(), Some(404));
+        assert_eq!(api.to_string(), "Not Found (HTTP 404)");
+        let token = Error::TokenService {
+            status: 401,
+            message: "Bad client credentials".into(),
+        };
+        assert_eq!(token.side(), Some(Side::TokenService));
+        assert_eq!(token.status(), Some(401));
+        assert_eq!(
+            token.to_string(),
+            "Bad client credentials (HTTP 401 from the token service)"
+        );
+        let slow = Error::Unreachable {
+            side: Side::DestinationService,
+            url: "https://dest".into(),
+            reason: "operation timed out".into(),
+            timeout: true,
+        };
+        assert!(slow.is_timeout());
+        assert_eq!(slow.status(), None);
+        assert_eq!(
+            slow.to_string(),
+            "https://dest did not answer in time: operation timed out"
+        );
+        let refused = Error::Unreachable {
+            side: Side::TokenService,
+            url: "http://127.0.0.1:9".into(),
+            reason: "connection refused".into(),
+            timeout: false,
+        };
+        assert!(!refused.is_timeout());
+        assert_eq!(
+            refused.to_string(),
+            "cannot reach the token service at http://127.0.0.1:9: connection refused"
+        );
+        let decode = Error::Decode {
+            side: Side::TokenService,
+            url: "https://uaa/oauth/token".into(),
+            reason: "no access_token in the answer".into(),
+        };
+        assert_eq!(decode.side(), Some(Side::TokenService));
+        assert_eq!(Error::Invalid("x".into()).side(), None);
+        assert_eq!(Side::TokenService.to_string(), "token service");
+        assert_eq!(Side::DestinationService.to_string(), "Destination service");
+    }
+
+    #[test]
+    fn decode_reasons_never_quote_the_body() {
+        let e = serde_json::from_str::<FindResponse>(
+            r#"{"destinationConfiguration": {}, "authTokens": [{"type": 1, "value": "secret-token"}]}"#,
+        )
+        .unwrap_err();
+        assert!(!http::decode_reason(&e).contains("secret"));
+        let e = serde_json::from_str::<FindResponse>(r#"{"owner": null}"#).unwrap_err();
+        assert!(
+            http::decode_reason(&e).contains("destinationConfiguration"),
+            "{}",
+            http::decode_reason(&e)
+        );
+    }
+
+    #[test]
+    fn client_debug_shows_no_secret() {
+        let key = ServiceKey::from_json(&json!({
+            "clientid": "c", "clientsecret": "very-secret", "url": "http://uaa", "uri": "http://dest"
+        }))
+        .unwrap_or_else(|e| panic!("{e}"));
+        let client =
+            DestinationClient::new(key, ClientOptions::default()).unwrap_or_else(|e| panic!("{e}"));
+        let debug = format!("{client:?}");
+        assert!(
+            debug.contains("http://dest") && !debug.contains("very-secret"),
+            "{debug}"
+        );
+        assert_eq!(client.service_key().clientid, "c");
+        let options = ClientOptions::default();
+        assert_eq!(options.connect_timeout, Duration::from_secs(5));
+        assert_eq!(options.read_timeout, Duration::from_secs(10));
+        assert_eq!(options.renew_before, Duration::from_secs(60));
+        assert!(options.extra_roots_pem.is_none());
+        let bad_roots = ClientOptions {
+            extra_roots_pem: Some("not pem".into()),
+            ..ClientOptions::default()
+        };
+        assert!(matches!(
+            DestinationClient::new(client.service_key().clone(), bad_roots),
+            Err(Error::Invalid(_))
+        ));
     }
 }

@@ -142,7 +142,7 @@ async fn login_instances_and_keys_through_their_life() {
         .fails(1, "service key 'k1' of instance 'demo' does not exist");
     cli.run(&["dest", "list"]).fails(
         1,
-        "Bad client credentials (HTTP 401): the token service refused",
+        "Bad client credentials (HTTP 401 from the token service): log in with a valid service key",
     );
     assert_eq!(
         cli.run(&["key", "list", "-o", "json"]).json()[0]["key"],

@@ -421,5 +421,5 @@ async fn tenant_verbs_report_bad_input() {
     gone["uri"] = json!(base);
     let gone = cli.file("gone.json", &gone.to_string());
     cli.run(&["dest", "list", "--service-key", &gone])
-        .fails(1, &format!("cannot reach {base}"));
+        .fails(1, &format!("cannot reach the token service at {base}"));
 }

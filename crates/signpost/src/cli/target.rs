@@ -135,8 +135,8 @@ pub async fn tenant(service_key: Option<&Path>) -> anyhow::Result<TenantClient> 
     };
     TenantClient::login(&key).await.map_err(|e| {
         let hint = match e {
-            signpost_client::Error::Api { .. } => {
-                ": the token service refused the service key; log in with a valid one (`signpost login --service-key FILE`)"
+            signpost_client::Error::TokenService { .. } => {
+                ": log in with a valid service key (`signpost login --service-key FILE`)"
             }
             _ => "",
         };

@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::Value;
-use signpost_client::{BulkItem, FindOptions, GenerateRequest, Kind, Level, ValidityUnit};
+use signpost_client::{
+    BulkItem, FindRequest, FragmentRef, GenerateRequest, Kind, Level, ValidityUnit,
+};
 
 use super::output::{self, OutputArgs};
 use super::{read_entities, target, usage};
@@ -360,11 +362,12 @@ pub async fn dest(args: DestArgs) -> anyhow::Result<()> {
             user_token,
         } => {
             let client = target::tenant(args.common.service_key.as_deref()).await?;
-            let options = FindOptions {
-                fragments: fragment.clone(),
+            let request = FindRequest {
+                fragments: fragment.iter().map(FragmentRef::new).collect(),
                 user_token: user_token.clone(),
+                ..FindRequest::new(name.as_str())
             };
-            let value = client.find(name, &options).await?;
+            let value = serde_json::to_value(client.find(&request).await?.response)?;
             let out = &args.common.out;
             return output::render(out, &value, || find_table(&value, out.show_secrets));
         }
