@@ -9,6 +9,7 @@
 
 pub mod nginx;
 pub mod oauth_peer;
+pub mod peers;
 pub mod pg;
 pub mod pki;
 pub mod signxml;

@@ -86,3 +86,101 @@ pub fn b64(bytes: &[u8]) -> String {
 pub fn cert_content(cn: &str) -> String {
     b64(self_signed(cn, 30).cert.as_bytes())
 }
+
+/// A test CA, a server certificate for 127.0.0.1 and a client PKCS#12 (with the CA in it),
+/// all made by openssl: `(ca_pem, server_cert, server_key, client_p12_base64)`.
+pub fn mtls_material(password: &str) -> (String, String, String, String) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = dir.path();
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(d)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    let mut a = vec!["req", "-x509"];
+    a.extend(ec);
+    a.extend([
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-subj",
+        "/CN=mTLS Test CA",
+        "-days",
+        "30",
+        "-addext",
+        "basicConstraints=critical,CA:true",
+    ]);
+    run(&a);
+    for (name, subj, ext) in [
+        (
+            "server",
+            "/CN=127.0.0.1",
+            "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:false\nextendedKeyUsage=serverAuth\n",
+        ),
+        (
+            "client",
+            "/CN=signpost-client",
+            "basicConstraints=CA:false\nextendedKeyUsage=clientAuth\n",
+        ),
+    ] {
+        let mut a = vec!["req", "-new"];
+        a.extend(ec);
+        let key = format!("{name}.key");
+        let csr = format!("{name}.csr");
+        a.extend(["-keyout", &key, "-out", &csr, "-subj", subj]);
+        run(&a);
+        std::fs::write(d.join(format!("{name}.ext")), ext).unwrap();
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            &format!("{name}.pem"),
+            "-days",
+            "30",
+            "-extfile",
+            &format!("{name}.ext"),
+        ]);
+    }
+    let pass = format!("pass:{password}");
+    run(&[
+        "pkcs12",
+        "-export",
+        "-in",
+        "client.pem",
+        "-inkey",
+        "client.key",
+        "-certfile",
+        "ca.pem",
+        "-out",
+        "client.p12",
+        "-passout",
+        &pass,
+        "-name",
+        "client",
+    ]);
+    let read = |n: &str| std::fs::read_to_string(d.join(n)).unwrap();
+    let p12 = b64(&std::fs::read(d.join("client.p12")).unwrap());
+    (read("ca.pem"), read("server.pem"), read("server.key"), p12)
+}

@@ -825,108 +825,11 @@ async fn saml_trust_certificates_rotate() {
     );
 }
 
-/// A test CA, a server certificate for 127.0.0.1 and a client PKCS#12 (with the CA in it),
-/// all made by openssl: `(ca_pem, server_cert, server_key, client_p12_base64)`.
-fn mtls_material(password: &str) -> (String, String, String, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    let run = |args: &[&str]| {
-        let out = std::process::Command::new("openssl")
-            .args(args)
-            .current_dir(d)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-    ];
-    let mut a = vec!["req", "-x509"];
-    a.extend(ec);
-    a.extend([
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        "-subj",
-        "/CN=mTLS Test CA",
-        "-days",
-        "30",
-        "-addext",
-        "basicConstraints=critical,CA:true",
-    ]);
-    run(&a);
-    for (name, subj, ext) in [
-        (
-            "server",
-            "/CN=127.0.0.1",
-            "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:false\nextendedKeyUsage=serverAuth\n",
-        ),
-        (
-            "client",
-            "/CN=signpost-client",
-            "basicConstraints=CA:false\nextendedKeyUsage=clientAuth\n",
-        ),
-    ] {
-        let mut a = vec!["req", "-new"];
-        a.extend(ec);
-        let key = format!("{name}.key");
-        let csr = format!("{name}.csr");
-        a.extend(["-keyout", &key, "-out", &csr, "-subj", subj]);
-        run(&a);
-        std::fs::write(d.join(format!("{name}.ext")), ext).unwrap();
-        run(&[
-            "x509",
-            "-req",
-            "-in",
-            &csr,
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            &format!("{name}.pem"),
-            "-days",
-            "30",
-            "-extfile",
-            &format!("{name}.ext"),
-        ]);
-    }
-    let pass = format!("pass:{password}");
-    run(&[
-        "pkcs12",
-        "-export",
-        "-in",
-        "client.pem",
-        "-inkey",
-        "client.key",
-        "-certfile",
-        "ca.pem",
-        "-out",
-        "client.p12",
-        "-passout",
-        &pass,
-        "-name",
-        "client",
-    ]);
-    let read = |n: &str| std::fs::read_to_string(d.join(n)).unwrap();
-    let p12 = signpost_test_utils::pki::b64(&std::fs::read(d.join("client.p12")).unwrap());
-    (read("ca.pem"), read("server.pem"), read("server.key"), p12)
-}
-
 #[tokio::test]
 async fn mtls_token_flows_present_the_key_store() {
     let peer = peer().await;
-    let (ca, server_cert, server_key, client_p12) = mtls_material("p12-pass");
+    let (ca, server_cert, server_key, client_p12) =
+        signpost_test_utils::pki::mtls_material("p12-pass");
     let nginx =
         signpost_test_utils::nginx::Nginx::mtls_proxy(peer.url(), &server_cert, &server_key, &ca);
     let url = format!("https://127.0.0.1:{}/token", nginx.port);
