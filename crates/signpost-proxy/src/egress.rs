@@ -1,0 +1,298 @@
+//! The way out to target systems: one keep-alive `reqwest` client per egress profile (timeouts,
+//! client certificate, trust store, connectivity proxy), made on first use and kept. `ProxyType:
+//! Internet` goes direct (honouring `HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY`), with private target
+//! addresses refused unless `--allow-private-networks` (checked on literals here and on every DNS
+//! answer by the resolver of `signpost-net`); `ProxyType: OnPremise` goes through the
+//! connectivity proxy with `SAP-Connectivity-SCC-Location_ID`.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine as _;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+use signpost_client::CertificateItem;
+
+use crate::config::ConnectivityProxy;
+use crate::error::{Origin, ProxyError};
+
+/// A destination's TLS material: the client identity (chain and key, PEM) and the extra trusted
+/// certificates (PEM).
+pub type TlsMaterial = (Option<SecretString>, Option<String>);
+
+/// Most clients kept; each holds its own connection pool.
+const MAX_CLIENTS: usize = 256;
+
+/// How the proxy reaches one target.
+#[derive(Debug, Clone, Default)]
+pub struct Profile {
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+    /// Client certificate chain and key (PEM) for `ClientCertificateAuthentication`.
+    pub identity_pem: Option<SecretString>,
+    /// Extra trusted certificates (PEM) from `TrustStoreLocation`.
+    pub trust_pem: Option<String>,
+    pub trust_all: bool,
+    /// `http://host:port` of the connectivity proxy, with the location id, for `OnPremise`.
+    pub on_premise: Option<(String, Option<String>)>,
+}
+
+impl Profile {
+    fn key(&self, guarded: bool) -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update(self.connect_timeout.as_millis().to_le_bytes());
+        h.update(self.read_timeout.as_millis().to_le_bytes());
+        for part in [
+            self.identity_pem.as_ref().map(|s| s.expose_secret()),
+            self.trust_pem.as_deref(),
+            self.on_premise.as_ref().map(|(u, _)| u.as_str()),
+            self.on_premise.as_ref().and_then(|(_, l)| l.as_deref()),
+        ] {
+            let s = part.unwrap_or("\u{0}");
+            h.update((s.len() as u64).to_le_bytes());
+            h.update(s.as_bytes());
+        }
+        h.update([u8::from(self.trust_all), u8::from(guarded)]);
+        h.finalize().into()
+    }
+}
+
+/// The clients of one proxy process.
+#[derive(Debug, Default)]
+pub struct Egress {
+    allow_private: bool,
+    clients: Mutex<HashMap<[u8; 32], reqwest::Client>>,
+    /// Parsed keystores by digest of content and password: PKCS#12 key derivation is slow.
+    identities: Mutex<HashMap<[u8; 32], Result<TlsMaterial, String>>>,
+}
+
+impl Egress {
+    pub fn new(allow_private: bool) -> Self {
+        Self {
+            allow_private,
+            ..Self::default()
+        }
+    }
+
+    pub fn allow_private(&self) -> bool {
+        self.allow_private
+    }
+
+    /// The client for `profile`.
+    pub fn client(&self, profile: &Profile) -> Result<reqwest::Client, ProxyError> {
+        let guarded = !self.allow_private && profile.on_premise.is_none();
+        let key = profile.key(guarded);
+        if let Some(c) = self.clients.lock().ok().and_then(|m| m.get(&key).cloned()) {
+            return Ok(c);
+        }
+        let client = build(profile, guarded)?;
+        if let Ok(mut m) = self.clients.lock() {
+            if m.len() >= MAX_CLIENTS {
+                m.clear();
+            }
+            m.insert(key, client.clone());
+        }
+        Ok(client)
+    }
+
+    /// The client certificate and trust store a destination names, from the find answer's
+    /// `certificates`, parsed once per content.
+    pub async fn tls_material(
+        &self,
+        name: &str,
+        config: &Map<String, Value>,
+        certificates: &[CertificateItem],
+    ) -> Result<TlsMaterial, ProxyError> {
+        let prop = |k: &str| {
+            config
+                .get(k)
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+        };
+        let client_cert = config.get("Authentication").and_then(Value::as_str)
+            == Some("ClientCertificateAuthentication");
+        let keystore = if client_cert {
+            prop("KeyStoreLocation")
+        } else {
+            None
+        };
+        let truststore = prop("TrustStoreLocation");
+        if keystore.is_none() && truststore.is_none() {
+            return Ok((None, None));
+        }
+        let find = |store: &str| {
+            certificates
+                .iter()
+                .find(|c| c.name == store)
+                .ok_or_else(|| {
+                    ProxyError::bad_gateway(
+                        Origin::Proxy,
+                        format!("Destination '{name}': the certificate '{store}' is missing from the Destination service's answer"),
+                    )
+                })
+        };
+        let ks = keystore
+            .as_deref()
+            .map(find)
+            .transpose()?
+            .map(|c| (c.content.clone(), prop("KeyStorePassword")));
+        // A Destination service may leave the trust store out of the answer for types other
+        // than ClientCertificateAuthentication; then the system's roots decide.
+        let ts = truststore
+            .as_deref()
+            .and_then(|store| certificates.iter().find(|c| c.name == store))
+            .map(|c| (c.content.clone(), prop("TrustStorePassword")));
+        let mut h = Sha256::new();
+        for (content, password) in ks.iter().chain(ts.iter()) {
+            h.update(content.as_bytes());
+            h.update([0]);
+            h.update(password.as_deref().unwrap_or("").as_bytes());
+            h.update([0]);
+        }
+        h.update([u8::from(ks.is_some()), u8::from(ts.is_some())]);
+        let key: [u8; 32] = h.finalize().into();
+        if let Some(done) = self
+            .identities
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&key).cloned())
+        {
+            return done.map_err(|m| ProxyError::bad_gateway(Origin::Proxy, m));
+        }
+        let dest = name.to_owned();
+        let parsed = tokio::task::spawn_blocking(move || parse_material(&dest, ks, ts))
+            .await
+            .unwrap_or_else(|_| Err("the key store could not be read".to_owned()));
+        if let Ok(mut m) = self.identities.lock() {
+            if m.len() >= MAX_CLIENTS {
+                m.clear();
+            }
+            m.insert(key, parsed.clone());
+        }
+        parsed.map_err(|m| ProxyError::bad_gateway(Origin::Proxy, m))
+    }
+
+    /// Refuses a target whose host is a private address literal (names are checked by the
+    /// resolver on every connection).
+    pub fn check_target(&self, url: &url::Url, destination: &str) -> Result<(), ProxyError> {
+        if self.allow_private {
+            return Ok(());
+        }
+        let ip = match url.host() {
+            Some(url::Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
+            Some(url::Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
+            Some(url::Host::Domain(d)) if d.eq_ignore_ascii_case("localhost") => {
+                Some(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST))
+            }
+            _ => None,
+        };
+        match ip {
+            Some(ip) if signpost_net::is_private(ip) => Err(loopback_error(destination)),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The error for a target on a loopback or private address (SAP's `LoopbackUrlNotSupported`).
+pub fn loopback_error(destination: &str) -> ProxyError {
+    ProxyError::bad_gateway(
+        Origin::Proxy,
+        format!("Destination '{destination}': loopback and private network URLs are not supported (LoopbackUrlNotSupported)"),
+    )
+}
+
+fn parse_material(
+    name: &str,
+    keystore: Option<(String, Option<String>)>,
+    truststore: Option<(String, Option<String>)>,
+) -> Result<TlsMaterial, String> {
+    let decode = |content: &str, what: &str| {
+        base64::engine::general_purpose::STANDARD
+            .decode(content.trim())
+            .map_err(|_| format!("Destination '{name}': the {what} is not base64"))
+    };
+    let identity = match keystore {
+        Some((content, password)) => {
+            let bytes = decode(&content, "key store")?;
+            let store = signpost_certs::parse::parse(&bytes, password.as_deref()).map_err(|e| {
+                format!("Destination '{name}': the key store cannot be read (KeyStoreInvalid): {e}")
+            })?;
+            let (certs, key) = signpost_certs::parse::client_identity_pem(&store).ok_or_else(|| {
+                format!("Destination '{name}': the key store holds no private key with its certificate (KeyStoreInvalid)")
+            })?;
+            Some(SecretString::from(format!(
+                "{certs}{}",
+                key.expose_secret()
+            )))
+        }
+        None => None,
+    };
+    let trust = match truststore {
+        Some((content, password)) => {
+            let bytes = decode(&content, "trust store")?;
+            let store = signpost_certs::parse::parse(&bytes, password.as_deref()).map_err(|e| {
+                format!(
+                    "Destination '{name}': the trust store cannot be read (TrustStoreInvalid): {e}"
+                )
+            })?;
+            Some(store.certificates().map(|c| c.to_pem()).collect())
+        }
+        None => None,
+    };
+    Ok((identity, trust))
+}
+
+fn build(profile: &Profile, guarded: bool) -> Result<reqwest::Client, ProxyError> {
+    let fail = |what: &str| ProxyError::bad_gateway(Origin::Proxy, what.to_owned());
+    let mut b = reqwest::Client::builder()
+        .connect_timeout(profile.connect_timeout)
+        .read_timeout(profile.read_timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .pool_idle_timeout(Duration::from_secs(60))
+        .pool_max_idle_per_host(256)
+        .tcp_nodelay(true)
+        .http1_only();
+    if guarded {
+        b = b.dns_resolver(Arc::new(signpost_net::PublicOnly));
+    }
+    if let Some((proxy_url, location)) = &profile.on_premise {
+        let mut proxy = reqwest::Proxy::all(proxy_url.as_str())
+            .map_err(|_| fail("the connectivity proxy's address is not a URL"))?;
+        if let Some(loc) = location {
+            let mut headers = http::HeaderMap::new();
+            let value = http::HeaderValue::from_str(loc)
+                .map_err(|_| fail("the Cloud Connector location id is not a valid header value"))?;
+            headers.insert("SAP-Connectivity-SCC-Location_ID", value);
+            proxy = proxy.headers(headers);
+        }
+        b = b.proxy(proxy);
+    }
+    if let Some(pem) = &profile.identity_pem {
+        let identity =
+            reqwest::Identity::from_pem(pem.expose_secret().as_bytes()).map_err(|_| {
+                fail("the key store cannot be used as a TLS client certificate (KeyStoreInvalid)")
+            })?;
+        b = b.identity(identity);
+    }
+    if let Some(pem) = &profile.trust_pem {
+        let roots = reqwest::Certificate::from_pem_bundle(pem.as_bytes())
+            .map_err(|_| fail("the trust store holds no usable certificate (TrustStoreInvalid)"))?;
+        for root in roots {
+            b = b.add_root_certificate(root);
+        }
+    }
+    if profile.trust_all {
+        b = b.danger_accept_invalid_certs(true);
+    }
+    b.build()
+        .map_err(|_| fail("the HTTP client for the target could not be built"))
+}
+
+/// The connectivity proxy's URL for `OnPremise` destinations.
+pub fn on_premise_url(proxy: &ConnectivityProxy) -> String {
+    format!("http://{}:{}", proxy.host, proxy.http_port)
+}

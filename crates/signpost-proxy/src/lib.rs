@@ -1,0 +1,116 @@
+//! `signpost-proxy`: the transparent proxy. Workloads call `http://<name>.<namespace>/path` in
+//! plain HTTP; the proxy finds the route of that `Host` (a `Destination` resource's spec, from
+//! its configuration file), resolves the destination through a Destination service (Signpost's
+//! or SAP's, over HTTP only, with the typed `signpost-client`), injects its credentials and
+//! forwards the call, streaming bodies both ways. Configured like SAP's transparent proxy (its
+//! Helm values, PROXY.md §4), reloaded on change. Must not depend on the store, the API crate or
+//! any database: it is a client of the Destination service and nothing else.
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod body;
+pub mod config;
+pub mod egress;
+pub mod error;
+pub mod forward;
+pub mod metrics;
+pub mod resolve;
+pub mod routing;
+pub mod secrets;
+pub mod server;
+pub mod state;
+pub mod tcp;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+pub use state::{Shared, Sources};
+
+/// Everything `signpost-proxy` is started with.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub config: PathBuf,
+    pub routes: Option<PathBuf>,
+    pub listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    pub credentials: config::CredentialSource,
+    pub namespace: String,
+    pub allow_private_networks: bool,
+    /// How often the files are read again.
+    pub reload_interval: Duration,
+    /// How long requests in flight may take to finish after SIGTERM.
+    pub shutdown_grace: Duration,
+}
+
+/// Loads the configuration (failing fast), opens the listeners, serves until SIGTERM or SIGINT
+/// (or `stop`), and drains.
+pub async fn run(
+    options: Options,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let shared = Shared::load(
+        Sources {
+            config: options.config.clone(),
+            routes: options.routes.clone(),
+            credentials: options.credentials.clone(),
+            namespace: options.namespace.clone(),
+        },
+        options.allow_private_networks,
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let listener = TcpListener::bind(options.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", options.listen))?;
+    let admin = TcpListener::bind(options.admin_listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", options.admin_listen))?;
+    let snapshot = shared.snapshot();
+    tracing::info!(
+        listen = %listener.local_addr()?,
+        admin = %admin.local_addr()?,
+        routes = snapshot.routes.routes().len(),
+        instances = snapshot.clients.len(),
+        "signpost-proxy is serving"
+    );
+    drop(snapshot);
+    shared.watch(options.reload_interval);
+    tcp::watch(&shared, options.listen.ip(), Duration::from_secs(30));
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        tokio::select! {
+            () = server::shutdown_signal() => {},
+            () = stop => {},
+        }
+        tracing::info!("shutting down");
+        let _ = stop_tx.send(true);
+    });
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let admin_task = tokio::spawn(server::serve(
+        admin,
+        server::admin_handler(shared.clone()),
+        stopped(stop_rx.clone()),
+        Duration::from_secs(1),
+        "admin",
+    ));
+    server::serve(
+        listener,
+        server::proxy_handler(shared.clone()),
+        stopped(stop_rx),
+        options.shutdown_grace,
+        "proxy",
+    )
+    .await;
+    shared.tcp.close();
+    let _ = admin_task.await;
+    Ok(())
+}
+
+/// Keeps a value alive for the process (used by the binary for the runtime's state).
+pub type SharedState = Arc<Shared>;

@@ -1,0 +1,122 @@
+//! Listeners: the data plane (HTTP/1.1 with keep-alive and upgrades, HTTP/2 with prior
+//! knowledge, on one port) and the admin port, with graceful shutdown: on SIGTERM or SIGINT the
+//! listeners close, requests in flight finish (at most the grace period), then the process ends.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+
+use crate::state::Shared;
+
+/// Serves `listener` with `handler` until `stop` resolves, then drains for at most `grace`.
+pub async fn serve<H, F>(
+    listener: TcpListener,
+    handler: H,
+    stop: impl Future<Output = ()>,
+    grace: Duration,
+    name: &'static str,
+) where
+    H: Fn(hyper::Request<hyper::body::Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = hyper::Response<crate::body::ProxyBody>> + Send + 'static,
+{
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(30))
+        .keep_alive(true);
+    builder.http2().timer(TokioTimer::new());
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!(listener = name, "accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let handler = handler.clone();
+                let service = service_fn(move |req| {
+                    let handler = handler.clone();
+                    async move { Ok::<_, std::convert::Infallible>(handler(req, peer).await) }
+                });
+                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                let conn = graceful.watch(conn.into_owned());
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+            }
+            () = &mut stop => break,
+        }
+    }
+    drop(listener);
+    tracing::info!(listener = name, "draining connections");
+    tokio::select! {
+        () = graceful.shutdown() => tracing::info!(listener = name, "all connections closed"),
+        () = tokio::time::sleep(grace) => tracing::warn!(listener = name, "grace period over; closing the remaining connections"),
+    }
+}
+
+/// The data plane's handler.
+pub fn proxy_handler(
+    shared: Arc<Shared>,
+) -> impl Fn(
+    hyper::Request<hyper::body::Incoming>,
+    SocketAddr,
+)
+    -> std::pin::Pin<Box<dyn Future<Output = hyper::Response<crate::body::ProxyBody>> + Send>>
+       + Clone
+       + Send
+       + Sync
+       + 'static {
+    move |req, peer| Box::pin(crate::forward::handle(shared.clone(), req, peer))
+}
+
+/// The admin port's handler.
+pub fn admin_handler(
+    shared: Arc<Shared>,
+) -> impl Fn(
+    hyper::Request<hyper::body::Incoming>,
+    SocketAddr,
+)
+    -> std::pin::Pin<Box<dyn Future<Output = hyper::Response<crate::body::ProxyBody>> + Send>>
+       + Clone
+       + Send
+       + Sync
+       + 'static {
+    move |req, _peer| Box::pin(crate::admin::handle(shared.clone(), req))
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

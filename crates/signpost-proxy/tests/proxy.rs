@@ -1,0 +1,931 @@
+//! `signpost-proxy` end to end, against real parts on loopback: the Signpost server as the
+//! Destination service (real router, real SQLite), the real OAuth server of the token-flow tests,
+//! a hyper echo upstream (HTTP/1.1, h2c, WebSocket), a TCP echo server and an HTTP forward proxy
+//! standing in for the connectivity proxy. The proxy is the real binary.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::{json, Value};
+use signpost_core::TrustedIssuer;
+use signpost_test_utils::oauth_peer::OAuthPeer;
+use signpost_test_utils::peers::{ws_echo_roundtrip, EchoServer, ForwardProxy, TcpEcho};
+use signpost_test_utils::{Tenant, TestApp, TestOptions};
+use support::{free_port, write_secret, Proxy};
+
+const CLIENT: &str = "dest-client";
+const SECRET: &str = "dest-secret-Qw3";
+
+async fn oauth_peer() -> OAuthPeer {
+    let peer = OAuthPeer::start().await;
+    peer.configure(json!({
+        "clients": [{"id": CLIENT, "secret": SECRET}],
+        "token_lifetime": 600
+    }))
+    .await;
+    peer
+}
+
+/// A Signpost server trusting `peer`'s user tokens, and a tenant with `destinations` on
+/// instance level.
+async fn signpost(peer: Option<&OAuthPeer>, destinations: Vec<Value>) -> (TestApp, Tenant) {
+    let app = TestApp::start_with(TestOptions {
+        trusted_issuers: peer
+            .map(|p| TrustedIssuer {
+                issuer: p.issuer().trim_end_matches('/').to_owned(),
+                jwks_uri: p.jwks_url(),
+            })
+            .into_iter()
+            .collect(),
+        ..TestOptions::default()
+    })
+    .await;
+    let t = app
+        .tenant(
+            "sub-proxy",
+            "inst-proxy",
+            json!({"init_data": {"instance": {"destinations": destinations}}}),
+        )
+        .await;
+    (app, t)
+}
+
+fn http_dest(name: &str, url: &str, extra: Value) -> Value {
+    let mut d = json!({"Name": name, "Type": "HTTP", "URL": url, "ProxyType": "Internet", "Authentication": "NoAuthentication"});
+    for (k, v) in extra.as_object().unwrap() {
+        d[k] = v.clone();
+    }
+    d
+}
+
+/// The values file with one instance `dest` read from `--credentials-dir`, `routes` (YAML list
+/// items) and extra `destinationService` keys.
+fn values(routes: &str, service_extra: &str, config_extra: &str) -> String {
+    format!(
+        "config:\n  integration:\n    destinationService:\n      defaultInstanceName: dest\n{service_extra}      instances:\n        - name: dest\n          serviceCredentials: {{secretName: dest-key, secretKey: key.json}}\n{config_extra}destinations:\n{routes}"
+    )
+}
+
+fn route(name: &str, destination: &str) -> String {
+    format!("  - name: {name}\n    namespace: default\n    spec:\n      destinationRef: {{name: {destination}}}\n")
+}
+
+/// A directory with `dest.json` holding the tenant's service key.
+fn credentials_dir(t: &Tenant) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("dest.json"), t.key.to_string()).unwrap();
+    dir
+}
+
+async fn start(t: &Tenant, config: &str, extra_args: &[&str]) -> (Proxy, tempfile::TempDir) {
+    let creds = credentials_dir(t);
+    let dir = creds.path().to_str().unwrap().to_owned();
+    let mut args = vec![
+        "--credentials-dir",
+        dir.as_str(),
+        "--allow-private-networks",
+    ];
+    args.extend_from_slice(extra_args);
+    let proxy = Proxy::start(config, &args).await;
+    (proxy, creds)
+}
+
+fn assert_error_headers(h: &reqwest::header::HeaderMap, origin: &str) {
+    assert!(h.contains_key("x-error-message"), "{h:?}");
+    assert_eq!(h["x-error-origin"], origin, "{h:?}");
+    assert!(h.contains_key("x-internal-error-code"), "{h:?}");
+    assert!(h.contains_key("x-request-id"), "{h:?}");
+    assert_eq!(h["x-proxy-server"], "Transparent Proxy");
+}
+
+#[tokio::test]
+async fn static_routes_inject_credentials_and_forward() {
+    let echo = EchoServer::start().await;
+    let peer = oauth_peer().await;
+    let (_app, t) = signpost(
+        None,
+        vec![
+            http_dest(
+                "basic-dest",
+                &format!("{}/base", echo.url()),
+                json!({"Authentication": "BasicAuthentication", "User": "u", "Password": "p-Secret-9",
+                       "URL.headers.x-extra": "from-destination", "URL.queries.api-key": "k1"}),
+            ),
+            http_dest(
+                "cc-dest",
+                &echo.url(),
+                json!({"Authentication": "OAuth2ClientCredentials", "clientId": CLIENT, "clientSecret": SECRET,
+                       "tokenServiceURL": peer.token_url()}),
+            ),
+        ],
+    )
+    .await;
+    let config = values(
+        &(route("basic", "basic-dest") + &route("cc", "cc-dest")),
+        "",
+        "",
+    );
+    let (proxy, _creds) = start(&t, &config, &[]).await;
+
+    let (status, v, h) = proxy
+        .get_json(
+            "basic.default:8080",
+            "/items/1?x=y",
+            &[
+                ("x-request-id", "req-abc-1"),
+                ("x-forwarded-for", "10.9.9.9"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200, "{v} {}", proxy.log());
+    assert_eq!(v["path"], "/base/items/1");
+    assert_eq!(v["query"], "x=y&api-key=k1");
+    assert_eq!(v["headers"]["authorization"][0], "Basic dTpwLVNlY3JldC05");
+    assert_eq!(v["headers"]["x-extra"][0], "from-destination");
+    assert_eq!(v["headers"]["x-forwarded-for"][0], "10.9.9.9, 127.0.0.1");
+    assert_eq!(v["headers"]["x-forwarded-host"][0], "basic.default:8080");
+    assert_eq!(v["headers"]["x-forwarded-proto"][0], "http");
+    assert!(h.get("x-error-message").is_none());
+
+    // Every Host form reaches the same route.
+    for host in [
+        "basic",
+        "basic.default",
+        "basic.default.svc",
+        "basic.default.svc.cluster.local:80",
+    ] {
+        let (status, v, _) = proxy.get_json(host, "/", &[]).await;
+        assert_eq!(status, 200, "{host}: {v}");
+        assert_eq!(v["path"], "/base", "{host}");
+    }
+
+    // OAuth2ClientCredentials: the token from the real OAuth server, fetched once for two calls.
+    peer.clear_requests().await;
+    for _ in 0..2 {
+        let (status, v, _) = proxy.get_json("cc.default", "/x", &[]).await;
+        assert_eq!(status, 200, "{v}");
+        let auth = v["headers"]["authorization"][0].as_str().unwrap();
+        assert!(auth.starts_with("Bearer ey"), "{auth}");
+    }
+    assert_eq!(
+        peer.requests().await.len(),
+        1,
+        "the destination and its token are cached"
+    );
+
+    // Keep-alive to the target: many requests, few connections.
+    let before = echo.connections();
+    for _ in 0..20 {
+        let (status, _, _) = proxy.get_json("basic.default", "/", &[]).await;
+        assert_eq!(status, 200);
+    }
+    assert!(echo.connections() - before <= 2, "connections are pooled");
+
+    // Unknown host: 404 with the error headers.
+    let (status, _, h) = proxy.get_json("nope.default", "/", &[]).await;
+    assert_eq!(status, 404);
+    assert_error_headers(&h, "Transparent Proxy");
+
+    // Static routes refuse the dynamic headers; duplicated headers are refused.
+    let (status, _, h) = proxy
+        .get_json("basic.default", "/", &[("X-Destination-Name", "cc-dest")])
+        .await;
+    assert_eq!(status, 400);
+    assert_error_headers(&h, "Transparent Proxy");
+    let res = proxy
+        .req(Method::GET, "basic.default", "/")
+        .header("X-Chain-Name", "a")
+        .header("X-Chain-Name", "b")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    assert_eq!(
+        res.headers()["x-error-message"],
+        "The 'X-Chain-Name' header should be passed only once"
+    );
+
+    // Metrics count what happened.
+    let metrics = proxy
+        .client
+        .get(proxy.admin_url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("signpost_proxy_requests_total{route=\"basic.default\",status=\"200\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("signpost_proxy_destination_cache_total{result=\"hit\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("signpost_proxy_target_latency_seconds_bucket"),
+        "{metrics}"
+    );
+
+    // No secret in the log.
+    let log = proxy.log();
+    assert!(log.contains("req-abc-1"), "request ids are logged: {log}");
+    for secret in [
+        "p-Secret-9",
+        "dTpwLVNlY3JldC05",
+        SECRET,
+        t.key["clientsecret"].as_str().unwrap(),
+    ] {
+        assert!(!log.contains(secret), "a secret leaked into the log");
+    }
+}
+
+#[tokio::test]
+async fn dynamic_routes_take_the_destination_from_headers() {
+    let echo = EchoServer::start().await;
+    let (_app, t) = signpost(
+        None,
+        vec![
+            http_dest("one", &format!("{}/one", echo.url()), json!({})),
+            http_dest("two", &format!("{}/two", echo.url()), json!({})),
+        ],
+    )
+    .await;
+    // A fragment on subaccount level, found with its level.
+    let res = t
+        .post(
+            "/v1/subaccountDestinationFragments",
+            json!({"FragmentName": "frag", "URL.headers.x-frag": "yes"}),
+        )
+        .await;
+    assert_eq!(res.status(), 201, "{}", res.text().await.unwrap());
+    let config = values(&route("gateway", "\"*\""), "", "");
+    let (proxy, _creds) = start(&t, &config, &[]).await;
+
+    let (status, v, _) = proxy
+        .get_json("gateway.default", "/p", &[("X-Destination-Name", "two")])
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["path"], "/two/p");
+    assert!(
+        v["headers"].get("x-destination-name").is_none(),
+        "control headers are removed"
+    );
+
+    let (status, v, _) = proxy
+        .get_json(
+            "gateway.default",
+            "/p",
+            &[
+                ("X-Destination-Name", "one"),
+                ("X-Destination-Level", "instance"),
+                ("X-Fragment-Name", "frag"),
+                ("X-Fragment-Level", "subaccount"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["path"], "/one/p");
+    assert_eq!(v["headers"]["x-frag"][0], "yes");
+
+    // Missing, bad and unknown names.
+    let (status, _, h) = proxy.get_json("gateway.default", "/", &[]).await;
+    assert_eq!(status, 400);
+    assert_error_headers(&h, "Transparent Proxy");
+    let (status, _, _) = proxy
+        .get_json(
+            "gateway.default",
+            "/",
+            &[("X-Destination-Name", "bad name!")],
+        )
+        .await;
+    assert_eq!(status, 400);
+    let (status, _, _) = proxy
+        .get_json(
+            "gateway.default",
+            "/",
+            &[
+                ("X-Destination-Name", "one"),
+                ("X-Destination-Level", "galaxy"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 400);
+    let (status, _, h) = proxy
+        .get_json("gateway.default", "/", &[("X-Destination-Name", "missing")])
+        .await;
+    assert_eq!(status, 502);
+    assert_error_headers(&h, "Destination Service");
+    assert_eq!(h["x-internal-error-code"], "404");
+}
+
+#[tokio::test]
+async fn the_workloads_bearer_token_becomes_the_user_token() {
+    let echo = EchoServer::start().await;
+    let peer = oauth_peer().await;
+    let (_app, t) = signpost(
+        Some(&peer),
+        vec![http_dest(
+            "jwtb",
+            &echo.url(),
+            json!({"Authentication": "OAuth2JWTBearer", "clientId": CLIENT, "clientSecret": SECRET,
+                   "tokenServiceURL": peer.token_url()}),
+        )],
+    )
+    .await;
+    let config = values(&route("user-api", "jwtb"), "", "");
+    let (proxy, _creds) = start(&t, &config, &[]).await;
+    let user = peer
+        .user_token(json!({"sub": "carol", "user_name": "carol"}))
+        .await;
+    peer.clear_requests().await;
+    let (status, v, _) = proxy
+        .get_json(
+            "user-api.default",
+            "/me",
+            &[("Authorization", &format!("Bearer {user}"))],
+        )
+        .await;
+    assert_eq!(status, 200, "{v} {}", proxy.log());
+    let sent = v["headers"]["authorization"][0].as_str().unwrap();
+    assert!(sent.starts_with("Bearer "), "{sent}");
+    assert_ne!(
+        sent,
+        format!("Bearer {user}"),
+        "the user's token is exchanged, not forwarded"
+    );
+    let grant = peer.requests().await.pop().unwrap();
+    assert_eq!(
+        grant["form"]["grant_type"],
+        "urn:ietf:params:oauth:grant-type:jwt-bearer"
+    );
+    assert_eq!(grant["form"]["assertion"], user.as_str());
+    assert!(
+        !proxy.log().contains(&user),
+        "the user token is never logged"
+    );
+
+    // Without a user token the flow fails and the proxy says so.
+    let (status, _, h) = proxy.get_json("user-api.default", "/me", &[]).await;
+    assert_eq!(status, 502);
+    assert_error_headers(&h, "Destination Service");
+}
+
+#[tokio::test]
+async fn the_cache_serves_while_the_destination_service_is_down_and_picks_up_changes() {
+    let echo = EchoServer::start().await;
+    let (app, t) = signpost(
+        None,
+        vec![
+            http_dest("warm", &echo.url(), json!({"URL.headers.x-version": "1"})),
+            http_dest("cold", &echo.url(), json!({})),
+        ],
+    )
+    .await;
+    let config = values(
+        &(route("warm", "warm") + &route("cold", "cold")),
+        "      cacheSeconds: 1\n",
+        "",
+    );
+    let (proxy, _creds) = start(&t, &config, &[]).await;
+    let (status, v, _) = proxy.get_json("warm.default", "/", &[]).await;
+    assert_eq!(status, 200);
+    assert_eq!(v["headers"]["x-version"][0], "1");
+
+    // A change in Signpost is seen after the cache time.
+    let res = t
+        .put(
+            "/v1/instanceDestinations",
+            http_dest("warm", &echo.url(), json!({"URL.headers.x-version": "2"})),
+        )
+        .await;
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let (_, v, _) = proxy.get_json("warm.default", "/", &[]).await;
+    assert_eq!(v["headers"]["x-version"][0], "2");
+
+    // The Destination service goes away: the warm destination is served stale, the cold one is a 502.
+    let mut app = app;
+    app.shutdown().await;
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let (status, v, _) = proxy.get_json("warm.default", "/", &[]).await;
+    assert_eq!(status, 200, "{v} {}", proxy.log());
+    assert_eq!(v["headers"]["x-version"][0], "2");
+    let (status, _, h) = proxy.get_json("cold.default", "/", &[]).await;
+    assert_eq!(status, 502);
+    assert_error_headers(&h, "Destination Service");
+    let metrics = proxy
+        .client
+        .get(proxy.admin_url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !metrics.contains("signpost_proxy_destination_cache_total{result=\"stale\"} 0"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn secrets_single_key_multi_key_and_inline() {
+    let echo = EchoServer::start().await;
+    let (_app, t) = signpost(None, vec![http_dest("d", &echo.url(), json!({}))]).await;
+    let secrets = tempfile::tempdir().unwrap();
+    let key = t.key.clone();
+    // Single-key secret in another namespace.
+    write_secret(
+        secrets.path(),
+        "keys",
+        "single",
+        &[("key.json", &key.to_string())],
+    );
+    // Multi-key secret as the SAP BTP service operator writes it, in the proxy's namespace.
+    let mut keys: Vec<(String, String)> = key
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                v.as_str().map_or_else(|| v.to_string(), str::to_owned),
+            )
+        })
+        .collect();
+    let props: Vec<Value> = keys
+        .iter()
+        .map(
+            |(k, v)| json!({"name": k, "format": if v.starts_with('{') { "json" } else { "text" }}),
+        )
+        .collect();
+    keys.push(("instance_name".into(), "inst-proxy".into()));
+    keys.push((
+        ".metadata".into(),
+        json!({"metaDataProperties": [{"name": "instance_name", "format": "text"}], "credentialProperties": props}).to_string(),
+    ));
+    let refs: Vec<(&str, &str)> = keys.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    write_secret(secrets.path(), "proxy-ns", "multi", &refs);
+    let inline = base64_of(&key.to_string());
+    let config = format!(
+        "config:\n  integration:\n    destinationService:\n      instances:\n\
+         \x20       - name: single\n          serviceCredentials: {{secretName: single, secretKey: key.json, secretNamespace: keys}}\n\
+         \x20       - name: multi\n          serviceCredentials: {{secretName: multi}}\n\
+         \x20       - name: inline\n          serviceCredentials: {{secretData: {inline}}}\n\
+         destinations:\n\
+         \x20 - {{name: a, namespace: default, spec: {{destinationRef: {{name: d}}, destinationServiceInstanceName: single}}}}\n\
+         \x20 - {{name: b, namespace: default, spec: {{destinationRef: {{name: d}}, destinationServiceInstanceName: multi}}}}\n\
+         \x20 - {{name: c, namespace: default, spec: {{destinationRef: {{name: d}}, destinationServiceInstanceName: inline}}}}\n"
+    );
+    let dir = secrets.path().to_str().unwrap().to_owned();
+    let proxy = Proxy::start(
+        &config,
+        &[
+            "--secrets-dir",
+            &dir,
+            "--namespace",
+            "proxy-ns",
+            "--allow-private-networks",
+        ],
+    )
+    .await;
+    for host in ["a.default", "b.default", "c.default"] {
+        let (status, v, _) = proxy.get_json(host, "/", &[]).await;
+        assert_eq!(status, 200, "{host}: {v} {}", proxy.log());
+    }
+    let ready = proxy
+        .client
+        .get(proxy.admin_url("/readyz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200);
+    let v: Value = ready.json().await.unwrap();
+    assert_eq!(v["instances"]["multi"], "ok", "{v}");
+
+    // A rotated secret (Kubernetes swaps ..data) is picked up; a broken one keeps the last good
+    // configuration and /readyz says why.
+    write_secret(
+        secrets.path(),
+        "keys",
+        "single",
+        &[("key.json", "{not json")],
+    );
+    let mut ready_status = 200;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        ready_status = proxy
+            .client
+            .get(proxy.admin_url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16();
+        if ready_status == 503 {
+            break;
+        }
+    }
+    assert_eq!(ready_status, 503);
+    let v: Value = proxy
+        .client
+        .get(proxy.admin_url("/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        v["configuration"]
+            .as_str()
+            .unwrap()
+            .contains("instances[0].serviceCredentials"),
+        "{v}"
+    );
+    let (status, _, _) = proxy.get_json("a.default", "/", &[]).await;
+    assert_eq!(status, 200, "the last good configuration stays in use");
+    let status: Value = proxy
+        .client
+        .get(proxy.admin_url("/status"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["Status"], "warning", "{status}");
+    assert!(status["Components"]["sap-transp-proxy-http"]["Status"].is_string());
+}
+
+fn base64_of(s: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+#[tokio::test]
+async fn configuration_reloads_add_routes_without_dropping_connections() {
+    let echo = EchoServer::start().await;
+    let (_app, t) = signpost(None, vec![http_dest("d", &echo.url(), json!({}))]).await;
+    let config = values(&route("first", "d"), "", "");
+    let (proxy, _creds) = start(&t, &config, &[]).await;
+    let (status, _, _) = proxy.get_json("second.default", "/", &[]).await;
+    assert_eq!(status, 404);
+    // A slow request in flight while the file changes.
+    let slow = {
+        let c = proxy.client.clone();
+        let url = proxy.url("/slow/1500");
+        tokio::spawn(async move {
+            c.get(url)
+                .header("Host", "first.default")
+                .send()
+                .await
+                .unwrap()
+                .status()
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let next = values(&(route("first", "d") + &route("second", "d")), "", "");
+    let path = Proxy::config_path(proxy.dir.path());
+    std::fs::write(path.with_extension("tmp"), next).unwrap();
+    std::fs::rename(path.with_extension("tmp"), &path).unwrap();
+    let mut status = 0;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        status = proxy.get_json("second.default", "/", &[]).await.0;
+        if status == 200 {
+            break;
+        }
+    }
+    assert_eq!(status, 200, "{}", proxy.log());
+    assert_eq!(slow.await.unwrap(), 200, "the request in flight finished");
+
+    // A bad file keeps the routes.
+    std::fs::write(&path, "config: [").unwrap();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(proxy.get_json("second.default", "/", &[]).await.0, 200);
+    let v: Value = proxy
+        .client
+        .get(proxy.admin_url("/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_ne!(v["configuration"], "loaded", "{v}");
+}
+
+#[tokio::test]
+async fn bodies_stream_both_ways_with_flat_memory() {
+    let echo = EchoServer::start().await;
+    let (_app, t) = signpost(None, vec![http_dest("big", &echo.url(), json!({}))]).await;
+    let (proxy, _creds) = start(&t, &values(&route("big", "big"), "", ""), &[]).await;
+    let _ = proxy.get_json("big.default", "/", &[]).await;
+    let before = proxy.peak_rss_kib();
+    const SIZE: u64 = 100_000_000;
+    // 100 MB down.
+    let res = proxy
+        .req(Method::GET, "big.default", &format!("/bytes/{SIZE}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let mut res = res;
+    let mut n = 0u64;
+    while let Some(chunk) = res.chunk().await.unwrap() {
+        n += chunk.len() as u64;
+    }
+    assert_eq!(n, SIZE);
+    // 100 MB up, streamed from a generator, with Expect: 100-continue.
+    let stream = futures_stream(SIZE);
+    let res = proxy
+        .req(Method::POST, "big.default", "/upload")
+        .header("Expect", "100-continue")
+        .body(reqwest::Body::wrap_stream(stream))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let v: Value = res.json().await.unwrap();
+    assert_eq!(v["body_len"], SIZE);
+    let after = proxy.peak_rss_kib();
+    println!("proxy peak RSS before {before} KiB, after 2 x 100 MB {after} KiB");
+    assert!(
+        after < before + 30 * 1024,
+        "memory grew from {before} KiB to {after} KiB while streaming"
+    );
+}
+
+fn futures_stream(size: u64) -> impl futures_core::Stream<Item = Result<Vec<u8>, std::io::Error>> {
+    let chunk = 256 * 1024u64;
+    let count = size.div_ceil(chunk);
+    tokio_stream_iter((0..count).map(move |i| {
+        let len = chunk.min(size - i * chunk) as usize;
+        Ok(vec![7u8; len])
+    }))
+}
+
+/// A stream over an iterator (no extra dependency).
+fn tokio_stream_iter<I: Iterator + Unpin>(iter: I) -> impl futures_core::Stream<Item = I::Item> {
+    struct It<I>(I);
+    impl<I: Iterator + Unpin> futures_core::Stream for It<I> {
+        type Item = I::Item;
+        fn poll_next(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<I::Item>> {
+            std::task::Poll::Ready(self.0.next())
+        }
+    }
+    It(iter)
+}
+
+#[tokio::test]
+async fn http2_websockets_and_tcp() {
+    let echo = EchoServer::start().await;
+    let tcp_echo = TcpEcho::start();
+    let tcp_port = free_port();
+    let (_app, t) = signpost(
+        None,
+        vec![
+            http_dest("web", &echo.url(), json!({})),
+            json!({"Name": "raw", "Type": "TCP", "Address": format!("tcp://{}", tcp_echo.addr), "ProxyType": "Internet", "Authentication": "NoAuthentication"}),
+        ],
+    )
+    .await;
+    let routes = route("web", "web")
+        + &format!("  - name: raw\n    namespace: default\n    spec:\n      destinationRef: {{name: raw}}\n      service: {{port: {tcp_port}}}\n");
+    let (proxy, _creds) = start(&t, &values(&routes, "", ""), &[]).await;
+
+    // HTTP/2 with prior knowledge (curl).
+    let url = proxy.url("/h2");
+    let out = tokio::process::Command::new("curl")
+        .args([
+            "-sS",
+            "--http2-prior-knowledge",
+            "-H",
+            "Host: web.default",
+            &url,
+        ])
+        .output()
+        .await
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    assert_eq!(
+        v["path"],
+        "/h2",
+        "{} {} {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        proxy.log()
+    );
+
+    // WebSocket upgrade passed through.
+    let got = ws_echo_roundtrip(
+        &format!("127.0.0.1:{}", proxy.port),
+        "web.default",
+        "/ws",
+        "hello ws",
+    )
+    .await;
+    assert_eq!(got, "hello ws");
+
+    // TCP on its own port.
+    let mut answer = String::new();
+    for _ in 0..60 {
+        if let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", tcp_port)).await {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            s.write_all(b"ping over tcp").await.unwrap();
+            let mut buf = vec![0u8; 13];
+            if s.read_exact(&mut buf).await.is_ok() {
+                answer = String::from_utf8_lossy(&buf).into_owned();
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(answer, "ping over tcp", "{}", proxy.log());
+}
+
+#[tokio::test]
+async fn on_premise_goes_through_the_connectivity_proxy() {
+    let echo = EchoServer::start().await;
+    let cp = ForwardProxy::start_with_virtual_hosts(&[("erp.internal:44300", echo.addr)]);
+    let (_app, t) = signpost(
+        None,
+        vec![
+            http_dest(
+                "erp",
+                "http://erp.internal:44300/sap",
+                json!({"ProxyType": "OnPremise", "CloudConnectorLocationId": "loc-1"}),
+            ),
+            http_dest("public", &echo.url(), json!({})),
+        ],
+    )
+    .await;
+    let with_cp = values(
+        &(route("erp", "erp") + &route("public", "public")),
+        "",
+        &format!(
+            "    connectivityProxy:\n      serviceName: 127.0.0.1\n      http:\n        port: {}\n",
+            cp.port
+        ),
+    );
+    let (proxy, _creds) = start(&t, &with_cp, &[]).await;
+    let (status, v, _) = proxy.get_json("erp.default", "/odata", &[]).await;
+    assert_eq!(status, 200, "{v} {}", proxy.log());
+    assert_eq!(v["path"], "/sap/odata");
+    let seen = cp.seen();
+    let last = seen.last().unwrap();
+    assert_eq!(
+        last.header("sap-connectivity-scc-location_id"),
+        Some("loc-1")
+    );
+    // The request's header wins over the destination's property.
+    let (status, _, _) = proxy
+        .get_json(
+            "erp.default",
+            "/",
+            &[("SAP-Connectivity-SCC-Location_ID", "loc-2")],
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        cp.seen()
+            .last()
+            .unwrap()
+            .header("sap-connectivity-scc-location_id"),
+        Some("loc-2")
+    );
+    drop(proxy);
+
+    // Without a connectivity proxy: 502, saying so. Without --allow-private-networks a loopback
+    // target is refused and the upstream sees nothing.
+    let creds = credentials_dir(&t);
+    let dir = creds.path().to_str().unwrap().to_owned();
+    let proxy = Proxy::start(
+        &values(&(route("erp", "erp") + &route("public", "public")), "", ""),
+        &["--credentials-dir", &dir],
+    )
+    .await;
+    let (status, _, h) = proxy.get_json("erp.default", "/", &[]).await;
+    assert_eq!(status, 502);
+    assert!(h["x-error-message"]
+        .to_str()
+        .unwrap()
+        .contains("connectivity proxy"));
+    let seen_before = echo.requests();
+    let (status, _, h) = proxy.get_json("public.default", "/", &[]).await;
+    assert_eq!(status, 502);
+    assert!(
+        h["x-error-message"]
+            .to_str()
+            .unwrap()
+            .contains("LoopbackUrlNotSupported"),
+        "{h:?}"
+    );
+    assert_eq!(
+        echo.requests(),
+        seen_before,
+        "the private target saw no request"
+    );
+}
+
+#[tokio::test]
+async fn sigterm_drains_requests_in_flight() {
+    let echo = EchoServer::start().await;
+    let (_app, t) = signpost(None, vec![http_dest("d", &echo.url(), json!({}))]).await;
+    let (mut proxy, _creds) = start(&t, &values(&route("d", "d"), "", ""), &[]).await;
+    assert_eq!(proxy.get_json("d.default", "/", &[]).await.0, 200);
+    let c = proxy.client.clone();
+    let url = proxy.url("/slow/1500");
+    let in_flight = tokio::spawn(async move {
+        c.get(url)
+            .header("Host", "d.default")
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+    });
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    proxy.terminate();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // New connections are refused while the request in flight finishes.
+    assert!(tokio::net::TcpStream::connect(("127.0.0.1", proxy.port))
+        .await
+        .is_err());
+    assert_eq!(in_flight.await.unwrap().unwrap(), 200);
+    let status = proxy
+        .wait(Duration::from_secs(10))
+        .await
+        .expect("the proxy exits after draining");
+    assert!(status.success(), "{status}");
+}
+
+#[tokio::test]
+async fn client_certificates_and_trust_stores_reach_an_mtls_target() {
+    let echo = EchoServer::start().await;
+    let (ca, server_cert, server_key, client_p12) =
+        signpost_test_utils::pki::mtls_material("p12-pass");
+    let nginx =
+        signpost_test_utils::nginx::Nginx::mtls_proxy(&echo.url(), &server_cert, &server_key, &ca);
+    let url = format!("https://127.0.0.1:{}/api", nginx.port);
+    let app = TestApp::start().await;
+    let t = app
+        .tenant(
+            "sub-mtls",
+            "inst-mtls",
+            json!({"init_data": {"instance": {
+                "certificates": [
+                    {"Name": "client.p12", "Type": "PKCS12", "Content": client_p12, "Password": "p12-pass"},
+                    {"Name": "ca.pem", "Content": signpost_test_utils::pki::b64(ca.as_bytes())}
+                ],
+                "destinations": [
+                    http_dest("mtls", &url, json!({"Authentication": "ClientCertificateAuthentication",
+                        "KeyStoreLocation": "client.p12", "KeyStorePassword": "p12-pass", "TrustStoreLocation": "ca.pem"})),
+                    http_dest("no-client-cert", &url, json!({"Authentication": "ClientCertificateAuthentication", "TrustStoreLocation": "ca.pem"})),
+                    http_dest("no-trust", &url, json!({})),
+                ]
+            }}}),
+        )
+        .await;
+    let config = values(
+        &(route("mtls", "mtls")
+            + &route("no-client-cert", "no-client-cert")
+            + &route("no-trust", "no-trust")),
+        "",
+        "",
+    );
+    let (proxy, _creds) = start(&t, &config, &[]).await;
+    let (status, v, _) = proxy.get_json("mtls.default", "/orders", &[]).await;
+    assert_eq!(status, 200, "{v} {}", proxy.log());
+    assert_eq!(v["path"], "/api/orders");
+    assert_eq!(
+        v["headers"]["x-client-verify"][0], "SUCCESS",
+        "nginx verified the proxy's client certificate"
+    );
+    // Without the client certificate nginx refuses, and its answer comes back unchanged.
+    let res = proxy
+        .req(Method::GET, "no-client-cert.default", "/")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    assert!(
+        res.headers().get("x-proxy-server").is_none(),
+        "the target's own answer"
+    );
+    // Without the trust store the proxy does not trust nginx's certificate.
+    let (status, _, h) = proxy.get_json("no-trust.default", "/", &[]).await;
+    assert_eq!(status, 502);
+    assert_error_headers(&h, "Transparent Proxy");
+    assert!(
+        !proxy.log().contains("p12-pass"),
+        "the key store password is never logged"
+    );
+}
