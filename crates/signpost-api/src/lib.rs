@@ -11,6 +11,7 @@ pub mod metrics;
 mod query;
 mod saml;
 mod signpost_routes;
+pub mod tls;
 mod token;
 
 use std::sync::Arc;

@@ -1,6 +1,8 @@
 //! Test harness of Signpost: [`TestApp`] runs the real router over real HTTP on loopback with a
 //! real SQLite file in a temporary directory, and gives tests a broker client and tenants
-//! (instance + service key + access token). Dev-dependency only.
+//! (instance + service key + access token). Dev-dependency only. With [`TestOptions::https`] it
+//! also serves the router on an HTTPS/mTLS listener (`certurl` of X.509 bindings), as
+//! `signpost serve --tls-listen` does.
 //!
 //! The same tests run on PostgreSQL (a database of a throwaway cluster, see [`pg`]) when
 //! `SIGNPOST_TEST_ENGINE=postgres` is set or when the test binary's name starts with
@@ -16,8 +18,10 @@ pub mod signxml;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
+use axum::Router;
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 use reqwest::{Method, RequestBuilder, Response};
 use secrecy::SecretString;
 use serde_json::{json, Value};
@@ -27,6 +31,8 @@ use signpost_core::{
 };
 use signpost_store::{CachedStore, MasterKey, PgStore, SqliteStore, Store};
 use tempfile::TempDir;
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivatePkcs8KeyDer};
+use tokio_rustls::rustls::ServerConfig;
 
 pub const BROKER_USER: &str = "test-broker";
 pub const BROKER_PASSWORD: &str = "test-broker-password";
@@ -45,6 +51,101 @@ pub struct TestApp {
     server: Option<tokio::task::JoinHandle<()>>,
     /// The PostgreSQL server and database when the tests run on PostgreSQL.
     postgres: Option<Arc<(pg::PgServer, pg::TestDb)>>,
+    /// The HTTPS listener when [`TestOptions::https`] is set.
+    https: Option<Https>,
+}
+
+/// The HTTPS listener of a [`TestApp`]: what a restart keeps (address, CA, server certificate,
+/// the router slot) and what it replaces (the serving task and its stop signal).
+#[derive(Debug)]
+struct Https {
+    addr: SocketAddr,
+    base: String,
+    ca_pem: String,
+    config: Arc<ServerConfig>,
+    /// The router the listener's connections serve. Connections accepted before a restart go on
+    /// after it (`signpost_api::tls::serve` does not end them), so they reach the router through
+    /// this slot, which the restarted app fills with its own: a kept-alive connection never
+    /// talks to the core of a stopped app.
+    app: Arc<RwLock<Router>>,
+    stop: Option<tokio::sync::watch::Sender<bool>>,
+    server: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Https {
+    /// A listener on `127.0.0.1:<random port>` with a fresh CA and a server certificate for
+    /// 127.0.0.1 and localhost signed by it; nothing served yet.
+    async fn bind() -> (Self, tokio::net::TcpListener) {
+        let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (ca_pem, config) = https_pki();
+        let https = Self {
+            addr,
+            base: format!("https://{addr}"),
+            ca_pem,
+            config,
+            app: Arc::new(RwLock::new(Router::new())),
+            stop: None,
+            server: None,
+        };
+        (https, listener)
+    }
+
+    /// Serves `app` on `listener` until [`Https::shutdown`].
+    fn serve(&mut self, listener: tokio::net::TcpListener, app: Router) {
+        *self.app.write().unwrap() = app;
+        let slot = self.app.clone();
+        let current = Router::new().fallback_service(tower::service_fn(
+            move |req: axum::extract::Request| {
+                let app = slot.read().unwrap().clone();
+                tower::ServiceExt::oneshot(app, req)
+            },
+        ));
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        self.stop = Some(tx);
+        self.server = Some(tokio::spawn(signpost_api::tls::serve(
+            listener,
+            self.config.clone(),
+            current,
+            rx,
+        )));
+    }
+
+    async fn shutdown(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(true);
+        }
+        if let Some(h) = self.server.take() {
+            let _ = h.await;
+        }
+    }
+}
+
+/// A fresh test CA (PEM) and the listener's TLS configuration with a server certificate for
+/// 127.0.0.1 and localhost issued by that CA.
+fn https_pki() -> (String, Arc<ServerConfig>) {
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "signpost-test-utils CA");
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let leaf_key = KeyPair::generate().unwrap();
+    let mut leaf_params =
+        CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).unwrap();
+    leaf_params
+        .distinguished_name
+        .push(DnType::CommonName, "127.0.0.1");
+    let leaf = leaf_params.signed_by(&leaf_key, &ca, &ca_key).unwrap();
+    let config = signpost_api::tls::server_config(
+        vec![CertificateDer::from(leaf.der().to_vec())],
+        PrivatePkcs8KeyDer::from(leaf_key.serialize_der()).into(),
+    )
+    .unwrap();
+    (ca.pem(), config)
 }
 
 /// True when this test process should run its [`TestApp`]s on PostgreSQL.
@@ -65,6 +166,11 @@ pub struct TestOptions {
     /// Token flows may reach loopback (the real OAuth server of the tests runs there).
     pub allow_private_networks: bool,
     pub trusted_issuers: Vec<TrustedIssuer>,
+    /// Also serve the router on an HTTPS listener on `127.0.0.1:<random port>` that asks for a
+    /// client certificate (mTLS), with a server certificate from a fresh test CA
+    /// ([`TestApp::https_ca_pem`]). It is the app's `certurl` and `uaadomain`, so X.509 bindings
+    /// (`{"xsuaa": {"credential-type": "x509"}}`) can be made and used.
+    pub https: bool,
 }
 
 impl Default for TestOptions {
@@ -73,6 +179,7 @@ impl Default for TestOptions {
             max_entities: 1000,
             allow_private_networks: true,
             trusted_issuers: Vec::new(),
+            https: false,
         }
     }
 }
@@ -91,7 +198,7 @@ impl TestApp {
         } else {
             None
         };
-        Self::boot(dir, MasterKey::generate(), opts, None, postgres).await
+        Self::boot(dir, MasterKey::generate(), opts, None, None, postgres).await
     }
 
     /// The engine the app runs on ("sqlite" or "postgres").
@@ -99,13 +206,34 @@ impl TestApp {
         self.core.store().engine()
     }
 
-    /// Stops this server and starts a new one on the same data and address (a restart).
+    /// Stops this server and starts a new one on the same data and addresses (a restart); an
+    /// HTTPS listener keeps its CA and certificate.
     pub async fn restart(mut self) -> Self {
         self.shutdown().await;
         let dir = self.dir.clone();
         let master = self.master.clone();
         let postgres = self.postgres.take();
-        Self::boot(dir, master, self.opts.clone(), Some(self.addr), postgres).await
+        let https = self.https.take();
+        Self::boot(
+            dir,
+            master,
+            self.opts.clone(),
+            Some(self.addr),
+            https,
+            postgres,
+        )
+        .await
+    }
+
+    /// `https://127.0.0.1:<port>`, the HTTPS listener, when [`TestOptions::https`] is set.
+    pub fn https_base(&self) -> Option<&str> {
+        self.https.as_ref().map(|h| h.base.as_str())
+    }
+
+    /// The PEM certificate of the CA that issued the HTTPS listener's certificate (the one to
+    /// trust), when [`TestOptions::https`] is set.
+    pub fn https_ca_pem(&self) -> Option<&str> {
+        self.https.as_ref().map(|h| h.ca_pem.as_str())
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -121,6 +249,7 @@ impl TestApp {
         master: MasterKey,
         opts: TestOptions,
         addr: Option<SocketAddr>,
+        https: Option<Https>,
         postgres: Option<Arc<(pg::PgServer, pg::TestDb)>>,
     ) -> Self {
         let store: Arc<dyn Store> = match &postgres {
@@ -144,18 +273,28 @@ impl TestApp {
                 .unwrap();
         let addr = listener.local_addr().unwrap();
         let base = format!("http://{addr}");
+        // A restart binds the kept HTTPS address again.
+        let https = match (opts.https, https) {
+            (false, _) => None,
+            (true, None) => Some(Https::bind().await),
+            (true, Some(kept)) => {
+                let listener = tokio::net::TcpListener::bind(kept.addr).await.unwrap();
+                Some((kept, listener))
+            }
+        };
         let core = Signpost::new(
             Arc::new(CachedStore::new(store)),
             CoreConfig {
                 public_url: base.clone(),
-                uaadomain: addr.to_string(),
+                // As `signpost serve`: the HTTPS listener when there is one.
+                uaadomain: https.as_ref().map_or(addr, |(h, _)| h.addr).to_string(),
                 token_lifetime_secs: 3600,
                 oauth: OAuthConfig {
                     allow_private_networks: opts.allow_private_networks,
                     trusted_issuers: opts.trusted_issuers.clone(),
                     ..Default::default()
                 },
-                cert_url: None,
+                cert_url: https.as_ref().map(|(h, _)| h.base.clone()),
             },
         )
         .await
@@ -166,6 +305,10 @@ impl TestApp {
                 user: BROKER_USER.into(),
                 password: SecretString::from(BROKER_PASSWORD.to_owned()),
             }),
+        });
+        let https = https.map(|(mut h, listener)| {
+            h.serve(listener, app.clone());
+            h
         });
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(async move {
@@ -187,6 +330,7 @@ impl TestApp {
             stop: Some(tx),
             server: Some(server),
             postgres,
+            https,
         }
     }
 
@@ -196,6 +340,9 @@ impl TestApp {
         }
         if let Some(h) = self.server.take() {
             let _ = h.await;
+        }
+        if let Some(h) = &mut self.https {
+            h.shutdown().await;
         }
     }
 
@@ -279,6 +426,9 @@ impl Drop for TestApp {
     fn drop(&mut self) {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
+        }
+        if let Some(tx) = self.https.as_mut().and_then(|h| h.stop.take()) {
+            let _ = tx.send(true);
         }
     }
 }

@@ -300,7 +300,12 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     if let (Some(l), Some(tls)) = (tls_listener, tls) {
-        tokio::spawn(crate::tls::serve(l, tls, app.clone(), stop_rx.clone()));
+        tokio::spawn(signpost_api::tls::serve(
+            l,
+            tls,
+            app.clone(),
+            stop_rx.clone(),
+        ));
     }
     tokio::spawn(certificate_jobs(
         jobs_core,
