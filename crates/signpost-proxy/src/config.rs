@@ -49,7 +49,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use crate::secrets::{SecretError, SecretsDir};
+use crate::secrets::{is_dns_label, SecretError, SecretsDir};
 
 const DS: &str = "config.integration.destinationService";
 const CP: &str = "config.integration.connectivityProxy";
@@ -1429,15 +1429,6 @@ fn int_value(value: &Value, path: &str, range: RangeInclusive<u64>) -> Result<u6
         },
         other => Err(wrong_type(path.to_owned(), "a whole number", other)),
     }
-}
-
-fn is_dns_label(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !s.starts_with('-')
-        && !s.ends_with('-')
 }
 
 /// RFC 9110 `tchar`.

@@ -12,32 +12,8 @@ use signpost_client::{FragmentRef, LookupLevel};
 use crate::config::{self, ProxyConfig, Route};
 use crate::error::ProxyError;
 
-/// Request headers of PROXY.md §3.2 that may be sent only once.
-pub const SINGLE_HEADERS: &[&str] = &[
-    "x-destination-name",
-    "x-fragment-name",
-    "x-fragment-optional",
-    "x-destination-level",
-    "x-fragment-level",
-    "x-chain-name",
-    "x-tenant-subdomain",
-    "x-tenant-id",
-    "authorization",
-    "x-token-service-tenant",
-    "x-subject-token-type",
-    "x-actor-token",
-    "x-actor-token-type",
-    "x-client-assertion",
-    "x-client-assertion-type",
-    "x-client-assertion-destination-name",
-    "x-redirect-uri",
-    "x-code-verifier",
-    "sap-connectivity-scc-location_id",
-    "sap-connectivity-region-configuration-id",
-];
-
-/// Request headers that steer the proxy and are removed before the call goes out
-/// (`x-chain-var-*` too). `Authorization` and the location id are handled by the forwarder.
+/// Request headers that steer the proxy (PROXY.md §3.2) and are removed before the call goes
+/// out (`x-chain-var-*` too). `Authorization` and the location id are handled by the forwarder.
 pub const CONTROL_HEADERS: &[&str] = &[
     "x-destination-name",
     "x-fragment-name",
@@ -58,6 +34,9 @@ pub const CONTROL_HEADERS: &[&str] = &[
     "x-code-verifier",
     "sap-connectivity-region-configuration-id",
 ];
+
+/// Headers of PROXY.md §3.2 besides [`CONTROL_HEADERS`] that may be sent only once too.
+pub const OTHER_SINGLE_HEADERS: &[&str] = &["authorization", "sap-connectivity-scc-location_id"];
 
 /// Longest destination or fragment name a header may carry.
 const MAX_NAME: usize = 200;
@@ -194,7 +173,7 @@ fn canonical(name: &str) -> String {
 
 /// Every header of PROXY.md §3.2 at most once.
 pub fn check_single_headers(headers: &HeaderMap) -> Result<(), ProxyError> {
-    for name in SINGLE_HEADERS {
+    for name in CONTROL_HEADERS.iter().chain(OTHER_SINGLE_HEADERS) {
         single(headers, name)?;
     }
     Ok(())

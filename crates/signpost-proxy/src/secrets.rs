@@ -443,7 +443,8 @@ pub(crate) fn json_type(value: &Value) -> &'static str {
     }
 }
 
-fn is_dns_label(s: &str) -> bool {
+/// A DNS-1123 label: 1..63 lowercase letters, digits and `-`, not at either end.
+pub(crate) fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
         && s.bytes()

@@ -69,34 +69,30 @@ pub async fn serve<H, F>(
     }
 }
 
+/// A boxed response future of a handler.
+pub type ResponseFuture =
+    std::pin::Pin<Box<dyn Future<Output = hyper::Response<crate::body::ProxyBody>> + Send>>;
+
 /// The data plane's handler.
 pub fn proxy_handler(
     shared: Arc<Shared>,
-) -> impl Fn(
-    hyper::Request<hyper::body::Incoming>,
-    SocketAddr,
-)
-    -> std::pin::Pin<Box<dyn Future<Output = hyper::Response<crate::body::ProxyBody>> + Send>>
+) -> impl Fn(hyper::Request<hyper::body::Incoming>, SocketAddr) -> ResponseFuture
        + Clone
        + Send
        + Sync
        + 'static {
-    move |req, peer| Box::pin(crate::forward::handle(shared.clone(), req, peer))
+    move |req, peer| Box::pin(crate::forward::handle(shared.clone(), req, peer)) as ResponseFuture
 }
 
 /// The admin port's handler.
 pub fn admin_handler(
     shared: Arc<Shared>,
-) -> impl Fn(
-    hyper::Request<hyper::body::Incoming>,
-    SocketAddr,
-)
-    -> std::pin::Pin<Box<dyn Future<Output = hyper::Response<crate::body::ProxyBody>> + Send>>
+) -> impl Fn(hyper::Request<hyper::body::Incoming>, SocketAddr) -> ResponseFuture
        + Clone
        + Send
        + Sync
        + 'static {
-    move |req, _peer| Box::pin(crate::admin::handle(shared.clone(), req))
+    move |req, _peer| Box::pin(crate::admin::handle(shared.clone(), req)) as ResponseFuture
 }
 
 /// Resolves on SIGTERM or SIGINT.

@@ -209,15 +209,7 @@ async fn static_routes_inject_credentials_and_forward() {
     );
 
     // Metrics count what happened.
-    let metrics = proxy
-        .client
-        .get(proxy.admin_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = proxy.admin_text("/metrics").await;
     assert!(
         metrics.contains("signpost_proxy_requests_total{route=\"basic.default\",status=\"200\"}"),
         "{metrics}"
@@ -418,15 +410,7 @@ async fn the_cache_serves_while_the_destination_service_is_down_and_picks_up_cha
     let (status, _, h) = proxy.get_json("cold.default", "/", &[]).await;
     assert_eq!(status, 502);
     assert_error_headers(&h, "Destination Service");
-    let metrics = proxy
-        .client
-        .get(proxy.admin_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = proxy.admin_text("/metrics").await;
     assert!(
         !metrics.contains("signpost_proxy_destination_cache_total{result=\"stale\"} 0"),
         "{metrics}"
@@ -498,14 +482,8 @@ async fn secrets_single_key_multi_key_and_inline() {
         let (status, v, _) = proxy.get_json(host, "/", &[]).await;
         assert_eq!(status, 200, "{host}: {v} {}", proxy.log());
     }
-    let ready = proxy
-        .client
-        .get(proxy.admin_url("/readyz"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(ready.status(), 200);
-    let v: Value = ready.json().await.unwrap();
+    let (ready, v) = proxy.admin_json("/readyz").await;
+    assert_eq!(ready, 200);
     assert_eq!(v["instances"]["multi"], "ok", "{v}");
 
     // A rotated secret (Kubernetes swaps ..data) is picked up; a broken one keeps the last good
@@ -519,28 +497,13 @@ async fn secrets_single_key_multi_key_and_inline() {
     let mut ready_status = 200;
     for _ in 0..50 {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        ready_status = proxy
-            .client
-            .get(proxy.admin_url("/readyz"))
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16();
+        ready_status = proxy.admin_json("/readyz").await.0;
         if ready_status == 503 {
             break;
         }
     }
     assert_eq!(ready_status, 503);
-    let v: Value = proxy
-        .client
-        .get(proxy.admin_url("/readyz"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v: Value = proxy.admin_json("/readyz").await.1;
     assert!(
         v["configuration"]
             .as_str()
@@ -550,15 +513,7 @@ async fn secrets_single_key_multi_key_and_inline() {
     );
     let (status, _, _) = proxy.get_json("a.default", "/", &[]).await;
     assert_eq!(status, 200, "the last good configuration stays in use");
-    let status: Value = proxy
-        .client
-        .get(proxy.admin_url("/status"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status: Value = proxy.admin_json("/status").await.1;
     assert_eq!(status["Status"], "warning", "{status}");
     assert!(status["Components"]["sap-transp-proxy-http"]["Status"].is_string());
 }
@@ -609,15 +564,7 @@ async fn configuration_reloads_add_routes_without_dropping_connections() {
     std::fs::write(&path, "config: [").unwrap();
     tokio::time::sleep(Duration::from_millis(700)).await;
     assert_eq!(proxy.get_json("second.default", "/", &[]).await.0, 200);
-    let v: Value = proxy
-        .client
-        .get(proxy.admin_url("/readyz"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v: Value = proxy.admin_json("/readyz").await.1;
     assert_ne!(v["configuration"], "loaded", "{v}");
 }
 
@@ -927,5 +874,70 @@ async fn client_certificates_and_trust_stores_reach_an_mtls_target() {
     assert!(
         !proxy.log().contains("p12-pass"),
         "the key store password is never logged"
+    );
+}
+
+#[tokio::test]
+async fn an_x509_service_key_with_its_private_key_in_a_secret_of_its_own() {
+    let echo = EchoServer::start().await;
+    let app = TestApp::start_with(TestOptions {
+        https: true,
+        ..TestOptions::default()
+    })
+    .await;
+    let res = app
+        .provision(
+            "inst-x509",
+            "sub-x509",
+            json!({"init_data": {"instance": {"destinations": [http_dest("d", &echo.url(), json!({}))]}}}),
+        )
+        .await;
+    assert_eq!(res.status(), 201);
+    let res = app
+        .broker(Method::PUT, "/v2/service_instances/inst-x509/service_bindings/k-x509")
+        .json(&json!({"service_id": signpost_core::CATALOG_SERVICE_ID, "plan_id": signpost_core::CATALOG_PLAN_ID,
+                      "parameters": {"xsuaa": {"credential-type": "x509"}}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let mut key = res.json::<Value>().await.unwrap()["credentials"].clone();
+    assert_eq!(key["credential-type"], "x509");
+    assert!(key.get("clientsecret").is_none());
+    // The private key lives in a secret of its own, as SAP's docs show (`pk.pem`).
+    let private_key = key.as_object_mut().unwrap().remove("key").unwrap();
+    let secrets = tempfile::tempdir().unwrap();
+    write_secret(
+        secrets.path(),
+        "default",
+        "x509-key",
+        &[("key.json", &key.to_string())],
+    );
+    write_secret(
+        secrets.path(),
+        "default",
+        "x509-svc-key-private-key",
+        &[("pk.pem", private_key.as_str().unwrap())],
+    );
+    let ca = app.https_ca_pem().unwrap().replace('\n', "\n      ");
+    let config = format!(
+        "config:\n  integration:\n    destinationService:\n      instances:\n        - name: x509\n          serviceCredentials:\n            secretName: x509-key\n            secretKey: key.json\n            privateKey:\n              secretName: x509-svc-key-private-key\n              secretInternalKey: pk.pem\n\
+         additionalCAs:\n  pem: |\n      {ca}\ndestinations:\n{}",
+        route("via-x509", "d")
+    );
+    let dir = secrets.path().to_str().unwrap().to_owned();
+    let proxy = Proxy::start(
+        &config,
+        &["--secrets-dir", &dir, "--allow-private-networks"],
+    )
+    .await;
+    let (status, v, _) = proxy.get_json("via-x509.default", "/x", &[]).await;
+    assert_eq!(status, 200, "{v} {}", proxy.log());
+    assert_eq!(v["path"], "/x");
+    let (ready, v) = proxy.admin_json("/readyz").await;
+    assert_eq!(ready, 200, "{v}");
+    assert!(
+        !proxy.log().contains("PRIVATE KEY"),
+        "the private key is never logged"
     );
 }

@@ -105,6 +105,19 @@ impl Proxy {
         format!("http://127.0.0.1:{}{path}", self.admin)
     }
 
+    /// The text of an admin page.
+    pub async fn admin_text(&self, path: &str) -> String {
+        let res = self.client.get(self.admin_url(path)).send().await.unwrap();
+        res.text().await.unwrap()
+    }
+
+    /// The status and JSON of an admin page.
+    pub async fn admin_json(&self, path: &str) -> (u16, Value) {
+        let res = self.client.get(self.admin_url(path)).send().await.unwrap();
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap_or(Value::Null))
+    }
+
     /// A request through the proxy for `host`.
     pub fn req(&self, method: reqwest::Method, host: &str, path: &str) -> reqwest::RequestBuilder {
         self.client
