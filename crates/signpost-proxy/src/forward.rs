@@ -36,6 +36,9 @@ const HOP_BY_HOP: &[&str] = &[
 ];
 
 const LOCATION_ID: &str = "sap-connectivity-scc-location_id";
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
 /// Serves one request from a workload.
 pub async fn handle(
@@ -67,7 +70,7 @@ pub async fn handle(
     let started = Instant::now();
     match forward(&shared, &snapshot, entry, req, peer, &request_id).await {
         Ok(res) => {
-            shared.metrics.request(&entry.id, res.status().as_u16());
+            entry.counters.count(res.status().as_u16());
             tracing::debug!(
                 request_id = %request_id,
                 route = %entry.id,
@@ -95,9 +98,12 @@ fn fail(shared: &Shared, route: &str, request_id: &str, e: ProxyError) -> Respon
     e.into_response(request_id)
 }
 
-/// The caller's `x-request-id` when it is a sane token, else a new one.
+/// The caller's `x-request-id` when it is a sane token, else a new one: a random prefix drawn
+/// once per process and a counter (no system call per request).
 fn request_id(headers: &HeaderMap) -> String {
-    headers
+    static PREFIX: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    if let Some(given) = headers
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
         .filter(|v| {
@@ -106,7 +112,12 @@ fn request_id(headers: &HeaderMap) -> String {
                 && v.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
         })
-        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned)
+    {
+        return given.to_owned();
+    }
+    let prefix = PREFIX.get_or_init(|| uuid::Uuid::new_v4().simple().to_string()[..12].to_owned());
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{prefix}-{n:x}")
 }
 
 fn prop<'a>(config: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
@@ -155,33 +166,51 @@ async fn forward(
             &shared.metrics,
         )
         .await?;
-    let target = Target::of(&resolved, &lookup.name, snapshot, shared, req.headers()).await?;
-    if target.on_premise.is_none() {
-        shared.egress.check_target(&target.url, &lookup.name)?;
-    }
+    let prepared = resolved
+        .cached
+        .prepared
+        .get_or_try_init(|| Prepared::of(&resolved, &lookup.name, snapshot, shared))
+        .await?
+        .clone();
+    // The request's location id wins over the destination's: another egress client then.
+    let override_location = match &prepared.profile.on_premise {
+        Some((_, location)) => routing::single(req.headers(), LOCATION_ID)?
+            .filter(|l| Some(*l) != location.as_deref())
+            .map(str::to_owned),
+        None => None,
+    };
+    let http = match override_location {
+        Some(location) => {
+            let mut profile = prepared.profile.clone();
+            if let Some((_, l)) = profile.on_premise.as_mut() {
+                *l = Some(location);
+            }
+            shared.egress.client(&profile)?
+        }
+        None => prepared.client.clone(),
+    };
 
     // The request to the target.
-    let mut url = target.url.clone();
+    let mut url = prepared.url.clone();
     {
         let (path, query) = (req.uri().path(), req.uri().query());
-        let base = url.path().trim_end_matches('/').to_owned();
-        let joined = if path == "/" && !base.is_empty() {
-            base
-        } else {
-            format!("{base}{path}")
-        };
-        url.set_path(if joined.is_empty() { "/" } else { &joined });
-        let mut q = url.query().unwrap_or("").to_owned();
-        if let Some(part) = query.filter(|p| !p.is_empty()) {
-            if !q.is_empty() {
-                q.push('&');
-            }
-            q.push_str(part);
+        if path != "/" || prepared.base_path.is_empty() {
+            let mut joined = String::with_capacity(prepared.base_path.len() + path.len());
+            joined.push_str(&prepared.base_path);
+            joined.push_str(path);
+            url.set_path(&joined);
         }
-        url.set_query(if q.is_empty() { None } else { Some(&q) });
-        if !target.queries.is_empty() {
+        match (
+            prepared.base_query.as_deref(),
+            query.filter(|q| !q.is_empty()),
+        ) {
+            (_, None) => {}
+            (None, Some(q)) => url.set_query(Some(q)),
+            (Some(b), Some(q)) => url.set_query(Some(&format!("{b}&{q}"))),
+        }
+        if !prepared.queries.is_empty() {
             let mut pairs = url.query_pairs_mut();
-            for (k, v) in &target.queries {
+            for (k, v) in &prepared.queries {
                 pairs.append_pair(k, v);
             }
         }
@@ -189,71 +218,50 @@ async fn forward(
 
     let upgrade = is_upgrade(req.headers());
     let on_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
-    let original_host = req.headers().get(header::HOST).cloned().or_else(|| {
-        req.uri()
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-    });
     let method = req.method().clone();
-    let mut headers = outgoing_headers(req.headers(), upgrade);
+    let mut headers = outgoing_headers(req.headers(), upgrade, prepared.set_headers.len() + 4);
     if resolved.bearer_use != BearerUse::None {
         headers.remove(header::AUTHORIZATION);
     }
-    for token in resolved.cached.found.response.auth_tokens.iter().flatten() {
-        if let Some(h) = &token.http_header {
-            let (Ok(name), Ok(value)) = (
-                HeaderName::from_bytes(h.key.as_bytes()),
-                HeaderValue::from_str(&h.value),
-            ) else {
-                return Err(ProxyError::bad_gateway(
-                    Origin::DestinationService,
-                    format!(
-                        "Destination '{}': an auth token's header is not valid HTTP",
-                        lookup.name
-                    ),
-                ));
-            };
-            headers.insert(name, value);
-        }
+    for (name, value) in &prepared.set_headers {
+        headers.insert(name.clone(), value.clone());
     }
-    if let (Some(_), BearerUse::UserToken, Some(bearer)) =
-        (&target.on_premise, resolved.bearer_use, &creds.bearer)
+    if prepared.profile.on_premise.is_some()
+        && resolved.bearer_use == BearerUse::UserToken
+        && prepared.authentication == "PrincipalPropagation"
     {
-        if target.authentication == "PrincipalPropagation" {
-            if let Ok(v) = HeaderValue::from_str(&format!("Bearer {bearer}")) {
-                headers.insert("sap-connectivity-authentication", v);
-            }
+        if let Some(v) = creds
+            .bearer
+            .as_ref()
+            .and_then(|b| HeaderValue::from_str(&format!("Bearer {b}")).ok())
+        {
+            headers.insert("sap-connectivity-authentication", v);
         }
     }
-    for (k, v) in &target.headers {
-        if let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(k.as_bytes()),
-            HeaderValue::from_str(v),
-        ) {
-            headers.append(name, value);
-        }
+    for (name, value) in &prepared.add_headers {
+        headers.append(name.clone(), value.clone());
     }
-    let forwarded_for = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-        Some(prev) => format!("{prev}, {}", peer.ip()),
-        None => peer.ip().to_string(),
+    let peer_ip = peer.ip().to_string();
+    let forwarded_for = match req
+        .headers()
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(prev) => HeaderValue::from_str(&format!("{prev}, {peer_ip}")),
+        None => HeaderValue::from_str(&peer_ip),
     };
-    if let Ok(v) = HeaderValue::from_str(&forwarded_for) {
-        headers.insert("x-forwarded-for", v);
+    if let Ok(v) = forwarded_for {
+        headers.insert(X_FORWARDED_FOR.clone(), v);
     }
-    headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
-    if let Some(h) = original_host {
-        headers.insert("x-forwarded-host", h);
+    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
+    if let Some(h) = req.headers().get(header::HOST).cloned().or_else(|| {
+        req.uri()
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    }) {
+        headers.insert(X_FORWARDED_HOST.clone(), h);
     }
 
-    let profile = Profile {
-        connect_timeout: target.connect_timeout,
-        read_timeout: target.read_timeout,
-        identity_pem: target.identity_pem.clone(),
-        trust_pem: target.trust_pem.clone(),
-        trust_all: target.trust_all,
-        on_premise: target.on_premise.clone(),
-    };
-    let http = shared.egress.client(&profile)?;
     let retry = &snapshot.config.retry;
     let replayable = req.body().is_end_stream() && !upgrade;
     let body = req.into_body();
@@ -319,36 +327,53 @@ async fn forward(
     Ok(out)
 }
 
-/// What the proxy needs of a resolved destination to call it.
-struct Target {
+/// What the proxy needs of a resolved destination to call it, made once per cached answer: the
+/// parsed URL, the headers to inject, the egress client.
+#[derive(Debug)]
+pub struct Prepared {
     url: url::Url,
+    /// The URL's path without its trailing `/`.
+    base_path: String,
+    base_query: Option<String>,
     authentication: String,
-    headers: Vec<(String, String)>,
+    /// `authTokens[].http_header`: set, replacing the caller's.
+    set_headers: Vec<(HeaderName, HeaderValue)>,
+    /// `URL.headers.*`: added.
+    add_headers: Vec<(HeaderName, HeaderValue)>,
+    /// `URL.queries.*`.
     queries: Vec<(String, String)>,
-    connect_timeout: Duration,
-    read_timeout: Duration,
-    identity_pem: Option<secrecy::SecretString>,
-    trust_pem: Option<String>,
-    trust_all: bool,
-    on_premise: Option<(String, Option<String>)>,
+    profile: Profile,
+    client: reqwest::Client,
 }
 
-impl Target {
+impl Prepared {
     async fn of(
         resolved: &Resolved,
         name: &str,
         snapshot: &Snapshot,
         shared: &Shared,
-        request_headers: &HeaderMap,
-    ) -> Result<Self, ProxyError> {
+    ) -> Result<Arc<Self>, ProxyError> {
         let response = &resolved.cached.found.response;
         let config = &response.destination_configuration;
+        let mut set_headers = Vec::new();
         for token in response.auth_tokens.iter().flatten() {
             if let Some(error) = &token.error {
                 return Err(ProxyError::bad_gateway(
                     Origin::DestinationService,
                     format!("Destination '{name}': the token could not be retrieved: {error}"),
                 ));
+            }
+            if let Some(h) = &token.http_header {
+                let (Ok(header), Ok(value)) = (
+                    HeaderName::from_bytes(h.key.as_bytes()),
+                    HeaderValue::from_str(&h.value),
+                ) else {
+                    return Err(ProxyError::bad_gateway(
+                        Origin::DestinationService,
+                        format!("Destination '{name}': an auth token's header is not valid HTTP"),
+                    ));
+                };
+                set_headers.push((header, value));
             }
         }
         let bad = |reason: &str, text: String| {
@@ -390,9 +415,7 @@ impl Target {
                         format!("Destination '{name}' is OnPremise, but no connectivity proxy is configured (config.integration.connectivityProxy)"),
                     ));
                 };
-                let location = routing::single(request_headers, LOCATION_ID)?
-                    .map(str::to_owned)
-                    .or_else(|| prop(config, "CloudConnectorLocationId").map(str::to_owned));
+                let location = prop(config, "CloudConnectorLocationId").map(str::to_owned);
                 Some((egress::on_premise_url(cp), location))
             }
             other => {
@@ -402,12 +425,20 @@ impl Target {
                 ))
             }
         };
-        let mut headers = Vec::new();
+        if on_premise.is_none() {
+            shared.egress.check_target(&url, name)?;
+        }
+        let mut add_headers = Vec::new();
         let mut queries = Vec::new();
         for (k, v) in config {
             let Some(v) = v.as_str() else { continue };
             if let Some(h) = k.strip_prefix("URL.headers.") {
-                headers.push((h.to_owned(), v.to_owned()));
+                if let (Ok(header), Ok(value)) = (
+                    HeaderName::from_bytes(h.as_bytes()),
+                    HeaderValue::from_str(v),
+                ) {
+                    add_headers.push((header, value));
+                }
             } else if let Some(q) = k.strip_prefix("URL.queries.") {
                 queries.push((q.to_owned(), v.to_owned()));
             }
@@ -417,20 +448,28 @@ impl Target {
             .egress
             .tls_material(name, config, certificates)
             .await?;
-        Ok(Self {
-            url,
-            authentication: prop(config, "Authentication")
-                .unwrap_or("NoAuthentication")
-                .to_owned(),
-            headers,
-            queries,
+        let profile = Profile {
             connect_timeout: seconds(config, "URL.connectionTimeoutInSeconds", 5, 300),
             read_timeout: seconds(config, "URL.socketReadTimeoutInSeconds", 30, 43_200),
             identity_pem,
             trust_pem,
             trust_all: prop(config, "TrustAll").is_some_and(|v| v.eq_ignore_ascii_case("true")),
             on_premise,
-        })
+        };
+        let client = shared.egress.client(&profile)?;
+        Ok(Arc::new(Self {
+            base_path: url.path().trim_end_matches('/').to_owned(),
+            base_query: url.query().filter(|q| !q.is_empty()).map(str::to_owned),
+            url,
+            authentication: prop(config, "Authentication")
+                .unwrap_or("NoAuthentication")
+                .to_owned(),
+            set_headers,
+            add_headers,
+            queries,
+            profile,
+            client,
+        }))
     }
 }
 
@@ -444,24 +483,40 @@ fn is_upgrade(headers: &HeaderMap) -> bool {
             .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
 }
 
-/// The request's headers minus hop-by-hop, `Host`, `Expect` and the proxy's control headers;
-/// an upgrade keeps `Connection: upgrade` and `Upgrade`.
-fn outgoing_headers(incoming: &HeaderMap, upgrade: bool) -> HeaderMap {
-    let mut headers = incoming.clone();
-    strip_hop_by_hop(&mut headers, upgrade);
-    headers.remove(header::HOST);
-    headers.remove(header::EXPECT);
-    for name in routing::CONTROL_HEADERS {
-        headers.remove(*name);
-    }
-    headers.remove(LOCATION_ID);
-    let chain_vars: Vec<HeaderName> = headers
-        .keys()
-        .filter(|k| k.as_str().starts_with("x-chain-var-"))
-        .cloned()
+/// The request's headers minus hop-by-hop, `Host`, `Expect`, `X-Forwarded-*` (set anew) and the
+/// proxy's control headers; an upgrade keeps `Connection: upgrade` and `Upgrade`. Built afresh
+/// (one pass, no removals) with room for `extra` more.
+fn outgoing_headers(incoming: &HeaderMap, upgrade: bool, extra: usize) -> HeaderMap {
+    let mut headers = HeaderMap::with_capacity(incoming.len() + extra);
+    let connection_named: Vec<String> = incoming
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().to_ascii_lowercase())
+        .filter(|t| !t.is_empty() && t != "upgrade" && t != "keep-alive" && t != "close")
         .collect();
-    for k in chain_vars {
-        headers.remove(k);
+    for (name, value) in incoming {
+        let n = name.as_str();
+        let drop = HOP_BY_HOP.contains(&n)
+            || n == "host"
+            || n == "expect"
+            || n == LOCATION_ID
+            || n == "x-forwarded-for"
+            || n == "x-forwarded-proto"
+            || n == "x-forwarded-host"
+            || routing::CONTROL_HEADERS.contains(&n)
+            || n.starts_with("x-chain-var-")
+            || connection_named.iter().any(|c| c == n);
+        if !drop {
+            headers.append(name.clone(), value.clone());
+        }
+    }
+    if upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        if let Some(v) = incoming.get(header::UPGRADE) {
+            headers.insert(header::UPGRADE, v.clone());
+        }
     }
     headers
 }
@@ -538,7 +593,7 @@ mod tests {
         h.insert("accept", "text/plain".parse().unwrap());
         h.insert("host", "d.default".parse().unwrap());
         h.insert("expect", "100-continue".parse().unwrap());
-        let out = outgoing_headers(&h, false);
+        let out = outgoing_headers(&h, false, 0);
         assert_eq!(out.len(), 1, "{out:?}");
         assert_eq!(out["accept"], "text/plain");
     }
@@ -549,7 +604,7 @@ mod tests {
         h.insert("connection", "Upgrade".parse().unwrap());
         h.insert("upgrade", "websocket".parse().unwrap());
         assert!(is_upgrade(&h));
-        let out = outgoing_headers(&h, true);
+        let out = outgoing_headers(&h, true, 0);
         assert_eq!(out["connection"], "upgrade");
         assert_eq!(out["upgrade"], "websocket");
     }

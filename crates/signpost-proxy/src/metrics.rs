@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 /// Upper bounds (seconds) of the target latency histogram's buckets.
@@ -14,10 +14,32 @@ const BUCKETS: [f64; 12] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
 ];
 
+/// The answers of one route by status: a short list, searched linearly (a route sees few
+/// distinct statuses), so counting a request allocates nothing and touches no shared map.
+#[derive(Debug, Default)]
+pub struct RouteCounters(Mutex<Vec<(u16, u64)>>);
+
+impl RouteCounters {
+    pub fn count(&self, status: u16) {
+        let mut v = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match v.iter_mut().find(|(s, _)| *s == status) {
+            Some((_, n)) => *n += 1,
+            None => v.push((status, 1)),
+        }
+    }
+
+    fn snapshot(&self) -> Vec<(u16, u64)> {
+        self.0.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct Metrics {
-    /// route → status → requests answered.
-    requests: Mutex<BTreeMap<String, BTreeMap<u16, u64>>>,
+    /// route → its counters; kept across reloads.
+    routes: RwLock<BTreeMap<String, Arc<RouteCounters>>>,
     /// origin label → errors the proxy answered itself.
     errors: Mutex<BTreeMap<&'static str, u64>>,
     latency_buckets: [AtomicU64; BUCKETS.len()],
@@ -34,15 +56,22 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// A request answered (by the target or by the proxy) on `route`.
-    pub fn request(&self, route: &str, status: u16) {
-        if let Ok(mut m) = self.requests.lock() {
-            if let Some(by_status) = m.get_mut(route) {
-                *by_status.entry(status).or_default() += 1;
-            } else {
-                m.entry(route.to_owned()).or_default().insert(status, 1);
-            }
+    /// The counters of `route` (made on first use, kept across reloads).
+    pub fn route(&self, route: &str) -> Arc<RouteCounters> {
+        if let Some(c) = self.routes.read().ok().and_then(|m| m.get(route).cloned()) {
+            return c;
         }
+        let mut m = self
+            .routes
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        m.entry(route.to_owned()).or_default().clone()
+    }
+
+    /// A request answered (by the target or by the proxy) on `route` (slow path; the forwarder
+    /// holds its route's counters).
+    pub fn request(&self, route: &str, status: u16) {
+        self.route(route).count(status);
     }
 
     /// An error the proxy answered itself.
@@ -76,12 +105,19 @@ impl Metrics {
     pub fn render(&self, token_fetches: u64) -> String {
         let mut out = String::new();
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let requests = self.requests.lock().map(|m| m.clone()).unwrap_or_default();
-        let total: u64 = requests.values().flat_map(|m| m.values()).sum();
+        let requests: Vec<(String, Vec<(u16, u64)>)> = self
+            .routes
+            .read()
+            .map(|m| m.iter().map(|(r, c)| (r.clone(), c.snapshot())).collect())
+            .unwrap_or_default();
+        let total: u64 = requests
+            .iter()
+            .flat_map(|(_, v)| v.iter().map(|(_, n)| n))
+            .sum();
         out.push_str("# HELP signpost_proxy_requests_total HTTP requests answered, by route and status.\n# TYPE signpost_proxy_requests_total counter\n");
         for (route, status, n) in requests
             .iter()
-            .flat_map(|(r, m)| m.iter().map(move |(s, n)| (r, s, n)))
+            .flat_map(|(r, v)| v.iter().map(move |(s, n)| (r, s, n)))
         {
             let _ = writeln!(
                 out,

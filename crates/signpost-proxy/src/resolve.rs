@@ -162,6 +162,8 @@ pub fn find_request(
 pub struct Cached {
     pub found: Found,
     pub at: Instant,
+    /// What the forwarder made of it (URL, headers, egress client), made on first use.
+    pub prepared: tokio::sync::OnceCell<Arc<crate::forward::Prepared>>,
 }
 
 impl Cached {
@@ -421,6 +423,7 @@ impl Resolver {
                 let cached = Arc::new(Cached {
                     found,
                     at: Instant::now(),
+                    prepared: tokio::sync::OnceCell::new(),
                 });
                 if !cached.has_token_error() {
                     self.store(key, cached.clone(), ttl);

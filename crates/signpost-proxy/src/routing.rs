@@ -49,6 +49,8 @@ pub struct RouteEntry {
     pub id: String,
     /// The Destination service instance it uses.
     pub instance: String,
+    /// Its answers by status, for `/metrics`.
+    pub counters: std::sync::Arc<crate::metrics::RouteCounters>,
 }
 
 /// Routes by name and namespace.
@@ -62,7 +64,7 @@ pub struct RouteTable {
 }
 
 impl RouteTable {
-    pub fn new(config: &ProxyConfig, namespace: &str) -> Self {
+    pub fn new(config: &ProxyConfig, namespace: &str, metrics: &crate::metrics::Metrics) -> Self {
         let mut table = RouteTable {
             namespace: namespace.to_ascii_lowercase(),
             ..RouteTable::default()
@@ -74,8 +76,10 @@ impl RouteTable {
             let name = route.name.to_ascii_lowercase();
             let ns = route.namespace.to_ascii_lowercase();
             let i = table.routes.len();
+            let id = format!("{name}.{ns}");
             table.routes.push(RouteEntry {
-                id: format!("{name}.{ns}"),
+                counters: metrics.route(&id),
+                id,
                 instance: instance.to_owned(),
                 route: route.clone(),
             });

@@ -57,10 +57,11 @@ impl Shared {
             sources.routes.as_deref(),
             &sources.credentials,
         )?;
-        let snapshot = build(config, &sources.namespace, None)?;
+        let metrics = Metrics::default();
+        let snapshot = build(config, &sources.namespace, None, &metrics)?;
         Ok(Arc::new(Self {
             sources,
-            metrics: Metrics::default(),
+            metrics,
             resolver: Resolver::new(),
             egress: Egress::new(allow_private),
             tcp: TcpRoutes::default(),
@@ -94,7 +95,13 @@ impl Shared {
             if config.fingerprint() == current.fingerprint {
                 return Ok(None);
             }
-            build(config, &self.sources.namespace, Some(&current)).map(Some)
+            build(
+                config,
+                &self.sources.namespace,
+                Some(&current),
+                &self.metrics,
+            )
+            .map(Some)
         });
         match outcome {
             Ok(None) => {
@@ -102,8 +109,12 @@ impl Shared {
                 false
             }
             Ok(Some(next)) => {
+                // Cached answers carry what was prepared from them with the old settings
+                // (connectivity proxy, clients of the instances).
                 let instances_changed = next.clients.len() != current.clients.len()
-                    || next.config.instances != current.config.instances;
+                    || next.config.instances != current.config.instances
+                    || next.config.connectivity_proxy != current.config.connectivity_proxy
+                    || next.config.additional_cas != current.config.additional_cas;
                 if let Ok(mut s) = self.snapshot.write() {
                     *s = Arc::new(next);
                 }
@@ -163,6 +174,7 @@ fn build(
     config: ProxyConfig,
     namespace: &str,
     previous: Option<&Snapshot>,
+    metrics: &Metrics,
 ) -> Result<Snapshot, ConfigError> {
     let mut clients = HashMap::new();
     for (i, instance) in config.instances.iter().enumerate() {
@@ -204,7 +216,7 @@ fn build(
         };
         clients.insert(instance.name.clone(), client);
     }
-    let routes = RouteTable::new(&config, namespace);
+    let routes = RouteTable::new(&config, namespace, metrics);
     Ok(Snapshot {
         fingerprint: config.fingerprint(),
         config,
