@@ -256,7 +256,10 @@ fn build(profile: &Profile, guarded: bool) -> Result<reqwest::Client, ProxyError
         .pool_max_idle_per_host(256)
         .tcp_nodelay(true)
         .http1_only();
-    if guarded {
+    // Behind a corporate proxy (HTTPS_PROXY/HTTP_PROXY), that proxy resolves the target's name
+    // and usually sits on a private address itself: the resolver would refuse it. Literal
+    // addresses are still checked (`Egress::check_target`).
+    if guarded && !env_proxy_set() {
         b = b.dns_resolver(Arc::new(signpost_net::PublicOnly));
     }
     if let Some((proxy_url, location)) = &profile.on_premise {
@@ -290,6 +293,20 @@ fn build(profile: &Profile, guarded: bool) -> Result<reqwest::Client, ProxyError
     }
     b.build()
         .map_err(|_| fail("the HTTP client for the target could not be built"))
+}
+
+/// True when the environment names a proxy for outbound HTTP (which reqwest then uses).
+fn env_proxy_set() -> bool {
+    [
+        "HTTPS_PROXY",
+        "https_proxy",
+        "HTTP_PROXY",
+        "http_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+    ]
+    .iter()
+    .any(|k| std::env::var_os(k).is_some_and(|v| !v.is_empty()))
 }
 
 /// The connectivity proxy's URL for `OnPremise` destinations.

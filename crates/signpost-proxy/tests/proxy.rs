@@ -941,3 +941,64 @@ async fn an_x509_service_key_with_its_private_key_in_a_secret_of_its_own() {
         "the private key is never logged"
     );
 }
+
+#[tokio::test]
+async fn internet_destinations_honour_http_proxy_and_retries() {
+    let echo = EchoServer::start().await;
+    let corporate = ForwardProxy::start_with_virtual_hosts(&[("api.example.com:80", echo.addr)]);
+    let (_app, t) = signpost(
+        None,
+        vec![
+            http_dest("public", "http://api.example.com/v1", json!({})),
+            http_dest("flaky", &format!("{}/status/503", echo.url()), json!({})),
+        ],
+    )
+    .await;
+    let config = values(
+        &(route("public", "public") + &route("flaky", "flaky")),
+        "",
+        "  http:\n    retry:\n      maxRetries: 2\n      statusCodes: [503]\n",
+    );
+    let creds = credentials_dir(&t);
+    let dir = creds.path().to_str().unwrap().to_owned();
+    // The Destination service itself is on loopback and must not go through the corporate proxy.
+    let proxy = Proxy::start_env(
+        &config,
+        &["--credentials-dir", &dir, "--allow-private-networks"],
+        &[
+            ("HTTP_PROXY", &corporate.url()),
+            ("NO_PROXY", "127.0.0.1,localhost"),
+        ],
+    )
+    .await;
+    let (status, v, _) = proxy.get_json("public.default", "/orders", &[]).await;
+    assert_eq!(status, 200, "{v} {} {:?}", proxy.log(), corporate.seen());
+    assert_eq!(v["path"], "/v1/orders");
+    let seen = corporate.seen();
+    assert!(
+        seen.iter()
+            .any(|r| r.target == "http://api.example.com/v1/orders"),
+        "the call went through HTTP_PROXY: {seen:?}"
+    );
+
+    // A GET answered 503 is tried 1 + maxRetries times; the last answer comes back unchanged.
+    let before = echo.requests();
+    let res = proxy
+        .req(Method::GET, "flaky.default", "/")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 503);
+    assert_eq!(res.headers()["x-upstream"], "echo");
+    assert_eq!(echo.requests() - before, 3);
+    // A request with a body is never replayed.
+    let before = echo.requests();
+    let res = proxy
+        .req(Method::POST, "flaky.default", "/")
+        .body("payload")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 503);
+    assert_eq!(echo.requests() - before, 1);
+}

@@ -41,6 +41,17 @@ impl Proxy {
 
     /// Starts the binary with the `config.yaml` already in `dir`.
     pub async fn start_in(dir: tempfile::TempDir, args: &[&str]) -> Proxy {
+        Self::start_in_env(dir, args, &[]).await
+    }
+
+    /// Like [`Proxy::start`], with extra environment variables.
+    pub async fn start_env(config: &str, args: &[&str], env: &[(&str, &str)]) -> Proxy {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(Self::config_path(dir.path()), config).unwrap();
+        Self::start_in_env(dir, args, env).await
+    }
+
+    async fn start_in_env(dir: tempfile::TempDir, args: &[&str], env: &[(&str, &str)]) -> Proxy {
         let port = free_port();
         let admin = free_port();
         let log = std::fs::File::create(dir.path().join("proxy.log")).unwrap();
@@ -55,6 +66,13 @@ impl Proxy {
                 "SIGNPOST_LOG",
                 "debug,hyper=info,reqwest=info,h2=info,rustls=info",
             )
+            .env_remove("HTTP_PROXY")
+            .env_remove("HTTPS_PROXY")
+            .env_remove("http_proxy")
+            .env_remove("https_proxy")
+            .env_remove("ALL_PROXY")
+            .env_remove("all_proxy")
+            .envs(env.iter().copied())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
