@@ -166,6 +166,14 @@ async fn forward(
             &shared.metrics,
         )
         .await?;
+    if let Some(reason) = &resolved.stale {
+        tracing::warn!(
+            request_id = %request_id,
+            destination = %lookup.name,
+            error = %reason,
+            "serving a cached destination: the Destination service failed"
+        );
+    }
     let prepared = resolved
         .cached
         .prepared

@@ -167,6 +167,15 @@ pub struct Cached {
 }
 
 impl Cached {
+    /// The destination's `Authentication`.
+    pub fn authentication(&self) -> Option<&str> {
+        self.found
+            .response
+            .destination_configuration
+            .get("Authentication")
+            .and_then(|v| v.as_str())
+    }
+
     /// Usable without asking again: younger than `ttl`, and every token still valid.
     fn fresh(&self, ttl: Duration, now: Instant) -> bool {
         now.duration_since(self.at) < ttl && self.tokens_valid(now)
@@ -197,10 +206,21 @@ impl Cached {
 #[derive(Debug, Clone)]
 pub struct Resolved {
     pub cached: Arc<Cached>,
-    /// Served from the cache after the Destination service failed.
-    pub stale: bool,
+    /// Served from the cache after the Destination service failed: why it failed (the caller logs
+    /// it with its request id).
+    pub stale: Option<String>,
     /// How the workload's bearer token was used.
     pub bearer_use: BearerUse,
+}
+
+impl Resolved {
+    fn new(cached: Arc<Cached>, stale: Option<String>) -> Self {
+        Self {
+            cached,
+            stale,
+            bearer_use: BearerUse::None,
+        }
+    }
 }
 
 type Key = [u8; 32];
@@ -296,15 +316,12 @@ impl Resolver {
             .cached_find(instance, client, &req, ttl, metrics)
             .await?;
         resolved.bearer_use = bearer_use;
-        if let Some(auth) = resolved
-            .cached
-            .found
-            .response
-            .destination_configuration
-            .get("Authentication")
-            .and_then(|v| v.as_str())
-        {
-            self.remember(instance, lookup, auth);
+        // What the destination's type is matters only to callers with a bearer token; keep the
+        // hint fresh for them (it may have changed with the destination).
+        if creds.bearer.is_some() {
+            if let Some(auth) = resolved.cached.authentication() {
+                self.remember(instance, lookup, auth);
+            }
         }
         Ok(resolved)
     }
@@ -365,11 +382,7 @@ impl Resolver {
         let resolved = self.probe(instance, client, lookup, ttl, metrics).await?;
         let auth = resolved
             .cached
-            .found
-            .response
-            .destination_configuration
-            .get("Authentication")
-            .and_then(|v| v.as_str())
+            .authentication()
             .unwrap_or("NoAuthentication")
             .to_owned();
         self.remember(instance, lookup, &auth);
@@ -387,11 +400,7 @@ impl Resolver {
         let key = key_of(instance, req);
         if let Some(hit) = self.fresh(&key, ttl) {
             Metrics::inc(&metrics.cache_hits);
-            return Ok(Resolved {
-                cached: hit,
-                stale: false,
-                bearer_use: BearerUse::None,
-            });
+            return Ok(Resolved::new(hit, None));
         }
         let flight = {
             let mut flights = self
@@ -404,11 +413,7 @@ impl Resolver {
         // Someone else may have refreshed it while this one waited.
         if let Some(hit) = self.fresh(&key, ttl) {
             Metrics::inc(&metrics.cache_hits);
-            return Ok(Resolved {
-                cached: hit,
-                stale: false,
-                bearer_use: BearerUse::None,
-            });
+            return Ok(Resolved::new(hit, None));
         }
         Metrics::inc(&metrics.cache_misses);
         let outcome = client.find(req).await;
@@ -428,27 +433,14 @@ impl Resolver {
                 if !cached.has_token_error() {
                     self.store(key, cached.clone(), ttl);
                 }
-                Ok(Resolved {
-                    cached,
-                    stale: false,
-                    bearer_use: BearerUse::None,
-                })
+                Ok(Resolved::new(cached, None))
             }
             Err(e) => {
                 let serve_stale = !matches!(e, ClientError::Api { status, .. } if status < 500);
                 if serve_stale {
                     if let Some(old) = self.entries.read().ok().and_then(|m| m.get(&key).cloned()) {
                         Metrics::inc(&metrics.cache_stale);
-                        tracing::warn!(
-                            destination = %req.name,
-                            error = %e,
-                            "serving a cached destination: the Destination service failed"
-                        );
-                        return Ok(Resolved {
-                            cached: old,
-                            stale: true,
-                            bearer_use: BearerUse::None,
-                        });
+                        return Ok(Resolved::new(old, Some(e.to_string())));
                     }
                 }
                 Err(proxy_error(&req.name, &e))
