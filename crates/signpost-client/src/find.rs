@@ -11,8 +11,10 @@ use reqwest::Url;
 use crate::http::join;
 use crate::{Error, FindResponse, Result};
 
-/// The level of a v2 (Consume API) lookup: `GET .../v2/destinations/{name}@{level}`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// The level of a v2 (Consume API) lookup: `GET .../v2/destinations/{name}@{level}`; also the
+/// `level` of a `Destination` resource's refs (serde: `subaccount`, `provider_instance`, ...).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum LookupLevel {
     Subaccount,
     Instance,

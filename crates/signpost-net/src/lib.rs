@@ -143,17 +143,25 @@ impl Resolve for PublicOnly {
     fn resolve(&self, name: Name) -> Resolving {
         Box::pin(async move {
             let host = name.as_str().to_owned();
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
-                .await?
-                .filter(|a| !is_private(a.ip()))
-                .collect();
-            if addrs.is_empty() {
-                return Err(format!(
-                    "{host} resolves only to private, loopback or link-local addresses"
-                )
-                .into());
+            let (public, private): (Vec<SocketAddr>, Vec<SocketAddr>) =
+                tokio::net::lookup_host((host.as_str(), 0))
+                    .await?
+                    .partition(|a| !is_private(a.ip()));
+            if public.is_empty() {
+                // A typed error, so that callers can tell it from other failures by downcasting.
+                if let Some(ip) = private.first().map(SocketAddr::ip) {
+                    let e: Box<dyn std::error::Error + Send + Sync> =
+                        Box::new(NotPublic::Private { host, ip });
+                    return Err(e);
+                }
+                let e: Box<dyn std::error::Error + Send + Sync> =
+                    Box::new(NotPublic::Unresolvable {
+                        host,
+                        reason: "no address".into(),
+                    });
+                return Err(e);
             }
-            let it: Addrs = Box::new(addrs.into_iter());
+            let it: Addrs = Box::new(public.into_iter());
             Ok(it)
         })
     }

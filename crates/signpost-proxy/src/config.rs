@@ -98,13 +98,6 @@ impl fmt::Debug for ServiceKeyJson {
     }
 }
 
-impl ServiceKeyJson {
-    /// A top-level string field (`clientid`, `uri`, `url`, `certurl`, …).
-    pub fn str_field(&self, key: &str) -> Option<&str> {
-        self.0.get(key).and_then(Value::as_str)
-    }
-}
-
 /// `config.http.retry`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Retry {
@@ -251,39 +244,8 @@ impl Scope {
     }
 }
 
-/// The level at which a destination or fragment is looked up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Level {
-    Subaccount,
-    Instance,
-    ProviderSubaccount,
-    ProviderInstance,
-}
-
-impl Level {
-    pub const ALL: [Level; 4] = [
-        Level::Subaccount,
-        Level::Instance,
-        Level::ProviderSubaccount,
-        Level::ProviderInstance,
-    ];
-
-    /// The name in resources, headers and the Destination service's API.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Level::Subaccount => "subaccount",
-            Level::Instance => "instance",
-            Level::ProviderSubaccount => "provider_subaccount",
-            Level::ProviderInstance => "provider_instance",
-        }
-    }
-
-    /// The level named `s` (as in `X-Destination-Level`), if any.
-    pub fn parse(s: &str) -> Option<Level> {
-        Level::ALL.into_iter().find(|l| l.as_str() == s)
-    }
-}
+/// The level at which a destination or fragment is looked up: the client's lookup level.
+pub use signpost_client::LookupLevel as Level;
 
 /// Where the service keys come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -546,18 +508,6 @@ impl ProxyConfig {
         let mut canonical = String::new();
         write_canonical(&value, &mut canonical);
         Sha256::digest(canonical.as_bytes()).into()
-    }
-
-    /// The instance named `name`.
-    pub fn instance(&self, name: &str) -> Option<&Instance> {
-        self.instances.iter().find(|i| i.name == name)
-    }
-
-    /// The route named `name` in `namespace`.
-    pub fn route(&self, namespace: &str, name: &str) -> Option<&Route> {
-        self.routes
-            .iter()
-            .find(|r| r.name == name && r.namespace == namespace)
     }
 }
 
@@ -1639,20 +1589,28 @@ destinations:
         assert_eq!(gateway.namespace, "default");
         assert!(gateway.is_dynamic());
         assert_eq!(gateway.instance_name(&cfg), Some("dest-service-instance"));
-        assert_eq!(cfg.route("apps", "s4").map(|r| r.name.as_str()), Some("s4"));
-        assert!(cfg.instance("second").is_some());
+        assert!(cfg
+            .routes
+            .iter()
+            .any(|r| r.namespace == "apps" && r.name == "s4"));
+        assert!(cfg.instances.iter().any(|i| i.name == "second"));
     }
 
     #[test]
     fn level_names() {
-        for level in Level::ALL {
-            assert_eq!(Level::parse(level.as_str()), Some(level));
+        for level in [
+            Level::Subaccount,
+            Level::Instance,
+            Level::ProviderSubaccount,
+            Level::ProviderInstance,
+        ] {
+            assert_eq!(level.as_str().parse::<Level>().ok(), Some(level));
             assert_eq!(
                 serde_json::to_value(level).expect("ser"),
                 json!(level.as_str())
             );
         }
-        assert_eq!(Level::parse("Subaccount"), None);
+        assert!("Subaccount".parse::<Level>().is_err());
     }
 
     #[test]

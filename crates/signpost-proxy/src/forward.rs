@@ -496,14 +496,7 @@ fn is_upgrade(headers: &HeaderMap) -> bool {
 /// (one pass, no removals) with room for `extra` more.
 fn outgoing_headers(incoming: &HeaderMap, upgrade: bool, extra: usize) -> HeaderMap {
     let mut headers = HeaderMap::with_capacity(incoming.len() + extra);
-    let connection_named: Vec<String> = incoming
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|t| t.trim().to_ascii_lowercase())
-        .filter(|t| !t.is_empty() && t != "upgrade" && t != "keep-alive" && t != "close")
-        .collect();
+    let connection_named = connection_named(incoming);
     for (name, value) in incoming {
         let n = name.as_str();
         let drop = HOP_BY_HOP.contains(&n)
@@ -529,17 +522,23 @@ fn outgoing_headers(incoming: &HeaderMap, upgrade: bool, extra: usize) -> Header
     headers
 }
 
-/// Removes hop-by-hop headers and those named by `Connection`; an upgrade keeps
-/// `Connection: upgrade` and `Upgrade`.
-fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
-    let named: Vec<String> = headers
+/// The header names a `Connection` header lists (hop-by-hop too), lowercase, without the
+/// `upgrade`, `keep-alive` and `close` tokens.
+fn connection_named(headers: &HeaderMap) -> Vec<String> {
+    headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .map(|t| t.trim().to_ascii_lowercase())
-        .filter(|t| !t.is_empty() && t != "upgrade")
-        .collect();
+        .filter(|t| !t.is_empty() && t != "upgrade" && t != "keep-alive" && t != "close")
+        .collect()
+}
+
+/// Removes hop-by-hop headers and those named by `Connection`; an upgrade keeps
+/// `Connection: upgrade` and `Upgrade`.
+fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
+    let named = connection_named(headers);
     let upgrade_value = headers.get(header::UPGRADE).cloned();
     for name in HOP_BY_HOP.iter().map(|s| s.to_string()).chain(named) {
         headers.remove(name.as_str());
@@ -557,11 +556,14 @@ fn target_error(e: &reqwest::Error, destination: &str) -> ProxyError {
     let mut chain = e.to_string();
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
+        if matches!(
+            s.downcast_ref::<signpost_net::NotPublic>(),
+            Some(signpost_net::NotPublic::Private { .. })
+        ) {
+            return egress::loopback_error(destination);
+        }
         chain = format!("{chain}: {s}");
         source = s.source();
-    }
-    if chain.contains("private, loopback or link-local") {
-        return egress::loopback_error(destination);
     }
     let (status, what) = if e.is_timeout() {
         (StatusCode::GATEWAY_TIMEOUT, "timed out")

@@ -23,7 +23,7 @@ pub mod tcp;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
+
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -111,6 +111,3 @@ pub async fn run(
     let _ = admin_task.await;
     Ok(())
 }
-
-/// Keeps a value alive for the process (used by the binary for the runtime's state).
-pub type SharedState = Arc<Shared>;

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use http::HeaderMap;
 use signpost_client::{FragmentRef, LookupLevel};
 
-use crate::config::{self, ProxyConfig, Route};
+use crate::config::{ProxyConfig, Route};
 use crate::error::ProxyError;
 
 /// Request headers that steer the proxy (PROXY.md §3.2) and are removed before the call goes
@@ -191,15 +191,6 @@ fn level_of(value: &str, header: &str) -> Result<LookupLevel, ProxyError> {
     })
 }
 
-fn level_from_config(level: config::Level) -> LookupLevel {
-    match level {
-        config::Level::Subaccount => LookupLevel::Subaccount,
-        config::Level::Instance => LookupLevel::Instance,
-        config::Level::ProviderSubaccount => LookupLevel::ProviderSubaccount,
-        config::Level::ProviderInstance => LookupLevel::ProviderInstance,
-    }
-}
-
 fn check_name(value: &str, header: &str) -> Result<String, ProxyError> {
     if value.is_empty() || value.len() > MAX_NAME {
         return Err(ProxyError::bad_request(format!(
@@ -282,10 +273,10 @@ pub fn lookup_for(route: &Route, headers: &HeaderMap) -> Result<Lookup, ProxyErr
         }
         Lookup {
             name: spec.destination_ref.name.clone(),
-            level: spec.destination_ref.level.map(level_from_config),
+            level: spec.destination_ref.level,
             fragment: spec.fragment_ref.as_ref().map(|f| FragmentRef {
                 name: f.name.clone(),
-                level: f.level.map(level_from_config),
+                level: f.level,
             }),
             fragment_optional: spec
                 .fragment_ref

@@ -30,13 +30,6 @@ impl TcpRoutes {
         self.errors.lock().map(|e| e.clone()).unwrap_or_default()
     }
 
-    pub fn ports(&self) -> Vec<(u16, String)> {
-        self.listeners
-            .lock()
-            .map(|m| m.iter().map(|(p, (r, _))| (*p, r.clone())).collect())
-            .unwrap_or_default()
-    }
-
     /// Stops every listener.
     pub fn close(&self) {
         if let Ok(mut m) = self.listeners.lock() {

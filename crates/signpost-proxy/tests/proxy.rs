@@ -704,6 +704,20 @@ async fn http2_websockets_and_tcp() {
 async fn on_premise_goes_through_the_connectivity_proxy() {
     let echo = EchoServer::start().await;
     let cp = ForwardProxy::start_with_virtual_hosts(&[("erp.internal:44300", echo.addr)]);
+    // A name (not a literal) that resolves to this machine: the machine's own host name.
+    let host = String::from_utf8(
+        std::process::Command::new("hostname")
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap()
+    .trim()
+    .to_owned();
+    let host_is_private = tokio::net::lookup_host((host.as_str(), 0))
+        .await
+        .map(|mut a| a.all(|a| signpost_net::is_private(a.ip())))
+        .unwrap_or(false);
     let (_app, t) = signpost(
         None,
         vec![
@@ -713,6 +727,7 @@ async fn on_premise_goes_through_the_connectivity_proxy() {
                 json!({"ProxyType": "OnPremise", "CloudConnectorLocationId": "loc-1"}),
             ),
             http_dest("public", &echo.url(), json!({})),
+            http_dest("named", &format!("http://{host}:{}", echo.port), json!({})),
         ],
     )
     .await;
@@ -782,6 +797,35 @@ async fn on_premise_goes_through_the_connectivity_proxy() {
         seen_before,
         "the private target saw no request"
     );
+    // A name resolving to a private address is refused by the resolver, with the same reason.
+    if host_is_private {
+        let proxy_routes = values(&route("named", "named"), "", "");
+        std::fs::write(Proxy::config_path(proxy.dir.path()), proxy_routes).unwrap();
+        let mut status = 404;
+        let mut h = reqwest::header::HeaderMap::new();
+        for _ in 0..50 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            (status, _, h) = proxy.get_json("named.default", "/", &[]).await;
+            if status != 404 {
+                break;
+            }
+        }
+        assert_eq!(status, 502, "{}", proxy.log());
+        assert!(
+            h["x-error-message"]
+                .to_str()
+                .unwrap()
+                .contains("LoopbackUrlNotSupported"),
+            "{h:?}"
+        );
+        assert_eq!(
+            echo.requests(),
+            seen_before,
+            "the private target saw no request"
+        );
+    } else {
+        println!("{host} does not resolve to private addresses only; the name case is not checked");
+    }
 }
 
 #[tokio::test]
