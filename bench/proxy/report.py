@@ -121,6 +121,12 @@ def main():
             med["nginx-proxy"]["requests_per_sec"], med["nginx"]["requests_per_sec"])
         ratios["p99_nginx_proxy_over_nginx"] = ratio(med["nginx-proxy"]["p99_ms"], med["nginx"]["p99_ms"])
 
+    if "signpost-proxy" in med and "signpost-proxy-ref" in med:
+        ratios["rate_signpost_proxy_over_ref"] = ratio(
+            med["signpost-proxy"]["requests_per_sec"], med["signpost-proxy-ref"]["requests_per_sec"])
+        ratios["p99_signpost_proxy_over_ref"] = ratio(
+            med["signpost-proxy"]["p99_ms"], med["signpost-proxy-ref"]["p99_ms"])
+
     rss_load = load_json(os.path.join(work, "rss-load.json"))
     streams = {}
     for name in ("signpost-proxy", "nginx"):
@@ -149,11 +155,11 @@ def main():
         f"proxy benchmark: GET of a {meta['body_bytes']} byte static file, wrk -t{load['threads']} "
         f"-c{load['connections']} -d{load['duration']} --latency -H 'Host: {meta['host_header']}', "
         f"{rounds} interleaved rounds, {meta['machine']['cores']} cores shared by wrk and the servers")
-    lines.append(f"{'':16} {'requests/s':>12} {'p50 ms':>9} {'p99 ms':>9}   (medians of {rounds} rounds; per round: requests/s)")
+    lines.append(f"{'':18} {'requests/s':>12} {'p50 ms':>9} {'p99 ms':>9}   (medians of {rounds} rounds; per round: requests/s)")
     for t in targets:
         m = med[t]
         per_round = ", ".join(f"{x['requests_per_sec']:.0f}" for x in per_target[t]["runs"])
-        lines.append(f"{t:16} {m['requests_per_sec']:12.1f} {m['p50_ms']:9.3f} {m['p99_ms']:9.3f}   [{per_round}]")
+        lines.append(f"{t:18} {m['requests_per_sec']:12.1f} {m['p50_ms']:9.3f} {m['p99_ms']:9.3f}   [{per_round}]")
     for t in targets:
         lines.append(f"  {t}: {per_target[t]['label']}")
     if "signpost-proxy" in med:
@@ -165,6 +171,11 @@ def main():
             "ratio signpost-proxy/nginx (static file, the ceiling): rate "
             f"{fmt_ratio(ratios.get('rate_signpost_proxy_over_nginx'))}, p99 "
             f"{fmt_ratio(ratios.get('p99_signpost_proxy_over_nginx'))}")
+    if "rate_signpost_proxy_over_ref" in ratios:
+        lines.append(
+            "ratio signpost-proxy/signpost-proxy-ref (this build over the reference build): rate "
+            f"{fmt_ratio(ratios['rate_signpost_proxy_over_ref'])}, p99 "
+            f"{fmt_ratio(ratios['p99_signpost_proxy_over_ref'])}")
     if "nginx-proxy" in med:
         lines.append(
             f"ratio nginx-proxy/nginx: rate {fmt_ratio(ratios.get('rate_nginx_proxy_over_nginx'))}, "
@@ -176,9 +187,17 @@ def main():
             avg = {k: sum(c.get(k, 0) for c in cpus) / len(cpus) for k in keys}
             names = {"server": t, "upstream": "upstream nginx", "signpost": "signpost",
                      "wrk": "wrk", "other": "other processes"}
+            # CPU time of the serving process per request: less disturbed by a busy machine
+            # than the rates.
+            served = [x for x in per_target[t]["runs"] if x["cpu_cores"] and x["requests_per_sec"]]
+            per_req = statistics.median(
+                x["cpu_cores"]["server"] / x["requests_per_sec"] * 1e6 for x in served) if served else None
+            per_target[t]["median"]["server_cpu_us_per_request"] = (
+                round(per_req, 1) if per_req is not None else None)
             lines.append(
                 f"CPU during the {t} runs (mean), in cores of {meta['machine']['cores']}: "
-                + ", ".join(f"{names[k]} {avg[k]:.2f}" for k in keys))
+                + ", ".join(f"{names[k]} {avg[k]:.2f}" for k in keys)
+                + (f"; {t} CPU per request {per_req:.1f} µs" if per_req is not None else ""))
     if rss_load:
         lines.append(
             f"signpost-proxy memory after the load: VmRSS {mb(rss_load.get('VmRSS'))} MB, "

@@ -28,6 +28,9 @@
 #   BENCH_RESULTS_DIR, BENCH_START_TIMEOUT, BENCH_KEEP_TMP, SIGNPOST_BIN, CARGO_TARGET_DIR: as in
 #   bench/find-destination
 #   SIGNPOST_PROXY_BIN=PATH    use this proxy binary instead of building it
+#   SIGNPOST_PROXY_REF_BIN=PATH  also load this second proxy binary (an older build, say) with the
+#                              same configuration, as target `signpost-proxy-ref`, interleaved
+#                              with the others; the report adds the ratio of the two proxies
 set -Eeuo pipefail
 
 BENCH_NAME=proxy
@@ -55,7 +58,9 @@ OAUTH_PID=""
 UPSTREAM_PID=""
 RP_PID=""
 PROXY_PID=""
-BENCH_PID_VARS=(WRK_PID PROXY_PID RP_PID UPSTREAM_PID "${BENCH_PID_VARS[@]}" OAUTH_PID)
+REF_PID=""
+REF_BIN=${SIGNPOST_PROXY_REF_BIN:-}
+BENCH_PID_VARS=(WRK_PID PROXY_PID REF_PID RP_PID UPSTREAM_PID "${BENCH_PID_VARS[@]}" OAUTH_PID)
 
 for setting in ROUNDS BODY_SIZE STREAM_BYTES NGINX_WORKERS; do
   [[ ${!setting} =~ ^[0-9]+$ ]] || die "$setting must be a whole number, not '${!setting}'"
@@ -306,6 +311,19 @@ EOF
   wait_ready "$PROXY_PID" "signpost-proxy (GET $BODY_PATH with Host: $HOST_HEADER)" "$WORK/proxy.log" proxy_serves
   READYZ=$(curl -s -o /dev/null --max-time 5 -w '%{http_code}' "http://127.0.0.1:$ADMIN_PORT/readyz" || true)
   log "signpost-proxy answers 200 through the route; admin /readyz: $READYZ"
+  if [[ -n $REF_BIN ]]; then
+    [[ -x $REF_BIN ]] || die "SIGNPOST_PROXY_REF_BIN $REF_BIN is not an executable"
+    REF_PORT=$(free_port)
+    REF_ADMIN_PORT=$(free_port)
+    REF_URL=http://127.0.0.1:$REF_PORT
+    log "starting the reference proxy $REF_BIN on $REF_URL (log $WORK/proxy-ref.log)"
+    env SIGNPOST_ALLOW_PRIVATE_NETWORKS=true "$REF_BIN" --config "$WORK/proxy.yaml" \
+      --listen "127.0.0.1:$REF_PORT" --admin-listen "127.0.0.1:$REF_ADMIN_PORT" \
+      --credentials-dir "$WORK/credentials" "${PROXY_ARGS[@]}" >"$WORK/proxy-ref.log" 2>&1 &
+    REF_PID=$!
+    ref_serves() { [[ $(curl -s -o /dev/null --max-time 5 -w '%{http_code}' -H "Host: $HOST_HEADER" "$REF_URL$BODY_PATH" || true) == 200 ]]; }
+    wait_ready "$REF_PID" "the reference proxy (GET $BODY_PATH with Host: $HOST_HEADER)" "$WORK/proxy-ref.log" ref_serves
+  fi
 fi
 
 # ---------------------------------------------------------------- the same answers everywhere
@@ -321,6 +339,12 @@ if [[ $WITHOUT_PROXY == 0 ]]; then
   TARGETS+=(signpost-proxy)
   TARGET_URL[signpost-proxy]=$PROXY_URL
   TARGET_PID[signpost-proxy]=$PROXY_PID
+  if [[ -n $REF_BIN ]]; then
+    TARGETS+=(signpost-proxy-ref)
+    TARGET_URL[signpost-proxy-ref]=$REF_URL
+    TARGET_PID[signpost-proxy-ref]=$REF_PID
+    TARGET_LABEL[signpost-proxy-ref]="the reference proxy $REF_BIN, same configuration"
+  fi
 fi
 
 for t in "${TARGETS[@]}"; do
@@ -362,7 +386,7 @@ measure_target() {
   local t=$1 r=$2 url=${TARGET_URL[$1]}$BODY_PATH out=$WORK/wrk-$1-$2.txt role pid
   local -A watched=([server]=${TARGET_PID[$1]})
   [[ $t != nginx ]] && watched[upstream]=$UPSTREAM_PID
-  [[ $t == signpost-proxy ]] && watched[signpost]=$SERVER_PID
+  [[ $t == signpost-proxy* ]] && watched[signpost]=$SERVER_PID
   log "round $r: $t: wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency -H 'Host: $HOST_HEADER' $url"
   for role in "${!watched[@]}"; do cpu_snapshot "$WORK/cpu-$t-$r-$role-before.json" "${watched[$role]}"; done
   run_tracked WRK_PID "$out" "wrk against $t" bench_wrk "$url" "$DURATION" "$out"
@@ -409,7 +433,7 @@ if [[ $WITHOUT_PROXY == 0 ]]; then
 fi
 if ((STREAM_BYTES > 0)); then
   for t in "${TARGETS[@]}"; do
-    [[ $t == nginx-proxy ]] && continue
+    [[ $t == nginx-proxy || $t == signpost-proxy-ref ]] && continue
     log "streaming: $STREAM_BYTES bytes from $t"
     python3 "$PROXY_BENCH_DIR/stream.py" "${TARGET_URL[$t]}$STREAM_PATH" "$HOST_HEADER" "${TARGET_PID[$t]}" \
       "$STREAM_BYTES" "$STREAM_SHA256" >"$WORK/stream-$t.json" || die "the streaming check through $t failed to run"
