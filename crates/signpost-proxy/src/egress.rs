@@ -60,19 +60,34 @@ impl Profile {
     }
 }
 
+/// The clients of one profile, one per worker (each with its own keep-alive pool, whose
+/// connections live on that worker's thread).
+#[derive(Debug, Clone)]
+pub struct Clients(Arc<[reqwest::Client]>);
+
+impl Clients {
+    /// The calling worker's client.
+    pub fn get(&self) -> &reqwest::Client {
+        &self.0[crate::workers::current() % self.0.len()]
+    }
+}
+
 /// The clients of one proxy process.
 #[derive(Debug, Default)]
 pub struct Egress {
     allow_private: bool,
-    clients: Mutex<HashMap<[u8; 32], reqwest::Client>>,
+    /// Clients made per profile: the data plane's worker count.
+    workers: usize,
+    clients: Mutex<HashMap<[u8; 32], Clients>>,
     /// Parsed keystores by digest of content and password: PKCS#12 key derivation is slow.
     identities: Mutex<HashMap<[u8; 32], Result<TlsMaterial, String>>>,
 }
 
 impl Egress {
-    pub fn new(allow_private: bool) -> Self {
+    pub fn new(allow_private: bool, workers: usize) -> Self {
         Self {
             allow_private,
+            workers: workers.max(1),
             ..Self::default()
         }
     }
@@ -81,14 +96,18 @@ impl Egress {
         self.allow_private
     }
 
-    /// The client for `profile`.
-    pub fn client(&self, profile: &Profile) -> Result<reqwest::Client, ProxyError> {
+    /// The clients for `profile`.
+    pub fn client(&self, profile: &Profile) -> Result<Clients, ProxyError> {
         let guarded = !self.allow_private && profile.on_premise.is_none();
         let key = profile.key(guarded);
         if let Some(c) = self.clients.lock().ok().and_then(|m| m.get(&key).cloned()) {
             return Ok(c);
         }
-        let client = build(profile, guarded)?;
+        let client = Clients(
+            (0..self.workers.max(1))
+                .map(|_| build(profile, guarded))
+                .collect::<Result<Arc<[_]>, _>>()?,
+        );
         if let Ok(mut m) = self.clients.lock() {
             if m.len() >= MAX_CLIENTS {
                 m.clear();

@@ -272,26 +272,30 @@ async fn forward(
 
     let retry = &snapshot.config.retry;
     let replayable = req.body().is_end_stream() && !upgrade;
-    let body = req.into_body();
-    let mut body = Some(body);
+    // Only a request that may be sent again keeps a copy of its URL and headers.
+    let retries = if replayable { retry.max_retries } else { 0 };
+    let mut body = (!replayable).then(|| reqwest::Body::wrap(req.into_body()));
     let mut attempt = 0u32;
+    let http = http.get();
+    let mut target = Some((url, headers));
     let res = loop {
-        let mut builder = http
-            .request(method.clone(), url.clone())
-            .headers(headers.clone());
-        if let Some(b) = body.take() {
-            if !replayable {
-                builder = builder.body(reqwest::Body::wrap(b));
-            }
-        }
+        let (url, headers) = match target.as_ref() {
+            Some((u, h)) if attempt < retries => (u.clone(), h.clone()),
+            _ => target.take().ok_or_else(|| {
+                ProxyError::bad_gateway(Origin::Proxy, "The request to the target was used up")
+            })?,
+        };
+        let mut target_req = reqwest::Request::new(method.clone(), url);
+        *target_req.headers_mut() = headers;
+        *target_req.body_mut() = body.take();
         let sent = Instant::now();
-        let outcome = builder.send().await;
+        let outcome = http.execute(target_req).await;
         shared.metrics.target_latency(sent.elapsed());
         let retryable = match &outcome {
             Ok(r) => retry.status_codes.contains(&r.status().as_u16()),
             Err(e) => e.is_connect() || e.is_timeout(),
         };
-        if replayable && retryable && attempt < retry.max_retries {
+        if retryable && attempt < retries {
             attempt += 1;
             tracing::debug!(request_id = %request_id, attempt, "retrying the target");
             continue;
@@ -300,12 +304,9 @@ async fn forward(
     };
 
     let status = res.status();
-    let mut response_headers = res.headers().clone();
-    strip_hop_by_hop(
-        &mut response_headers,
-        status == StatusCode::SWITCHING_PROTOCOLS,
-    );
     if status == StatusCode::SWITCHING_PROTOCOLS {
+        let mut response_headers = res.headers().clone();
+        strip_hop_by_hop(&mut response_headers, true);
         let Some(on_upgrade) = on_upgrade else {
             return Err(ProxyError::bad_gateway(
                 Origin::Proxy,
@@ -331,7 +332,7 @@ async fn forward(
         return Ok(out);
     }
     let mut out: Response<ProxyBody> = Response::<reqwest::Body>::from(res).map(body::boxed);
-    *out.headers_mut() = response_headers;
+    strip_hop_by_hop(out.headers_mut(), false);
     Ok(out)
 }
 
@@ -351,7 +352,7 @@ pub struct Prepared {
     /// `URL.queries.*`.
     queries: Vec<(String, String)>,
     profile: Profile,
-    client: reqwest::Client,
+    client: egress::Clients,
 }
 
 impl Prepared {
@@ -538,9 +539,21 @@ fn connection_named(headers: &HeaderMap) -> Vec<String> {
 /// Removes hop-by-hop headers and those named by `Connection`; an upgrade keeps
 /// `Connection: upgrade` and `Upgrade`.
 fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
+    static NAMES: std::sync::OnceLock<Vec<HeaderName>> = std::sync::OnceLock::new();
+    let names = NAMES.get_or_init(|| {
+        HOP_BY_HOP
+            .iter()
+            .map(|n| HeaderName::from_static(n))
+            .collect()
+    });
     let named = connection_named(headers);
-    let upgrade_value = headers.get(header::UPGRADE).cloned();
-    for name in HOP_BY_HOP.iter().map(|s| s.to_string()).chain(named) {
+    let upgrade_value = upgrade
+        .then(|| headers.get(header::UPGRADE).cloned())
+        .flatten();
+    for name in names {
+        headers.remove(name);
+    }
+    for name in named {
         headers.remove(name.as_str());
     }
     if upgrade {

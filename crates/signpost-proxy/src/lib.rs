@@ -20,6 +20,7 @@ pub mod secrets;
 pub mod server;
 pub mod state;
 pub mod tcp;
+pub mod workers;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -44,6 +45,8 @@ pub struct Options {
     pub reload_interval: Duration,
     /// How long requests in flight may take to finish after SIGTERM.
     pub shutdown_grace: Duration,
+    /// Worker threads of the data plane (at least one).
+    pub workers: usize,
 }
 
 /// Loads the configuration (failing fast), opens the listeners, serves until SIGTERM or SIGINT
@@ -60,6 +63,7 @@ pub async fn run(
             namespace: options.namespace.clone(),
         },
         options.allow_private_networks,
+        options.workers.max(1),
     )
     .map_err(|e| anyhow::anyhow!("{e}"))?;
     let listener = TcpListener::bind(options.listen)
@@ -98,15 +102,21 @@ pub async fn run(
         stopped(stop_rx.clone()),
         Duration::from_secs(1),
         "admin",
+        None,
     ));
+    let workers = workers::Workers::start(options.workers)
+        .map_err(|e| anyhow::anyhow!("cannot start the proxy's worker threads: {e}"))?;
     server::serve(
         listener,
         server::proxy_handler(shared.clone()),
         stopped(stop_rx),
         options.shutdown_grace,
         "proxy",
+        Some(&workers),
     )
     .await;
+    // Drained (or the grace period is over): what still runs on the workers ends with them.
+    let _ = tokio::task::spawn_blocking(move || workers.stop()).await;
     shared.tcp.close();
     let _ = admin_task.await;
     Ok(())

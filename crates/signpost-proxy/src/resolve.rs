@@ -50,6 +50,9 @@ impl std::fmt::Debug for CallerCredentials {
 
 impl CallerCredentials {
     pub fn from_headers(headers: &HeaderMap) -> Result<Self, ProxyError> {
+        if !crate::routing::steered(headers) {
+            return Ok(Self::default());
+        }
         let own = |name: &str| single(headers, name).map(|v| v.map(str::to_owned));
         let bearer = match single(headers, "authorization")? {
             Some(v) if v.len() > 7 && v[..7].eq_ignore_ascii_case("bearer ") => {

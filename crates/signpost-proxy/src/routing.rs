@@ -175,6 +175,19 @@ fn canonical(name: &str) -> String {
         .join("-")
 }
 
+/// True when the request carries a header that steers the proxy (PROXY.md §3.2: the control
+/// headers, `x-chain-var-*`, `Authorization`, the location id). Most requests carry none; one
+/// pass over their few headers then spares them the dozens of lookups by name.
+pub fn steered(headers: &HeaderMap) -> bool {
+    headers.keys().any(|name| {
+        let n = name.as_str();
+        (n.starts_with("x-") || n.starts_with("sap-") || n == "authorization")
+            && (CONTROL_HEADERS.contains(&n)
+                || OTHER_SINGLE_HEADERS.contains(&n)
+                || n.starts_with("x-chain-var-"))
+    })
+}
+
 /// Every header of PROXY.md §3.2 at most once.
 pub fn check_single_headers(headers: &HeaderMap) -> Result<(), ProxyError> {
     for name in CONTROL_HEADERS.iter().chain(OTHER_SINGLE_HEADERS) {
@@ -210,6 +223,14 @@ fn check_name(value: &str, header: &str) -> Result<String, ProxyError> {
 
 /// The lookup of `route` for a request with `headers`.
 pub fn lookup_for(route: &Route, headers: &HeaderMap) -> Result<Lookup, ProxyError> {
+    if !steered(headers) {
+        // As if it had no headers at all (an empty map allocates nothing).
+        return lookup_for_steered(route, &HeaderMap::new());
+    }
+    lookup_for_steered(route, headers)
+}
+
+fn lookup_for_steered(route: &Route, headers: &HeaderMap) -> Result<Lookup, ProxyError> {
     check_single_headers(headers)?;
     let spec = &route.spec;
     let dynamic = route.is_dynamic();

@@ -14,14 +14,18 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
 use crate::state::Shared;
+use crate::workers::Workers;
 
 /// Serves `listener` with `handler` until `stop` resolves, then drains for at most `grace`.
+/// With `workers`, each connection is served on the next worker thread (docs in `workers`);
+/// without, on the calling runtime.
 pub async fn serve<H, F>(
     listener: TcpListener,
     handler: H,
     stop: impl Future<Output = ()>,
     grace: Duration,
     name: &'static str,
+    workers: Option<&Workers>,
 ) where
     H: Fn(hyper::Request<hyper::body::Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = hyper::Response<crate::body::ProxyBody>> + Send + 'static,
@@ -52,10 +56,35 @@ pub async fn serve<H, F>(
                     let handler = handler.clone();
                     async move { Ok::<_, std::convert::Infallible>(handler(req, peer).await) }
                 });
-                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                let conn = graceful.watch(conn.into_owned());
-                tokio::spawn(async move {
-                    let _ = conn.await;
+                let watcher = graceful.watcher();
+                let Some(workers) = workers else {
+                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    let conn = watcher.watch(conn.into_owned());
+                    tokio::spawn(async move {
+                        let _ = conn.await;
+                    });
+                    continue;
+                };
+                // The socket moves to the worker's reactor: taken out of this one here, put into
+                // the worker's there.
+                let stream = match stream.into_std() {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::warn!(listener = name, "cannot hand a connection to a worker: {e}");
+                        continue;
+                    }
+                };
+                let builder = builder.clone();
+                workers.spawn(move || async move {
+                    let stream = match tokio::net::TcpStream::from_std(stream) {
+                        Ok(s) => s,
+                        Err(e) => {
+                            tracing::warn!(listener = name, "a worker cannot take a connection: {e}");
+                            return;
+                        }
+                    };
+                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    let _ = watcher.watch(conn.into_owned()).await;
                 });
             }
             () = &mut stop => break,

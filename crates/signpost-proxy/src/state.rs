@@ -50,8 +50,13 @@ pub struct Shared {
 }
 
 impl Shared {
-    /// Loads the configuration once; an error here stops the start.
-    pub fn load(sources: Sources, allow_private: bool) -> Result<Arc<Self>, ConfigError> {
+    /// Loads the configuration once; an error here stops the start. `workers`: the data plane's
+    /// worker threads (each gets its own egress clients).
+    pub fn load(
+        sources: Sources,
+        allow_private: bool,
+        workers: usize,
+    ) -> Result<Arc<Self>, ConfigError> {
         let config = config::load(
             &sources.config,
             sources.routes.as_deref(),
@@ -63,7 +68,7 @@ impl Shared {
             sources,
             metrics,
             resolver: Resolver::new(),
-            egress: Egress::new(allow_private),
+            egress: Egress::new(allow_private, workers),
             tcp: TcpRoutes::default(),
             snapshot: RwLock::new(Arc::new(snapshot)),
             reload_error: RwLock::new(None),
