@@ -142,29 +142,32 @@ pub struct PublicOnly;
 impl Resolve for PublicOnly {
     fn resolve(&self, name: Name) -> Resolving {
         Box::pin(async move {
-            let host = name.as_str().to_owned();
-            let (public, private): (Vec<SocketAddr>, Vec<SocketAddr>) =
-                tokio::net::lookup_host((host.as_str(), 0))
-                    .await?
-                    .partition(|a| !is_private(a.ip()));
-            if public.is_empty() {
-                // A typed error, so that callers can tell it from other failures by downcasting.
-                if let Some(ip) = private.first().map(SocketAddr::ip) {
-                    let e: Box<dyn std::error::Error + Send + Sync> =
-                        Box::new(NotPublic::Private { host, ip });
-                    return Err(e);
-                }
-                let e: Box<dyn std::error::Error + Send + Sync> =
-                    Box::new(NotPublic::Unresolvable {
-                        host,
-                        reason: "no address".into(),
-                    });
-                return Err(e);
-            }
-            let it: Addrs = Box::new(public.into_iter());
+            let it: Addrs = Box::new(resolve_public(name.as_str()).await?.into_iter());
             Ok(it)
         })
     }
+}
+
+/// The public addresses of `host` (with port 0), as [`PublicOnly`] resolves it for reqwest, for
+/// other connectors (the proxy's own). A name with nothing public fails with [`NotPublic`]
+/// (downcast the error to tell it from other failures).
+pub async fn resolve_public(
+    host: &str,
+) -> Result<Vec<SocketAddr>, Box<dyn std::error::Error + Send + Sync>> {
+    let (public, private): (Vec<SocketAddr>, Vec<SocketAddr>) = tokio::net::lookup_host((host, 0))
+        .await?
+        .partition(|a| !is_private(a.ip()));
+    if public.is_empty() {
+        let host = host.to_owned();
+        if let Some(ip) = private.first().map(SocketAddr::ip) {
+            return Err(Box::new(NotPublic::Private { host, ip }));
+        }
+        return Err(Box::new(NotPublic::Unresolvable {
+            host,
+            reason: "no address".into(),
+        }));
+    }
+    Ok(public)
 }
 
 /// [`PublicOnly`] as the `Arc` that `reqwest::ClientBuilder::dns_resolver` takes.

@@ -1,5 +1,6 @@
-//! The way out to target systems: one keep-alive `reqwest` client per egress profile (timeouts,
-//! client certificate, trust store, connectivity proxy), made on first use and kept. `ProxyType:
+//! The way out to target systems: keep-alive clients per egress profile (timeouts, client
+//! certificate, trust store, connectivity proxy), made on first use and kept: hyper's own
+//! (`direct`) for targets reached directly, reqwest for those behind a proxy. `ProxyType:
 //! Internet` goes direct (honouring `HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY`), with private target
 //! addresses refused unless `--allow-private-networks` (checked on literals here and on every DNS
 //! answer by the resolver of `signpost-net`); `ProxyType: OnPremise` goes through the
@@ -16,7 +17,10 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use signpost_client::CertificateItem;
 
+use crate::body::{self, ProxyBody};
 use crate::config::ConnectivityProxy;
+use crate::direct::DirectClient;
+pub use crate::direct::SendError;
 use crate::error::{Origin, ProxyError};
 
 /// A destination's TLS material: the client identity (chain and key, PEM) and the extra trusted
@@ -63,12 +67,62 @@ impl Profile {
 /// The clients of one profile, one per worker (each with its own keep-alive pool, whose
 /// connections live on that worker's thread).
 #[derive(Debug, Clone)]
-pub struct Clients(Arc<[reqwest::Client]>);
+pub struct Clients(Arc<[Sender]>);
 
 impl Clients {
     /// The calling worker's client.
-    pub fn get(&self) -> &reqwest::Client {
+    pub fn get(&self) -> &Sender {
         &self.0[crate::workers::current() % self.0.len()]
+    }
+}
+
+/// How the requests of one profile go out.
+#[derive(Debug, Clone)]
+pub enum Sender {
+    /// Straight to the target: hyper's client (`direct`).
+    Direct(Box<DirectClient>),
+    /// Through a proxy (the connectivity proxy, `HTTP(S)_PROXY`): reqwest, which speaks to them.
+    Proxied(reqwest::Client),
+}
+
+impl Sender {
+    /// Sends one request; `body` is the workload's (none for a request without one).
+    pub async fn send(
+        &self,
+        method: http::Method,
+        url: url::Url,
+        headers: http::HeaderMap,
+        body: Option<hyper::body::Incoming>,
+    ) -> Result<http::Response<ProxyBody>, SendError> {
+        match self {
+            Sender::Direct(client) => {
+                let uri = url.as_str().parse::<http::Uri>().map_err(|e| SendError {
+                    connect: false,
+                    timeout: false,
+                    source: Box::new(e),
+                })?;
+                let body = match body {
+                    Some(b) => http_body_util::Either::Left(b),
+                    None => http_body_util::Either::Right(http_body_util::Empty::new()),
+                };
+                let mut req = http::Request::new(body);
+                *req.method_mut() = method;
+                *req.uri_mut() = uri;
+                *req.headers_mut() = headers;
+                Ok(client.send(req).await?.map(body::boxed))
+            }
+            Sender::Proxied(client) => {
+                let mut req = reqwest::Request::new(method, url);
+                *req.headers_mut() = headers;
+                *req.body_mut() = body.map(reqwest::Body::wrap);
+                let res = client.execute(req).await.map_err(|e| SendError {
+                    connect: e.is_connect(),
+                    timeout: e.is_timeout(),
+                    source: Box::new(e),
+                })?;
+                Ok(http::Response::<reqwest::Body>::from(res).map(body::boxed))
+            }
+        }
     }
 }
 
@@ -265,8 +319,13 @@ fn parse_material(
     Ok((identity, trust))
 }
 
-fn build(profile: &Profile, guarded: bool) -> Result<reqwest::Client, ProxyError> {
+fn build(profile: &Profile, guarded: bool) -> Result<Sender, ProxyError> {
     let fail = |what: &str| ProxyError::bad_gateway(Origin::Proxy, what.to_owned());
+    if profile.on_premise.is_none() && !env_proxy_set() {
+        return DirectClient::new(profile, guarded)
+            .map(|c| Sender::Direct(Box::new(c)))
+            .map_err(fail);
+    }
     let mut b = reqwest::Client::builder()
         .connect_timeout(profile.connect_timeout)
         .read_timeout(profile.read_timeout)
@@ -311,6 +370,7 @@ fn build(profile: &Profile, guarded: bool) -> Result<reqwest::Client, ProxyError
         b = b.danger_accept_invalid_certs(true);
     }
     b.build()
+        .map(Sender::Proxied)
         .map_err(|_| fail("the HTTP client for the target could not be built"))
 }
 

@@ -274,7 +274,7 @@ async fn forward(
     let replayable = req.body().is_end_stream() && !upgrade;
     // Only a request that may be sent again keeps a copy of its URL and headers.
     let retries = if replayable { retry.max_retries } else { 0 };
-    let mut body = (!replayable).then(|| reqwest::Body::wrap(req.into_body()));
+    let mut body = (!replayable).then(|| req.into_body());
     let mut attempt = 0u32;
     let http = http.get();
     let mut target = Some((url, headers));
@@ -285,15 +285,12 @@ async fn forward(
                 ProxyError::bad_gateway(Origin::Proxy, "The request to the target was used up")
             })?,
         };
-        let mut target_req = reqwest::Request::new(method.clone(), url);
-        *target_req.headers_mut() = headers;
-        *target_req.body_mut() = body.take();
         let sent = Instant::now();
-        let outcome = http.execute(target_req).await;
+        let outcome = http.send(method.clone(), url, headers, body.take()).await;
         shared.metrics.target_latency(sent.elapsed());
         let retryable = match &outcome {
             Ok(r) => retry.status_codes.contains(&r.status().as_u16()),
-            Err(e) => e.is_connect() || e.is_timeout(),
+            Err(e) => e.connect || e.timeout,
         };
         if retryable && attempt < retries {
             attempt += 1;
@@ -303,6 +300,7 @@ async fn forward(
         break outcome.map_err(|e| target_error(&e, &lookup.name))?;
     };
 
+    let mut res = res;
     let status = res.status();
     if status == StatusCode::SWITCHING_PROTOCOLS {
         let mut response_headers = res.headers().clone();
@@ -314,8 +312,9 @@ async fn forward(
             ));
         };
         let rid = request_id.to_owned();
+        let target_upgrade = hyper::upgrade::on(&mut res);
         tokio::spawn(async move {
-            let (client_side, target_side) = match tokio::join!(on_upgrade, res.upgrade()) {
+            let (client_side, target_side) = match tokio::join!(on_upgrade, target_upgrade) {
                 (Ok(c), Ok(t)) => (c, t),
                 _ => {
                     tracing::warn!(request_id = %rid, "the upgrade failed on one side");
@@ -323,7 +322,7 @@ async fn forward(
                 }
             };
             let mut client_io = hyper_util::rt::TokioIo::new(client_side);
-            let mut target_io = target_side;
+            let mut target_io = hyper_util::rt::TokioIo::new(target_side);
             let _ = tokio::io::copy_bidirectional(&mut client_io, &mut target_io).await;
         });
         let mut out = Response::new(body::empty());
@@ -331,9 +330,8 @@ async fn forward(
         *out.headers_mut() = response_headers;
         return Ok(out);
     }
-    let mut out: Response<ProxyBody> = Response::<reqwest::Body>::from(res).map(body::boxed);
-    strip_hop_by_hop(out.headers_mut(), false);
-    Ok(out)
+    strip_hop_by_hop(res.headers_mut(), false);
+    Ok(res)
 }
 
 /// What the proxy needs of a resolved destination to call it, made once per cached answer: the
@@ -565,9 +563,15 @@ fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
 }
 
 /// The proxy's answer when the target could not be called.
-fn target_error(e: &reqwest::Error, destination: &str) -> ProxyError {
-    let mut chain = e.to_string();
-    let mut source = std::error::Error::source(e);
+fn target_error(e: &egress::SendError, destination: &str) -> ProxyError {
+    let mut chain = e.source.to_string();
+    let mut source = e.source.source();
+    if matches!(
+        e.source.downcast_ref::<signpost_net::NotPublic>(),
+        Some(signpost_net::NotPublic::Private { .. })
+    ) {
+        return egress::loopback_error(destination);
+    }
     while let Some(s) = source {
         if matches!(
             s.downcast_ref::<signpost_net::NotPublic>(),
@@ -578,9 +582,9 @@ fn target_error(e: &reqwest::Error, destination: &str) -> ProxyError {
         chain = format!("{chain}: {s}");
         source = s.source();
     }
-    let (status, what) = if e.is_timeout() {
+    let (status, what) = if e.timeout {
         (StatusCode::GATEWAY_TIMEOUT, "timed out")
-    } else if e.is_connect() {
+    } else if e.connect {
         (StatusCode::BAD_GATEWAY, "could not be reached")
     } else {
         (StatusCode::BAD_GATEWAY, "failed")

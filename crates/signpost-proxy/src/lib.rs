@@ -10,6 +10,7 @@
 pub mod admin;
 pub mod body;
 pub mod config;
+pub mod direct;
 pub mod egress;
 pub mod error;
 pub mod forward;

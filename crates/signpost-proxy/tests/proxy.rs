@@ -883,6 +883,8 @@ async fn client_certificates_and_trust_stores_reach_an_mtls_target() {
                         "KeyStoreLocation": "client.p12", "KeyStorePassword": "p12-pass", "TrustStoreLocation": "ca.pem"})),
                     http_dest("no-client-cert", &url, json!({"Authentication": "ClientCertificateAuthentication", "TrustStoreLocation": "ca.pem"})),
                     http_dest("no-trust", &url, json!({})),
+                    http_dest("trust-all", &url, json!({"Authentication": "ClientCertificateAuthentication",
+                        "KeyStoreLocation": "client.p12", "KeyStorePassword": "p12-pass", "TrustAll": "true"})),
                 ]
             }}}),
         )
@@ -890,7 +892,8 @@ async fn client_certificates_and_trust_stores_reach_an_mtls_target() {
     let config = values(
         &(route("mtls", "mtls")
             + &route("no-client-cert", "no-client-cert")
-            + &route("no-trust", "no-trust")),
+            + &route("no-trust", "no-trust")
+            + &route("trust-all", "trust-all")),
         "",
         "",
     );
@@ -917,6 +920,10 @@ async fn client_certificates_and_trust_stores_reach_an_mtls_target() {
     let (status, _, h) = proxy.get_json("no-trust.default", "/", &[]).await;
     assert_eq!(status, 502);
     assert_error_headers(&h, "Transparent Proxy");
+    // TrustAll: the certificate is not checked, the client certificate still presented.
+    let (status, v, _) = proxy.get_json("trust-all.default", "/x", &[]).await;
+    assert_eq!(status, 200, "{v} {}", proxy.log());
+    assert_eq!(v["headers"]["x-client-verify"][0], "SUCCESS");
     assert!(
         !proxy.log().contains("p12-pass"),
         "the key store password is never logged"
@@ -1047,4 +1054,78 @@ async fn internet_destinations_honour_http_proxy_and_retries() {
         .unwrap();
     assert_eq!(res.status(), 503);
     assert_eq!(echo.requests() - before, 1);
+}
+
+/// A target that reads the request and then answers with `reply` (possibly nothing, or only part
+/// of a body) and keeps the connection open without sending more.
+async fn stalling_target(
+    reply: &'static [u8],
+) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let mut buf = vec![0u8; 8192];
+            let mut seen = Vec::new();
+            while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                match conn.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => seen.extend_from_slice(&buf[..n]),
+                }
+            }
+            let _ = conn.write_all(reply).await;
+            open.push(conn);
+        }
+    });
+    (addr, task)
+}
+
+#[tokio::test]
+async fn slow_targets_time_out() {
+    let (silent, _s) = stalling_target(b"").await;
+    let (partial, _p) =
+        stalling_target(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly ten b").await;
+    let (_app, t) = signpost(
+        None,
+        vec![
+            http_dest(
+                "silent",
+                &format!("http://{silent}"),
+                json!({"URL.socketReadTimeoutInSeconds": "1"}),
+            ),
+            http_dest(
+                "partial",
+                &format!("http://{partial}"),
+                json!({"URL.socketReadTimeoutInSeconds": "1"}),
+            ),
+        ],
+    )
+    .await;
+    let config = values(
+        &(route("silent", "silent") + &route("partial", "partial")),
+        "",
+        "",
+    );
+    let (proxy, _creds) = start(&t, &config, &[]).await;
+    // No answer within the destination's read timeout: 504 with the error headers.
+    let (status, _, h) = proxy.get_json("silent.default", "/", &[]).await;
+    assert_eq!(status, 504, "{}", proxy.log());
+    assert_error_headers(&h, "Transparent Proxy");
+    assert!(
+        h["x-error-message"].to_str().unwrap().contains("timed out"),
+        "{h:?}"
+    );
+    // The head came, then the target went quiet: the body is cut off, not waited for forever.
+    let res = proxy
+        .req(Method::GET, "partial.default", "/")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let body = tokio::time::timeout(Duration::from_secs(20), res.bytes())
+        .await
+        .expect("the proxy ends a stalled body");
+    assert!(body.is_err(), "a body cut short is an error: {body:?}");
 }
