@@ -9,9 +9,8 @@ pub mod saml;
 mod saml_params;
 mod user_token;
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -110,10 +109,19 @@ pub struct SamlSigner {
     pub issuer: String,
 }
 
+/// Which HTTP client: connect and read timeouts (seconds), guarded, TLS settings digest.
+type ClientKey = (u64, u64, bool, String);
+
+/// Most HTTP clients kept (one per pair of timeouts and TLS identity).
+pub const CLIENT_CACHE_MAX: u64 = 256;
+
+/// How long an unused HTTP client is kept.
+const CLIENT_IDLE: Duration = Duration::from_secs(600);
+
 /// The flows with their caches and HTTP clients. Cheap to share behind an `Arc`.
 pub struct TokenService {
     config: OAuthConfig,
-    clients: Mutex<HashMap<(u64, u64, bool, String), reqwest::Client>>,
+    clients: moka::sync::Cache<ClientKey, net::GuardedClient>,
     cache: moka::future::Cache<CacheKey, Arc<cache::Cached>>,
     jwks: user_token::JwksCache,
     token_requests: AtomicU64,
@@ -175,7 +183,10 @@ impl TokenService {
         let cache = cache::new_cache(config.cache_capacity);
         Self {
             config,
-            clients: Mutex::new(HashMap::new()),
+            clients: moka::sync::Cache::builder()
+                .max_capacity(CLIENT_CACHE_MAX)
+                .time_to_idle(CLIENT_IDLE)
+                .build(),
             cache,
             jwks: user_token::JwksCache::default(),
             token_requests: AtomicU64::new(0),
@@ -194,7 +205,7 @@ impl TokenService {
         connect_timeout: Duration,
         read_timeout: Duration,
         tls: &TlsSettings,
-    ) -> Result<reqwest::Client, String> {
+    ) -> Result<net::GuardedClient, String> {
         let guarded = !self.config.allow_private_networks;
         let key = (
             connect_timeout.as_secs(),
@@ -202,13 +213,17 @@ impl TokenService {
             guarded,
             tls.digest(),
         );
-        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(c) = clients.get(&key) {
-            return Ok(c.clone());
-        }
-        let c = net::client(connect_timeout, read_timeout, guarded, tls)?;
-        clients.insert(key, c.clone());
-        Ok(c)
+        self.clients
+            .try_get_with(key, || {
+                net::client(connect_timeout, read_timeout, guarded, tls)
+            })
+            .map_err(|e: Arc<String>| (*e).clone())
+    }
+
+    /// How many HTTP clients are kept (after pending evictions ran).
+    pub fn client_count(&self) -> u64 {
+        self.clients.run_pending_tasks();
+        self.clients.entry_count()
     }
 
     /// Drops the cached tokens of a destination (`name`) or of every destination of an owner.
@@ -481,4 +496,32 @@ fn request_digest(
     }
     put(&tls.digest());
     hex::encode(h.finalize())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_client_cache_stays_at_its_capacity() {
+        let flows = TokenService::new(OAuthConfig::default());
+        let tls = TlsSettings::default();
+        for connect in 1..=40 {
+            for read in 1..=75 {
+                flows
+                    .client(
+                        Duration::from_secs(connect),
+                        Duration::from_secs(read),
+                        &tls,
+                    )
+                    .unwrap();
+            }
+        }
+        let kept = flows.client_count();
+        assert!(
+            kept <= CLIENT_CACHE_MAX,
+            "{kept} clients kept for 3000 keys"
+        );
+        assert!(kept > 0);
+    }
 }
