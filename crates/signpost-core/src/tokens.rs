@@ -34,6 +34,10 @@ pub enum TokenError {
     UnsupportedGrantType(String),
     #[error("invalid_request")]
     InvalidRequest(String),
+    /// The client certificate is the binding's but outside its validity period (the sentence
+    /// says which way, for `error_description`).
+    #[error("invalid_client")]
+    CertificateNotValid(String),
     #[error("server_error")]
     Server,
 }
@@ -536,14 +540,25 @@ impl Signpost {
         if !same {
             return Err(TokenError::InvalidClient);
         }
-        // A certificate Signpost made must also still be valid and signed by its CA.
+        // Every binding certificate, generated or brought by the client, must be valid now.
+        let now = time::OffsetDateTime::now_utc();
+        let cert = signpost_certs::parse::CertInfo::from_der(presented_der)
+            .map_err(|_| TokenError::InvalidClient)?;
+        if now < cert.not_before {
+            return Err(TokenError::CertificateNotValid(format!(
+                "The client certificate is not valid yet: it is valid from {}",
+                crate::rfc3339(cert.not_before)
+            )));
+        }
+        if now > cert.not_after {
+            return Err(TokenError::CertificateNotValid(format!(
+                "The client certificate expired at {}",
+                crate::rfc3339(cert.not_after)
+            )));
+        }
+        // A certificate Signpost made must also be signed by its CA.
         let generated = binding.client_secret.is_some();
-        if generated
-            && !self
-                .inner
-                .ca
-                .verify_client_certificate(presented_der, time::OffsetDateTime::now_utc())
-        {
+        if generated && !self.inner.ca.verify_client_certificate(presented_der, now) {
             return Err(TokenError::InvalidClient);
         }
         self.token_for_binding(client_id, &binding.instance_id, zid)
