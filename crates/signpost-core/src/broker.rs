@@ -279,7 +279,9 @@ impl Signpost {
             )));
         }
         let client_id = format!("sb-{binding_id}!b1|destination-xsappname!b1");
-        let record = self.binding_record(instance_id, binding_id, client_id, digest, kind)?;
+        let record = self
+            .binding_record(instance_id, binding_id, client_id, digest, kind)
+            .await?;
         match self
             .store()
             .write(vec![WriteOp::CreateBinding(record.clone())])
@@ -332,7 +334,7 @@ impl Signpost {
     }
 
     /// The stored record of a new binding, with its secret or certificate.
-    fn binding_record(
+    async fn binding_record(
         &self,
         instance_id: &str,
         binding_id: &str,
@@ -370,16 +372,19 @@ impl Signpost {
                     .chars()
                     .take(64)
                     .collect();
-                let cert = self
-                    .inner
-                    .ca
-                    .issue_client_certificate(
+                // RSA key generation runs on the CPU pool.
+                let core = self.clone();
+                let cert = signpost_oauth::cpu::run(move || {
+                    core.inner.ca.issue_client_certificate(
                         &cn,
                         p.key_length,
                         p.validity(),
                         time::OffsetDateTime::now_utc(),
                     )
-                    .map_err(|e| BrokerError::bad_request(format!("parameters.xsuaa.x509: {e}")))?;
+                })
+                .await
+                .map_err(|_| BrokerError::internal())?
+                .map_err(|e| BrokerError::bad_request(format!("parameters.xsuaa.x509: {e}")))?;
                 record.certificate_sha256 =
                     Some(signpost_certs::sha256_fingerprint(&cert.certificate_der));
                 record.certificate = Some(cert.certificate_chain_pem);

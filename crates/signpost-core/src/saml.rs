@@ -17,6 +17,10 @@ const TRUST_VALIDITY_DAYS: u32 = 5 * 365;
 /// Parsed active signers by subaccount, so a SAML flow does not parse PEM on every request.
 pub(crate) type SignerCache = crate::epoch_map::EpochMap<SamlSigner>;
 
+/// Most parsed signers kept, and for how long.
+pub(crate) const SIGNER_CACHE_MAX: u64 = 10_000;
+pub(crate) const SIGNER_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(3600);
+
 fn no_pair(sub: &str, passive: bool) -> Error {
     if passive {
         Error::NotFound(format!(
@@ -48,7 +52,7 @@ impl Signpost {
 
     async fn new_pair(&self, who_sub: &str, slot: SamlSlot) -> Result<SamlKeyRecord> {
         let cn = format!("signpost-saml-{who_sub}");
-        let pair = tokio::task::spawn_blocking(move || {
+        let pair = signpost_oauth::cpu::run(move || {
             saml::generate_trust_keypair(&cn, TRUST_VALIDITY_DAYS)
         })
         .await

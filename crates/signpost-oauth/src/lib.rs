@@ -3,6 +3,7 @@
 //! assertions that SAML flows need. No HTTP-server code; must not depend on the store or the API.
 
 mod cache;
+pub mod cpu;
 mod flows;
 mod net;
 pub mod saml;
@@ -429,7 +430,7 @@ impl TokenService {
                 .ok_or_else(|| "SAMLAssertionProvider is ClientProvided but the X-samlAssertion header is missing".into());
         }
         let user = user.ok_or("no verified user")?;
-        let xml = self.build_assertion(ctx, user, true)?;
+        let xml = self.build_assertion(ctx, user, true).await?;
         let url_safe = flows::prop(d, "samlAssertionEncoding") != Some("base64");
         Ok(saml::encode(&xml, url_safe))
     }
@@ -437,13 +438,14 @@ impl TokenService {
     /// `SAMLAssertion`: the signed assertion itself, as a `SAML2.0` token.
     async fn saml_assertion(&self, ctx: &FlowContext<'_>) -> Result<AuthToken, String> {
         let (_, user) = self.verified_user(ctx).await?;
-        let xml = self.build_assertion(ctx, &user, false)?;
+        let xml = self.build_assertion(ctx, &user, false).await?;
         let url_safe = flows::prop(ctx.destination, "samlAssertionEncoding") == Some("base64url");
         let value = saml::encode(&xml, url_safe);
         Ok(AuthToken::with_header("SAML2.0", value, "Authorization"))
     }
 
-    fn build_assertion(
+    /// Builds and signs an assertion on the CPU pool (an RSA signature per assertion).
+    async fn build_assertion(
         &self,
         ctx: &FlowContext<'_>,
         user: &VerifiedUser,
@@ -451,8 +453,12 @@ impl TokenService {
     ) -> Result<String, String> {
         let signer = ctx
             .saml
-            .ok_or("the subaccount has no SAML signing key; create one with POST /destination-configuration/v1/saml2Metadata/certificate")?;
-        saml_params::assertion(ctx.destination, user, signer, bearer)
+            .ok_or("the subaccount has no SAML signing key; create one with POST /destination-configuration/v1/saml2Metadata/certificate")?
+            .clone();
+        let (destination, user) = (ctx.destination.clone(), user.clone());
+        cpu::run(move || saml_params::assertion(&destination, &user, &signer, bearer))
+            .await
+            .map_err(|e| e.to_string())?
     }
 }
 

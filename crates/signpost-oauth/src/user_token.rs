@@ -207,6 +207,19 @@ fn verify_with(token: &str, set: &JwkSet, issuer: Option<&str>) -> Result<Verifi
     })
 }
 
+/// [`verify_with`] on the CPU pool: an RSA or ECDSA verification is not done on a request thread.
+async fn verify_off(
+    token: &str,
+    set: Arc<JwkSet>,
+    issuer: Option<&str>,
+) -> Result<VerifiedUser, String> {
+    let token = token.to_owned();
+    let issuer = issuer.map(str::to_owned);
+    crate::cpu::run(move || verify_with(&token, &set, issuer.as_deref()))
+        .await
+        .map_err(|e| e.to_string())?
+}
+
 /// Verifies `token` for a destination, with its `x_user_token.*` properties.
 pub(crate) async fn verify(
     token: &str,
@@ -231,13 +244,13 @@ pub(crate) async fn verify(
             .map_err(|_| "x_user_token.jwks is not base64".to_string())?;
         let set: JwkSet = serde_json::from_slice(&raw)
             .map_err(|_| "x_user_token.jwks is not a JSON Web Key Set".to_string())?;
-        return verify_with(token, &set, None);
+        return verify_off(token, Arc::new(set), None).await;
     }
     if let Some(url) = prop("x_user_token.jwks_uri") {
         let set = cache.get(client, url, false).await?;
-        return match verify_with(token, &set, None) {
+        return match verify_off(token, set, None).await {
             Err(e) if e.starts_with("no key") => {
-                verify_with(token, &*cache.get(client, url, true).await?, None)
+                verify_off(token, cache.get(client, url, true).await?, None).await
             }
             other => other,
         };
@@ -249,12 +262,15 @@ pub(crate) async fn verify(
         .find(|t| t.issuer == iss.trim_end_matches('/'))
         .ok_or_else(|| format!("the user token's issuer {iss} is not trusted: set x_user_token.jwks_uri on the destination or add the issuer to SIGNPOST_TRUSTED_ISSUERS"))?;
     let set = cache.get(client, &trusted_issuer.jwks_uri, false).await?;
-    match verify_with(token, &set, Some(&trusted_issuer.issuer)) {
-        Err(e) if e.starts_with("no key") => verify_with(
-            token,
-            &*cache.get(client, &trusted_issuer.jwks_uri, true).await?,
-            Some(&trusted_issuer.issuer),
-        ),
+    match verify_off(token, set, Some(&trusted_issuer.issuer)).await {
+        Err(e) if e.starts_with("no key") => {
+            verify_off(
+                token,
+                cache.get(client, &trusted_issuer.jwks_uri, true).await?,
+                Some(&trusted_issuer.issuer),
+            )
+            .await
+        }
         other => other,
     }
 }
