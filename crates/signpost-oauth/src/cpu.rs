@@ -2,18 +2,19 @@
 //! and verification, SAML signing, key and certificate generation): it runs on tokio's blocking
 //! threads, never on the async workers that answer requests, and at most [`permits`] jobs run at
 //! once; further jobs wait their turn without holding a thread. Shared by the whole process, so
-//! a flood of expensive uploads cannot take more than its share of the cores from finds.
+//! a flood of expensive uploads cannot take more than half the cores from finds.
 
 use std::sync::LazyLock;
 
 use tokio::sync::Semaphore;
 
-/// How many CPU-heavy jobs run at once: the number of cores, at least 2.
+/// How many CPU-heavy jobs run at once: half the cores (rounded up), so that at least the other
+/// half stays with the threads that answer requests.
 pub fn permits() -> usize {
-    std::thread::available_parallelism()
+    let cores = std::thread::available_parallelism()
         .map(std::num::NonZeroUsize::get)
-        .unwrap_or(2)
-        .max(2)
+        .unwrap_or(2);
+    cores.div_ceil(2)
 }
 
 static JOBS: LazyLock<Semaphore> = LazyLock::new(|| Semaphore::new(permits()));
