@@ -133,7 +133,7 @@ impl Signpost {
         let subdomain = context_str(&context, "subdomain").unwrap_or_else(|| subaccount_id.clone());
         let config = InstanceConfig::parse(req.parameters.as_ref())
             .map_err(|e| BrokerError::bad_request(format!("Invalid configuration JSON: {e}")))?;
-        validate_config_certificates(&config)?;
+        validate_config_certificates_off(&config).await?;
         let digest = self.store().digest(&[raw.to_string().as_bytes()]);
 
         if let Some(existing) = self.store().get_instance(id).await? {
@@ -194,7 +194,7 @@ impl Signpost {
         };
         let config = InstanceConfig::parse(req.parameters.as_ref())
             .map_err(|e| BrokerError::bad_request(format!("Invalid configuration JSON: {e}")))?;
-        validate_config_certificates(&config)?;
+        validate_config_certificates_off(&config).await?;
         if let Some(ctx) = req.context {
             let mut merged: Map<String, Value> =
                 serde_json::from_str(&record.context).unwrap_or_default();
@@ -525,6 +525,17 @@ fn bind_kind(params: &Value) -> BrokerResult<BindKind> {
     let p: signpost_certs::ca::X509BindingParams = serde_json::from_value(x509)
         .map_err(|e| BrokerError::bad_request(format!("parameters.xsuaa.x509: {e}")))?;
     Ok(BindKind::X509Generated(p))
+}
+
+/// [`validate_config_certificates`] on the CPU pool (the keystores may need PBKDF2 or scrypt).
+async fn validate_config_certificates_off(config: &InstanceConfig) -> BrokerResult<()> {
+    if config.subaccount.certificates.is_empty() && config.instance.certificates.is_empty() {
+        return Ok(());
+    }
+    let config = config.clone();
+    signpost_oauth::cpu::run(move || validate_config_certificates(&config))
+        .await
+        .map_err(|_| BrokerError::internal())?
 }
 
 /// Certificates of a configuration JSON are validated like uploads (400 naming the entry).

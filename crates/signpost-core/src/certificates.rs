@@ -308,14 +308,14 @@ impl Signpost {
         name: &str,
     ) -> Result<Value> {
         let entity = self.certificate_entity(who, level, name).await?;
-        self.details_of(&entity)
+        self.details_of(&entity).await
     }
 
-    fn details_of(&self, entity: &StoredEntity) -> Result<Value> {
+    async fn details_of(&self, entity: &StoredEntity) -> Result<Value> {
         let body = body_json(entity)?;
-        let parsed = parsed_of(&body);
+        let parsed = self.parsed_store(entity, None).await?;
         let meta = body.get(META);
-        let mut out = match &parsed {
+        let mut out = match parsed.as_ref() {
             Ok(p) => p.details_json(now()),
             Err(e) => json!({"format": null, "locked": false, "entries": [], "error": e}),
         };
@@ -363,7 +363,7 @@ impl Signpost {
             .await?;
         let mut out = Vec::new();
         for e in &page.items {
-            let d = self.details_of(e)?;
+            let d = self.details_of(e).await?;
             if let Some(days) = expiring_within_days {
                 let soon = d["entries"]
                     .as_array()
@@ -388,14 +388,17 @@ impl Signpost {
         name: &str,
     ) -> Result<(Vec<PublicKeyItem>, String)> {
         let entity = self.certificate_entity(who, level, name).await?;
-        let body = body_json(&entity)?;
-        let parsed = parsed_of(&body).map_err(Error::BadRequest)?;
+        let parsed = self.parsed_store(&entity, None).await?;
+        let parsed = parsed
+            .as_ref()
+            .as_ref()
+            .map_err(|e| Error::BadRequest(e.clone()))?;
         if parsed.locked {
             return Err(Error::BadRequest(
                 "The keystore is password-protected and public keys cannot be retrieved".into(),
             ));
         }
-        Ok((parse::public_keys(&parsed), entity.etag))
+        Ok((parse::public_keys(parsed), entity.etag))
     }
 
     /// Renews every generated certificate with automatic renewal that is due at `at` (two thirds
@@ -469,8 +472,9 @@ impl Signpost {
     }
 }
 
-/// Parsed key and trust stores of token flows, by certificate version (its ETag, a digest of its
-/// content) and password: a find does not decrypt a keystore again until the certificate changes.
+/// Parsed certificate stores (token flows' key and trust stores, the details and public-keys
+/// views), by certificate version (its ETag, a digest of its content) and password: a find does
+/// not decrypt a keystore again until the certificate changes.
 /// Bounded in size and age like every cache of the server.
 pub(crate) struct KeyStoreCache {
     stores: moka::sync::Cache<String, std::sync::Arc<std::result::Result<ParsedStore, String>>>,
