@@ -129,6 +129,9 @@ async fn token(
             "invalid_client",
             "Bad client credentials",
         ),
+        Err(TokenError::CertificateNotValid(why)) => {
+            oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", &why)
+        }
         Err(TokenError::UnsupportedGrantType(g)) => {
             oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type", &g)
         }

@@ -302,6 +302,115 @@ pub enum ParseError {
     /// A PEM private key that belongs to none of the file's certificates.
     #[error("the private key does not belong to any certificate in the file")]
     KeyMismatch,
+    /// The file asks for more key-derivation work (PBKDF2 iterations, scrypt memory) than
+    /// Signpost does for one upload; refused before any derivation runs.
+    #[error("the file asks for too much key-derivation work: {0}")]
+    TooMuchKeyDerivation(String),
+}
+
+/// Most PBKDF2 (or PKCS#12 KDF) iterations of one derivation.
+pub const MAX_PBKDF2_ITERATIONS: u64 = 1_000_000;
+/// Most iterations of all derivations of one file together (MAC, encrypted safes, keys).
+pub const MAX_KDF_ITERATIONS_TOTAL: u64 = 2_000_000;
+/// Most memory of one scrypt derivation: 128 · N · r bytes.
+pub const MAX_SCRYPT_MEMORY: u64 = 64 << 20;
+/// Most scrypt work of one derivation: 128 · N · r · p bytes processed.
+pub const MAX_SCRYPT_WORK: u64 = 256 << 20;
+
+/// The key derivations a file asks for, added up and checked against the limits before any runs.
+#[derive(Default)]
+struct KdfBudget {
+    iterations: u64,
+}
+
+impl KdfBudget {
+    fn pbkdf2(&mut self, what: &str, iterations: u64) -> Result<(), ParseError> {
+        if iterations > MAX_PBKDF2_ITERATIONS {
+            return Err(ParseError::TooMuchKeyDerivation(format!(
+                "{what} uses {iterations} iterations; the limit is {MAX_PBKDF2_ITERATIONS} per derivation"
+            )));
+        }
+        self.iterations = self.iterations.saturating_add(iterations);
+        if self.iterations > MAX_KDF_ITERATIONS_TOTAL {
+            return Err(ParseError::TooMuchKeyDerivation(format!(
+                "its derivations use {} iterations together; the limit is {MAX_KDF_ITERATIONS_TOTAL} per file",
+                self.iterations
+            )));
+        }
+        Ok(())
+    }
+
+    fn scrypt(&mut self, what: &str, n: u64, r: u64, p: u64) -> Result<(), ParseError> {
+        let memory = 128u64.saturating_mul(n).saturating_mul(r);
+        if memory > MAX_SCRYPT_MEMORY {
+            return Err(ParseError::TooMuchKeyDerivation(format!(
+                "{what} uses scrypt with {} MiB of memory (N={n}, r={r}); the limit is {} MiB",
+                memory >> 20,
+                MAX_SCRYPT_MEMORY >> 20
+            )));
+        }
+        let work = memory.saturating_mul(p);
+        if work > MAX_SCRYPT_WORK {
+            return Err(ParseError::TooMuchKeyDerivation(format!(
+                "{what} uses scrypt with N·r·p·128 = {} MiB (N={n}, r={r}, p={p}); the limit is {} MiB",
+                work >> 20,
+                MAX_SCRYPT_WORK >> 20
+            )));
+        }
+        Ok(())
+    }
+
+    /// PBES2 parameters (PBKDF2 or scrypt).
+    fn pbes2(&mut self, what: &str, params: &pkcs5::pbes2::Parameters) -> Result<(), ParseError> {
+        match &params.kdf {
+            pkcs5::pbes2::Kdf::Pbkdf2(p) => self.pbkdf2(what, u64::from(p.iteration_count)),
+            pkcs5::pbes2::Kdf::Scrypt(p) => self.scrypt(
+                what,
+                p.cost_parameter,
+                u64::from(p.block_size),
+                u64::from(p.parallelization),
+            ),
+            // Unknown KDFs are refused by the decoder.
+            _ => Ok(()),
+        }
+    }
+
+    /// An `AlgorithmIdentifier` of a PKCS#12 safe or key bag: PBES2, or a PKCS#12 PBE scheme
+    /// (`SEQUENCE { salt, iterations }`). Others are left to the decoder, which refuses them.
+    fn algorithm(&mut self, what: &str, alg: &der::Tlv<'_>) -> Result<(), ParseError> {
+        use pkcs5::der::Decode as _;
+        let Some((oid, params)) = der::read(alg.value) else {
+            return Ok(());
+        };
+        let oid = der::oid_to_string(oid.value);
+        if oid == OID_PBES2 {
+            if let Ok(p) = pkcs5::pbes2::Parameters::from_der(params) {
+                return self.pbes2(what, &p);
+            }
+        } else if oid.starts_with("1.2.840.113549.1.12.1.") {
+            let iterations = der::read(params)
+                .and_then(|(seq, _)| der::read_all(seq.value))
+                .and_then(|items| {
+                    items
+                        .get(1)
+                        .filter(|i| i.tag == der::INTEGER)
+                        .map(|i| uint(i.value))
+                });
+            if let Some(n) = iterations {
+                return self.pbkdf2(what, n);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A DER INTEGER's contents as an unsigned number, saturating.
+fn uint(bytes: &[u8]) -> u64 {
+    let b = strip_zeros(bytes);
+    if b.len() > 8 {
+        return u64::MAX;
+    }
+    b.iter().fold(0u64, |n, x| (n << 8) | u64::from(*x))
 }
 
 /// Why a store's chains are not complete.
@@ -727,6 +836,9 @@ const OID_JAVA_TRUSTED: &str = "2.16.840.1.113894.746875.1.1";
 struct P12Outline {
     has_mac: bool,
     encrypted: bool,
+    /// The key derivations seen before any ran, and the first that went over a limit.
+    budget: KdfBudget,
+    refused: Option<ParseError>,
     certs: Vec<RawCert>,
     keys: Vec<RawKey>,
 }
@@ -828,6 +940,18 @@ fn p12_outline(bytes: &[u8]) -> Result<P12Outline, ParseError> {
         has_mac: mac.is_some(),
         ..Default::default()
     };
+    // MacData ::= SEQUENCE { mac DigestInfo, macSalt OCTET STRING, iterations INTEGER DEFAULT 1 }
+    if let Some(mac) = mac {
+        let iterations = der::read_all(mac.value)
+            .and_then(|items| {
+                items
+                    .get(2)
+                    .filter(|i| i.tag == der::INTEGER)
+                    .map(|i| uint(i.value))
+            })
+            .unwrap_or(1);
+        out.budget.pbkdf2("the PKCS#12 MAC", iterations)?;
+    }
     let (oid, content) =
         content_info(auth_safe).ok_or_else(|| corrupt("the authenticated safe is malformed"))?;
     if oid != OID_DATA {
@@ -847,8 +971,22 @@ fn p12_outline(bytes: &[u8]) -> Result<P12Outline, ParseError> {
             OID_DATA => {
                 let data = octet_string(content).ok_or_else(|| corrupt("a safe is malformed"))?;
                 walk_bags(data, &mut out, 0).map_err(corrupt)?;
+                if let Some(e) = out.refused.take() {
+                    return Err(e);
+                }
             }
-            OID_ENCRYPTED_DATA => out.encrypted = true,
+            OID_ENCRYPTED_DATA => {
+                out.encrypted = true;
+                // EncryptedData ::= SEQUENCE { version, EncryptedContentInfo ::= SEQUENCE {
+                //   contentType, contentEncryptionAlgorithm, [0] encryptedContent } }
+                let alg = der::read_all(content.value)
+                    .and_then(|items| items.get(1).copied())
+                    .and_then(|eci| der::read_all(eci.value))
+                    .and_then(|items| items.get(1).copied());
+                if let Some(alg) = alg {
+                    out.budget.algorithm("an encrypted PKCS#12 safe", &alg)?;
+                }
+            }
             _ => {
                 return Err(ParseError::UnsupportedAlgorithm(
                     "PKCS#12 with public-key encrypted contents is not supported".into(),
@@ -942,6 +1080,12 @@ fn walk_bags(data: &[u8], out: &mut P12Outline, depth: u8) -> Result<(), &'stati
             }
             OID_SHROUDED_KEY_BAG => {
                 out.encrypted = true;
+                // EncryptedPrivateKeyInfo ::= SEQUENCE { encryptionAlgorithm, encryptedData }
+                if let Some(alg) = der::read_all(value.value).and_then(|i| i.first().copied()) {
+                    if let Err(e) = out.budget.algorithm("a PKCS#12 key", &alg) {
+                        out.refused.get_or_insert(e);
+                    }
+                }
                 out.keys.push(RawKey {
                     alias,
                     local_key_id,
@@ -1153,25 +1297,7 @@ fn decrypt_pkcs8(der: &[u8], password: &str) -> Result<SecretSlice<u8>, ParseErr
             "the PBES2 parameters of the private key are not supported".into(),
         )
     })?;
-    match &params.kdf {
-        pkcs5::pbes2::Kdf::Pbkdf2(p) if p.iteration_count > 1_000_000 => {
-            return Err(ParseError::UnsupportedAlgorithm(
-                "the private key's PBKDF2 iteration count exceeds 1,000,000".into(),
-            ))
-        }
-        pkcs5::pbes2::Kdf::Scrypt(p)
-            if p.parallelization > 16
-                || 128u64
-                    .checked_mul(p.cost_parameter)
-                    .and_then(|v| v.checked_mul(u64::from(p.block_size)))
-                    .is_none_or(|m| m > 1 << 30) =>
-        {
-            return Err(ParseError::UnsupportedAlgorithm(
-                "the private key's scrypt parameters exceed the limits".into(),
-            ))
-        }
-        _ => {}
-    }
+    KdfBudget::default().pbes2("the private key", &params)?;
     let plain = params
         .decrypt(password.as_bytes(), data.value)
         .map_err(|e| match e {

@@ -133,7 +133,7 @@ impl Signpost {
         let subdomain = context_str(&context, "subdomain").unwrap_or_else(|| subaccount_id.clone());
         let config = InstanceConfig::parse(req.parameters.as_ref())
             .map_err(|e| BrokerError::bad_request(format!("Invalid configuration JSON: {e}")))?;
-        validate_config_certificates(&config)?;
+        validate_config_certificates_off(&config).await?;
         let digest = self.store().digest(&[raw.to_string().as_bytes()]);
 
         if let Some(existing) = self.store().get_instance(id).await? {
@@ -194,7 +194,7 @@ impl Signpost {
         };
         let config = InstanceConfig::parse(req.parameters.as_ref())
             .map_err(|e| BrokerError::bad_request(format!("Invalid configuration JSON: {e}")))?;
-        validate_config_certificates(&config)?;
+        validate_config_certificates_off(&config).await?;
         if let Some(ctx) = req.context {
             let mut merged: Map<String, Value> =
                 serde_json::from_str(&record.context).unwrap_or_default();
@@ -279,7 +279,9 @@ impl Signpost {
             )));
         }
         let client_id = format!("sb-{binding_id}!b1|destination-xsappname!b1");
-        let record = self.binding_record(instance_id, binding_id, client_id, digest, kind)?;
+        let record = self
+            .binding_record(instance_id, binding_id, client_id, digest, kind)
+            .await?;
         match self
             .store()
             .write(vec![WriteOp::CreateBinding(record.clone())])
@@ -332,7 +334,7 @@ impl Signpost {
     }
 
     /// The stored record of a new binding, with its secret or certificate.
-    fn binding_record(
+    async fn binding_record(
         &self,
         instance_id: &str,
         binding_id: &str,
@@ -370,16 +372,19 @@ impl Signpost {
                     .chars()
                     .take(64)
                     .collect();
-                let cert = self
-                    .inner
-                    .ca
-                    .issue_client_certificate(
+                // RSA key generation runs on the CPU pool.
+                let core = self.clone();
+                let cert = signpost_oauth::cpu::run(move || {
+                    core.inner.ca.issue_client_certificate(
                         &cn,
                         p.key_length,
                         p.validity(),
                         time::OffsetDateTime::now_utc(),
                     )
-                    .map_err(|e| BrokerError::bad_request(format!("parameters.xsuaa.x509: {e}")))?;
+                })
+                .await
+                .map_err(|_| BrokerError::internal())?
+                .map_err(|e| BrokerError::bad_request(format!("parameters.xsuaa.x509: {e}")))?;
                 record.certificate_sha256 =
                     Some(signpost_certs::sha256_fingerprint(&cert.certificate_der));
                 record.certificate = Some(cert.certificate_chain_pem);
@@ -520,6 +525,17 @@ fn bind_kind(params: &Value) -> BrokerResult<BindKind> {
     let p: signpost_certs::ca::X509BindingParams = serde_json::from_value(x509)
         .map_err(|e| BrokerError::bad_request(format!("parameters.xsuaa.x509: {e}")))?;
     Ok(BindKind::X509Generated(p))
+}
+
+/// [`validate_config_certificates`] on the CPU pool (the keystores may need PBKDF2 or scrypt).
+async fn validate_config_certificates_off(config: &InstanceConfig) -> BrokerResult<()> {
+    if config.subaccount.certificates.is_empty() && config.instance.certificates.is_empty() {
+        return Ok(());
+    }
+    let config = config.clone();
+    signpost_oauth::cpu::run(move || validate_config_certificates(&config))
+        .await
+        .map_err(|_| BrokerError::internal())?
 }
 
 /// Certificates of a configuration JSON are validated like uploads (400 naming the entry).

@@ -258,7 +258,7 @@ impl Signpost {
             request,
             auto_renew,
         } = gen;
-        tokio::task::spawn_blocking(move || {
+        signpost_oauth::cpu::run(move || {
             let out = core
                 .inner
                 .ca
@@ -308,14 +308,14 @@ impl Signpost {
         name: &str,
     ) -> Result<Value> {
         let entity = self.certificate_entity(who, level, name).await?;
-        self.details_of(&entity)
+        self.details_of(&entity).await
     }
 
-    fn details_of(&self, entity: &StoredEntity) -> Result<Value> {
+    async fn details_of(&self, entity: &StoredEntity) -> Result<Value> {
         let body = body_json(entity)?;
-        let parsed = parsed_of(&body);
+        let parsed = self.parsed_store(entity, None).await?;
         let meta = body.get(META);
-        let mut out = match &parsed {
+        let mut out = match parsed.as_ref() {
             Ok(p) => p.details_json(now()),
             Err(e) => json!({"format": null, "locked": false, "entries": [], "error": e}),
         };
@@ -363,7 +363,7 @@ impl Signpost {
             .await?;
         let mut out = Vec::new();
         for e in &page.items {
-            let d = self.details_of(e)?;
+            let d = self.details_of(e).await?;
             if let Some(days) = expiring_within_days {
                 let soon = d["entries"]
                     .as_array()
@@ -388,14 +388,17 @@ impl Signpost {
         name: &str,
     ) -> Result<(Vec<PublicKeyItem>, String)> {
         let entity = self.certificate_entity(who, level, name).await?;
-        let body = body_json(&entity)?;
-        let parsed = parsed_of(&body).map_err(Error::BadRequest)?;
+        let parsed = self.parsed_store(&entity, None).await?;
+        let parsed = parsed
+            .as_ref()
+            .as_ref()
+            .map_err(|e| Error::BadRequest(e.clone()))?;
         if parsed.locked {
             return Err(Error::BadRequest(
                 "The keystore is password-protected and public keys cannot be retrieved".into(),
             ));
         }
-        Ok((parse::public_keys(&parsed), entity.etag))
+        Ok((parse::public_keys(parsed), entity.etag))
     }
 
     /// Renews every generated certificate with automatic renewal that is due at `at` (two thirds
@@ -418,7 +421,7 @@ impl Signpost {
             }
             let core = self.clone();
             let name = entity.name.clone();
-            let renewed_body = tokio::task::spawn_blocking(move || {
+            let renewed_body = signpost_oauth::cpu::run(move || {
                 let out = core.inner.ca.renew(&request, at).map_err(internal)?;
                 Ok::<_, Error>(generated_body(
                     &name,
@@ -469,6 +472,100 @@ impl Signpost {
     }
 }
 
+/// Parsed certificate stores (token flows' key and trust stores, the details and public-keys
+/// views), by certificate version (its ETag, a digest of its content) and password: a find does
+/// not decrypt a keystore again until the certificate changes.
+/// Bounded in size and age like every cache of the server.
+pub(crate) struct KeyStoreCache {
+    stores: moka::sync::Cache<String, std::sync::Arc<std::result::Result<ParsedStore, String>>>,
+    /// Stores parsed so far (cache misses).
+    parses: std::sync::atomic::AtomicU64,
+}
+
+/// Most parsed stores kept, and for how long.
+pub(crate) const KEY_STORE_CACHE_MAX: u64 = 1_000;
+const KEY_STORE_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(3600);
+
+impl std::fmt::Debug for KeyStoreCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyStoreCache")
+            .field("entries", &self.stores.entry_count())
+            .finish()
+    }
+}
+
+impl KeyStoreCache {
+    pub(crate) fn new() -> Self {
+        Self::with_capacity(KEY_STORE_CACHE_MAX)
+    }
+
+    pub(crate) fn with_capacity(max: u64) -> Self {
+        Self {
+            stores: moka::sync::Cache::builder()
+                .max_capacity(max)
+                .time_to_live(KEY_STORE_CACHE_TTL)
+                .build(),
+            parses: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// How many parsed stores are kept (after pending evictions ran).
+    pub(crate) fn len(&self) -> u64 {
+        self.stores.run_pending_tasks();
+        self.stores.entry_count()
+    }
+}
+
+impl Signpost {
+    /// A certificate entity parsed with `password` (or its own), from the cache or on the CPU
+    /// pool; the inner error says why it cannot be read.
+    pub(crate) async fn parsed_store(
+        &self,
+        entity: &StoredEntity,
+        password: Option<&str>,
+    ) -> Result<std::sync::Arc<std::result::Result<ParsedStore, String>>> {
+        let key = self.store().digest(&[
+            entity.owner.level.as_str().as_bytes(),
+            entity.owner.id.as_bytes(),
+            entity.name.as_bytes(),
+            entity.etag.as_bytes(),
+            &[u8::from(password.is_some())],
+            password.unwrap_or_default().as_bytes(),
+        ]);
+        if let Some(hit) = self.inner.key_stores.stores.get(&key) {
+            return Ok(hit);
+        }
+        let mut body = body_json(entity)?;
+        if let Some(p) = password {
+            body.insert("Password".into(), Value::String(p.to_owned()));
+        }
+        self.inner
+            .key_stores
+            .parses
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let parsed = std::sync::Arc::new(
+            signpost_oauth::cpu::run(move || parsed_of(&body))
+                .await
+                .map_err(internal)?,
+        );
+        self.inner.key_stores.stores.insert(key, parsed.clone());
+        Ok(parsed)
+    }
+
+    /// How many parsed key stores this process keeps.
+    pub fn cached_key_stores(&self) -> u64 {
+        self.inner.key_stores.len()
+    }
+
+    /// How many times token flows parsed a key or trust store (the cache's misses).
+    pub fn key_store_parses(&self) -> u64 {
+        self.inner
+            .key_stores
+            .parses
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
 impl Signpost {
     /// The TLS settings of a destination's token requests: `tokenService.KeyStoreLocation` (with
     /// `tokenService.KeyStorePassword`) as client certificate, `TrustStoreLocation` as trust
@@ -492,14 +589,15 @@ impl Signpost {
                     "The token service key store '{name}' does not exist"
                 )));
             };
-            let mut body = body_json(&entity)?;
-            if let Some(p) = prop("tokenService.KeyStorePassword") {
-                body.insert("Password".into(), Value::String(p.to_owned()));
-            }
-            let identity = parsed_of(&body)
+            let parsed = self
+                .parsed_store(&entity, prop("tokenService.KeyStorePassword"))
+                .await?;
+            let identity = parsed
+                .as_ref()
+                .as_ref()
                 .map_err(|e| format!("The token service key store '{name}' cannot be read: {e}"))
                 .and_then(|store| {
-                    parse::client_identity_pem(&store)
+                    parse::client_identity_pem(store)
                         .ok_or_else(|| format!("The token service key store '{name}' holds no private key with its certificate"))
                 });
             match identity {
@@ -516,11 +614,10 @@ impl Signpost {
             let Some(entity) = self.certificate_for(who, owner, name).await? else {
                 return Ok(Err(format!("The trust store '{name}' does not exist")));
             };
-            let mut body = body_json(&entity)?;
-            if let Some(p) = prop("TrustStorePassword") {
-                body.insert("Password".into(), Value::String(p.to_owned()));
-            }
-            match parsed_of(&body) {
+            let parsed = self
+                .parsed_store(&entity, prop("TrustStorePassword"))
+                .await?;
+            match parsed.as_ref() {
                 Ok(store) => {
                     tls.trust_pem = Some(store.certificates().map(|c| c.to_pem()).collect())
                 }
@@ -528,5 +625,24 @@ impl Signpost {
             }
         }
         Ok(Ok(tls))
+    }
+}
+
+#[cfg(test)]
+mod key_store_cache_tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    #[test]
+    fn thousands_of_versions_stay_within_the_capacity() {
+        let cache = KeyStoreCache::new();
+        for i in 0..3_000 {
+            cache
+                .stores
+                .insert(format!("version-{i}"), Arc::new(Err(format!("store {i}"))));
+        }
+        let kept = cache.len();
+        assert!(kept > 0 && kept <= KEY_STORE_CACHE_MAX, "{kept} kept");
     }
 }

@@ -130,7 +130,16 @@ impl Signpost {
             let (name, body) = self.generate_certificate(gen).await?;
             return Ok(Parsed { name, body });
         }
-        parse_entity(kind, value).map_err(|e| Error::BadRequest(invalid(kind, &e)))
+        let parsed = if kind == EntityKind::Certificate {
+            // Decrypting an uploaded keystore (PBKDF2, scrypt) runs on the CPU pool.
+            let value = value.clone();
+            signpost_oauth::cpu::run(move || parse_entity(kind, &value))
+                .await
+                .map_err(|e| Error::Internal(e.to_string()))?
+        } else {
+            parse_entity(kind, value)
+        };
+        parsed.map_err(|e| Error::BadRequest(invalid(kind, &e)))
     }
 }
 

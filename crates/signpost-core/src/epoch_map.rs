@@ -1,78 +1,89 @@
-//! A small in-memory map of facts derived from the store (verified tokens, parsed SAML signers),
-//! tied to the epoch of the store's change feed ([`signpost_store::Store::epoch`]): when the feed
-//! comes back after it was down, notifications may have been lost, so everything cached under
-//! the old epoch is dropped before the map is read again, and a value worked out under an old
-//! epoch is not kept.
+//! A small in-memory cache of facts derived from the store (verified tokens, parsed SAML
+//! signers), bounded in size and in age, and tied to the epoch of the store's change feed
+//! ([`signpost_store::Store::epoch`]): when the feed comes back after it was down, notifications
+//! may have been lost, so everything cached under the old epoch is dropped before the map is read
+//! again, and a value worked out under an old epoch is not kept.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::RwLock;
+use std::time::Duration;
 
-#[derive(Debug)]
 pub(crate) struct EpochMap<V> {
-    map: RwLock<HashMap<String, V>>,
+    map: moka::sync::Cache<String, V>,
     epoch: AtomicU64,
-    /// At this many entries a put starts over with an empty map.
-    max: usize,
+    /// Held for writing while the epoch moves, for reading while a value is put: a put never
+    /// lands between the check of its epoch and the move.
+    moving: RwLock<()>,
 }
 
-impl<V: Clone> EpochMap<V> {
-    pub(crate) fn new(max: usize) -> Self {
+impl<V> std::fmt::Debug for EpochMap<V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EpochMap")
+            .field("entries", &self.map.entry_count())
+            .field("epoch", &self.epoch.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+impl<V: Clone + Send + Sync + 'static> EpochMap<V> {
+    /// At most `max` entries (the least useful go first), each kept at most `ttl`.
+    pub(crate) fn new(max: u64, ttl: Duration) -> Self {
         Self {
-            map: RwLock::new(HashMap::new()),
+            map: moka::sync::Cache::builder()
+                .max_capacity(max)
+                .time_to_live(ttl)
+                .build(),
             epoch: AtomicU64::new(0),
-            max,
+            moving: RwLock::new(()),
         }
     }
 
     /// Drops everything cached under another epoch.
     pub(crate) fn sync_epoch(&self, epoch: u64) {
         if self.epoch.load(Ordering::Acquire) != epoch {
-            let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
-            map.clear();
+            let _moving = self.moving.write().unwrap_or_else(|p| p.into_inner());
+            self.map.invalidate_all();
             self.epoch.store(epoch, Ordering::Release);
         }
     }
 
     pub(crate) fn get(&self, key: &str) -> Option<V> {
-        self.map
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(key)
-            .cloned()
+        self.map.get(key)
     }
 
     /// Keeps a value worked out under `epoch`, unless the epoch moved meanwhile.
     pub(crate) fn put(&self, key: &str, value: V, epoch: u64) {
-        let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
+        let _still = self.moving.read().unwrap_or_else(|p| p.into_inner());
         if self.epoch.load(Ordering::Acquire) != epoch {
             return;
         }
-        if map.len() >= self.max {
-            map.clear();
-        }
-        map.insert(key.to_owned(), value);
+        self.map.insert(key.to_owned(), value);
     }
 
     pub(crate) fn remove(&self, key: &str) {
-        self.map
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(key);
+        self.map.invalidate(key);
     }
 
     pub(crate) fn clear(&self) {
-        self.map.write().unwrap_or_else(|p| p.into_inner()).clear();
+        self.map.invalidate_all();
+    }
+
+    /// How many entries are kept (after pending evictions ran).
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> u64 {
+        self.map.run_pending_tasks();
+        self.map.entry_count()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::EpochMap;
+    use std::time::Duration;
 
     #[test]
     fn a_new_epoch_drops_everything_and_refuses_late_values() {
-        let m = EpochMap::new(2);
+        let m = EpochMap::new(100, Duration::from_secs(60));
         m.put("a", 1, 0);
         assert_eq!(m.get("a"), Some(1));
         m.sync_epoch(1);
@@ -80,12 +91,26 @@ mod tests {
         m.put("late", 2, 0);
         assert_eq!(m.get("late"), None, "worked out under the old epoch");
         m.put("b", 3, 1);
-        m.put("c", 4, 1);
-        m.put("d", 5, 1);
-        assert_eq!(
-            (m.get("b"), m.get("d")),
-            (None, Some(5)),
-            "full: starts over"
-        );
+        assert_eq!(m.get("b"), Some(3));
+        m.remove("b");
+        assert_eq!(m.get("b"), None);
+    }
+
+    #[test]
+    fn thousands_of_keys_stay_within_the_capacity() {
+        let m = EpochMap::new(500, Duration::from_secs(60));
+        for i in 0..5_000 {
+            m.put(&format!("token-{i}"), i, 0);
+        }
+        let kept = m.len();
+        assert!(kept > 0 && kept <= 500, "{kept} entries kept");
+    }
+
+    #[test]
+    fn entries_expire() {
+        let m = EpochMap::new(10, Duration::from_millis(50));
+        m.put("a", 1, 0);
+        std::thread::sleep(Duration::from_millis(120));
+        assert_eq!(m.get("a"), None);
     }
 }

@@ -56,6 +56,8 @@ struct Inner {
     principals: tokens::PrincipalCache,
     flows: TokenService,
     saml_signers: saml::SignerCache,
+    /// Parsed key and trust stores of token flows, per certificate version.
+    key_stores: certificates::KeyStoreCache,
     ca: signpost_certs::ca::CertificateAuthority,
 }
 
@@ -70,9 +72,13 @@ impl Signpost {
             store,
             config,
             keys,
-            principals: tokens::PrincipalCache::new(tokens::PRINCIPAL_CACHE_MAX),
+            principals: tokens::PrincipalCache::new(
+                tokens::PRINCIPAL_CACHE_MAX,
+                tokens::PRINCIPAL_CACHE_TTL,
+            ),
             flows,
-            saml_signers: saml::SignerCache::new(usize::MAX),
+            saml_signers: saml::SignerCache::new(saml::SIGNER_CACHE_MAX, saml::SIGNER_CACHE_TTL),
+            key_stores: certificates::KeyStoreCache::new(),
             ca,
         });
         if let Some(changes) = changes {

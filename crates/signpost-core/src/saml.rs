@@ -17,6 +17,10 @@ const TRUST_VALIDITY_DAYS: u32 = 5 * 365;
 /// Parsed active signers by subaccount, so a SAML flow does not parse PEM on every request.
 pub(crate) type SignerCache = crate::epoch_map::EpochMap<SamlSigner>;
 
+/// Most parsed signers kept, and for how long.
+pub(crate) const SIGNER_CACHE_MAX: u64 = 10_000;
+pub(crate) const SIGNER_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(3600);
+
 fn no_pair(sub: &str, passive: bool) -> Error {
     if passive {
         Error::NotFound(format!(
@@ -48,7 +52,7 @@ impl Signpost {
 
     async fn new_pair(&self, who_sub: &str, slot: SamlSlot) -> Result<SamlKeyRecord> {
         let cn = format!("signpost-saml-{who_sub}");
-        let pair = tokio::task::spawn_blocking(move || {
+        let pair = signpost_oauth::cpu::run(move || {
             saml::generate_trust_keypair(&cn, TRUST_VALIDITY_DAYS)
         })
         .await
@@ -69,15 +73,14 @@ impl Signpost {
             return Ok(rec);
         }
         let rec = self.new_pair(sub, SamlSlot::Active).await?;
-        // Another request may have made one meanwhile: keep whichever is stored first.
-        let existing = self.saml_record(sub, SamlSlot::Active).await?;
-        if let Some(e) = existing {
-            return Ok(e);
-        }
+        // Create-if-absent: of concurrent first uses (in this process or another one on the same
+        // database) the first write wins, and every caller signs with what is stored.
         self.store()
-            .write(vec![WriteOp::PutSamlKey(rec.clone())])
+            .write(vec![WriteOp::CreateSamlKey(rec)])
             .await?;
-        Ok(rec)
+        self.saml_record(sub, SamlSlot::Active)
+            .await?
+            .ok_or_else(|| internal("the SAML key pair vanished after it was stored"))
     }
 
     /// The signer of SAML flows for a subaccount.
@@ -192,5 +195,137 @@ impl Signpost {
             .await?;
         self.inner.saml_signers.remove(sub);
         Ok(certs)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::sync::Arc;
+
+    use async_trait::async_trait;
+    use signpost_model::{EntityKind, OwnerRef};
+    use signpost_store::{
+        BindingRecord, InstanceRecord, ListPage, ListQuery, MasterKey, SigningKeyRecord,
+        SqliteStore, Store, StoredEntity, SubaccountRecord, WriteOutcome,
+    };
+
+    use super::*;
+    use crate::CoreConfig;
+
+    /// A store whose SAML key writes wait until two of them are there: two first uses that both
+    /// found no pair and made one, at the same moment.
+    #[derive(Debug)]
+    struct Gate {
+        inner: SqliteStore,
+        both: tokio::sync::Barrier,
+    }
+
+    type R<T> = signpost_store::Result<T>;
+
+    #[async_trait]
+    impl Store for Gate {
+        fn engine(&self) -> &'static str {
+            self.inner.engine()
+        }
+        async fn get_subaccount(&self, id: &str) -> R<Option<SubaccountRecord>> {
+            self.inner.get_subaccount(id).await
+        }
+        async fn get_instance(&self, id: &str) -> R<Option<InstanceRecord>> {
+            self.inner.get_instance(id).await
+        }
+        async fn get_binding(&self, id: &str) -> R<Option<BindingRecord>> {
+            self.inner.get_binding(id).await
+        }
+        async fn get_binding_by_client(&self, c: &str) -> R<Option<BindingRecord>> {
+            self.inner.get_binding_by_client(c).await
+        }
+        async fn get_binding_by_certificate(&self, s: &str) -> R<Option<BindingRecord>> {
+            self.inner.get_binding_by_certificate(s).await
+        }
+        async fn list_instances(&self) -> R<Vec<InstanceRecord>> {
+            self.inner.list_instances().await
+        }
+        async fn list_subaccounts(&self) -> R<Vec<SubaccountRecord>> {
+            self.inner.list_subaccounts().await
+        }
+        async fn list_bindings(&self, i: &str) -> R<Vec<BindingRecord>> {
+            self.inner.list_bindings(i).await
+        }
+        async fn get_entity(
+            &self,
+            o: &OwnerRef,
+            k: EntityKind,
+            n: &str,
+        ) -> R<Option<StoredEntity>> {
+            self.inner.get_entity(o, k, n).await
+        }
+        async fn list_entities(&self, o: &OwnerRef, k: EntityKind, q: &ListQuery) -> R<ListPage> {
+            self.inner.list_entities(o, k, q).await
+        }
+        async fn page_anchors(&self, o: &OwnerRef, k: EntityKind, e: u64) -> R<Vec<String>> {
+            self.inner.page_anchors(o, k, e).await
+        }
+        async fn write(&self, ops: Vec<WriteOp>) -> R<Vec<WriteOutcome>> {
+            if ops
+                .iter()
+                .any(|op| matches!(op, WriteOp::PutSamlKey(_) | WriteOp::CreateSamlKey(_)))
+            {
+                self.both.wait().await;
+            }
+            self.inner.write(ops).await
+        }
+        async fn saml_keys(&self, s: &str) -> R<Vec<SamlKeyRecord>> {
+            self.inner.saml_keys(s).await
+        }
+        async fn get_secret(&self, n: &str) -> R<Option<secrecy::SecretString>> {
+            self.inner.get_secret(n).await
+        }
+        async fn all_entities(&self, k: EntityKind) -> R<Vec<StoredEntity>> {
+            self.inner.all_entities(k).await
+        }
+        async fn try_lease(&self, n: &str, h: &str, now: i64, ttl: i64) -> R<bool> {
+            self.inner.try_lease(n, h, now, ttl).await
+        }
+        async fn signing_keys(&self) -> R<Vec<SigningKeyRecord>> {
+            self.inner.signing_keys().await
+        }
+        async fn insert_signing_key(&self, k: SigningKeyRecord) -> R<()> {
+            self.inner.insert_signing_key(k).await
+        }
+        async fn delete_signing_key(&self, kid: &str) -> R<bool> {
+            self.inner.delete_signing_key(kid).await
+        }
+        fn digest(&self, parts: &[&[u8]]) -> String {
+            self.inner.digest(parts)
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_first_uses_at_once_sign_with_the_one_stored_pair() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        let inner = SqliteStore::open(&path.display().to_string(), &MasterKey::generate(), 100)
+            .await
+            .unwrap();
+        let store: Arc<dyn Store> = Arc::new(Gate {
+            inner,
+            both: tokio::sync::Barrier::new(2),
+        });
+        let config = CoreConfig {
+            public_url: "http://127.0.0.1".into(),
+            uaadomain: "127.0.0.1".into(),
+            token_lifetime_secs: 100,
+            oauth: Default::default(),
+            cert_url: None,
+        };
+        let sp = Signpost::new(store.clone(), config).await.unwrap();
+        let (a, b) = tokio::join!(sp.saml_signer("sub-1"), sp.saml_signer("sub-1"));
+        let (a, b) = (a.unwrap(), b.unwrap());
+        let stored = store.saml_keys("sub-1").await.unwrap();
+        assert_eq!(stored.len(), 1);
+        let stored = &stored[0].certificate_pem;
+        assert_eq!(&a.keys.certificate_pem, stored, "the first caller's pair");
+        assert_eq!(&b.keys.certificate_pem, stored, "the second caller's pair");
     }
 }

@@ -34,6 +34,10 @@ pub enum TokenError {
     UnsupportedGrantType(String),
     #[error("invalid_request")]
     InvalidRequest(String),
+    /// The client certificate is the binding's but outside its validity period (the sentence
+    /// says which way, for `error_description`).
+    #[error("invalid_client")]
+    CertificateNotValid(String),
     #[error("server_error")]
     Server,
 }
@@ -281,7 +285,7 @@ fn generate_key(created_at: i64) -> Result<SigningKeyRecord> {
 }
 
 async fn generate(created_at: i64) -> Result<SigningKeyRecord> {
-    tokio::task::spawn_blocking(move || generate_key(created_at))
+    signpost_oauth::cpu::run(move || generate_key(created_at))
         .await
         .map_err(internal)?
 }
@@ -385,8 +389,11 @@ fn lifecycle_of(keys: &[LoadedKey], lifetime: u64, now: u64) -> Vec<SigningKeyIn
 /// at once.
 pub(crate) type PrincipalCache = crate::epoch_map::EpochMap<(Principal, u64)>;
 
-/// At this many verified tokens the cache starts over.
-pub(crate) const PRINCIPAL_CACHE_MAX: usize = 10_000;
+/// Most verified tokens kept.
+pub(crate) const PRINCIPAL_CACHE_MAX: u64 = 10_000;
+
+/// Longest a verification is kept (a token's own expiry still applies within it).
+pub(crate) const PRINCIPAL_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(600);
 
 impl Signpost {
     /// The issuer written into tokens: the token endpoint URL.
@@ -536,14 +543,25 @@ impl Signpost {
         if !same {
             return Err(TokenError::InvalidClient);
         }
-        // A certificate Signpost made must also still be valid and signed by its CA.
+        // Every binding certificate, generated or brought by the client, must be valid now.
+        let now = time::OffsetDateTime::now_utc();
+        let cert = signpost_certs::parse::CertInfo::from_der(presented_der)
+            .map_err(|_| TokenError::InvalidClient)?;
+        if now < cert.not_before {
+            return Err(TokenError::CertificateNotValid(format!(
+                "The client certificate is not valid yet: it is valid from {}",
+                crate::rfc3339(cert.not_before)
+            )));
+        }
+        if now > cert.not_after {
+            return Err(TokenError::CertificateNotValid(format!(
+                "The client certificate expired at {}",
+                crate::rfc3339(cert.not_after)
+            )));
+        }
+        // A certificate Signpost made must also be signed by its CA.
         let generated = binding.client_secret.is_some();
-        if generated
-            && !self
-                .inner
-                .ca
-                .verify_client_certificate(presented_der, time::OffsetDateTime::now_utc())
-        {
+        if generated && !self.inner.ca.verify_client_certificate(presented_der, now) {
             return Err(TokenError::InvalidClient);
         }
         self.token_for_binding(client_id, &binding.instance_id, zid)
@@ -578,6 +596,7 @@ impl Signpost {
             self.refresh_stale_keys().await;
         }
         self.sign(client_id, &instance.subaccount_id, &subdomain, &instance.id)
+            .await
             .map_err(|_| TokenError::Server)
     }
 
@@ -594,7 +613,8 @@ impl Signpost {
         }
     }
 
-    fn sign(
+    /// Signs a token for a binding; the RSA signature is made on the CPU pool.
+    async fn sign(
         &self,
         client_id: &str,
         zid: &str,
@@ -625,14 +645,21 @@ impl Signpost {
             iat: now,
             exp: now + lifetime,
         };
-        let keys = self.inner.keys.read();
-        let key = keys
-            .last()
-            .ok_or_else(|| Error::Internal("no signing key".into()))?;
+        let (kid, encoding) = {
+            let keys = self.inner.keys.read();
+            let key = keys
+                .last()
+                .ok_or_else(|| Error::Internal("no signing key".into()))?;
+            (key.kid.clone(), key.encoding.clone())
+        };
         let mut header = Header::new(Algorithm::RS256);
-        header.kid = Some(key.kid.clone());
+        header.kid = Some(kid);
         header.jku = Some(format!("{}/token_keys", self.inner.config.public_url));
-        let token = jsonwebtoken::encode(&header, &claims, &key.encoding).map_err(internal)?;
+        let token =
+            signpost_oauth::cpu::run(move || jsonwebtoken::encode(&header, &claims, &encoding))
+                .await
+                .map_err(internal)?
+                .map_err(internal)?;
         Ok(TokenResponse {
             access_token: token,
             token_type: "bearer",
@@ -684,15 +711,20 @@ impl Signpost {
         validation.validate_aud = false;
         validation.leeway = 0;
         // Only the active key and retired keys within their retention verify.
-        let claims = self
+        // The RSA verification of a token not seen before runs on the CPU pool.
+        let key = self
             .inner
             .keys
-            .with_verifying_key(&kid, self.token_lifetime(), now, |key| {
-                jsonwebtoken::decode::<Claims>(bearer, key, &validation)
-            })
-            .ok_or_else(unauthorized)?
-            .map_err(|_| unauthorized())?
-            .claims;
+            .with_verifying_key(&kid, self.token_lifetime(), now, DecodingKey::clone)
+            .ok_or_else(unauthorized)?;
+        let token = bearer.to_owned();
+        let claims = signpost_oauth::cpu::run(move || {
+            jsonwebtoken::decode::<Claims>(&token, &key, &validation)
+        })
+        .await
+        .map_err(internal)?
+        .map_err(|_| unauthorized())?
+        .claims;
         let binding = self
             .store()
             .get_binding_by_client(&claims.client_id)
@@ -758,8 +790,8 @@ mod tests {
             .collect()
     }
 
-    fn signed_kid(sp: &Signpost) -> String {
-        let token = sp.sign("client", "zid", "zdn", "instance").unwrap();
+    async fn signed_kid(sp: &Signpost) -> String {
+        let token = sp.sign("client", "zid", "zdn", "instance").await.unwrap();
         jsonwebtoken::decode_header(&token.access_token)
             .unwrap()
             .kid
@@ -803,7 +835,7 @@ mod tests {
         assert_eq!(first.len(), 1);
         assert_eq!(first[0].state, KeyState::Active);
         let old = first[0].kid.clone();
-        assert_eq!(signed_kid(&sp), old);
+        assert_eq!(signed_kid(&sp).await, old);
 
         let t = u64::try_from(first[0].created_at).unwrap() + 10;
         let rotation = sp.rotate_signing_key_at(t).await.unwrap();
@@ -817,7 +849,7 @@ mod tests {
         assert_eq!(rotation.keys[0].expires_at, Some(t + LIFETIME as i64));
         assert_eq!(rotation.keys[1].kid, new);
         assert_eq!(rotation.keys[1].state, KeyState::Active);
-        assert_eq!(signed_kid(&sp), new, "the new key signs at once");
+        assert_eq!(signed_kid(&sp).await, new, "the new key signs at once");
 
         // Both are published and verify while the old key's tokens may live ...
         let t = t as u64;
@@ -873,7 +905,7 @@ mod tests {
         assert_eq!(b.keys.last().unwrap().kid, b.kid);
         assert_eq!(b.keys.last().unwrap().state, KeyState::Active);
         assert_eq!(b.keys[b.keys.len() - 2].kid, a.kid);
-        assert_eq!(signed_kid(&sp), b.kid);
+        assert_eq!(signed_kid(&sp).await, b.kid);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -883,10 +915,10 @@ mod tests {
         let master = MasterKey::generate();
         let one = open(&path, &master).await;
         let two = open(&path, &master).await;
-        let before = signed_kid(&two);
+        let before = signed_kid(&two).await;
 
         let rotation = one.rotate_signing_key().await.unwrap();
-        assert_eq!(signed_kid(&two), before, "no reload yet");
+        assert_eq!(signed_kid(&two).await, before, "no reload yet");
         assert!(!published_kids(&two, now_secs()).contains(&rotation.kid));
 
         // Many overlapping reloads (as notifications may arrive) while `one` rotates again.
@@ -900,7 +932,7 @@ mod tests {
             t.await.unwrap().unwrap();
         }
         two.reload_signing_keys().await.unwrap();
-        assert_eq!(signed_kid(&two), again.kid);
+        assert_eq!(signed_kid(&two).await, again.kid);
         assert_eq!(
             published_kids(&two, now_secs()),
             [again.kid.clone(), rotation.kid.clone(), before.clone()]

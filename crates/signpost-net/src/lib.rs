@@ -133,6 +133,118 @@ pub async fn check_public(url: &url::Url) -> Result<(), NotPublic> {
     }
 }
 
+/// Checks a URL whose host is an IP literal, without DNS: resolvers never run for literals, so
+/// this is the half of the guard that [`PublicOnly`] cannot do. Every literal form the URL parser
+/// accepts is covered, because the parser turns them into one address first: decimal
+/// (`http://2130706433/`), octal (`http://0177.0.0.1/`), hexadecimal (`http://0x7f.1/`), short
+/// (`http://127.1/`) and bracketed IPv6 with embedded IPv4 (`http://[::ffff:127.0.0.1]/`).
+/// Names pass (the resolver checks them on every connection); a URL without a host fails.
+pub fn check_literal(url: &url::Url) -> Result<(), NotPublic> {
+    let ip = match url.host() {
+        None => return Err(NotPublic::NoHost),
+        Some(url::Host::Domain(_)) => return Ok(()),
+        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip),
+        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip),
+    };
+    if is_private(ip) {
+        return Err(NotPublic::Private {
+            host: ip.to_string(),
+            ip,
+        });
+    }
+    Ok(())
+}
+
+/// The one HTTP client for requests whose URL comes from stored data (token services, JWKS,
+/// later the proxy and "check connection"). Built through [`GuardedClient::build`], it never
+/// follows redirects (a redirect's target would skip the check), resolves names with
+/// [`PublicOnly`] (every connection, so a later DNS answer cannot smuggle a private address in),
+/// and [`GuardedClient::request`] refuses private IP literals before anything is sent. With
+/// `guarded = false` (`--allow-private-networks`) it is a plain client that still does not follow
+/// redirects.
+#[derive(Debug, Clone)]
+pub struct GuardedClient {
+    client: reqwest::Client,
+    guarded: bool,
+}
+
+impl GuardedClient {
+    /// Finishes `builder` (timeouts, TLS and so on set by the caller). The builder must not set
+    /// an HTTP proxy: with a proxy, the proxy resolves the target and the resolver half of the
+    /// guard does not apply.
+    pub fn build(builder: reqwest::ClientBuilder, guarded: bool) -> reqwest::Result<Self> {
+        let mut b = builder.redirect(reqwest::redirect::Policy::none());
+        if guarded {
+            b = b.dns_resolver(public_only_resolver());
+        }
+        Ok(Self {
+            client: b.build()?,
+            guarded,
+        })
+    }
+
+    /// Whether private addresses are refused.
+    pub fn guarded(&self) -> bool {
+        self.guarded
+    }
+
+    /// A request to `url`, or why it may not be sent.
+    pub fn request(
+        &self,
+        method: reqwest::Method,
+        url: url::Url,
+    ) -> Result<reqwest::RequestBuilder, NotPublic> {
+        if self.guarded {
+            check_literal(&url)?;
+        }
+        Ok(self.client.request(method, url))
+    }
+}
+
+/// Why a response body was not read.
+#[derive(Debug)]
+pub enum BodyError {
+    /// The body is longer than the limit (in bytes).
+    TooLarge { limit: usize },
+    /// Reading failed.
+    Read(reqwest::Error),
+}
+
+impl fmt::Display for BodyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BodyError::TooLarge { limit } => {
+                write!(f, "its answer is larger than {} bytes", limit)
+            }
+            BodyError::Read(_) => f.write_str("its answer could not be read"),
+        }
+    }
+}
+
+impl std::error::Error for BodyError {}
+
+/// One MiB: the most Signpost reads of a token service's or JWKS endpoint's answer.
+pub const MAX_BODY_BYTES: usize = 1 << 20;
+
+/// Reads a response body of at most `limit` bytes; a longer one (by `Content-Length` or by what
+/// arrives) is refused without reading the rest.
+pub async fn read_capped(mut res: reqwest::Response, limit: usize) -> Result<Vec<u8>, BodyError> {
+    if res
+        .content_length()
+        .is_some_and(|n| n > u64::try_from(limit).unwrap_or(u64::MAX))
+    {
+        return Err(BodyError::TooLarge { limit });
+    }
+    let mut out = Vec::new();
+    while let Some(chunk) = res.chunk().await.map_err(BodyError::Read)? {
+        if out.len() + chunk.len() > limit {
+            return Err(BodyError::TooLarge { limit });
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}
+
 /// A reqwest DNS resolver that drops private addresses; a name with nothing else left fails to
 /// resolve. Use with `reqwest::ClientBuilder::dns_resolver(Arc::new(PublicOnly))`. (URLs with a
 /// literal IP address bypass resolvers: check those with [`is_private`] or [`check_public`].)
@@ -331,5 +443,167 @@ mod tests {
             source = s.source();
         }
         assert!(text.contains("private"), "{text}");
+    }
+    /// Every literal spelling of a private address, as a URL host.
+    pub(crate) const PRIVATE_LITERALS: &[&str] = &[
+        "127.0.0.1",
+        "2130706433",       // decimal
+        "0177.0.0.1",       // octal
+        "0x7f.0x0.0x0.0x1", // hexadecimal
+        "0x7f000001",
+        "127.1", // short form
+        "0.0.0.0",
+        "10.0.0.1",
+        "172.16.0.1",
+        "192.168.0.1",
+        "169.254.169.254",
+        "100.64.0.1",
+        "198.18.0.1",
+        "224.0.0.1",
+        "255.255.255.255",
+        "[::1]",
+        "[::]",
+        "[fe80::1]",
+        "[fd00::1]",
+        "[ff02::1]",
+        "[::ffff:127.0.0.1]",
+        "[::ffff:7f00:1]",
+        "[::127.0.0.1]",
+        "[64:ff9b::127.0.0.1]",
+        "[64:ff9b::a9fe:a9fe]",
+        "[2002:7f00:1::1]",
+        "[2002:a9fe:a9fe::]",
+    ];
+
+    #[test]
+    fn every_literal_form_is_checked_without_dns() {
+        for host in PRIVATE_LITERALS {
+            let url: url::Url = format!("http://{host}:8080/token").parse().unwrap();
+            assert!(
+                matches!(check_literal(&url), Err(NotPublic::Private { .. })),
+                "{host} ({url})"
+            );
+        }
+        for ok in [
+            "http://93.184.215.14/",
+            "http://[2606:4700::1111]/",
+            "http://[2002:808:808::1]/",
+            "http://localhost/",
+        ] {
+            assert_eq!(check_literal(&ok.parse().unwrap()), Ok(()), "{ok}");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_guarded_client_sends_nothing_to_a_private_literal() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let seen = accepted.clone();
+        let server = tokio::spawn(async move {
+            loop {
+                if listener.accept().await.is_ok() {
+                    seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+            }
+        });
+        let guarded = GuardedClient::build(reqwest::Client::builder().no_proxy(), true).unwrap();
+        for host in [
+            "127.0.0.1",
+            "2130706433",
+            "0177.0.0.1",
+            "0x7f000001",
+            "127.1",
+            "0.0.0.0",
+            "[::ffff:127.0.0.1]",
+            "localhost",
+        ] {
+            let url: url::Url = format!("http://{host}:{port}/").parse().unwrap();
+            match guarded.request(reqwest::Method::GET, url) {
+                Err(NotPublic::Private { .. }) => {}
+                Err(e) => panic!("{host}: {e}"),
+                // Names are refused by the resolver when the connection is made.
+                Ok(r) => assert!(r.send().await.is_err(), "{host}"),
+            }
+        }
+        // The same listener is reachable: the refusals above were the guard's.
+        let open = GuardedClient::build(reqwest::Client::builder().no_proxy(), false).unwrap();
+        let url: url::Url = format!("http://127.0.0.1:{port}/").parse().unwrap();
+        let _ = open
+            .request(reqwest::Method::GET, url)
+            .unwrap()
+            .timeout(std::time::Duration::from_millis(300))
+            .send()
+            .await;
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+        server.abort();
+    }
+
+    #[tokio::test]
+    async fn redirects_are_not_followed() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf).await;
+            s.write_all(b"HTTP/1.1 302 Found\r\nLocation: http://169.254.169.254/latest\r\nContent-Length: 0\r\n\r\n")
+                .await
+                .unwrap();
+        });
+        let open = GuardedClient::build(reqwest::Client::builder().no_proxy(), false).unwrap();
+        let url: url::Url = format!("http://127.0.0.1:{port}/").parse().unwrap();
+        let res = open
+            .request(reqwest::Method::GET, url)
+            .unwrap()
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status().as_u16(), 302);
+        server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn bodies_are_capped() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(async move {
+            // Announced length, then chunked without a length.
+            for head in [
+                "HTTP/1.1 200 OK\r\nContent-Length: 2000\r\n\r\n",
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+                "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n",
+            ] {
+                let (mut s, _) = listener.accept().await.unwrap();
+                let mut buf = [0u8; 1024];
+                let _ = s.read(&mut buf).await;
+                let _ = s.write_all(head.as_bytes()).await;
+                if head.contains("chunked") {
+                    for _ in 0..20 {
+                        let _ = s.write_all(b"64\r\n").await;
+                        let _ = s.write_all(&[b'x'; 100]).await;
+                        let _ = s.write_all(b"\r\n").await;
+                    }
+                    let _ = s.write_all(b"0\r\n\r\n").await;
+                } else {
+                    let n = if head.contains("2000") { 2000 } else { 100 };
+                    let _ = s.write_all(&vec![b'x'; n]).await;
+                }
+            }
+        });
+        let client = reqwest::Client::builder().no_proxy().build().unwrap();
+        let url = format!("http://127.0.0.1:{port}/");
+        for expect_ok in [false, false, true] {
+            let res = client.get(&url).send().await.unwrap();
+            let got = read_capped(res, 1000).await;
+            match got {
+                Ok(b) => assert!(expect_ok && b.len() == 100),
+                Err(BodyError::TooLarge { limit }) => assert!(!expect_ok && limit == 1000),
+                Err(e) => panic!("{e}"),
+            }
+        }
+        server.await.unwrap();
     }
 }

@@ -361,12 +361,13 @@ fn first_line(s: &str, max: usize) -> String {
 
 /// Sends a token request and reads a token answer; the error is a sentence for `authTokens`.
 pub(crate) async fn send(
-    client: &reqwest::Client,
+    client: &crate::net::GuardedClient,
     req: &TokenRequest,
     d: &Map<String, Value>,
 ) -> Result<TokenReply, String> {
     let mut r = client
-        .post(req.url.clone())
+        .request(reqwest::Method::POST, req.url.clone())
+        .map_err(|e| crate::net::refused("the token service URL", &e))?
         .timeout(req.connect_timeout + req.read_timeout)
         .header(reqwest::header::ACCEPT, "application/json")
         .form(&req.form);
@@ -388,10 +389,14 @@ pub(crate) async fn send(
         .await
         .map_err(|e| format!("Token request to {where_} failed: {}", describe(&e)))?;
     let status = res.status();
-    let body = res
-        .bytes()
+    let body = crate::net::read_capped(res, crate::net::MAX_BODY_BYTES)
         .await
-        .map_err(|e| format!("Token request to {where_} failed: {}", describe(&e)))?;
+        .map_err(|e| match e {
+            signpost_net::BodyError::Read(e) => {
+                format!("Token request to {where_} failed: {}", describe(&e))
+            }
+            too_large => format!("Token request to {where_} failed: {too_large}"),
+        })?;
     let json: Option<Map<String, Value>> = serde_json::from_slice(&body).ok();
     if !status.is_success() {
         let mut msg = format!("Token service {where_} answered HTTP {}", status.as_u16());

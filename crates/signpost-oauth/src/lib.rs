@@ -3,15 +3,15 @@
 //! assertions that SAML flows need. No HTTP-server code; must not depend on the store or the API.
 
 mod cache;
+pub mod cpu;
 mod flows;
 mod net;
 pub mod saml;
 mod saml_params;
 mod user_token;
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -110,10 +110,19 @@ pub struct SamlSigner {
     pub issuer: String,
 }
 
+/// Which HTTP client: connect and read timeouts (seconds), guarded, TLS settings digest.
+type ClientKey = (u64, u64, bool, String);
+
+/// Most HTTP clients kept (one per pair of timeouts and TLS identity).
+pub const CLIENT_CACHE_MAX: u64 = 256;
+
+/// How long an unused HTTP client is kept.
+const CLIENT_IDLE: Duration = Duration::from_secs(600);
+
 /// The flows with their caches and HTTP clients. Cheap to share behind an `Arc`.
 pub struct TokenService {
     config: OAuthConfig,
-    clients: Mutex<HashMap<(u64, u64, bool, String), reqwest::Client>>,
+    clients: moka::sync::Cache<ClientKey, net::GuardedClient>,
     cache: moka::future::Cache<CacheKey, Arc<cache::Cached>>,
     jwks: user_token::JwksCache,
     token_requests: AtomicU64,
@@ -175,7 +184,10 @@ impl TokenService {
         let cache = cache::new_cache(config.cache_capacity);
         Self {
             config,
-            clients: Mutex::new(HashMap::new()),
+            clients: moka::sync::Cache::builder()
+                .max_capacity(CLIENT_CACHE_MAX)
+                .time_to_idle(CLIENT_IDLE)
+                .build(),
             cache,
             jwks: user_token::JwksCache::default(),
             token_requests: AtomicU64::new(0),
@@ -194,7 +206,7 @@ impl TokenService {
         connect_timeout: Duration,
         read_timeout: Duration,
         tls: &TlsSettings,
-    ) -> Result<reqwest::Client, String> {
+    ) -> Result<net::GuardedClient, String> {
         let guarded = !self.config.allow_private_networks;
         let key = (
             connect_timeout.as_secs(),
@@ -202,13 +214,17 @@ impl TokenService {
             guarded,
             tls.digest(),
         );
-        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(c) = clients.get(&key) {
-            return Ok(c.clone());
-        }
-        let c = net::client(connect_timeout, read_timeout, guarded, tls)?;
-        clients.insert(key, c.clone());
-        Ok(c)
+        self.clients
+            .try_get_with(key, || {
+                net::client(connect_timeout, read_timeout, guarded, tls)
+            })
+            .map_err(|e: Arc<String>| (*e).clone())
+    }
+
+    /// How many HTTP clients are kept (after pending evictions ran).
+    pub fn client_count(&self) -> u64 {
+        self.clients.run_pending_tasks();
+        self.clients.entry_count()
     }
 
     /// Drops the cached tokens of a destination (`name`) or of every destination of an owner.
@@ -414,7 +430,7 @@ impl TokenService {
                 .ok_or_else(|| "SAMLAssertionProvider is ClientProvided but the X-samlAssertion header is missing".into());
         }
         let user = user.ok_or("no verified user")?;
-        let xml = self.build_assertion(ctx, user, true)?;
+        let xml = self.build_assertion(ctx, user, true).await?;
         let url_safe = flows::prop(d, "samlAssertionEncoding") != Some("base64");
         Ok(saml::encode(&xml, url_safe))
     }
@@ -422,13 +438,14 @@ impl TokenService {
     /// `SAMLAssertion`: the signed assertion itself, as a `SAML2.0` token.
     async fn saml_assertion(&self, ctx: &FlowContext<'_>) -> Result<AuthToken, String> {
         let (_, user) = self.verified_user(ctx).await?;
-        let xml = self.build_assertion(ctx, &user, false)?;
+        let xml = self.build_assertion(ctx, &user, false).await?;
         let url_safe = flows::prop(ctx.destination, "samlAssertionEncoding") == Some("base64url");
         let value = saml::encode(&xml, url_safe);
         Ok(AuthToken::with_header("SAML2.0", value, "Authorization"))
     }
 
-    fn build_assertion(
+    /// Builds and signs an assertion on the CPU pool (an RSA signature per assertion).
+    async fn build_assertion(
         &self,
         ctx: &FlowContext<'_>,
         user: &VerifiedUser,
@@ -436,8 +453,12 @@ impl TokenService {
     ) -> Result<String, String> {
         let signer = ctx
             .saml
-            .ok_or("the subaccount has no SAML signing key; create one with POST /destination-configuration/v1/saml2Metadata/certificate")?;
-        saml_params::assertion(ctx.destination, user, signer, bearer)
+            .ok_or("the subaccount has no SAML signing key; create one with POST /destination-configuration/v1/saml2Metadata/certificate")?
+            .clone();
+        let (destination, user) = (ctx.destination.clone(), user.clone());
+        cpu::run(move || saml_params::assertion(&destination, &user, &signer, bearer))
+            .await
+            .map_err(|e| e.to_string())?
     }
 }
 
@@ -481,4 +502,32 @@ fn request_digest(
     }
     put(&tls.digest());
     hex::encode(h.finalize())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_client_cache_stays_at_its_capacity() {
+        let flows = TokenService::new(OAuthConfig::default());
+        let tls = TlsSettings::default();
+        for connect in 1..=40 {
+            for read in 1..=75 {
+                flows
+                    .client(
+                        Duration::from_secs(connect),
+                        Duration::from_secs(read),
+                        &tls,
+                    )
+                    .unwrap();
+            }
+        }
+        let kept = flows.client_count();
+        assert!(
+            kept <= CLIENT_CACHE_MAX,
+            "{kept} clients kept for 3000 keys"
+        );
+        assert!(kept > 0);
+    }
 }

@@ -3,44 +3,51 @@
 //! (checked on every resolution, so a DNS answer cannot smuggle a private address in later). The
 //! address rules themselves live in `signpost-net`.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use signpost_net::{NotPublic, PublicOnly};
+use signpost_net::NotPublic;
+pub use signpost_net::{read_capped, GuardedClient, MAX_BODY_BYTES};
 
 pub use signpost_net::is_private;
 
 /// Why a URL may not be used as a token service, in the token service's words.
 pub async fn check_public(url: &reqwest::Url) -> Result<(), String> {
-    signpost_net::check_public(url).await.map_err(|e| match e {
-        NotPublic::NoHost => "the token service URL has no host".to_string(),
-        NotPublic::Unresolvable { host, reason } => {
-            format!("the token service host {host} could not be resolved: {reason}")
-        }
-        NotPublic::Private { ip, .. } => format!(
-            "the token service URL resolves to the private address {ip}, which is refused for ProxyType Internet"
-        ),
-    })
+    signpost_net::check_public(url)
+        .await
+        .map_err(|e| refused("the token service URL", &e))
 }
 
-/// Builds a client for one pair of timeouts and TLS settings; `guarded` clients resolve public
-/// addresses only.
+/// What a refusal of the guard says in `authTokens`: `what` names the URL ("the token service
+/// URL", "the JWKS URL").
+pub fn refused(what: &str, e: &NotPublic) -> String {
+    match e {
+        NotPublic::NoHost => format!("{what} has no host"),
+        NotPublic::Unresolvable { host, reason } => {
+            format!("{what}'s host {host} could not be resolved: {reason}")
+        }
+        NotPublic::Private { host, ip } if host == &ip.to_string() => format!(
+            "{what} names the private address {ip}, which is refused for ProxyType Internet"
+        ),
+        NotPublic::Private { ip, .. } => format!(
+            "{what} resolves to the private address {ip}, which is refused for ProxyType Internet"
+        ),
+    }
+}
+
+/// Builds a client for one pair of timeouts and TLS settings; `guarded` clients refuse private
+/// addresses (literals before sending, names on every resolution) and none follows redirects.
 pub fn client(
     connect_timeout: Duration,
     read_timeout: Duration,
     guarded: bool,
     tls: &crate::TlsSettings,
-) -> Result<reqwest::Client, String> {
+) -> Result<GuardedClient, String> {
     use secrecy::ExposeSecret;
     let mut b = reqwest::Client::builder()
         .connect_timeout(connect_timeout)
         .read_timeout(read_timeout)
-        .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("signpost/", env!("CARGO_PKG_VERSION")))
         .no_proxy();
-    if guarded {
-        b = b.dns_resolver(Arc::new(PublicOnly));
-    }
     if let Some(pem) = &tls.identity_pem {
         let identity =
             reqwest::Identity::from_pem(pem.expose_secret().as_bytes()).map_err(|_| {
@@ -55,7 +62,7 @@ pub fn client(
             b = b.add_root_certificate(root);
         }
     }
-    b.build()
+    GuardedClient::build(b, guarded)
         .map_err(|_| "the HTTP client for the token service could not be built".to_string())
 }
 

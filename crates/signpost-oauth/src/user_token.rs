@@ -2,15 +2,15 @@
 //! and issuer, against the destination's `x_user_token.jwks` / `x_user_token.jwks_uri` or the
 //! issuers the operator trusts server-wide. An unverifiable token never reaches a flow.
 
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine as _;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, Validation};
 use serde_json::{Map, Value};
-use tokio::sync::RwLock;
+
+use crate::net::GuardedClient;
 
 /// An identity provider that the operator trusts for every destination.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,54 +57,90 @@ impl VerifiedUser {
 
 const JWKS_TTL: Duration = Duration::from_secs(600);
 
-/// Fetched JWKS documents, by URL.
-#[derive(Debug, Default)]
+/// Most JWKS documents kept (one per URL).
+pub(crate) const JWKS_CACHE_MAX: u64 = 1_000;
+
+/// Fetched JWKS documents, by URL: at most [`JWKS_CACHE_MAX`], each for [`JWKS_TTL`]; concurrent
+/// misses of one URL make one request.
 pub(crate) struct JwksCache {
-    sets: RwLock<HashMap<String, (Instant, Arc<JwkSet>)>>,
+    sets: moka::future::Cache<String, Arc<JwkSet>>,
+}
+
+impl std::fmt::Debug for JwksCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JwksCache")
+            .field("entries", &self.sets.entry_count())
+            .finish()
+    }
+}
+
+impl Default for JwksCache {
+    fn default() -> Self {
+        Self::new(JWKS_CACHE_MAX)
+    }
 }
 
 impl JwksCache {
-    async fn get(
+    pub(crate) fn new(capacity: u64) -> Self {
+        Self {
+            sets: moka::future::Cache::builder()
+                .max_capacity(capacity)
+                .time_to_live(JWKS_TTL)
+                .build(),
+        }
+    }
+
+    /// How many documents are kept (after pending evictions ran).
+    #[cfg(test)]
+    pub(crate) async fn len(&self) -> u64 {
+        self.sets.run_pending_tasks().await;
+        self.sets.entry_count()
+    }
+
+    pub(crate) async fn get(
         &self,
-        client: &reqwest::Client,
+        client: &GuardedClient,
         url: &str,
         refresh: bool,
     ) -> Result<Arc<JwkSet>, String> {
-        if !refresh {
-            if let Some((at, set)) = self.sets.read().await.get(url) {
-                if at.elapsed() < JWKS_TTL {
-                    return Ok(set.clone());
-                }
-            }
+        if refresh {
+            self.sets.invalidate(url).await;
         }
-        let res = client
-            .get(url)
-            .timeout(Duration::from_secs(10))
-            .send()
-            .await
-            .map_err(|e| {
-                format!(
-                    "the JWKS at {url} could not be fetched: {}",
-                    crate::flows::describe(&e)
-                )
-            })?;
-        if !res.status().is_success() {
-            return Err(format!(
-                "the JWKS at {url} answered {}",
-                res.status().as_u16()
-            ));
-        }
-        let set: JwkSet = res
-            .json()
-            .await
-            .map_err(|_| format!("the JWKS at {url} is not a JSON Web Key Set"))?;
-        let set = Arc::new(set);
         self.sets
-            .write()
+            .try_get_with_by_ref(url, fetch(client, url))
             .await
-            .insert(url.to_owned(), (Instant::now(), set.clone()));
-        Ok(set)
+            .map_err(|e: Arc<String>| (*e).clone())
     }
+}
+
+/// Reads one JWKS document through the guard, at most [`crate::net::MAX_BODY_BYTES`] of it.
+async fn fetch(client: &GuardedClient, url: &str) -> Result<Arc<JwkSet>, String> {
+    let parsed =
+        reqwest::Url::parse(url).map_err(|_| format!("the JWKS URL {url} is not a URL"))?;
+    let res = client
+        .request(reqwest::Method::GET, parsed)
+        .map_err(|e| crate::net::refused(&format!("the JWKS URL {url}"), &e))?
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .map_err(|e| {
+            format!(
+                "the JWKS at {url} could not be fetched: {}",
+                crate::flows::describe(&e)
+            )
+        })?;
+    if !res.status().is_success() {
+        return Err(format!(
+            "the JWKS at {url} answered {}",
+            res.status().as_u16()
+        ));
+    }
+    let body = crate::net::read_capped(res, crate::net::MAX_BODY_BYTES)
+        .await
+        .map_err(|e| format!("the JWKS at {url} could not be fetched: {e}"))?;
+    let set: JwkSet = serde_json::from_slice(&body)
+        .map_err(|_| format!("the JWKS at {url} is not a JSON Web Key Set"))?;
+    Ok(Arc::new(set))
 }
 
 fn algorithms() -> Vec<Algorithm> {
@@ -171,13 +207,26 @@ fn verify_with(token: &str, set: &JwkSet, issuer: Option<&str>) -> Result<Verifi
     })
 }
 
+/// [`verify_with`] on the CPU pool: an RSA or ECDSA verification is not done on a request thread.
+async fn verify_off(
+    token: &str,
+    set: Arc<JwkSet>,
+    issuer: Option<&str>,
+) -> Result<VerifiedUser, String> {
+    let token = token.to_owned();
+    let issuer = issuer.map(str::to_owned);
+    crate::cpu::run(move || verify_with(&token, &set, issuer.as_deref()))
+        .await
+        .map_err(|e| e.to_string())?
+}
+
 /// Verifies `token` for a destination, with its `x_user_token.*` properties.
 pub(crate) async fn verify(
     token: &str,
     destination: &Map<String, Value>,
     trusted: &[TrustedIssuer],
     cache: &JwksCache,
-    client: &reqwest::Client,
+    client: &GuardedClient,
 ) -> Result<VerifiedUser, String> {
     let prop = |k: &str| {
         destination
@@ -195,13 +244,13 @@ pub(crate) async fn verify(
             .map_err(|_| "x_user_token.jwks is not base64".to_string())?;
         let set: JwkSet = serde_json::from_slice(&raw)
             .map_err(|_| "x_user_token.jwks is not a JSON Web Key Set".to_string())?;
-        return verify_with(token, &set, None);
+        return verify_off(token, Arc::new(set), None).await;
     }
     if let Some(url) = prop("x_user_token.jwks_uri") {
         let set = cache.get(client, url, false).await?;
-        return match verify_with(token, &set, None) {
+        return match verify_off(token, set, None).await {
             Err(e) if e.starts_with("no key") => {
-                verify_with(token, &*cache.get(client, url, true).await?, None)
+                verify_off(token, cache.get(client, url, true).await?, None).await
             }
             other => other,
         };
@@ -213,12 +262,15 @@ pub(crate) async fn verify(
         .find(|t| t.issuer == iss.trim_end_matches('/'))
         .ok_or_else(|| format!("the user token's issuer {iss} is not trusted: set x_user_token.jwks_uri on the destination or add the issuer to SIGNPOST_TRUSTED_ISSUERS"))?;
     let set = cache.get(client, &trusted_issuer.jwks_uri, false).await?;
-    match verify_with(token, &set, Some(&trusted_issuer.issuer)) {
-        Err(e) if e.starts_with("no key") => verify_with(
-            token,
-            &*cache.get(client, &trusted_issuer.jwks_uri, true).await?,
-            Some(&trusted_issuer.issuer),
-        ),
+    match verify_off(token, set, Some(&trusted_issuer.issuer)).await {
+        Err(e) if e.starts_with("no key") => {
+            verify_off(
+                token,
+                cache.get(client, &trusted_issuer.jwks_uri, true).await?,
+                Some(&trusted_issuer.issuer),
+            )
+            .await
+        }
         other => other,
     }
 }
@@ -226,6 +278,32 @@ pub(crate) async fn verify(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn the_jwks_cache_stays_at_its_capacity() {
+        use wiremock::{matchers::any, Mock, MockServer, ResponseTemplate};
+        let server = MockServer::start().await;
+        Mock::given(any())
+            .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({"keys": []})))
+            .mount(&server)
+            .await;
+        let client = crate::net::client(
+            Duration::from_secs(5),
+            Duration::from_secs(5),
+            false,
+            &crate::TlsSettings::default(),
+        )
+        .unwrap();
+        let cache = JwksCache::default();
+        for i in 0..3_000 {
+            let url = format!("{}/jwks/{i}", server.uri());
+            cache.get(&client, &url, false).await.unwrap();
+        }
+        let kept = cache.len().await;
+        assert!(kept <= JWKS_CACHE_MAX, "{kept} JWKS documents kept");
+        assert!(kept > 0);
+        assert_eq!(server.received_requests().await.unwrap().len(), 3_000);
+    }
 
     #[test]
     fn trusted_issuer_list() {

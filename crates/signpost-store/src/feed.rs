@@ -113,7 +113,7 @@ pub fn changes_of(ops: &[WriteOp]) -> Vec<Change> {
                 })
             }
             WriteOp::DeleteBinding { .. } => Change::Credentials,
-            WriteOp::PutSamlKey(k) => Change::SamlKeys {
+            WriteOp::PutSamlKey(k) | WriteOp::CreateSamlKey(k) => Change::SamlKeys {
                 subaccount: k.subaccount_id.clone(),
             },
             WriteOp::DeleteSamlKey { subaccount_id, .. } => Change::SamlKeys {

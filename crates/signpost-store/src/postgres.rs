@@ -352,6 +352,28 @@ impl PgStore {
                 .await?;
                 Ok(WriteOutcome::Updated { etag: None })
             }
+            WriteOp::CreateSamlKey(k) => {
+                let blob = self.cipher.encrypt(
+                    k.private_key_pem.expose_secret().as_bytes(),
+                    &saml_aad(&k.subaccount_id, k.slot),
+                );
+                let r = sqlx::query(
+                    "INSERT INTO saml_keys (subaccount_id, slot, private_key, certificate, created_at) VALUES ($1, $2, $3, $4, $5)
+                     ON CONFLICT (subaccount_id, slot) DO NOTHING",
+                )
+                .bind(&k.subaccount_id)
+                .bind(k.slot.as_str())
+                .bind(blob)
+                .bind(&k.certificate_pem)
+                .bind(now)
+                .execute(&mut *conn)
+                .await?;
+                Ok(if r.rows_affected() == 1 {
+                    WriteOutcome::Created { etag: None }
+                } else {
+                    WriteOutcome::Unchanged
+                })
+            }
             WriteOp::PutSecret {
                 name,
                 value,

@@ -209,6 +209,9 @@ pub enum WriteOp {
     },
     /// Creates or replaces the key pair in a slot.
     PutSamlKey(SamlKeyRecord),
+    /// Creates the key pair in a slot unless the slot holds one (then `Unchanged`): the first
+    /// of concurrent first uses wins, and the others read what it stored.
+    CreateSamlKey(SamlKeyRecord),
     /// Stores a named server secret; with `if_absent` an existing one is kept (`Unchanged`).
     PutSecret {
         name: String,

@@ -443,6 +443,46 @@ async fn suite(store: &dyn Store) {
         .unwrap();
     assert_eq!(out, [WriteOutcome::Deleted]);
     assert_eq!(store.saml_keys("s1").await.unwrap().len(), 1);
+    // Create-if-absent: an occupied slot keeps its pair, an empty one takes the new pair.
+    assert_eq!(
+        store
+            .write(vec![WriteOp::CreateSamlKey(saml(
+                SamlSlot::Active,
+                "k-late",
+                "c-late"
+            ))])
+            .await
+            .unwrap(),
+        [WriteOutcome::Unchanged]
+    );
+    assert_eq!(
+        store
+            .write(vec![WriteOp::CreateSamlKey(saml(
+                SamlSlot::Passive,
+                "k-new",
+                "c-new"
+            ))])
+            .await
+            .unwrap(),
+        [WriteOutcome::Created { etag: None }]
+    );
+    let keys = store.saml_keys("s1").await.unwrap();
+    let cert = |slot| {
+        keys.iter()
+            .find(|k| k.slot == slot)
+            .map(|k| k.certificate_pem.clone())
+    };
+    assert_eq!(
+        (cert(SamlSlot::Active), cert(SamlSlot::Passive)),
+        (Some("c-p".into()), Some("c-new".into()))
+    );
+    store
+        .write(vec![WriteOp::DeleteSamlKey {
+            subaccount_id: "s1".into(),
+            slot: SamlSlot::Passive,
+        }])
+        .await
+        .unwrap();
 
     // Named secrets: if_absent keeps the first; values round-trip.
     assert!(store.get_secret("ca").await.unwrap().is_none());

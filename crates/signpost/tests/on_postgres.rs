@@ -5,6 +5,8 @@
 
 #[path = "certificates.rs"]
 mod certificates;
+#[path = "hardening.rs"]
+mod hardening;
 #[path = "http_broker.rs"]
 mod http_broker;
 #[path = "http_destinations.rs"]
