@@ -9,6 +9,7 @@ mod error;
 mod extract;
 pub mod metrics;
 mod query;
+pub mod request_id;
 mod saml;
 mod signpost_routes;
 pub mod tls;
@@ -80,6 +81,7 @@ pub fn router(state: AppState) -> Router {
         })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn(limit_uri))
+        .layer(middleware::from_fn(request_id::layer))
         .with_state(state)
 }
 

@@ -1,8 +1,8 @@
-//! Signpost's own endpoints under `/signpost/v1`: the certificate details view, the CA, and the
-//! token signing keys (platform credentials).
+//! Signpost's own endpoints under `/signpost/v1`: the certificate details view, the CA, the
+//! token signing keys and the audit log (platform credentials).
 
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -19,6 +19,7 @@ pub fn routes() -> Router<AppState> {
         .route("/signpost/v1/certificates/{level}/{name}", get(details))
         .route("/signpost/v1/signing-keys", get(signing_keys))
         .route("/signpost/v1/signing-keys/rotate", post(rotate_signing_key))
+        .route("/signpost/v1/audit", get(audit))
 }
 
 fn level(s: &str) -> Result<Level, ApiError> {
@@ -82,4 +83,71 @@ async fn rotate_signing_key(
 ) -> Result<Response, ApiError> {
     let rotation = state.core.rotate_signing_key().await?;
     Ok((StatusCode::CREATED, Json(rotation)).into_response())
+}
+
+/// Events per page when `limit` is not given.
+const DEFAULT_AUDIT_LIMIT: u32 = 100;
+
+/// `GET /signpost/v1/audit?since=RFC3339&limit=N&cursor=C`: the audit log newest first, one
+/// page; a `Link: <...>; rel="next"` header when there are older events (docs/API.md).
+async fn audit(
+    State(state): State<AppState>,
+    _: Platform,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let q = pairs(raw.as_deref())?;
+    if let Some((k, _)) = q
+        .iter()
+        .find(|(k, _)| !["since", "limit", "cursor"].contains(&k.as_str()))
+    {
+        return Err(ApiError::bad_request(format!(
+            "Unknown query parameter '{k}'; use since, limit and cursor"
+        )));
+    }
+    let value = |key: &str| {
+        q.iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    };
+    let since = value("since");
+    let since_ms = match since {
+        None => None,
+        Some(v) => Some(
+            time::OffsetDateTime::parse(v, &time::format_description::well_known::Rfc3339)
+                .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
+                .map_err(|_| {
+                    ApiError::bad_request(format!(
+                        "since must be an RFC 3339 time such as 2026-01-31T00:00:00Z, not '{v}'"
+                    ))
+                })?,
+        ),
+    };
+    let limit = match value("limit") {
+        None => DEFAULT_AUDIT_LIMIT,
+        Some(v) => v.parse::<u32>().map_err(|_| {
+            ApiError::bad_request(format!(
+                "limit must be a whole number from 1 to {}, not '{v}'",
+                signpost_core::audit::MAX_AUDIT_LIMIT
+            ))
+        })?,
+    };
+    let page = state
+        .core
+        .audit_log(since_ms, value("cursor"), limit)
+        .await?;
+    let mut res = Json(&page.events).into_response();
+    if let Some(cursor) = page.next {
+        let limit = limit.to_string();
+        let mut next = vec![("limit", limit.as_str()), ("cursor", cursor.as_str())];
+        if let Some(s) = since {
+            next.push(("since", s));
+        }
+        let query = serde_urlencoded::to_string(&next).unwrap_or_default();
+        if let Ok(v) = HeaderValue::from_str(&format!("</signpost/v1/audit?{query}>; rel=\"next\""))
+        {
+            res.headers_mut().insert(header::LINK, v);
+        }
+    }
+    Ok(res)
 }

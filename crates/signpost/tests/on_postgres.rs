@@ -5,6 +5,8 @@
 
 #[path = "certificates.rs"]
 mod certificates;
+#[path = "http_audit.rs"]
+mod http_audit;
 #[path = "http_broker.rs"]
 mod http_broker;
 #[path = "http_destinations.rs"]
