@@ -5,15 +5,16 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use signpost_model::Level;
 
 use crate::extract::{Caller, Platform};
 use crate::query::pairs;
+use crate::routes::Routes;
 use crate::{ApiError, AppState};
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
+pub fn routes() -> Routes {
+    Routes::new()
         .route("/signpost/v1/ca.pem", get(ca))
         .route("/signpost/v1/certificates/{level}", get(list))
         .route("/signpost/v1/certificates/{level}/{name}", get(details))
@@ -31,6 +32,8 @@ fn level(s: &str) -> Result<Level, ApiError> {
     })
 }
 
+#[utoipa::path(get, path = "/signpost/v1/ca.pem", tag = "signpost",
+    responses((status = 200, description = "The built-in CA's certificate", content_type = "application/x-pem-file", body = String)))]
 async fn ca(State(state): State<AppState>) -> Response {
     (
         [(header::CONTENT_TYPE, "application/x-pem-file")],
@@ -39,6 +42,9 @@ async fn ca(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
+#[utoipa::path(get, path = "/signpost/v1/certificates/{level}", tag = "signpost", security(("bearer" = [])),
+    params(("level" = String, Path, description = "subaccount or instance"), ("expiringWithinDays" = Option<u32>, Query)),
+    responses((status = 200, description = "The details view of every certificate of the level"), (status = 400, body = signpost_wire::ErrorBody), (status = 404, body = signpost_wire::ErrorBody)))]
 async fn list(
     State(state): State<AppState>,
     Caller(who): Caller,
@@ -64,6 +70,9 @@ async fn list(
     .into_response())
 }
 
+#[utoipa::path(get, path = "/signpost/v1/certificates/{level}/{name}", tag = "signpost", security(("bearer" = [])),
+    params(("level" = String, Path, description = "subaccount or instance"), ("name" = String, Path)),
+    responses((status = 200, description = "The details view of one certificate"), (status = 404, body = signpost_wire::ErrorBody)))]
 async fn details(
     State(state): State<AppState>,
     Caller(who): Caller,
@@ -73,10 +82,14 @@ async fn details(
     Ok(Json(state.core.certificate_details(&who, level, &name).await?).into_response())
 }
 
+#[utoipa::path(get, path = "/signpost/v1/signing-keys", tag = "signpost", security(("broker" = [])),
+    responses((status = 200, description = "The token signing keys, oldest first, public facts only"), (status = 401, body = signpost_wire::ErrorBody)))]
 async fn signing_keys(State(state): State<AppState>, _: Platform) -> Result<Response, ApiError> {
     Ok(Json(state.core.signing_keys().await?).into_response())
 }
 
+#[utoipa::path(post, path = "/signpost/v1/signing-keys/rotate", tag = "signpost", security(("broker" = [])),
+    responses((status = 201, description = "`{\"kid\": <new key>, \"keys\": [...]}`"), (status = 401, body = signpost_wire::ErrorBody)))]
 async fn rotate_signing_key(
     State(state): State<AppState>,
     _: Platform,
@@ -90,6 +103,12 @@ const DEFAULT_AUDIT_LIMIT: u32 = 100;
 
 /// `GET /signpost/v1/audit?since=RFC3339&limit=N&cursor=C`: the audit log newest first, one
 /// page; a `Link: <...>; rel="next"` header when there are older events (docs/API.md).
+#[utoipa::path(get, path = "/signpost/v1/audit", tag = "signpost", security(("broker" = [])),
+    params(("since" = Option<String>, Query, description = "RFC 3339: only events at or after this time"),
+        ("limit" = Option<u32>, Query, description = "1 to 1000 events per page, default 100"),
+        ("cursor" = Option<String>, Query, description = "Where the page starts, from the previous page's Link header")),
+    responses((status = 200, description = "Audit events newest first; `Link: <...>; rel=\"next\"` when older ones follow", body = Vec<signpost_wire::AuditEntry>),
+        (status = 400, body = signpost_wire::ErrorBody), (status = 401, body = signpost_wire::ErrorBody)))]
 async fn audit(
     State(state): State<AppState>,
     _: Platform,

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 /// One audit event. Absent facts are `null`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AuditEntry {
     /// Grows with every event recorded.
     pub id: i64,
