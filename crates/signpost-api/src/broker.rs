@@ -6,7 +6,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
-use axum::{Json, Router};
+use axum::Json;
 use base64::Engine as _;
 use secrecy::ExposeSecret;
 use serde::de::DeserializeOwned;
@@ -17,10 +17,11 @@ use signpost_wire::OsbError;
 use subtle::ConstantTimeEq;
 
 use crate::extract::{header_str, RawBody};
+use crate::routes::Routes;
 use crate::AppState;
 
-pub fn routes(state: AppState) -> Router<AppState> {
-    Router::new()
+pub fn routes(state: AppState) -> Routes {
+    Routes::new()
         .route("/v2/catalog", get(catalog))
         .route(
             "/v2/service_instances/{instance_id}",
@@ -30,7 +31,7 @@ pub fn routes(state: AppState) -> Router<AppState> {
             "/v2/service_instances/{instance_id}/service_bindings/{binding_id}",
             put(bind).delete(unbind),
         )
-        .route_layer(middleware::from_fn_with_state(state, guard))
+        .map(|r| r.route_layer(middleware::from_fn_with_state(state, guard)))
 }
 
 fn osb_error(status: StatusCode, error: &str, description: impl Into<String>) -> Response {
@@ -124,10 +125,18 @@ fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<(T, Value), BrokerError> {
     Ok((typed, value))
 }
 
+#[utoipa::path(get, path = "/v2/catalog", tag = "broker", security(("broker" = [])),
+    params(("X-Broker-API-Version" = String, Header, description = "2.x from 2.11")),
+    responses((status = 200, body = signpost_wire::Catalog), (status = 401, body = OsbError), (status = 412, body = OsbError)))]
 async fn catalog(State(state): State<AppState>) -> Response {
     Json(state.core.catalog()).into_response()
 }
 
+#[utoipa::path(put, path = "/v2/service_instances/{instance_id}", tag = "broker", security(("broker" = [])),
+    params(("instance_id" = String, Path), ("X-Broker-API-Version" = String, Header)),
+    request_body = signpost_wire::ProvisionRequest,
+    responses((status = 201, description = "Provisioned, with every entity of the configuration JSON"), (status = 200, description = "The identical instance exists"),
+        (status = 400, body = OsbError), (status = 401, body = OsbError), (status = 409, body = OsbError), (status = 412, body = OsbError)))]
 async fn provision(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -144,6 +153,10 @@ async fn provision(
     }
 }
 
+#[utoipa::path(patch, path = "/v2/service_instances/{instance_id}", tag = "broker", security(("broker" = [])),
+    params(("instance_id" = String, Path), ("X-Broker-API-Version" = String, Header)),
+    request_body = signpost_wire::UpdateRequest,
+    responses((status = 200, description = "Updated"), (status = 400, body = OsbError), (status = 404, body = OsbError), (status = 409, body = OsbError)))]
 async fn update(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -165,6 +178,9 @@ struct DeleteQuery {
     plan_id: Option<String>,
 }
 
+#[utoipa::path(delete, path = "/v2/service_instances/{instance_id}", tag = "broker", security(("broker" = [])),
+    params(("instance_id" = String, Path), ("X-Broker-API-Version" = String, Header), ("service_id" = Option<String>, Query), ("plan_id" = Option<String>, Query)),
+    responses((status = 200, description = "Deleted with its bindings and instance-level entities"), (status = 410, description = "No such instance"), (status = 400, body = OsbError)))]
 async fn deprovision(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -189,6 +205,11 @@ async fn deprovision(
     }
 }
 
+#[utoipa::path(put, path = "/v2/service_instances/{instance_id}/service_bindings/{binding_id}", tag = "broker", security(("broker" = [])),
+    params(("instance_id" = String, Path), ("binding_id" = String, Path), ("X-Broker-API-Version" = String, Header)),
+    request_body = signpost_wire::BindRequest,
+    responses((status = 201, description = "`{\"credentials\": <service key>}`", body = signpost_wire::ServiceKey), (status = 200, description = "The identical binding exists"),
+        (status = 400, body = OsbError), (status = 404, body = OsbError), (status = 409, body = OsbError), (status = 422, body = OsbError)))]
 async fn bind(
     State(state): State<AppState>,
     Path((instance_id, binding_id)): Path<(String, String)>,
@@ -211,6 +232,9 @@ async fn bind(
     }
 }
 
+#[utoipa::path(delete, path = "/v2/service_instances/{instance_id}/service_bindings/{binding_id}", tag = "broker", security(("broker" = [])),
+    params(("instance_id" = String, Path), ("binding_id" = String, Path), ("X-Broker-API-Version" = String, Header)),
+    responses((status = 200, description = "Deleted; its tokens stop working at once"), (status = 410, description = "No such binding")))]
 async fn unbind(
     State(state): State<AppState>,
     Path((instance_id, binding_id)): Path<(String, String)>,

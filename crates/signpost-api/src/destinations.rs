@@ -4,7 +4,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use signpost_core::{FindOptions, FindResult, FlowHeaders, ListMode, WriteResult};
 use signpost_model::{EntityKind, Level};
 use signpost_store::NameFilter;
@@ -12,10 +12,11 @@ use signpost_wire::{split_body, BulkDeleteResponse, Count};
 
 use crate::extract::{header_str, Caller, RawBody};
 use crate::query::{flag, list_mode, pairs, parse_filter};
+use crate::routes::Routes;
 use crate::{ApiError, AppState};
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
+pub fn routes() -> Routes {
+    Routes::new()
         .route(
             "/destination-configuration/v1/destinations/{name}",
             get(find),
@@ -55,6 +56,10 @@ fn json_ok(status: StatusCode, body: impl serde::Serialize) -> Response {
     (status, Json(body)).into_response()
 }
 
+#[utoipa::path(get, path = "/destination-configuration/v1/{collection}", tag = "configuration", security(("bearer" = [])),
+    params(("$filter" = Option<String>, Query), ("$select" = Option<String>, Query), ("$page" = Option<u64>, Query), ("$pageSize" = Option<u64>, Query),
+        ("$pageCount" = Option<bool>, Query), ("$entityCount" = Option<bool>, Query), ("$includeMetadata" = Option<bool>, Query)),
+    responses((status = 200, description = "The entities of the level; `Page-Count`, `Entity-Count` and `Link` headers when paging"), (status = 400, body = signpost_wire::ErrorBody), (status = 401, body = signpost_wire::ErrorBody)))]
 async fn list(
     State(state): State<AppState>,
     Caller(who): Caller,
@@ -93,6 +98,10 @@ async fn list(
     Ok(res)
 }
 
+#[utoipa::path(post, path = "/destination-configuration/v1/{collection}", tag = "configuration", security(("bearer" = [])),
+    request_body(content = Object, description = "One entity or an array of them"),
+    responses((status = 201, description = "Created"), (status = 207, description = "An array: one result per item", body = Vec<signpost_wire::BulkItem>),
+        (status = 400, body = signpost_wire::ErrorBody), (status = 401, body = signpost_wire::ErrorBody), (status = 409, body = signpost_wire::ErrorBody)))]
 async fn create(
     State(state): State<AppState>,
     Caller(who): Caller,
@@ -120,6 +129,10 @@ fn written(result: WriteResult, ok: StatusCode, one: Response) -> Response {
     }
 }
 
+#[utoipa::path(put, path = "/destination-configuration/v1/{collection}", tag = "configuration", security(("bearer" = [])),
+    request_body(content = Object, description = "One entity or an array of them"),
+    responses((status = 200, description = "Updated"), (status = 207, description = "An array: one result per item", body = Vec<signpost_wire::BulkItem>),
+        (status = 400, body = signpost_wire::ErrorBody), (status = 404, body = signpost_wire::ErrorBody)))]
 async fn update(
     State(state): State<AppState>,
     Caller(who): Caller,
@@ -136,6 +149,9 @@ async fn update(
     ))
 }
 
+#[utoipa::path(delete, path = "/destination-configuration/v1/{collection}", tag = "configuration", security(("bearer" = [])),
+    params(("$filter" = String, Query, description = "Name in ('a','b',...)")),
+    responses((status = 200, body = BulkDeleteResponse), (status = 400, body = signpost_wire::ErrorBody), (status = 409, body = signpost_wire::ErrorBody)))]
 async fn bulk_delete(
     State(state): State<AppState>,
     Caller(who): Caller,
@@ -193,6 +209,9 @@ fn with_etag(headers: &HeaderMap, etag: &str, body: impl serde::Serialize) -> Re
     res
 }
 
+#[utoipa::path(get, path = "/destination-configuration/v1/{collection}/{name}", tag = "configuration", security(("bearer" = [])),
+    params(("name" = String, Path)),
+    responses((status = 200, description = "The entity, with its ETag"), (status = 404, body = signpost_wire::ErrorBody)))]
 async fn get_one(
     State(state): State<AppState>,
     Caller(who): Caller,
@@ -204,6 +223,9 @@ async fn get_one(
     Ok(with_etag(&headers, &etag, body))
 }
 
+#[utoipa::path(delete, path = "/destination-configuration/v1/{collection}/{name}", tag = "configuration", security(("bearer" = [])),
+    params(("name" = String, Path)),
+    responses((status = 200, body = Count), (status = 404, body = signpost_wire::ErrorBody), (status = 409, body = signpost_wire::ErrorBody)))]
 async fn delete_one(
     State(state): State<AppState>,
     Caller(who): Caller,
@@ -282,6 +304,10 @@ fn found(headers: &HeaderMap, result: FindResult) -> Response {
     with_etag(headers, &result.etag, result.response)
 }
 
+#[utoipa::path(get, path = "/destination-configuration/v1/destinations/{name}", tag = "find", security(("bearer" = [])),
+    description = "Find a destination (instance level, then subaccount level) with its auth tokens and certificates. Headers `X-fragment-name`, `X-user-token`, `X-tenant`, `X-refresh-token`, `X-code`, `X-redirect-uri`, `X-code-verifier`, `X-chain-name`, `X-chain-var-*`, `If-None-Match`, `If-Match`.",
+    params(("name" = String, Path), ("$skipCredentials" = Option<bool>, Query), ("$skipTokenRetrieval" = Option<bool>, Query)),
+    responses((status = 200, body = signpost_wire::FindResponse), (status = 304, description = "Not modified"), (status = 401, body = signpost_wire::ErrorBody), (status = 404, body = signpost_wire::ErrorBody), (status = 412, body = signpost_wire::ErrorBody)))]
 async fn find(
     State(state): State<AppState>,
     Caller(who): Caller,
@@ -294,6 +320,10 @@ async fn find(
     Ok(found(&headers, result))
 }
 
+#[utoipa::path(get, path = "/destination-configuration/v2/destinations/{name}", tag = "find", security(("bearer" = [])),
+    description = "The v2 lookup: `{name}` or `{name}@{level}` (`@subaccount`, `@instance`, `@first`...).",
+    params(("name" = String, Path, description = "name or name@level")),
+    responses((status = 200, body = signpost_wire::FindResponse), (status = 401, body = signpost_wire::ErrorBody), (status = 404, body = signpost_wire::ErrorBody)))]
 async fn consume(
     State(state): State<AppState>,
     Caller(who): Caller,
@@ -310,6 +340,9 @@ async fn consume(
     Ok(found(&headers, result))
 }
 
+#[utoipa::path(get, path = "/destination-configuration/v1/{collection}/{name}/publicKeys", tag = "configuration", security(("bearer" = [])),
+    params(("name" = String, Path)),
+    responses((status = 200, description = "SAP's public keys of a stored certificate"), (status = 400, body = signpost_wire::ErrorBody), (status = 404, body = signpost_wire::ErrorBody)))]
 async fn public_keys(
     State(state): State<AppState>,
     Caller(who): Caller,

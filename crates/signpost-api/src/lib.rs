@@ -8,7 +8,10 @@ mod destinations;
 mod error;
 mod extract;
 pub mod metrics;
+pub mod openapi;
 mod query;
+pub mod request_id;
+mod routes;
 mod saml;
 mod signpost_routes;
 pub mod tls;
@@ -60,17 +63,29 @@ pub struct AppState {
     pub broker: Arc<BrokerCredentials>,
 }
 
-/// The whole application: every route Signpost serves, on HTTP and HTTPS alike.
-pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+/// Every route Signpost serves: the one list the router is built from.
+fn routes(state: &AppState) -> routes::Routes {
+    routes::Routes::new()
+        .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics::metrics))
+        .route("/openapi.json", get(openapi::serve))
         .merge(token::routes())
         .merge(broker::routes(state.clone()))
         .merge(saml::routes())
         .merge(signpost_routes::routes())
         .merge(destinations::routes())
+}
+
+/// The paths of every route the router serves, as registered (`{name}` for path parameters).
+pub fn route_paths(state: &AppState) -> Vec<&'static str> {
+    routes(state).paths().to_vec()
+}
+
+/// The whole application: every route Signpost serves, on HTTP and HTTPS alike.
+pub fn router(state: AppState) -> Router {
+    routes(&state)
+        .into_router()
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "No such endpoint") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -80,9 +95,19 @@ pub fn router(state: AppState) -> Router {
         })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn(limit_uri))
+        .layer(middleware::from_fn(request_id::layer))
         .with_state(state)
 }
 
+#[utoipa::path(get, path = "/healthz", tag = "health",
+    responses((status = 200, description = "The process is alive: `{\"status\": \"ok\"}`")))]
+async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({"status": "ok"}))
+}
+
+#[utoipa::path(get, path = "/readyz", tag = "health",
+    responses((status = 200, description = "The database answers: `{\"status\": \"ready\"}`"),
+        (status = 503, description = "The database is not reachable", body = signpost_wire::ErrorBody)))]
 async fn readyz(State(state): State<AppState>) -> Response {
     match state.core.store().get_subaccount("").await {
         Ok(_) => Json(json!({"status": "ready"})).into_response(),

@@ -15,6 +15,8 @@ pub fn set_expiring_uploaded(n: usize) {
     EXPIRING_UPLOADED.store(n as u64, Ordering::Relaxed);
 }
 
+#[utoipa::path(get, path = "/metrics", tag = "health",
+    responses((status = 200, description = "Prometheus text", content_type = "text/plain", body = String)))]
 pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
     let body = format!(
         "# HELP signpost_uploaded_certificates_expiring Uploaded certificates that expire within 30 days.\n\

@@ -4,15 +4,16 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde_json::json;
 use signpost_wire::Count;
 
 use crate::extract::{Caller, RawBody};
+use crate::routes::Routes;
 use crate::{ApiError, AppState};
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
+pub fn routes() -> Routes {
+    Routes::new()
         .route("/destination-configuration/v1/saml2Metadata", get(metadata))
         .route(
             "/destination-configuration/v1/saml2Metadata/certificate",
@@ -41,6 +42,8 @@ fn certificate(pem: String) -> Response {
     Json(json!({ "certificate": pem })).into_response()
 }
 
+#[utoipa::path(get, path = "/destination-configuration/v1/saml2Metadata", tag = "saml", security(("bearer" = [])),
+    responses((status = 200, description = "`{\"idpMetadata\": <base64 XML>}`"), (status = 401, body = signpost_wire::ErrorBody)))]
 async fn metadata(
     State(state): State<AppState>,
     Caller(who): Caller,
@@ -49,14 +52,20 @@ async fn metadata(
     Ok(Json(json!({ "idpMetadata": b64 })).into_response())
 }
 
+#[utoipa::path(get, path = "/destination-configuration/v1/saml2Metadata/certificate", tag = "saml", security(("bearer" = [])),
+    responses((status = 200, description = "`{\"certificate\": <PEM>}`"), (status = 404, body = signpost_wire::ErrorBody)))]
 async fn active(State(state): State<AppState>, Caller(who): Caller) -> Result<Response, ApiError> {
     Ok(certificate(state.core.saml_certificate(&who, false).await?))
 }
 
+#[utoipa::path(get, path = "/destination-configuration/v1/saml2Metadata/certificate/passive", tag = "saml", security(("bearer" = [])),
+    responses((status = 200, description = "`{\"certificate\": <PEM>}`"), (status = 404, body = signpost_wire::ErrorBody)))]
 async fn passive(State(state): State<AppState>, Caller(who): Caller) -> Result<Response, ApiError> {
     Ok(certificate(state.core.saml_certificate(&who, true).await?))
 }
 
+#[utoipa::path(post, path = "/destination-configuration/v1/saml2Metadata/certificate", tag = "saml", security(("bearer" = [])),
+    responses((status = 200, description = "A new active key pair: `{\"certificate\": <PEM>}`"), (status = 400, body = signpost_wire::ErrorBody)))]
 async fn renew_active(
     State(state): State<AppState>,
     Caller(who): Caller,
@@ -68,6 +77,8 @@ async fn renew_active(
     ))
 }
 
+#[utoipa::path(post, path = "/destination-configuration/v1/saml2Metadata/certificate/passive", tag = "saml", security(("bearer" = [])),
+    responses((status = 200, description = "A new passive key pair: `{\"certificate\": <PEM>}`"), (status = 400, body = signpost_wire::ErrorBody)))]
 async fn renew_passive(
     State(state): State<AppState>,
     Caller(who): Caller,
@@ -79,6 +90,8 @@ async fn renew_passive(
     ))
 }
 
+#[utoipa::path(delete, path = "/destination-configuration/v1/saml2Metadata/certificate/passive", tag = "saml", security(("bearer" = [])),
+    responses((status = 200, body = Count), (status = 404, body = signpost_wire::ErrorBody)))]
 async fn delete_passive(
     State(state): State<AppState>,
     Caller(who): Caller,
@@ -87,6 +100,8 @@ async fn delete_passive(
     Ok((StatusCode::OK, Json(Count { count: 1 })).into_response())
 }
 
+#[utoipa::path(post, path = "/destination-configuration/v1/saml2Metadata/rotateCertificate", tag = "saml", security(("bearer" = [])),
+    responses((status = 200, description = "`{\"activeCertificate\", \"passiveCertificate\"}`"), (status = 404, body = signpost_wire::ErrorBody)))]
 async fn rotate(
     State(state): State<AppState>,
     Caller(who): Caller,

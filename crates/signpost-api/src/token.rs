@@ -4,20 +4,23 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use base64::Engine as _;
 use serde_json::json;
 use signpost_core::TokenError;
 
 use crate::extract::{header_str, RawBody};
+use crate::routes::Routes;
 use crate::{AppState, PeerCertificate};
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
+pub fn routes() -> Routes {
+    Routes::new()
         .route("/oauth/token", post(token))
         .route("/token_keys", get(token_keys))
 }
 
+#[utoipa::path(get, path = "/token_keys", tag = "token",
+    responses((status = 200, description = "The JWKS of the token service: the active key first, then retired keys whose tokens may still live")))]
 async fn token_keys(State(state): State<AppState>) -> Response {
     Json(state.core.jwks()).into_response()
 }
@@ -57,6 +60,13 @@ fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
     Some((decode(id), decode(secret)))
 }
 
+#[utoipa::path(post, path = "/oauth/token", tag = "token",
+    description = "`grant_type=client_credentials` with `client_id` and `client_secret` (form or HTTP Basic), or `client_id` and the client certificate on the HTTPS listener (X.509 bindings). Optional header `x-zid`: the binding's subaccount.",
+    request_body(content_type = "application/x-www-form-urlencoded", content = String, description = "grant_type, client_id, client_secret"),
+    security((), ("oauth_client" = [])),
+    responses((status = 200, description = "An RS256 access token: `{access_token, token_type, expires_in, scope, jti}`"),
+        (status = 400, description = "invalid_request or unsupported_grant_type (RFC 6749 §5.2)"),
+        (status = 401, description = "invalid_client")))]
 async fn token(
     State(state): State<AppState>,
     peer: Option<Extension<PeerCertificate>>,

@@ -38,7 +38,7 @@ pub use error::{Error, Result, Side};
 pub use find::{FindRequest, Found, FragmentRef, LookupLevel};
 pub use http::{error_message, ClientOptions};
 pub use key::{AccessToken, ServiceKey};
-pub use signpost_wire::{AuthToken, CertificateItem, FindResponse, HttpHeader, Owner};
+pub use signpost_wire::{AuditEntry, AuthToken, CertificateItem, FindResponse, HttpHeader, Owner};
 pub use token::{Clock, SystemClock};
 
 use http::{join, json_of, parse_base, read_answer, send};
@@ -405,6 +405,58 @@ impl BrokerClient {
         self.platform(Method::POST, &["signpost", "v1", "signing-keys", "rotate"])
             .await
     }
+
+    /// `GET /signpost/v1/audit`: up to `limit` audit events newest first, none older than
+    /// `since` (RFC 3339), following the `Link: rel="next"` pages.
+    pub async fn audit(&self, since: Option<&str>, limit: usize) -> Result<Vec<AuditEntry>> {
+        const PAGE: usize = 1000;
+        let mut events = Vec::new();
+        let mut cursor: Option<String> = None;
+        while events.len() < limit {
+            let mut url = join(&self.base, &["signpost", "v1", "audit"]);
+            {
+                let mut q = url.query_pairs_mut();
+                q.append_pair("limit", &(limit - events.len()).min(PAGE).to_string());
+                if let Some(s) = since {
+                    q.append_pair("since", s);
+                }
+                if let Some(c) = &cursor {
+                    q.append_pair("cursor", c);
+                }
+            }
+            let req = self
+                .http
+                .get(url.clone())
+                .basic_auth(&self.user, Some(&self.password));
+            let (_, headers, bytes) =
+                read_answer(send(req, Side::DestinationService, &url).await?, &url).await?;
+            let page: Vec<AuditEntry> =
+                serde_json::from_slice(&bytes).map_err(|e| Error::Decode {
+                    side: Side::DestinationService,
+                    url: http::shown(&url),
+                    reason: http::decode_reason(&e),
+                })?;
+            events.extend(page);
+            cursor = headers
+                .get(reqwest::header::LINK)
+                .and_then(|v| v.to_str().ok())
+                .and_then(next_cursor);
+            if cursor.is_none() {
+                break;
+            }
+        }
+        Ok(events)
+    }
+}
+
+/// The `cursor` of a `Link: <...?cursor=C...>; rel="next"` header.
+fn next_cursor(link: &str) -> Option<String> {
+    let next = link.split(',').find(|l| l.contains("rel=\"next\""))?;
+    let target = next.split_once('<')?.1.split_once('>')?.0;
+    let url = Url::parse("http://server/").ok()?.join(target).ok()?;
+    url.query_pairs()
+        .find(|(k, _)| k == "cursor")
+        .map(|(_, v)| v.into_owned())
 }
 
 fn gone_as(e: Error, message: String) -> Error {

@@ -11,6 +11,7 @@ use signpost_wire::{
     Service, ServiceKey, UpdateRequest,
 };
 
+use crate::audit::Entry;
 use crate::entities::{certificate_body, properties_body};
 use crate::Signpost;
 
@@ -119,6 +120,36 @@ impl Signpost {
         req: ProvisionRequest,
         raw: &Value,
     ) -> BrokerResult<ProvisionOutcome> {
+        let subaccount = req
+            .context
+            .as_ref()
+            .and_then(|c| context_str(c, "subaccount_id"))
+            .or(req.organization_guid.clone());
+        let mut entry = Entry::broker("provision", "instance").instance(id).name(id);
+        if let Some(s) = subaccount {
+            entry = entry.subaccount(s);
+        }
+        let result = self.provision_audited(id, req, raw).await;
+        let status = match &result {
+            Ok((ProvisionOutcome::Created, _)) => 201,
+            Ok((ProvisionOutcome::AlreadyExists, _)) => 200,
+            Err(e) => e.status,
+        };
+        let mut events = vec![(entry, status)];
+        if let Ok((_, entities)) = &result {
+            events.extend(entities.iter().cloned());
+        }
+        self.audit(events).await;
+        result.map(|(outcome, _)| outcome)
+    }
+
+    /// A provision and the audit events of the entities its configuration JSON wrote.
+    async fn provision_audited(
+        &self,
+        id: &str,
+        req: ProvisionRequest,
+        raw: &Value,
+    ) -> BrokerResult<(ProvisionOutcome, Vec<(Entry, u16)>)> {
         check_id("instance_id", id)?;
         Self::check_ids(&req.service_id, Some(&req.plan_id))?;
         let context = req.context.clone().unwrap_or_default();
@@ -137,7 +168,7 @@ impl Signpost {
         let digest = self.store().digest(&[raw.to_string().as_bytes()]);
 
         if let Some(existing) = self.store().get_instance(id).await? {
-            return same_or_conflict(&existing, &digest);
+            return same_or_conflict(&existing, &digest).map(|o| (o, Vec::new()));
         }
         let record = InstanceRecord {
             id: id.into(),
@@ -159,15 +190,16 @@ impl Signpost {
             WriteOp::CreateInstance(record),
         ];
         let labels = config_ops(&config, &subaccount_id, id, &mut ops);
+        let written = entity_entries(&ops, &subaccount_id);
         match self.write(ops).await {
-            Ok(_) => {
+            Ok(outcomes) => {
                 tracing::info!(instance = id, subaccount = %subaccount_id, "instance provisioned");
-                Ok(ProvisionOutcome::Created)
+                Ok((ProvisionOutcome::Created, entity_events(written, &outcomes)))
             }
             Err(signpost_store::Error::Conflict { index: 1, .. }) => {
                 // Another request created the same instance id at the same moment.
                 match self.store().get_instance(id).await? {
-                    Some(existing) => same_or_conflict(&existing, &digest),
+                    Some(existing) => same_or_conflict(&existing, &digest).map(|o| (o, Vec::new())),
                     None => Err(BrokerError::conflict(format!(
                         "instance '{id}' is being created by another request"
                     ))),
@@ -184,6 +216,25 @@ impl Signpost {
         req: UpdateRequest,
         raw: &Value,
     ) -> BrokerResult<()> {
+        let mut entry = Entry::broker("update", "instance").instance(id).name(id);
+        if let Ok(Some(i)) = self.store().get_instance(id).await {
+            entry = entry.subaccount(i.subaccount_id);
+        }
+        let result = self.update_audited(id, req, raw).await;
+        let mut events = vec![(entry, result.as_ref().map_or_else(|e| e.status, |_| 200))];
+        if let Ok(entities) = &result {
+            events.extend(entities.iter().cloned());
+        }
+        self.audit(events).await;
+        result.map(drop)
+    }
+
+    async fn update_audited(
+        &self,
+        id: &str,
+        req: UpdateRequest,
+        raw: &Value,
+    ) -> BrokerResult<Vec<(Entry, u16)>> {
         Self::check_ids(&req.service_id, req.plan_id.as_deref())?;
         let Some(mut record) = self.store().get_instance(id).await? else {
             return Err(BrokerError::new(
@@ -207,11 +258,13 @@ impl Signpost {
         let subaccount_id = record.subaccount_id.clone();
         let mut ops = vec![WriteOp::UpdateInstance(record)];
         let labels = config_ops(&config, &subaccount_id, id, &mut ops);
-        self.write(ops)
+        let written = entity_entries(&ops, &subaccount_id);
+        let outcomes = self
+            .write(ops)
             .await
             .map_err(|e| config_failure(e, &labels))?;
         tracing::info!(instance = id, "instance updated");
-        Ok(())
+        Ok(entity_events(written, &outcomes))
     }
 
     /// `DELETE /v2/service_instances/{id}`: false when there was no such instance (410).
@@ -221,22 +274,74 @@ impl Signpost {
         service_id: Option<&str>,
         plan_id: Option<&str>,
     ) -> BrokerResult<bool> {
-        if let Some(s) = service_id {
-            Self::check_ids(s, plan_id)?;
+        let mut entry = Entry::broker("deprovision", "instance")
+            .instance(id)
+            .name(id);
+        if let Ok(Some(i)) = self.store().get_instance(id).await {
+            entry = entry.subaccount(i.subaccount_id);
         }
-        let outcome = self
-            .write(vec![WriteOp::DeleteInstance { id: id.into() }])
-            .await?;
-        self.inner.principals.clear();
-        let deleted = matches!(outcome.first(), Some(signpost_store::WriteOutcome::Deleted));
-        if deleted {
+        let result: BrokerResult<bool> = async {
+            if let Some(s) = service_id {
+                Self::check_ids(s, plan_id)?;
+            }
+            let outcome = self
+                .write(vec![WriteOp::DeleteInstance { id: id.into() }])
+                .await?;
+            self.inner.principals.clear();
+            Ok(matches!(
+                outcome.first(),
+                Some(signpost_store::WriteOutcome::Deleted)
+            ))
+        }
+        .await;
+        let status = match &result {
+            Ok(true) => 200,
+            Ok(false) => 410,
+            Err(e) => e.status,
+        };
+        self.audit(vec![(entry, status)]).await;
+        if result == Ok(true) {
             tracing::info!(instance = id, "instance deprovisioned");
         }
-        Ok(deleted)
+        result
     }
 
     /// `PUT /v2/service_instances/{id}/service_bindings/{binding_id}`.
     pub async fn bind(
+        &self,
+        instance_id: &str,
+        binding_id: &str,
+        req: BindRequest,
+        raw: &Value,
+    ) -> BrokerResult<BindOutcome> {
+        let result = self.bind_unaudited(instance_id, binding_id, req, raw).await;
+        let status = match &result {
+            Ok(o) if o.created => 201,
+            Ok(_) => 200,
+            Err(e) => e.status,
+        };
+        let entry = self.binding_entry("bind", instance_id, binding_id).await;
+        self.audit(vec![(entry, status)]).await;
+        result
+    }
+
+    /// The audit entry of a bind or unbind, with the instance's subaccount when it exists.
+    async fn binding_entry(
+        &self,
+        action: &'static str,
+        instance_id: &str,
+        binding_id: &str,
+    ) -> Entry {
+        let entry = Entry::broker(action, "binding")
+            .instance(instance_id)
+            .name(binding_id);
+        match self.store().get_instance(instance_id).await {
+            Ok(Some(i)) => entry.subaccount(i.subaccount_id),
+            _ => entry,
+        }
+    }
+
+    async fn bind_unaudited(
         &self,
         instance_id: &str,
         binding_id: &str,
@@ -316,21 +421,32 @@ impl Signpost {
 
     /// `DELETE /v2/service_instances/{id}/service_bindings/{binding_id}`: false when missing (410).
     pub async fn unbind(&self, instance_id: &str, binding_id: &str) -> BrokerResult<bool> {
-        match self.store().get_binding(binding_id).await? {
-            Some(b) if b.instance_id == instance_id => {}
-            _ => return Ok(false),
+        let result: BrokerResult<bool> = async {
+            match self.store().get_binding(binding_id).await? {
+                Some(b) if b.instance_id == instance_id => {}
+                _ => return Ok(false),
+            }
+            self.write(vec![WriteOp::DeleteBinding {
+                id: binding_id.into(),
+            }])
+            .await?;
+            self.inner.principals.clear();
+            tracing::info!(
+                instance = instance_id,
+                binding = binding_id,
+                "binding deleted"
+            );
+            Ok(true)
         }
-        self.write(vec![WriteOp::DeleteBinding {
-            id: binding_id.into(),
-        }])
-        .await?;
-        self.inner.principals.clear();
-        tracing::info!(
-            instance = instance_id,
-            binding = binding_id,
-            "binding deleted"
-        );
-        Ok(true)
+        .await;
+        let status = match &result {
+            Ok(true) => 200,
+            Ok(false) => 410,
+            Err(e) => e.status,
+        };
+        let entry = self.binding_entry("unbind", instance_id, binding_id).await;
+        self.audit(vec![(entry, status)]).await;
+        result
     }
 
     /// The stored record of a new binding, with its secret or certificate.
@@ -660,4 +776,44 @@ fn config_failure(e: signpost_store::Error, labels: &[(usize, String)]) -> Broke
         S::LimitExceeded { .. } => BrokerError::bad_request(format!("{ALL_OR_NOTHING}: {e}")),
         other => other.into(),
     }
+}
+
+/// The audit entries of the entity writes in a batch, by index: the broker writes the entities
+/// of a configuration JSON.
+fn entity_entries(ops: &[WriteOp], subaccount_id: &str) -> Vec<(usize, Entry)> {
+    ops.iter()
+        .enumerate()
+        .filter_map(|(i, op)| match op {
+            WriteOp::PutEntity {
+                owner, kind, name, ..
+            } => {
+                let entry = Entry::broker("create", kind.as_str())
+                    .subaccount(subaccount_id)
+                    .name(name.as_str());
+                let entry = match owner.level {
+                    Level::Subaccount => entry,
+                    Level::Instance => entry.instance(owner.id.as_str()),
+                };
+                Some((i, entry))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// The events of what the entity writes of a batch did: `create` (201) or `update` (200); one
+/// that left an existing entity as it was (policy `ignore`) wrote nothing.
+fn entity_events(
+    entries: Vec<(usize, Entry)>,
+    outcomes: &[signpost_store::WriteOutcome],
+) -> Vec<(Entry, u16)> {
+    use signpost_store::WriteOutcome as O;
+    entries
+        .into_iter()
+        .filter_map(|(i, entry)| match outcomes.get(i) {
+            Some(O::Created { .. }) => Some((entry, 201)),
+            Some(O::Updated { .. }) => Some((entry.action("update"), 200)),
+            _ => None,
+        })
+        .collect()
 }

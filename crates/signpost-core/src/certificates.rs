@@ -434,18 +434,42 @@ impl Signpost {
             })
             .await
             .map_err(internal)??;
-            self.write(vec![WriteOp::PutEntity {
-                owner: entity.owner.clone(),
-                kind: EntityKind::Certificate,
-                name: entity.name.clone(),
-                body: renewed_body,
-                mode: PutMode::Replace,
-            }])
-            .await?;
+            let written = self
+                .write(vec![WriteOp::PutEntity {
+                    owner: entity.owner.clone(),
+                    kind: EntityKind::Certificate,
+                    name: entity.name.clone(),
+                    body: renewed_body,
+                    mode: PutMode::Replace,
+                }])
+                .await
+                .map_err(Error::from);
+            let entry = self.renewal_entry(&entity.owner, &entity.name).await;
+            self.audited(entry, 200, written).await?;
             tracing::info!(level = %entity.owner.level, owner = %entity.owner.id, certificate = %entity.name, "certificate renewed");
             renewed += 1;
         }
         Ok(renewed)
+    }
+
+    /// The audit entry of the certificate job renewing a certificate of `owner`.
+    async fn renewal_entry(&self, owner: &OwnerRef, name: &str) -> crate::audit::Entry {
+        let entry = crate::audit::Entry::new(
+            crate::audit::ACTOR_SIGNPOST,
+            "renew",
+            EntityKind::Certificate.as_str(),
+        )
+        .name(name);
+        match owner.level {
+            Level::Subaccount => entry.subaccount(owner.id.as_str()),
+            Level::Instance => {
+                let entry = entry.instance(owner.id.as_str());
+                match self.store().get_instance(&owner.id).await {
+                    Ok(Some(i)) => entry.subaccount(i.subaccount_id),
+                    _ => entry,
+                }
+            }
+        }
     }
 
     /// Uploaded certificates that end within `days` (for the log and the metric).

@@ -9,6 +9,7 @@ use signpost_wire::{
     properties_to_json, BodyShape, BulkDeleteItem, BulkItem, EntityError,
 };
 
+use crate::audit::Entry;
 use crate::{Error, Principal, Result, Signpost};
 
 /// A list request's mode (API.md §1.1); the modes exclude each other.
@@ -150,19 +151,6 @@ fn invalid(kind: EntityKind, e: &EntityError) -> String {
     }
 }
 
-fn status_of(e: &Error) -> u16 {
-    match e {
-        Error::BadRequest(_) => 400,
-        Error::Unauthorized(_) => 401,
-        Error::Forbidden(_) => 403,
-        Error::NotFound(_) => 404,
-        Error::Conflict(_) => 409,
-        Error::Unprocessable(_) => 422,
-        Error::PreconditionFailed { .. } => 412,
-        Error::Internal(_) => 500,
-    }
-}
-
 impl Principal {
     /// The owner addressed by `level` for this caller.
     pub fn owner(&self, level: Level) -> OwnerRef {
@@ -280,19 +268,8 @@ impl Signpost {
         kind: EntityKind,
         body: BodyShape,
     ) -> Result<WriteResult> {
-        let owner = who.owner(level);
-        match body {
-            BodyShape::One(v) => {
-                let parsed = self.prepare(kind, &v).await?;
-                self.put_one(&owner, kind, parsed, PutMode::Create).await?;
-                Ok(WriteResult::One)
-            }
-            BodyShape::Many(values) => {
-                let items = self.bulk(&owner, kind, values, PutMode::Create, 201).await;
-                let all_ok = items.iter().all(|i| i.status == 201);
-                Ok(WriteResult::Many { items, all_ok })
-            }
-        }
+        self.write_entities(who, level, kind, body, PutMode::Create)
+            .await
     }
 
     pub async fn update_entities(
@@ -302,16 +279,42 @@ impl Signpost {
         kind: EntityKind,
         body: BodyShape,
     ) -> Result<WriteResult> {
+        self.write_entities(who, level, kind, body, PutMode::Replace)
+            .await
+    }
+
+    /// POST (`Create`, 201) or PUT (`Replace`, 200) of one object or an array; every item is
+    /// an event of the audit log.
+    async fn write_entities(
+        &self,
+        who: &Principal,
+        level: Level,
+        kind: EntityKind,
+        body: BodyShape,
+        mode: PutMode,
+    ) -> Result<WriteResult> {
         let owner = who.owner(level);
+        let ok = if mode == PutMode::Create { 201 } else { 200 };
         match body {
             BodyShape::One(v) => {
-                let parsed = self.prepare(kind, &v).await?;
-                self.put_one(&owner, kind, parsed, PutMode::Replace).await?;
+                let written = async {
+                    let parsed = self.prepare(kind, &v).await?;
+                    self.put_one(&owner, kind, parsed, mode).await
+                }
+                .await;
+                let entry = write_entry(who, level, kind, &v, mode);
+                self.audited(entry, ok, written).await?;
                 Ok(WriteResult::One)
             }
             BodyShape::Many(values) => {
-                let items = self.bulk(&owner, kind, values, PutMode::Replace, 200).await;
-                let all_ok = items.iter().all(|i| i.status == 200);
+                let items = self.bulk(&owner, kind, &values, mode, ok).await;
+                let entries = values
+                    .iter()
+                    .zip(&items)
+                    .map(|(v, item)| (write_entry(who, level, kind, v, mode), item.status))
+                    .collect();
+                self.audit(entries).await;
+                let all_ok = items.iter().all(|i| i.status == ok);
                 Ok(WriteResult::Many { items, all_ok })
             }
         }
@@ -322,26 +325,17 @@ impl Signpost {
         &self,
         owner: &OwnerRef,
         kind: EntityKind,
-        values: Vec<Value>,
+        values: &[Value],
         mode: PutMode,
         ok: u16,
     ) -> Vec<BulkItem> {
         let mut items = Vec::with_capacity(values.len());
         for v in values {
-            let name_key = if kind == EntityKind::Fragment {
-                "FragmentName"
-            } else {
-                "Name"
-            };
-            let name = v
-                .get(name_key)
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned();
-            let item = match self.prepare(kind, &v).await {
+            let name = item_name(kind, v).to_owned();
+            let item = match self.prepare(kind, v).await {
                 Err(e) => BulkItem {
                     name,
-                    status: status_of(&e),
+                    status: e.status(),
                     etag: None,
                     cause: Some(e.to_string()),
                 },
@@ -354,7 +348,7 @@ impl Signpost {
                     },
                     Err(e) => BulkItem {
                         name,
-                        status: status_of(&e),
+                        status: e.status(),
                         etag: None,
                         cause: Some(e.to_string()),
                     },
@@ -393,25 +387,29 @@ impl Signpost {
         kind: EntityKind,
         name: &str,
     ) -> Result<()> {
-        if kind == EntityKind::Certificate {
-            self.refuse_if_referenced(who, level, &[name.to_owned()])
+        let deleted = async {
+            if kind == EntityKind::Certificate {
+                self.refuse_if_referenced(who, level, &[name.to_owned()])
+                    .await?;
+            }
+            let outcome = self
+                .write(vec![WriteOp::DeleteEntity {
+                    owner: who.owner(level),
+                    kind,
+                    name: name.into(),
+                }])
                 .await?;
+            match outcome.first() {
+                Some(WriteOutcome::Deleted) => Ok(()),
+                _ => Err(Error::NotFound(format!(
+                    "The {} '{name}' does not exist on {level} level",
+                    kind.noun()
+                ))),
+            }
         }
-        let owner = who.owner(level);
-        let outcome = self
-            .write(vec![WriteOp::DeleteEntity {
-                owner,
-                kind,
-                name: name.into(),
-            }])
-            .await?;
-        match outcome.first() {
-            Some(WriteOutcome::Deleted) => Ok(()),
-            _ => Err(Error::NotFound(format!(
-                "The {} '{name}' does not exist on {level} level",
-                kind.noun()
-            ))),
-        }
+        .await;
+        let entry = Entry::tenant(who, level, "delete", kind.as_str()).name(name);
+        self.audited(entry, 200, deleted).await
     }
 
     /// Bulk DELETE with `$filter=Name in (...)`: one transaction, a summary per name.
@@ -422,25 +420,41 @@ impl Signpost {
         kind: EntityKind,
         names: Vec<String>,
     ) -> Result<DeleteSummary> {
-        if kind == EntityKind::Certificate {
-            self.refuse_if_referenced(who, level, &names).await?;
+        let entry = |name: &str| Entry::tenant(who, level, "delete", kind.as_str()).name(name);
+        let written = async {
+            if kind == EntityKind::Certificate {
+                self.refuse_if_referenced(who, level, &names).await?;
+            }
+            let owner = who.owner(level);
+            let ops = names
+                .iter()
+                .map(|n| WriteOp::DeleteEntity {
+                    owner: owner.clone(),
+                    kind,
+                    name: n.clone(),
+                })
+                .collect();
+            self.write(ops).await.map_err(Error::from)
         }
-        let owner = who.owner(level);
-        let ops = names
-            .iter()
-            .map(|n| WriteOp::DeleteEntity {
-                owner: owner.clone(),
-                kind,
-                name: n.clone(),
-            })
-            .collect();
-        let outcomes = self.write(ops).await?;
+        .await;
+        let outcomes = match written {
+            Ok(outcomes) => outcomes,
+            Err(e) => {
+                let status = e.status();
+                self.audit(names.iter().map(|n| (entry(n), status)).collect())
+                    .await;
+                return Err(e);
+            }
+        };
         let mut count = 0;
+        let mut events = Vec::with_capacity(names.len());
         let summary = names
             .into_iter()
             .zip(outcomes)
             .map(|(name, o)| {
-                if o == WriteOutcome::Deleted {
+                let deleted = o == WriteOutcome::Deleted;
+                events.push((entry(&name), if deleted { 200 } else { 404 }));
+                if deleted {
                     count += 1;
                     BulkDeleteItem {
                         name,
@@ -456,8 +470,32 @@ impl Signpost {
                 }
             })
             .collect();
+        self.audit(events).await;
         Ok(DeleteSummary { count, summary })
     }
+}
+
+/// The name an item of a write body gives itself (empty when it gives none).
+fn item_name(kind: EntityKind, v: &Value) -> &str {
+    let key = if kind == EntityKind::Fragment {
+        "FragmentName"
+    } else {
+        "Name"
+    };
+    v.get(key).and_then(Value::as_str).unwrap_or_default()
+}
+
+/// The audit entry of writing one item: `create` or `update`, or `generate` for a certificate
+/// made from `Attributes` by the built-in CA.
+fn write_entry(who: &Principal, level: Level, kind: EntityKind, v: &Value, mode: PutMode) -> Entry {
+    let action = if kind == EntityKind::Certificate && v.get("Attributes").is_some() {
+        "generate"
+    } else if mode == PutMode::Create {
+        "create"
+    } else {
+        "update"
+    };
+    Entry::tenant(who, level, action, kind.as_str()).name(item_name(kind, v))
 }
 
 impl Signpost {

@@ -22,6 +22,22 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+impl Error {
+    /// The HTTP status of this error.
+    pub fn status(&self) -> u16 {
+        match self {
+            Error::BadRequest(_) => 400,
+            Error::Unauthorized(_) => 401,
+            Error::Forbidden(_) => 403,
+            Error::NotFound(_) => 404,
+            Error::Conflict(_) => 409,
+            Error::Unprocessable(_) => 422,
+            Error::PreconditionFailed { .. } => 412,
+            Error::Internal(_) => 500,
+        }
+    }
+}
+
 impl From<signpost_store::Error> for Error {
     fn from(e: signpost_store::Error) -> Self {
         use signpost_store::Error as S;

@@ -3,6 +3,7 @@
 //! configuration API and find destination. Handlers in `signpost-api` call exactly one function
 //! here each. Must not depend on axum or any HTTP server code.
 
+pub mod audit;
 mod broker;
 mod ca;
 mod certificates;
@@ -15,6 +16,7 @@ mod tokens;
 
 use std::sync::Arc;
 
+pub use audit::AuditPage;
 pub use broker::{
     BindOutcome, BrokerError, BrokerResult, ProvisionOutcome, CATALOG_PLAN_ID, CATALOG_SERVICE_ID,
 };

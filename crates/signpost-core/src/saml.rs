@@ -31,6 +31,11 @@ fn no_pair(sub: &str, passive: bool) -> Error {
     }
 }
 
+/// The audit entry of a change to a subaccount's SAML trust key pairs.
+fn saml_entry(who: &Principal, action: &'static str) -> crate::audit::Entry {
+    crate::audit::Entry::tenant(who, signpost_model::Level::Subaccount, action, "saml-key")
+}
+
 fn internal(e: impl std::fmt::Display) -> Error {
     Error::Internal(e.to_string())
 }
@@ -139,31 +144,50 @@ impl Signpost {
         } else {
             SamlSlot::Active
         };
-        let rec = self.new_pair(&who.subaccount_id, slot).await?;
-        let cert = rec.certificate_pem.clone();
-        self.store().write(vec![WriteOp::PutSamlKey(rec)]).await?;
-        self.inner.saml_signers.remove(&who.subaccount_id);
-        Ok(cert)
+        let renewed = async {
+            let rec = self.new_pair(&who.subaccount_id, slot).await?;
+            let cert = rec.certificate_pem.clone();
+            self.store().write(vec![WriteOp::PutSamlKey(rec)]).await?;
+            self.inner.saml_signers.remove(&who.subaccount_id);
+            Ok(cert)
+        }
+        .await;
+        self.audited(
+            saml_entry(who, "generate").name(slot.as_str()),
+            200,
+            renewed,
+        )
+        .await
     }
 
     /// `DELETE /v1/saml2Metadata/certificate/passive`.
     pub async fn delete_passive_saml_certificate(&self, who: &Principal) -> Result<()> {
-        let out = self
-            .store()
-            .write(vec![WriteOp::DeleteSamlKey {
-                subaccount_id: who.subaccount_id.clone(),
-                slot: SamlSlot::Passive,
-            }])
-            .await?;
-        match out.first() {
-            Some(signpost_store::WriteOutcome::Deleted) => Ok(()),
-            _ => Err(no_pair(&who.subaccount_id, true)),
+        let deleted = async {
+            let out = self
+                .store()
+                .write(vec![WriteOp::DeleteSamlKey {
+                    subaccount_id: who.subaccount_id.clone(),
+                    slot: SamlSlot::Passive,
+                }])
+                .await?;
+            match out.first() {
+                Some(signpost_store::WriteOutcome::Deleted) => Ok(()),
+                _ => Err(no_pair(&who.subaccount_id, true)),
+            }
         }
+        .await;
+        let entry = saml_entry(who, "delete").name(SamlSlot::Passive.as_str());
+        self.audited(entry, 200, deleted).await
     }
 
     /// `POST /v1/saml2Metadata/rotateCertificate`: the passive pair becomes active and the active
     /// one passive, in one write.
     pub async fn rotate_saml_certificates(&self, who: &Principal) -> Result<(String, String)> {
+        let rotated = self.rotate_saml_pairs(who).await;
+        self.audited(saml_entry(who, "rotate"), 200, rotated).await
+    }
+
+    async fn rotate_saml_pairs(&self, who: &Principal) -> Result<(String, String)> {
         let sub = &who.subaccount_id;
         let passive = self
             .saml_record(sub, SamlSlot::Passive)

@@ -13,9 +13,10 @@ use rsa::traits::PublicKeyParts;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use signpost_store::{SigningKeyRecord, Store};
+use signpost_store::{BindingRecord, SigningKeyRecord, Store};
 use subtle::ConstantTimeEq;
 
+use crate::audit::Entry;
 use crate::{now_secs, Error, Result, Signpost};
 
 /// How old (in seconds) the signing keys in memory may get on a shared database before a token
@@ -24,6 +25,11 @@ const KEY_RING_MAX_AGE_SECS: u64 = 60;
 
 /// The scope every service-key token carries (XSUAA's client-credentials default).
 pub const SERVICE_SCOPE: &str = "uaa.resource";
+
+/// The audit entry of a token request of a binding.
+fn token_entry(client_id: &str, instance_id: &str) -> Entry {
+    Entry::new(client_id, "issue", "token").instance(instance_id)
+}
 
 /// A token endpoint failure, in OAuth terms (RFC 6749 §5.2).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -40,6 +46,17 @@ pub enum TokenError {
     CertificateNotValid(String),
     #[error("server_error")]
     Server,
+}
+
+impl TokenError {
+    /// The HTTP status the token endpoint answers this error with.
+    pub fn status(&self) -> u16 {
+        match self {
+            TokenError::InvalidClient => 401,
+            TokenError::UnsupportedGrantType(_) | TokenError::InvalidRequest(_) => 400,
+            TokenError::Server => 500,
+        }
+    }
 }
 
 /// The token endpoint's answer.
@@ -439,7 +456,13 @@ impl Signpost {
     /// process picks the new key up on [`Signpost::reload_signing_keys`] or when it first sees
     /// a token signed with it.
     pub async fn rotate_signing_key(&self) -> Result<Rotation> {
-        self.rotate_signing_key_at(now_secs()).await
+        let result = self.rotate_signing_key_at(now_secs()).await;
+        let entry = Entry::broker("rotate", "signing-key");
+        let entry = match &result {
+            Ok(r) => entry.name(r.kid.as_str()),
+            Err(_) => entry,
+        };
+        self.audited(entry, 201, result).await
     }
 
     pub(crate) async fn rotate_signing_key_at(&self, now: u64) -> Result<Rotation> {
@@ -514,10 +537,21 @@ impl Signpost {
             .ct_eq(client_secret.as_bytes())
             .into();
         if !ok {
-            return Err(TokenError::InvalidClient);
+            return self.refused(&binding).await;
         }
         self.token_for_binding(client_id, &binding.instance_id, zid)
             .await
+    }
+
+    /// A token request of an existing binding that failed to authenticate: an event of the
+    /// audit log (requests naming no binding are not, so they cannot fill it).
+    async fn refused(&self, binding: &BindingRecord) -> Result<TokenResponse, TokenError> {
+        let mut entry = token_entry(&binding.client_id, &binding.instance_id);
+        if let Ok(Some(i)) = self.store().get_instance(&binding.instance_id).await {
+            entry = entry.subaccount(i.subaccount_id);
+        }
+        self.audit(vec![(entry, 401)]).await;
+        Err(TokenError::InvalidClient)
     }
 
     /// `grant_type=client_credentials` with a client id and the client certificate presented on
@@ -541,12 +575,16 @@ impl Signpost {
         let presented = signpost_certs::sha256_fingerprint(presented_der);
         let same: bool = expected.as_bytes().ct_eq(presented.as_bytes()).into();
         if !same {
-            return Err(TokenError::InvalidClient);
+            return self.refused(&binding).await;
         }
         // Every binding certificate, generated or brought by the client, must be valid now.
         let now = time::OffsetDateTime::now_utc();
         let cert = signpost_certs::parse::CertInfo::from_der(presented_der)
             .map_err(|_| TokenError::InvalidClient)?;
+        if now < cert.not_before || now > cert.not_after {
+            // Recorded as a refused token request, answered with the reason.
+            let _ = self.refused(&binding).await;
+        }
         if now < cert.not_before {
             return Err(TokenError::CertificateNotValid(format!(
                 "The client certificate is not valid yet: it is valid from {}",
@@ -562,7 +600,7 @@ impl Signpost {
         // A certificate Signpost made must also be signed by its CA.
         let generated = binding.client_secret.is_some();
         if generated && !self.inner.ca.verify_client_certificate(presented_der, now) {
-            return Err(TokenError::InvalidClient);
+            return self.refused(&binding).await;
         }
         self.token_for_binding(client_id, &binding.instance_id, zid)
             .await
@@ -577,15 +615,50 @@ impl Signpost {
         instance_id: &str,
         zid: Option<&str>,
     ) -> Result<TokenResponse, TokenError> {
+        let entry = token_entry(client_id, instance_id);
+        let (entry, result) = self
+            .token_for_instance(entry, client_id, instance_id, zid)
+            .await;
+        let status = match &result {
+            Ok(_) => 200,
+            Err(e) => e.status(),
+        };
+        let entry = match &result {
+            Ok(t) => entry.name(t.jti.as_str()),
+            Err(_) => entry,
+        };
+        self.audit(vec![(entry, status)]).await;
+        result
+    }
+
+    /// A token for a binding of `instance_id`; the audit entry with the subaccount when known.
+    async fn token_for_instance(
+        &self,
+        entry: Entry,
+        client_id: &str,
+        instance_id: &str,
+        zid: Option<&str>,
+    ) -> (Entry, Result<TokenResponse, TokenError>) {
         let store = self.store();
-        let instance = store
-            .get_instance(instance_id)
-            .await
-            .map_err(|_| TokenError::Server)?
-            .ok_or(TokenError::InvalidClient)?;
+        let instance = match store.get_instance(instance_id).await {
+            Ok(Some(i)) => i,
+            Ok(None) => return (entry, Err(TokenError::InvalidClient)),
+            Err(_) => return (entry, Err(TokenError::Server)),
+        };
+        let entry = entry.subaccount(instance.subaccount_id.as_str());
         if zid.is_some_and(|z| z != instance.subaccount_id) {
-            return Err(TokenError::InvalidClient);
+            return (entry, Err(TokenError::InvalidClient));
         }
+        (entry, self.sign_for(client_id, &instance).await)
+    }
+
+    /// Signs a token for a client of `instance`.
+    async fn sign_for(
+        &self,
+        client_id: &str,
+        instance: &signpost_store::InstanceRecord,
+    ) -> Result<TokenResponse, TokenError> {
+        let store = self.store();
         let subdomain = store
             .get_subaccount(&instance.subaccount_id)
             .await

@@ -399,6 +399,18 @@ impl Store for CachedStore {
         self.inner.delete_signing_key(kid).await
     }
 
+    async fn record_audit(&self, events: &[AuditEvent]) -> Result<()> {
+        self.inner.record_audit(events).await
+    }
+
+    async fn audit_events(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>> {
+        self.inner.audit_events(query).await
+    }
+
+    async fn prune_audit(&self, before_ms: i64) -> Result<u64> {
+        self.inner.prune_audit(before_ms).await
+    }
+
     fn digest(&self, parts: &[&[u8]]) -> String {
         self.inner.digest(parts)
     }

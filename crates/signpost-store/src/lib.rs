@@ -139,6 +139,14 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Deletes the signing key `kid`; false when there was none.
     async fn delete_signing_key(&self, kid: &str) -> Result<bool>;
 
+    /// Appends events to the audit log, in one transaction; their `id` is given by the store.
+    async fn record_audit(&self, events: &[AuditEvent]) -> Result<()>;
+    /// Audit events newest first (by time, then id): at most `limit`, none older than
+    /// `since_ms`, only those after the `before` position.
+    async fn audit_events(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>>;
+    /// Deletes the audit events older than `before_ms`; returns how many.
+    async fn prune_audit(&self, before_ms: i64) -> Result<u64>;
+
     /// The keyed digest used for ETags and request digests (never a plain hash of secrets).
     fn digest(&self, parts: &[&[u8]]) -> String;
 }

@@ -920,6 +920,57 @@ impl Store for PgStore {
         Ok(r.rows_affected() == 1)
     }
 
+    async fn record_audit(&self, events: &[AuditEvent]) -> Result<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        for e in events {
+            sqlx::query(
+                "INSERT INTO audit_events (at_ms, actor, subaccount_id, instance_id, action, entity_kind, entity_name, outcome, status, request_id)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            )
+            .bind(e.at_ms)
+            .bind(&e.actor)
+            .bind(&e.subaccount_id)
+            .bind(&e.instance_id)
+            .bind(&e.action)
+            .bind(&e.entity_kind)
+            .bind(&e.entity_name)
+            .bind(e.outcome())
+            .bind(i64::from(e.status))
+            .bind(&e.request_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn audit_events(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>> {
+        let (before_at, before_id) = query.before.unwrap_or((i64::MAX, i64::MAX));
+        let rows = sqlx::query(&format!(
+            "SELECT {AUDIT_COLUMNS} FROM audit_events
+             WHERE at_ms >= $1 AND (at_ms < $2 OR (at_ms = $2 AND id < $3))
+             ORDER BY at_ms DESC, id DESC LIMIT $4"
+        ))
+        .bind(query.since_ms.unwrap_or(i64::MIN))
+        .bind(before_at)
+        .bind(before_id)
+        .bind(i64::from(query.limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(audit_from_row).collect()
+    }
+
+    async fn prune_audit(&self, before_ms: i64) -> Result<u64> {
+        let r = sqlx::query("DELETE FROM audit_events WHERE at_ms < $1")
+            .bind(before_ms)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected())
+    }
+
     fn digest(&self, parts: &[&[u8]]) -> String {
         self.cipher.digest(parts)
     }

@@ -239,3 +239,47 @@ pub enum WriteOutcome {
     /// A delete found nothing.
     Missing,
 }
+
+/// One event of the audit log: who did what to which entity, and how it ended. It holds names
+/// and ids only, never a secret or a property value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEvent {
+    /// Given by the store when it records the event (0 before); grows with every event.
+    pub id: i64,
+    /// Unix time in milliseconds.
+    pub at_ms: i64,
+    /// The binding's client id, `broker` for the platform, `signpost` for the server's own jobs.
+    pub actor: String,
+    pub subaccount_id: Option<String>,
+    pub instance_id: Option<String>,
+    /// What was done (`create`, `provision`, `issue`, ...).
+    pub action: String,
+    /// What it was done to (`destination`, `instance`, `token`, ...) and its name.
+    pub entity_kind: Option<String>,
+    pub entity_name: Option<String>,
+    /// The HTTP status the operation ended with; below 400 is a success.
+    pub status: u16,
+    /// The request's `x-request-id`, when the event comes from a request.
+    pub request_id: Option<String>,
+}
+
+impl AuditEvent {
+    /// `success` or `failure`, from the status.
+    pub fn outcome(&self) -> &'static str {
+        if self.status < 400 {
+            "success"
+        } else {
+            "failure"
+        }
+    }
+}
+
+/// Which audit events to read: newest first, from `since_ms` on, after the position `before`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct AuditQuery {
+    pub since_ms: Option<i64>,
+    /// Only events older than this one, in the order of the log (`(at_ms, id)`): the last event
+    /// of the previous page.
+    pub before: Option<(i64, i64)>,
+    pub limit: u32,
+}

@@ -126,3 +126,30 @@ pub(crate) fn deleted(rows: u64) -> crate::records::WriteOutcome {
         crate::records::WriteOutcome::Missing
     }
 }
+
+/// An `audit_events` row, on either engine.
+pub(crate) fn audit_from_row<'r, R>(row: &'r R) -> Result<crate::records::AuditEvent>
+where
+    R: sqlx::Row,
+    &'static str: sqlx::ColumnIndex<R>,
+    String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let status: i64 = col(row, "status")?;
+    Ok(crate::records::AuditEvent {
+        id: col(row, "id")?,
+        at_ms: col(row, "at_ms")?,
+        actor: col(row, "actor")?,
+        subaccount_id: col(row, "subaccount_id")?,
+        instance_id: col(row, "instance_id")?,
+        action: col(row, "action")?,
+        entity_kind: col(row, "entity_kind")?,
+        entity_name: col(row, "entity_name")?,
+        status: u16::try_from(status).unwrap_or(u16::MAX),
+        request_id: col(row, "request_id")?,
+    })
+}
+
+/// The columns an audit query reads, in `audit_from_row`'s names.
+pub(crate) const AUDIT_COLUMNS: &str = "id, at_ms, actor, subaccount_id, instance_id, action, entity_kind, entity_name, status, request_id";

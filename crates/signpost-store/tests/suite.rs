@@ -687,6 +687,147 @@ async fn paging_suite(store: &dyn Store) {
     assert_eq!(page(store, &inst, 0, 10).await, (vec![], 0));
 }
 
+fn audit(at_ms: i64, action: &str, status: u16) -> AuditEvent {
+    AuditEvent {
+        id: 0,
+        at_ms,
+        actor: "client-1".into(),
+        subaccount_id: Some("s1".into()),
+        instance_id: None,
+        action: action.into(),
+        entity_kind: Some("destination".into()),
+        entity_name: Some(format!("d-{at_ms}")),
+        status,
+        request_id: Some(format!("rid-{at_ms}")),
+    }
+}
+
+/// The audit log: recorded as given, read newest first (time, then order of recording) with a
+/// `since` bound and a `before` cursor, pruned by time.
+async fn audit_suite(store: &dyn Store) {
+    assert!(store
+        .audit_events(&AuditQuery {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .is_empty());
+    store.record_audit(&[]).await.unwrap();
+    // Two events in the same millisecond and one recorded later with an earlier time.
+    store
+        .record_audit(&[audit(1_000, "create", 201), audit(2_000, "update", 409)])
+        .await
+        .unwrap();
+    store
+        .record_audit(&[audit(2_000, "delete", 200)])
+        .await
+        .unwrap();
+    store
+        .record_audit(&[audit(1_500, "issue", 200)])
+        .await
+        .unwrap();
+    let all = store
+        .audit_events(&AuditQuery {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let seen: Vec<(i64, &str)> = all.iter().map(|e| (e.at_ms, e.action.as_str())).collect();
+    assert_eq!(
+        seen,
+        [
+            (2_000, "delete"),
+            (2_000, "update"),
+            (1_500, "issue"),
+            (1_000, "create")
+        ]
+    );
+    assert!(all[0].id > all[1].id, "ids grow in the order of recording");
+    let update = &all[1];
+    assert_eq!(update.outcome(), "failure");
+    assert_eq!(all[0].outcome(), "success");
+    assert_eq!(
+        (
+            update.actor.as_str(),
+            update.subaccount_id.as_deref(),
+            update.instance_id.as_deref(),
+            update.entity_kind.as_deref(),
+            update.entity_name.as_deref(),
+            update.status,
+            update.request_id.as_deref()
+        ),
+        (
+            "client-1",
+            Some("s1"),
+            None,
+            Some("destination"),
+            Some("d-2000"),
+            409,
+            Some("rid-2000")
+        )
+    );
+
+    // Pages of two, each after the last event of the previous one.
+    let first = store
+        .audit_events(&AuditQuery {
+            limit: 2,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(first, all[..2]);
+    let last = &first[1];
+    let second = store
+        .audit_events(&AuditQuery {
+            limit: 2,
+            before: Some((last.at_ms, last.id)),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(second, all[2..]);
+    // `since` is inclusive.
+    let since = store
+        .audit_events(&AuditQuery {
+            limit: 10,
+            since_ms: Some(1_500),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(since, all[..3]);
+
+    // Pruning removes what is older than the bound, and only that.
+    assert_eq!(store.prune_audit(1_500).await.unwrap(), 1);
+    assert_eq!(store.prune_audit(1_500).await.unwrap(), 0);
+    let kept = store
+        .audit_events(&AuditQuery {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(kept, all[..3]);
+    // Ids are never given twice, even once the newest events are gone.
+    let newest = kept[0].id;
+    store.prune_audit(i64::MAX).await.unwrap();
+    store
+        .record_audit(&[audit(3_000, "rotate", 201)])
+        .await
+        .unwrap();
+    let again = store
+        .audit_events(&AuditQuery {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 1);
+    assert!(again[0].id > newest);
+}
+
 async fn sqlite(dir: &std::path::Path, master: &MasterKey, max: u32) -> SqliteStore {
     SqliteStore::open(
         &format!("sqlite://{}", dir.join("t.db").display()),
@@ -702,6 +843,7 @@ async fn sqlite_contract() {
     let dir = tempfile::tempdir().unwrap();
     let store = sqlite(dir.path(), &MasterKey::generate(), 1000).await;
     suite(&store).await;
+    audit_suite(&store).await;
 }
 
 #[tokio::test]
@@ -738,6 +880,7 @@ async fn cached_sqlite_contract() {
         sqlite(dir.path(), &MasterKey::generate(), 1000).await,
     ));
     suite(&store).await;
+    audit_suite(&store).await;
 }
 
 #[tokio::test]
@@ -797,6 +940,7 @@ async fn postgres_contract() {
     let db = server.create_db().await;
     let store = postgres(&db, &MasterKey::generate(), 1000).await;
     suite(&store).await;
+    audit_suite(&store).await;
     store.close().await;
     db.drop_db().await;
 }
@@ -925,6 +1069,7 @@ async fn cached_postgres_contract() {
     let pg = std::sync::Arc::new(postgres(&db, &MasterKey::generate(), 1000).await);
     let store = CachedStore::new(pg.clone());
     suite(&store).await;
+    audit_suite(&store).await;
     drop(store);
     pg.close().await;
     db.drop_db().await;

@@ -4,6 +4,7 @@ use signpost_model::{Certificate, Destination, Fragment, Properties, ValidationE
 
 /// The one error body of the destination configuration API: `{"ErrorMessage": "..."}`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     #[serde(rename = "ErrorMessage")]
     pub error_message: String,
@@ -11,6 +12,7 @@ pub struct ErrorBody {
 
 /// `{"Count": n}`: the answer to PUT of one object and DELETE by name.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Count {
     #[serde(rename = "Count")]
     pub count: u64,
@@ -18,6 +20,7 @@ pub struct Count {
 
 /// `{"Name": "..."}`: list items with `$select=Name`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NameOnly {
     #[serde(rename = "Name")]
     pub name: String,
@@ -25,6 +28,7 @@ pub struct NameOnly {
 
 /// One item of a bulk create or update answer (201/200/207).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BulkItem {
     pub name: String,
     pub status: u16,
@@ -36,6 +40,7 @@ pub struct BulkItem {
 
 /// The answer of a bulk DELETE with `$filter`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BulkDeleteResponse {
     #[serde(rename = "Count")]
     pub count: u64,
@@ -44,6 +49,7 @@ pub struct BulkDeleteResponse {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BulkDeleteItem {
     pub name: String,
     pub status: String,

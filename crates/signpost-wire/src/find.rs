@@ -3,6 +3,7 @@ use serde_json::{Map, Value};
 
 /// `owner` of a find-destination result: where the destination was found.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Owner {
     #[serde(rename = "SubaccountId")]
     pub subaccount_id: Option<String>,
@@ -12,6 +13,7 @@ pub struct Owner {
 
 /// `{key, value}` of an auth token: the ready-to-use header.
 #[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HttpHeader {
     pub key: String,
     pub value: String,
@@ -28,6 +30,7 @@ impl std::fmt::Debug for HttpHeader {
 
 /// One entry of `authTokens`. On failure `type` and `value` are empty and `error` says why.
 #[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AuthToken {
     #[serde(rename = "type")]
     pub token_type: String,
@@ -92,6 +95,7 @@ impl std::fmt::Debug for AuthToken {
 
 /// One entry of `certificates` in a find result.
 #[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CertificateItem {
     #[serde(rename = "Name")]
     pub name: String,
@@ -112,10 +116,12 @@ impl std::fmt::Debug for CertificateItem {
 
 /// The find-destination result (`DestinationLookUpResult`); v2 leaves `owner` out.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FindResponse {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub owner: Option<Owner>,
     #[serde(rename = "destinationConfiguration")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub destination_configuration: Map<String, Value>,
     #[serde(rename = "authTokens", skip_serializing_if = "Option::is_none")]
     pub auth_tokens: Option<Vec<AuthToken>>,

@@ -3,11 +3,13 @@
 //! the Open Service Broker bodies and the instance configuration JSON, with their conversion to
 //! and from `signpost-model`. Must not depend on the store or the API crate.
 
+mod audit;
 mod config;
 mod entities;
 mod find;
 mod osb;
 
+pub use audit::AuditEntry;
 pub use config::{ConfigError, ExistingPolicy, InstanceConfig, LevelInit};
 pub use entities::{
     certificate_from_json, certificate_to_json, destination_from_json, fragment_from_json,

@@ -4,11 +4,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Catalog {
     pub services: Vec<Service>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Service {
     pub id: String,
     pub name: String,
@@ -23,6 +25,7 @@ pub struct Service {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Plan {
     pub id: String,
     pub name: String,
@@ -33,6 +36,7 @@ pub struct Plan {
 
 /// `PUT /v2/service_instances/{id}`.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ProvisionRequest {
     pub service_id: String,
     pub plan_id: String,
@@ -41,6 +45,7 @@ pub struct ProvisionRequest {
     #[serde(default)]
     pub space_guid: Option<String>,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub context: Option<Map<String, Value>>,
     #[serde(default)]
     pub parameters: Option<Value>,
@@ -48,11 +53,13 @@ pub struct ProvisionRequest {
 
 /// `PATCH /v2/service_instances/{id}`.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UpdateRequest {
     pub service_id: String,
     #[serde(default)]
     pub plan_id: Option<String>,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub context: Option<Map<String, Value>>,
     #[serde(default)]
     pub parameters: Option<Value>,
@@ -60,6 +67,7 @@ pub struct UpdateRequest {
 
 /// `PUT /v2/service_instances/{id}/service_bindings/{binding_id}`.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BindRequest {
     pub service_id: String,
     pub plan_id: String,
@@ -69,6 +77,7 @@ pub struct BindRequest {
 
 /// The OSB error body.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OsbError {
     pub error: String,
     pub description: String,
@@ -76,6 +85,7 @@ pub struct OsbError {
 
 /// A service key in SAP's format (API.md §5), the bind response's `credentials`.
 #[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ServiceKey {
     pub clientid: String,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -5,6 +5,9 @@ use std::path::PathBuf;
 
 use clap::Args;
 
+/// The longest audit retention (a hundred years).
+const MAX_AUDIT_RETENTION_DAYS: u32 = 36_500;
+
 /// A configuration the server refuses to start with.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -76,6 +79,9 @@ pub struct ServeArgs {
     /// Log format: `text` or `json`.
     #[arg(long, env = "SIGNPOST_LOG_FORMAT", default_value = "text")]
     pub log_format: String,
+    /// Days the audit log keeps an event; older events are deleted at start and every hour.
+    #[arg(long, env = "SIGNPOST_AUDIT_RETENTION_DAYS", default_value_t = 90)]
+    pub audit_retention_days: u32,
 }
 
 /// The validated server configuration.
@@ -90,6 +96,7 @@ pub struct ServeConfig {
     pub oauth: signpost_core::OAuthConfig,
     /// `https://<uaadomain>` when the HTTPS listener runs: the `certurl` of X.509 service keys.
     pub cert_url: Option<String>,
+    pub audit_retention_days: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -186,6 +193,11 @@ impl ServeArgs {
             trusted_issuers,
             ..Default::default()
         };
+        if !(1..=MAX_AUDIT_RETENTION_DAYS).contains(&self.audit_retention_days) {
+            return Err(ConfigError(format!(
+                "SIGNPOST_AUDIT_RETENTION_DAYS must be from 1 to {MAX_AUDIT_RETENTION_DAYS} days"
+            )));
+        }
         let cert_url = tls.as_ref().map(|_| format!("https://{uaadomain}"));
         Ok(ServeConfig {
             cert_url,
@@ -196,6 +208,7 @@ impl ServeArgs {
             token_lifetime: self.token_lifetime,
             json_logs,
             oauth,
+            audit_retention_days: self.audit_retention_days,
         })
     }
 }
@@ -251,5 +264,18 @@ mod tests {
         .unwrap();
         assert_eq!(c.public_url, "https://dest.example.com");
         assert_eq!(c.uaadomain, "dest.example.com:8443");
+    }
+
+    #[test]
+    fn audit_retention() {
+        assert_eq!(parse(&[]).unwrap().audit_retention_days, 90);
+        let c = parse(&["--audit-retention-days", "7"]).unwrap();
+        assert_eq!(c.audit_retention_days, 7);
+        for bad in ["0", "36501", "-1", "x"] {
+            assert!(
+                parse(&["--audit-retention-days", bad]).is_err(),
+                "{bad} is refused"
+            );
+        }
     }
 }

@@ -307,6 +307,11 @@ pub async fn run(args: ServeArgs) -> Result<()> {
             stop_rx.clone(),
         ));
     }
+    tokio::spawn(audit_retention(
+        jobs_core.clone(),
+        cfg.audit_retention_days,
+        stop_rx.clone(),
+    ));
     tokio::spawn(certificate_jobs(
         jobs_core,
         args.renewal_interval,
@@ -389,6 +394,25 @@ async fn certificate_jobs(
         }
         tokio::select! {
             _ = tokio::time::sleep(period) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+/// How often the audit log is pruned.
+const AUDIT_PRUNE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// At start and every hour: deletes the audit events older than the retention (every process
+/// may; a delete of what another one deleted is harmless).
+async fn audit_retention(core: Signpost, days: u32, mut stop: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        match core.prune_audit(days).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(deleted = n, retention_days = days, "pruned the audit log"),
+            Err(e) => tracing::warn!(error = %e, "pruning the audit log failed"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(AUDIT_PRUNE_INTERVAL) => {}
             _ = stop.wait_for(|s| *s) => return,
         }
     }

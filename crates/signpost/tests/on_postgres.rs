@@ -7,6 +7,8 @@
 mod certificates;
 #[path = "hardening.rs"]
 mod hardening;
+#[path = "http_audit.rs"]
+mod http_audit;
 #[path = "http_broker.rs"]
 mod http_broker;
 #[path = "http_destinations.rs"]

@@ -51,7 +51,7 @@ pub fn markdown() -> String {
         "# The `signpost` command line\n\n\
          Generated from the clap definitions by `signpost docs cli > docs/CLI.md`; \
          `crates/signpost/tests/cli_docs.rs` fails when this page is out of date.\n\n\
-         Platform verbs (`instance`, `key`, `signing-key`) use the platform target stored by \
+         Platform verbs (`instance`, `key`, `signing-key`, `audit`) use the platform target stored by \
          `signpost login URL --broker-user USER`; tenant verbs (`dest`, `fragment`, `cert`, \
          `export`, `import`) use the tenant target stored by `signpost login --service-key FILE`, \
          or `--service-key FILE` on any call. Targets live in `$XDG_CONFIG_HOME/signpost/` \

@@ -1,10 +1,11 @@
 //! The CLI verbs: `login`, `instance`, `key` (the service broker, platform target), `signing-key`
-//! (token signing keys, platform target), `dest`, `fragment`, `cert`, `export`, `import` (the
-//! destination API, tenant target), `completion`, and the hidden `docs`. They talk to a Signpost
+//! (token signing keys, platform target), `audit` (the audit log, platform target), `dest`,
+//! `fragment`, `cert`, `export`, `import` (the destination API, tenant target), `completion`, and the hidden `docs`. They talk to a Signpost
 //! (or SAP) service over HTTP only, through `signpost-client`. Exit codes: 0 success, 1 an error
 //! (the server's message), 2 usage (clap's own, and unreadable or malformed input files,
 //! reported as `ConfigError`).
 
+mod audit;
 mod broker;
 mod docs;
 mod output;
@@ -40,6 +41,8 @@ pub enum CliCommand {
     Key(broker::KeyArgs),
     /// Token signing keys of the token service: list and rotate (platform target).
     SigningKey(signing_key::SigningKeyArgs),
+    /// The audit log: writes and issued tokens, newest first (platform target).
+    Audit(audit::AuditArgs),
     /// Destinations on subaccount or instance level (tenant target).
     Dest(tenant::DestArgs),
     /// Destination fragments on subaccount or instance level (tenant target).
@@ -65,6 +68,7 @@ pub async fn run(cmd: CliCommand) -> anyhow::Result<()> {
         CliCommand::Instance(args) => broker::instance(args).await,
         CliCommand::Key(args) => broker::key(args).await,
         CliCommand::SigningKey(args) => signing_key::signing_key(args).await,
+        CliCommand::Audit(args) => audit::audit(args).await,
         CliCommand::Dest(args) => tenant::dest(args).await,
         CliCommand::Fragment(args) => tenant::fragment(args).await,
         CliCommand::Cert(args) => tenant::cert(args).await,
