@@ -320,6 +320,18 @@ mod tests {
         async fn delete_signing_key(&self, kid: &str) -> R<bool> {
             self.inner.delete_signing_key(kid).await
         }
+        async fn record_audit(&self, events: &[signpost_store::AuditEvent]) -> R<()> {
+            self.inner.record_audit(events).await
+        }
+        async fn audit_events(
+            &self,
+            query: &signpost_store::AuditQuery,
+        ) -> R<Vec<signpost_store::AuditEvent>> {
+            self.inner.audit_events(query).await
+        }
+        async fn prune_audit(&self, before_ms: i64) -> R<u64> {
+            self.inner.prune_audit(before_ms).await
+        }
         fn digest(&self, parts: &[&[u8]]) -> String {
             self.inner.digest(parts)
         }

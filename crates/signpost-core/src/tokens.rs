@@ -52,7 +52,7 @@ impl TokenError {
     /// The HTTP status the token endpoint answers this error with.
     pub fn status(&self) -> u16 {
         match self {
-            TokenError::InvalidClient => 401,
+            TokenError::InvalidClient | TokenError::CertificateNotValid(_) => 401,
             TokenError::UnsupportedGrantType(_) | TokenError::InvalidRequest(_) => 400,
             TokenError::Server => 500,
         }
