@@ -76,6 +76,21 @@ pub struct ServeArgs {
     /// Log format: `text` or `json`.
     #[arg(long, env = "SIGNPOST_LOG_FORMAT", default_value = "text")]
     pub log_format: String,
+    /// Seconds a client may take to send a request's headers, on both listeners; an idle
+    /// kept-alive connection is closed after as long.
+    #[arg(long, env = "SIGNPOST_HEADER_TIMEOUT_SECONDS", default_value_t = signpost_api::DEFAULT_HEADER_TIMEOUT_SECS)]
+    pub header_timeout_seconds: u64,
+    /// Seconds a request may take, body included (finds are bounded by their token flows' own
+    /// timeouts instead); a 503 after that.
+    #[arg(long, env = "SIGNPOST_REQUEST_TIMEOUT_SECONDS", default_value_t = signpost_api::DEFAULT_REQUEST_TIMEOUT_SECS)]
+    pub request_timeout_seconds: u64,
+    /// Connections served at once over both listeners; further ones wait to be accepted.
+    #[arg(long, env = "SIGNPOST_MAX_CONNECTIONS", default_value_t = signpost_api::DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: usize,
+    /// Requests per second per client id on POST /oauth/token and per bearer token on the
+    /// destination API (burst twice that); 0 turns the limit off.
+    #[arg(long, env = "SIGNPOST_RATE_LIMIT", default_value_t = signpost_api::DEFAULT_RATE_LIMIT)]
+    pub rate_limit: u32,
 }
 
 /// The validated server configuration.
@@ -90,6 +105,7 @@ pub struct ServeConfig {
     pub oauth: signpost_core::OAuthConfig,
     /// `https://<uaadomain>` when the HTTPS listener runs: the `certurl` of X.509 service keys.
     pub cert_url: Option<String>,
+    pub limits: signpost_api::LimitsConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -186,6 +202,7 @@ impl ServeArgs {
             trusted_issuers,
             ..Default::default()
         };
+        let limits = self.limits()?;
         let cert_url = tls.as_ref().map(|_| format!("https://{uaadomain}"));
         Ok(ServeConfig {
             cert_url,
@@ -196,6 +213,38 @@ impl ServeArgs {
             token_lifetime: self.token_lifetime,
             json_logs,
             oauth,
+            limits,
+        })
+    }
+
+    fn limits(&self) -> Result<signpost_api::LimitsConfig, ConfigError> {
+        let seconds = |name: &str, value: u64, max: u64| {
+            if value == 0 || value > max {
+                return Err(ConfigError(format!(
+                    "{name} must be from 1 to {max} seconds, not {value}"
+                )));
+            }
+            Ok(std::time::Duration::from_secs(value))
+        };
+        if self.max_connections == 0 || self.max_connections > 1_000_000 {
+            return Err(ConfigError(format!(
+                "SIGNPOST_MAX_CONNECTIONS must be from 1 to 1000000, not {}",
+                self.max_connections
+            )));
+        }
+        Ok(signpost_api::LimitsConfig {
+            header_timeout: seconds(
+                "SIGNPOST_HEADER_TIMEOUT_SECONDS",
+                self.header_timeout_seconds,
+                3600,
+            )?,
+            request_timeout: seconds(
+                "SIGNPOST_REQUEST_TIMEOUT_SECONDS",
+                self.request_timeout_seconds,
+                86_400,
+            )?,
+            max_connections: self.max_connections,
+            rate_limit: self.rate_limit,
         })
     }
 }
@@ -251,5 +300,39 @@ mod tests {
         .unwrap();
         assert_eq!(c.public_url, "https://dest.example.com");
         assert_eq!(c.uaadomain, "dest.example.com:8443");
+    }
+
+    #[test]
+    fn limits_defaults_flags_and_refusals() {
+        let c = parse(&[]).unwrap();
+        assert_eq!(c.limits, signpost_api::LimitsConfig::default());
+        let c = parse(&[
+            "--header-timeout-seconds",
+            "3",
+            "--request-timeout-seconds",
+            "7",
+            "--max-connections",
+            "9",
+            "--rate-limit",
+            "0",
+        ])
+        .unwrap();
+        assert_eq!(
+            c.limits,
+            signpost_api::LimitsConfig {
+                header_timeout: std::time::Duration::from_secs(3),
+                request_timeout: std::time::Duration::from_secs(7),
+                max_connections: 9,
+                rate_limit: 0,
+            }
+        );
+        for bad in [
+            ["--header-timeout-seconds", "0"],
+            ["--request-timeout-seconds", "0"],
+            ["--max-connections", "0"],
+            ["--rate-limit", "-1"],
+        ] {
+            assert!(parse(&bad).is_err(), "{bad:?}");
+        }
     }
 }
