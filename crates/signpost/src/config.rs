@@ -10,7 +10,7 @@ use clap::Args;
 #[error("{0}")]
 pub struct ConfigError(pub String);
 
-#[derive(Debug, Clone, Args)]
+#[derive(Clone, Args)]
 pub struct StoreArgs {
     /// Directory for the SQLite database, the generated master key and broker credentials.
     #[arg(long, env = "SIGNPOST_DATA_DIR", default_value = "./signpost-data")]
@@ -25,7 +25,7 @@ pub struct StoreArgs {
 }
 
 /// `signpost store copy`.
-#[derive(Debug, Clone, Args)]
+#[derive(Clone, Args)]
 pub struct CopyArgs {
     /// The source database URL (`sqlite://...` or `postgres://...`).
     #[arg(long)]
@@ -36,6 +36,47 @@ pub struct CopyArgs {
     /// Where the master key file is, when `SIGNPOST_MASTER_KEY` is not set.
     #[arg(long, env = "SIGNPOST_DATA_DIR", default_value = "./signpost-data")]
     pub data_dir: PathBuf,
+}
+
+/// A database URL without its password (`postgres://user:password@host/db` holds one) or
+/// query (`?password=` is possible too): what `Debug` and messages may show.
+pub fn redacted_database_url(url: &str) -> String {
+    let without_query = url.split('?').next().unwrap_or_default();
+    let redacted = match (
+        without_query.split_once("://"),
+        without_query.rsplit_once('@'),
+    ) {
+        (Some((scheme, _)), Some((_, host))) => format!("{scheme}://<redacted>@{host}"),
+        _ => without_query.to_owned(),
+    };
+    if without_query.len() < url.len() {
+        format!("{redacted}?<redacted>")
+    } else {
+        redacted
+    }
+}
+
+impl std::fmt::Debug for StoreArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreArgs")
+            .field("data_dir", &self.data_dir)
+            .field(
+                "database_url",
+                &self.database_url.as_deref().map(redacted_database_url),
+            )
+            .field("max_entities", &self.max_entities)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for CopyArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CopyArgs")
+            .field("from", &redacted_database_url(&self.from))
+            .field("to", &redacted_database_url(&self.to))
+            .field("data_dir", &self.data_dir)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -300,6 +341,23 @@ mod tests {
         .unwrap();
         assert_eq!(c.public_url, "https://dest.example.com");
         assert_eq!(c.uaadomain, "dest.example.com:8443");
+    }
+
+    #[test]
+    fn database_urls_lose_their_passwords() {
+        for (url, shown) in [
+            (
+                "postgres://u:pw-9@db:5432/sp",
+                "postgres://<redacted>@db:5432/sp",
+            ),
+            (
+                "postgres://db/sp?password=pw-9",
+                "postgres://db/sp?<redacted>",
+            ),
+            ("sqlite:///tmp/x.db", "sqlite:///tmp/x.db"),
+        ] {
+            assert_eq!(redacted_database_url(url), shown);
+        }
     }
 
     #[test]

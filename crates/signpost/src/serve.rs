@@ -139,7 +139,7 @@ fn database_url(args: &StoreArgs) -> Result<String> {
     if !(url.starts_with("sqlite:") || is_postgres(&url)) {
         return Err(ConfigError(format!(
             "database URL '{}' must start with sqlite:// or postgres://",
-            url.split('@').next_back().unwrap_or_default()
+            crate::config::redacted_database_url(&url)
         ))
         .into());
     }
