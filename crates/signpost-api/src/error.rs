@@ -10,6 +10,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub message: String,
     pub etag: Option<String>,
+    /// Whole seconds for `Retry-After` (429).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -18,6 +20,16 @@ impl ApiError {
             status,
             message: message.into(),
             etag: None,
+            retry_after: None,
+        }
+    }
+
+    /// A 429 with `Retry-After`: the wait rounded up to whole seconds, at least 1.
+    pub fn too_many_requests(message: impl Into<String>, wait: std::time::Duration) -> Self {
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        Self {
+            retry_after: Some(secs.max(1)),
+            ..Self::new(StatusCode::TOO_MANY_REQUESTS, message)
         }
     }
 
@@ -46,6 +58,7 @@ impl From<Error> for ApiError {
             status,
             message: e.to_string(),
             etag,
+            retry_after: None,
         }
     }
 }
@@ -65,6 +78,10 @@ impl IntoResponse for ApiError {
         }
         if let Some(etag) = self.etag.and_then(|e| HeaderValue::from_str(&e).ok()) {
             res.headers_mut().insert(header::ETAG, etag);
+        }
+        if let Some(secs) = self.retry_after {
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         res
     }

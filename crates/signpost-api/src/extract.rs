@@ -31,7 +31,8 @@ impl<S: Send + Sync> FromRequest<S> for RawBody {
     }
 }
 
-/// The caller, from a verified `Authorization: Bearer` token of a live binding.
+/// The caller, from a verified `Authorization: Bearer` token of a live binding; a 429 when the
+/// token is over the rate limit.
 #[derive(Debug, Clone)]
 pub struct Caller(pub Principal);
 
@@ -48,6 +49,8 @@ impl FromRequestParts<AppState> for Caller {
                 "An Authorization header with a bearer token from the token service is required",
             )
         })?;
+        // Counted per token before it is verified: a flood with one bad token is limited too.
+        state.limits.check_bearer(token)?;
         Ok(Caller(state.core.authenticate(token).await?))
     }
 }

@@ -7,6 +7,8 @@ mod broker;
 mod destinations;
 mod error;
 mod extract;
+mod limits;
+pub mod listener;
 pub mod metrics;
 pub mod openapi;
 mod query;
@@ -30,6 +32,10 @@ use serde_json::json;
 use signpost_core::Signpost;
 
 pub use error::ApiError;
+pub use limits::{
+    Limits, LimitsConfig, DEFAULT_HEADER_TIMEOUT_SECS, DEFAULT_MAX_CONNECTIONS, DEFAULT_RATE_LIMIT,
+    DEFAULT_REQUEST_TIMEOUT_SECS,
+};
 
 /// Largest request body accepted (413 above).
 pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
@@ -61,6 +67,8 @@ impl std::fmt::Debug for BrokerCredentials {
 pub struct AppState {
     pub core: Signpost,
     pub broker: Arc<BrokerCredentials>,
+    /// The server limits; the listeners take the same `Arc` ([`listener::serve`], [`tls::serve`]).
+    pub limits: Arc<Limits>,
 }
 
 /// Every route Signpost serves: the one list the router is built from.
@@ -95,6 +103,10 @@ pub fn router(state: AppState) -> Router {
         })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn(limit_uri))
+        .layer(middleware::from_fn_with_state(
+            state.limits.clone(),
+            limits::request_timeout,
+        ))
         .layer(middleware::from_fn(request_id::layer))
         .with_state(state)
 }

@@ -24,9 +24,17 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
          signpost_uploaded_certificates_expiring {}\n\
          # HELP signpost_token_requests_total Token requests sent to destinations' token services (cache misses).\n\
          # TYPE signpost_token_requests_total counter\n\
-         signpost_token_requests_total {}\n",
+         signpost_token_requests_total {}\n\
+         # HELP signpost_rate_limited_total Requests refused with 429 (SIGNPOST_RATE_LIMIT).\n\
+         # TYPE signpost_rate_limited_total counter\n\
+         signpost_rate_limited_total {}\n\
+         # HELP signpost_unknown_kid_reloads_total Reads of the signing keys caused by bearer tokens with an unknown kid.\n\
+         # TYPE signpost_unknown_kid_reloads_total counter\n\
+         signpost_unknown_kid_reloads_total {}\n",
         EXPIRING_UPLOADED.load(Ordering::Relaxed),
         state.core.flows().token_requests(),
+        state.limits.rate_limited(),
+        state.core.unknown_kid_reloads(),
     );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }

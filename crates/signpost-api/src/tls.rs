@@ -7,8 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::rustls::client::danger::HandshakeSignatureValid;
@@ -19,7 +17,7 @@ use tokio_rustls::rustls::{
 };
 use tokio_rustls::TlsAcceptor;
 
-use crate::PeerCertificate;
+use crate::{Limits, PeerCertificate};
 
 /// How long a client may take for the TLS handshake before its connection is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -109,29 +107,23 @@ pub fn server_config(
 }
 
 /// Serves `app` over TLS on `listener` until `stop` turns true (or its sender is dropped):
-/// HTTP/1.1 through hyper-util's auto builder, a 10 s limit on each handshake, and the client's
-/// certificate, when it presented one, in every request of its connection as [`PeerCertificate`].
-/// Connections already accepted go on after the listener stops.
+/// HTTP/1.1 with the header-read timeout, a 10 s limit on each handshake, a connection slot of
+/// `limits` per connection (shared with the HTTP listener), and the client's certificate, when
+/// it presented one, in every request of its connection as [`PeerCertificate`]. Connections
+/// already accepted go on after the listener stops.
 pub async fn serve(
     listener: TcpListener,
     config: Arc<ServerConfig>,
     app: Router,
+    limits: Arc<Limits>,
     mut stop: watch::Receiver<bool>,
 ) {
     let acceptor = TlsAcceptor::from(config);
-    loop {
-        let (tcp, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accepting a TLS connection failed");
-                    continue;
-                }
-            },
-            _ = stop.wait_for(|s| *s) => return,
-        };
+    while let Some((tcp, peer, slot)) = crate::listener::accept(&listener, &limits, &mut stop).await
+    {
         let acceptor = acceptor.clone();
         let app = app.clone();
+        let limits = limits.clone();
         tokio::spawn(async move {
             let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                 Ok(Ok(s)) => s,
@@ -157,13 +149,8 @@ pub async fn serve(
                     req
                 },
             );
-            let service = TowerToHyperService::new(app);
-            if let Err(e) = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(tls), service)
-                .await
-            {
-                tracing::debug!(%peer, error = %e, "TLS connection ended with an error");
-            }
+            crate::listener::serve_connection(tls, peer, app, &limits, None).await;
+            drop(slot);
         });
     }
 }

@@ -101,11 +101,19 @@ async fn token(
         );
     }
     let zid = header_str(&headers, "x-zid").filter(|z| !z.is_empty());
-    let result = match (
-        field("client_id"),
-        field("client_secret"),
-        basic_credentials(&headers),
-    ) {
+    let basic = basic_credentials(&headers);
+    // Counted per client id as claimed, before the credentials are checked: guessing secrets
+    // for one client is as limited as using it.
+    let client_id = basic
+        .as_ref()
+        .map(|(id, _)| id.clone())
+        .or_else(|| field("client_id"));
+    if let Some(id) = &client_id {
+        if let Err(e) = state.limits.check_client(id) {
+            return e.into_response();
+        }
+    }
+    let result = match (field("client_id"), field("client_secret"), basic) {
         (_, _, Some((id, secret))) => state.core.client_credentials_token(&id, &secret, zid).await,
         (Some(id), Some(secret), None) => {
             state.core.client_credentials_token(&id, &secret, zid).await

@@ -65,6 +65,7 @@ async fn counted(app: &TestApp) -> Counted {
             user: signpost_test_utils::BROKER_USER.into(),
             password: SecretString::from(signpost_test_utils::BROKER_PASSWORD.to_owned()),
         }),
+        limits: Default::default(),
     })
     .layer(axum::middleware::from_fn(
         move |req: axum::extract::Request, next: axum::middleware::Next| {

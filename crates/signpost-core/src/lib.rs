@@ -24,7 +24,10 @@ pub use entities::{DeleteSummary, ListMode, ListResult, WriteResult};
 pub use error::{Error, Result};
 pub use find::{FindOptions, FindResult};
 pub use signpost_oauth::{parse_trusted_issuers, FlowHeaders, OAuthConfig, TrustedIssuer};
-pub use tokens::{KeyState, Principal, Rotation, SigningKeyInfo, TokenError, TokenResponse};
+pub use tokens::{
+    KeyState, Principal, Rotation, SigningKeyInfo, TokenError, TokenResponse,
+    UNKNOWN_KID_RELOAD_EVERY,
+};
 
 use signpost_oauth::TokenService;
 use signpost_store::{Change, Store, WriteOp, WriteOutcome};

@@ -23,6 +23,11 @@ use crate::{now_secs, Error, Result, Signpost};
 /// request reads them again.
 const KEY_RING_MAX_AGE_SECS: u64 = 60;
 
+/// Bearer tokens with a `kid` this process does not know read the signing keys from the store
+/// at most once per this long, whatever the number of such tokens (issue 11 §4): a key rotated
+/// in by another process is found within it, and a flood of made-up `kid`s costs one read.
+pub const UNKNOWN_KID_RELOAD_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The scope every service-key token carries (XSUAA's client-credentials default).
 pub const SERVICE_SCOPE: &str = "uaa.resource";
 
@@ -244,6 +249,9 @@ pub(crate) struct KeyRing {
     loaded_at: AtomicU64,
     /// One rotation at a time in this process.
     rotating: tokio::sync::Mutex<()>,
+    /// When a token with an unknown `kid` last made the keys be read, and how often that was.
+    unknown_kid_at: std::sync::Mutex<Option<std::time::Instant>>,
+    unknown_kid_reloads: AtomicU64,
 }
 
 impl std::fmt::Debug for KeyRing {
@@ -327,6 +335,8 @@ impl KeyRing {
             covered: AtomicU64::new(0),
             loaded_at: AtomicU64::new(now_secs()),
             rotating: tokio::sync::Mutex::new(()),
+            unknown_kid_at: std::sync::Mutex::new(None),
+            unknown_kid_reloads: AtomicU64::new(0),
         })
     }
 
@@ -355,6 +365,30 @@ impl KeyRing {
         *self.keys.write().unwrap_or_else(|p| p.into_inner()) = keys;
         self.loaded_at.store(now_secs(), Ordering::SeqCst);
         self.covered.store(covers, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// For a token whose `kid` is not in the ring: reads the keys again if no such read ran
+    /// within [`UNKNOWN_KID_RELOAD_EVERY`]; otherwise only waits for a reload under way.
+    async fn reload_for_unknown_kid(&self, store: &dyn Store) -> Result<()> {
+        let due = {
+            let mut at = self
+                .unknown_kid_at
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            match *at {
+                Some(t) if t.elapsed() < UNKNOWN_KID_RELOAD_EVERY => false,
+                _ => {
+                    *at = Some(std::time::Instant::now());
+                    true
+                }
+            }
+        };
+        if due {
+            self.unknown_kid_reloads.fetch_add(1, Ordering::Relaxed);
+            return self.reload(store).await;
+        }
+        drop(self.reloading.lock().await);
         Ok(())
     }
 
@@ -503,6 +537,12 @@ impl Signpost {
             kid,
             keys: infos(&records, lifetime, now),
         })
+    }
+
+    /// How often a bearer token with an unknown `kid` made this process read the signing keys
+    /// (`signpost_unknown_kid_reloads_total`).
+    pub fn unknown_kid_reloads(&self) -> u64 {
+        self.inner.keys.unknown_kid_reloads.load(Ordering::Relaxed)
     }
 
     /// Reads the signing keys from the store again, e.g. when another process rotated them.
@@ -776,8 +816,11 @@ impl Signpost {
         let header = jsonwebtoken::decode_header(bearer).map_err(|_| unauthorized())?;
         let kid = header.kid.ok_or_else(unauthorized)?;
         if !self.inner.keys.knows(&kid) {
-            // A key rotated in by another process: look once more in the store.
-            self.inner.keys.reload(self.store().as_ref()).await?;
+            // A key rotated in by another process: look once more in the store (throttled).
+            self.inner
+                .keys
+                .reload_for_unknown_kid(self.store().as_ref())
+                .await?;
         }
         let mut validation = Validation::new(Algorithm::RS256);
         validation.set_issuer(&[self.issuer()]);

@@ -5,12 +5,14 @@
 
 mod entity;
 mod names;
+mod redact;
 
 pub use entity::{
     is_secret_property, Certificate, Destination, EntityKind, Fragment, Level, OwnerRef,
     Properties, ValidationError,
 };
 pub use names::{validate_certificate_name, validate_entity_name, MAX_NAME_LEN};
+pub use redact::{RedactedJson, RedactedObject, REDACTED};
 
 /// Default number of entities of one kind that one owner may hold on one level (SAP's limit).
 pub const DEFAULT_MAX_ENTITIES: u32 = 1000;

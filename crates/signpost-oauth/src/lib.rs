@@ -45,8 +45,8 @@ impl Default for OAuthConfig {
     }
 }
 
-/// Everything a flow needs about one find request.
-#[derive(Debug)]
+/// Everything a flow needs about one find request. `Debug` redacts the destination's secrets
+/// and the client assertion.
 pub struct FlowContext<'a> {
     /// The destination's properties after fragments were merged.
     pub destination: &'a Map<String, Value>,
@@ -64,6 +64,32 @@ pub struct FlowContext<'a> {
     pub client_assertion: Option<(String, String)>,
     /// mTLS to the token service and its trust anchors.
     pub tls: TlsSettings,
+}
+
+impl std::fmt::Debug for FlowContext<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FlowContext")
+            .field(
+                "destination",
+                &signpost_model::RedactedObject(self.destination),
+            )
+            .field("headers", self.headers)
+            .field("subdomain", &self.subdomain)
+            .field("level", &self.level)
+            .field("owner", &self.owner)
+            .field("name", &self.name)
+            .field("etag", &self.etag)
+            .field("saml", &self.saml)
+            .field(
+                "client_assertion",
+                &self
+                    .client_assertion
+                    .as_ref()
+                    .map(|(_, ty)| (signpost_model::REDACTED, ty)),
+            )
+            .field("tls", &self.tls)
+            .finish()
+    }
 }
 
 /// How a flow's HTTP client talks TLS to the token service: a client certificate

@@ -177,8 +177,9 @@ pub enum PutMode {
     CreateIfAbsent,
 }
 
-/// One operation of an atomic batch.
-#[derive(Debug, Clone)]
+/// One operation of an atomic batch. `Debug` shows what is written where, never an entity's
+/// body (its properties, passwords and keystores) or a secret.
+#[derive(Clone)]
 pub enum WriteOp {
     /// Creates the subaccount if it is new (an existing one keeps its subdomain).
     EnsureSubaccount(SubaccountRecord),
@@ -222,6 +223,60 @@ pub enum WriteOp {
         subaccount_id: String,
         slot: SamlSlot,
     },
+}
+
+impl fmt::Debug for WriteOp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WriteOp::EnsureSubaccount(r) => f.debug_tuple("EnsureSubaccount").field(r).finish(),
+            WriteOp::CreateInstance(r) => f.debug_tuple("CreateInstance").field(r).finish(),
+            WriteOp::UpdateInstance(r) => f.debug_tuple("UpdateInstance").field(r).finish(),
+            WriteOp::DeleteInstance { id } => {
+                f.debug_struct("DeleteInstance").field("id", id).finish()
+            }
+            WriteOp::CreateBinding(r) => f.debug_tuple("CreateBinding").field(r).finish(),
+            WriteOp::DeleteBinding { id } => {
+                f.debug_struct("DeleteBinding").field("id", id).finish()
+            }
+            WriteOp::PutEntity {
+                owner,
+                kind,
+                name,
+                body,
+                mode,
+            } => f
+                .debug_struct("PutEntity")
+                .field("owner", owner)
+                .field("kind", kind)
+                .field("name", name)
+                .field("body", &format_args!("<{} bytes>", body.len()))
+                .field("mode", mode)
+                .finish(),
+            WriteOp::DeleteEntity { owner, kind, name } => f
+                .debug_struct("DeleteEntity")
+                .field("owner", owner)
+                .field("kind", kind)
+                .field("name", name)
+                .finish(),
+            WriteOp::PutSamlKey(r) => f.debug_tuple("PutSamlKey").field(r).finish(),
+            WriteOp::CreateSamlKey(r) => f.debug_tuple("CreateSamlKey").field(r).finish(),
+            WriteOp::PutSecret {
+                name, if_absent, ..
+            } => f
+                .debug_struct("PutSecret")
+                .field("name", name)
+                .field("if_absent", if_absent)
+                .finish_non_exhaustive(),
+            WriteOp::DeleteSamlKey {
+                subaccount_id,
+                slot,
+            } => f
+                .debug_struct("DeleteSamlKey")
+                .field("subaccount_id", subaccount_id)
+                .field("slot", slot)
+                .finish(),
+        }
+    }
 }
 
 /// What one operation did.

@@ -15,6 +15,7 @@ pub mod peers;
 pub mod pg;
 pub mod pki;
 pub mod signxml;
+pub mod slow;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -47,7 +48,7 @@ pub struct TestApp {
     dir: Arc<TempDir>,
     master: MasterKey,
     opts: TestOptions,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    stop: Option<tokio::sync::watch::Sender<bool>>,
     server: Option<tokio::task::JoinHandle<()>>,
     /// The PostgreSQL server and database when the tests run on PostgreSQL.
     postgres: Option<Arc<(pg::PgServer, pg::TestDb)>>,
@@ -94,7 +95,12 @@ impl Https {
     }
 
     /// Serves `app` on `listener` until [`Https::shutdown`].
-    fn serve(&mut self, listener: tokio::net::TcpListener, app: Router) {
+    fn serve(
+        &mut self,
+        listener: tokio::net::TcpListener,
+        app: Router,
+        limits: Arc<signpost_api::Limits>,
+    ) {
         *self.app.write().unwrap() = app;
         let slot = self.app.clone();
         let current = Router::new().fallback_service(tower::service_fn(
@@ -109,6 +115,7 @@ impl Https {
             listener,
             self.config.clone(),
             current,
+            limits,
             rx,
         )));
     }
@@ -171,6 +178,9 @@ pub struct TestOptions {
     /// ([`TestApp::https_ca_pem`]). It is the app's `certurl` and `uaadomain`, so X.509 bindings
     /// (`{"xsuaa": {"credential-type": "x509"}}`) can be made and used.
     pub https: bool,
+    /// The server limits (header and request timeouts, connection cap, rate limit) of both
+    /// listeners and the router; `signpost serve`'s defaults unless set.
+    pub limits: signpost_api::LimitsConfig,
 }
 
 impl Default for TestOptions {
@@ -180,6 +190,7 @@ impl Default for TestOptions {
             allow_private_networks: true,
             trusted_issuers: Vec::new(),
             https: false,
+            limits: signpost_api::LimitsConfig::default(),
         }
     }
 }
@@ -228,6 +239,11 @@ impl TestApp {
     /// `https://127.0.0.1:<port>`, the HTTPS listener, when [`TestOptions::https`] is set.
     pub fn https_base(&self) -> Option<&str> {
         self.https.as_ref().map(|h| h.base.as_str())
+    }
+
+    /// The HTTPS listener's address, when [`TestOptions::https`] is set.
+    pub fn https_addr(&self) -> Option<SocketAddr> {
+        self.https.as_ref().map(|h| h.addr)
     }
 
     /// The PEM certificate of the CA that issued the HTTPS listener's certificate (the one to
@@ -299,26 +315,22 @@ impl TestApp {
         )
         .await
         .unwrap();
+        // As `signpost serve`: one set of limits for the router and both listeners.
+        let limits = Arc::new(signpost_api::Limits::new(opts.limits));
         let app = signpost_api::router(AppState {
             core: core.clone(),
             broker: Arc::new(BrokerCredentials {
                 user: BROKER_USER.into(),
                 password: SecretString::from(BROKER_PASSWORD.to_owned()),
             }),
+            limits: limits.clone(),
         });
         let https = https.map(|(mut h, listener)| {
-            h.serve(listener, app.clone());
+            h.serve(listener, app.clone(), limits.clone());
             h
         });
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = rx.await;
-                })
-                .await
-                .unwrap();
-        });
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let server = tokio::spawn(signpost_api::listener::serve(listener, app, limits, rx));
         Self {
             base,
             addr,
@@ -336,7 +348,7 @@ impl TestApp {
 
     pub async fn shutdown(&mut self) {
         if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
+            let _ = tx.send(true);
         }
         if let Some(h) = self.server.take() {
             let _ = h.await;
@@ -425,7 +437,7 @@ impl TestApp {
 impl Drop for TestApp {
     fn drop(&mut self) {
         if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
+            let _ = tx.send(true);
         }
         if let Some(tx) = self.https.as_mut().and_then(|h| h.stop.take()) {
             let _ = tx.send(true);

@@ -1,5 +1,8 @@
 //! The independent SAML verifier of the tests: Python's `signxml` (lxml + cryptography) through
-//! `e2e/saml/verify.py`, installed from `e2e/saml/requirements.txt` on first use.
+//! `e2e/saml/verify.py`, run by the Python of the virtual environment `e2e/saml/.venv` (Debian's
+//! own `python3` refuses system-wide `pip install`). On first use the environment is made with
+//! `python3 -m venv` (Debian: `apt-get install python3-venv`) and `e2e/saml/requirements.txt`
+//! installed into it, as `e2e/test` does.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -19,17 +22,39 @@ fn verifier() -> PathBuf {
     workspace_root().join("e2e/saml/verify.py")
 }
 
-fn deps_ok() -> bool {
-    Command::new("python3")
-        .arg(verifier())
-        .arg("check-deps")
-        .output()
-        .unwrap_or_else(|e| panic!("python3 is needed to verify SAML assertions with signxml: {e}"))
-        .status
-        .success()
+/// `e2e/saml/.venv`.
+pub fn venv() -> PathBuf {
+    workspace_root().join("e2e/saml/.venv")
 }
 
-/// Makes sure the pinned signxml is importable, installing it once if not.
+/// The virtual environment's Python, which runs verify.py.
+pub fn python() -> PathBuf {
+    venv().join("bin/python")
+}
+
+fn deps_ok() -> bool {
+    python().exists()
+        && Command::new(python())
+            .arg(verifier())
+            .arg("check-deps")
+            .output()
+            .is_ok_and(|o| o.status.success())
+}
+
+fn run_ok(cmd: &mut Command, what: &str, hint: &str) {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("could not run {what}: {e}; {hint}"));
+    assert!(
+        out.status.success(),
+        "{what} failed; {hint}\nstdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Makes sure the pinned signxml is importable by [`python`], making the virtual environment and
+/// installing it once if not.
 pub fn ensure_signxml() {
     static READY: OnceLock<()> = OnceLock::new();
     READY.get_or_init(|| {
@@ -39,19 +64,35 @@ pub fn ensure_signxml() {
         if deps_ok() {
             return;
         }
+        let venv = venv();
         let requirements = workspace_root().join("e2e/saml/requirements.txt");
-        let out = Command::new("python3")
-            .args(["-m", "pip", "install", "--disable-pip-version-check", "-r"])
-            .arg(&requirements)
-            .output()
-            .unwrap_or_else(|e| panic!("could not run python3 -m pip: {e}"));
-        assert!(
-            out.status.success(),
-            "signxml is not installed and `python3 -m pip install -r {}` failed; the SAML \
-             assertions cannot be verified independently.\nstdout:\n{}\nstderr:\n{}",
-            requirements.display(),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
+        // `--clear`: a broken environment (e.g. made by a Python that is gone) is made anew.
+        run_ok(
+            Command::new("python3")
+                .args(["-m", "venv", "--clear"])
+                .arg(&venv),
+            &format!("`python3 -m venv {}`", venv.display()),
+            "the SAML assertions are verified with signxml in a virtual environment: install \
+             python3 with its venv module (Debian: apt-get install python3-venv) or run e2e/test",
+        );
+        run_ok(
+            Command::new(python())
+                .args([
+                    "-m",
+                    "pip",
+                    "install",
+                    "--quiet",
+                    "--disable-pip-version-check",
+                    "-r",
+                ])
+                .arg(&requirements),
+            &format!(
+                "`{} -m pip install -r {}`",
+                python().display(),
+                requirements.display()
+            ),
+            "signxml could not be installed into the virtual environment (is the package index \
+             reachable?)",
         );
         assert!(
             deps_ok(),
@@ -89,7 +130,7 @@ pub fn run_verifier(args: &[&str], files: &[(&str, &str)]) -> Verdict {
     for (name, content) in files {
         std::fs::write(dir.path().join(name), content).unwrap();
     }
-    let out = Command::new("python3")
+    let out = Command::new(python())
         .arg(verifier())
         .args(args)
         .current_dir(dir.path())

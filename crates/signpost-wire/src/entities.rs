@@ -1,6 +1,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use signpost_model::{Certificate, Destination, Fragment, Properties, ValidationError};
+use signpost_model::{
+    Certificate, Destination, Fragment, Properties, RedactedJson, ValidationError,
+};
 
 /// The one error body of the destination configuration API: `{"ErrorMessage": "..."}`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -78,11 +80,23 @@ impl EntityError {
     }
 }
 
-/// Whether a create/update body was one object or an array.
-#[derive(Debug, Clone, PartialEq)]
+/// Whether a create/update body was one object or an array. `Debug` redacts secrets.
+#[derive(Clone, PartialEq)]
 pub enum BodyShape {
     One(Value),
     Many(Vec<Value>),
+}
+
+impl std::fmt::Debug for BodyShape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BodyShape::One(v) => f.debug_tuple("One").field(&RedactedJson(v)).finish(),
+            BodyShape::Many(items) => f
+                .debug_tuple("Many")
+                .field(&items.iter().map(RedactedJson).collect::<Vec<_>>())
+                .finish(),
+        }
+    }
 }
 
 /// Parses a create/update body: one JSON object or a non-empty array of objects.

@@ -114,8 +114,9 @@ impl std::fmt::Debug for CertificateItem {
     }
 }
 
-/// The find-destination result (`DestinationLookUpResult`); v2 leaves `owner` out.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+/// The find-destination result (`DestinationLookUpResult`); v2 leaves `owner` out. `Debug`
+/// redacts the secrets of `destinationConfiguration`, the tokens and the certificates.
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FindResponse {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -127,4 +128,18 @@ pub struct FindResponse {
     pub auth_tokens: Option<Vec<AuthToken>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub certificates: Option<Vec<CertificateItem>>,
+}
+
+impl std::fmt::Debug for FindResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FindResponse")
+            .field("owner", &self.owner)
+            .field(
+                "destinationConfiguration",
+                &signpost_model::RedactedObject(&self.destination_configuration),
+            )
+            .field("authTokens", &self.auth_tokens)
+            .field("certificates", &self.certificates)
+            .finish()
+    }
 }

@@ -35,7 +35,7 @@ pub struct Plan {
 }
 
 /// `PUT /v2/service_instances/{id}`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ProvisionRequest {
     pub service_id: String,
@@ -52,7 +52,7 @@ pub struct ProvisionRequest {
 }
 
 /// `PATCH /v2/service_instances/{id}`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UpdateRequest {
     pub service_id: String,
@@ -66,7 +66,7 @@ pub struct UpdateRequest {
 }
 
 /// `PUT /v2/service_instances/{id}/service_bindings/{binding_id}`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BindRequest {
     pub service_id: String,
@@ -126,3 +126,33 @@ impl std::fmt::Debug for ServiceKey {
             .finish_non_exhaustive()
     }
 }
+
+/// `Debug` of the broker's requests: `parameters` (the configuration JSON with its destinations'
+/// passwords and keystores) and `context` with their secrets redacted.
+macro_rules! redacted_request_debug {
+    ($ty:ident { $($field:ident),* }) => {
+        impl std::fmt::Debug for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($ty))
+                    $(.field(stringify!($field), &self.$field))*
+                    .field("parameters", &self.parameters.as_ref().map(signpost_model::RedactedJson))
+                    .finish_non_exhaustive()
+            }
+        }
+    };
+}
+
+redacted_request_debug!(ProvisionRequest {
+    service_id,
+    plan_id,
+    organization_guid,
+    space_guid
+});
+redacted_request_debug!(UpdateRequest {
+    service_id,
+    plan_id
+});
+redacted_request_debug!(BindRequest {
+    service_id,
+    plan_id
+});

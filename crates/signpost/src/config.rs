@@ -13,7 +13,7 @@ const MAX_AUDIT_RETENTION_DAYS: u32 = 36_500;
 #[error("{0}")]
 pub struct ConfigError(pub String);
 
-#[derive(Debug, Clone, Args)]
+#[derive(Clone, Args)]
 pub struct StoreArgs {
     /// Directory for the SQLite database, the generated master key and broker credentials.
     #[arg(long, env = "SIGNPOST_DATA_DIR", default_value = "./signpost-data")]
@@ -28,7 +28,7 @@ pub struct StoreArgs {
 }
 
 /// `signpost store copy`.
-#[derive(Debug, Clone, Args)]
+#[derive(Clone, Args)]
 pub struct CopyArgs {
     /// The source database URL (`sqlite://...` or `postgres://...`).
     #[arg(long)]
@@ -39,6 +39,47 @@ pub struct CopyArgs {
     /// Where the master key file is, when `SIGNPOST_MASTER_KEY` is not set.
     #[arg(long, env = "SIGNPOST_DATA_DIR", default_value = "./signpost-data")]
     pub data_dir: PathBuf,
+}
+
+/// A database URL without its password (`postgres://user:password@host/db` holds one) or
+/// query (`?password=` is possible too): what `Debug` and messages may show.
+pub fn redacted_database_url(url: &str) -> String {
+    let without_query = url.split('?').next().unwrap_or_default();
+    let redacted = match (
+        without_query.split_once("://"),
+        without_query.rsplit_once('@'),
+    ) {
+        (Some((scheme, _)), Some((_, host))) => format!("{scheme}://<redacted>@{host}"),
+        _ => without_query.to_owned(),
+    };
+    if without_query.len() < url.len() {
+        format!("{redacted}?<redacted>")
+    } else {
+        redacted
+    }
+}
+
+impl std::fmt::Debug for StoreArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreArgs")
+            .field("data_dir", &self.data_dir)
+            .field(
+                "database_url",
+                &self.database_url.as_deref().map(redacted_database_url),
+            )
+            .field("max_entities", &self.max_entities)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for CopyArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CopyArgs")
+            .field("from", &redacted_database_url(&self.from))
+            .field("to", &redacted_database_url(&self.to))
+            .field("data_dir", &self.data_dir)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -82,6 +123,21 @@ pub struct ServeArgs {
     /// Days the audit log keeps an event; older events are deleted at start and every hour.
     #[arg(long, env = "SIGNPOST_AUDIT_RETENTION_DAYS", default_value_t = 90)]
     pub audit_retention_days: u32,
+    /// Seconds a client may take to send a request's headers, on both listeners; an idle
+    /// kept-alive connection is closed after as long.
+    #[arg(long, env = "SIGNPOST_HEADER_TIMEOUT_SECONDS", default_value_t = signpost_api::DEFAULT_HEADER_TIMEOUT_SECS)]
+    pub header_timeout_seconds: u64,
+    /// Seconds a request may take, body included (finds are bounded by their token flows' own
+    /// timeouts instead); a 503 after that.
+    #[arg(long, env = "SIGNPOST_REQUEST_TIMEOUT_SECONDS", default_value_t = signpost_api::DEFAULT_REQUEST_TIMEOUT_SECS)]
+    pub request_timeout_seconds: u64,
+    /// Connections served at once over both listeners; further ones wait to be accepted.
+    #[arg(long, env = "SIGNPOST_MAX_CONNECTIONS", default_value_t = signpost_api::DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: usize,
+    /// Requests per second per client id on POST /oauth/token and per bearer token on the
+    /// destination API (burst twice that); 0 turns the limit off.
+    #[arg(long, env = "SIGNPOST_RATE_LIMIT", default_value_t = signpost_api::DEFAULT_RATE_LIMIT)]
+    pub rate_limit: u32,
 }
 
 /// The validated server configuration.
@@ -97,6 +153,7 @@ pub struct ServeConfig {
     /// `https://<uaadomain>` when the HTTPS listener runs: the `certurl` of X.509 service keys.
     pub cert_url: Option<String>,
     pub audit_retention_days: u32,
+    pub limits: signpost_api::LimitsConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -198,6 +255,7 @@ impl ServeArgs {
                 "SIGNPOST_AUDIT_RETENTION_DAYS must be from 1 to {MAX_AUDIT_RETENTION_DAYS} days"
             )));
         }
+        let limits = self.limits()?;
         let cert_url = tls.as_ref().map(|_| format!("https://{uaadomain}"));
         Ok(ServeConfig {
             cert_url,
@@ -209,6 +267,38 @@ impl ServeArgs {
             json_logs,
             oauth,
             audit_retention_days: self.audit_retention_days,
+            limits,
+        })
+    }
+
+    fn limits(&self) -> Result<signpost_api::LimitsConfig, ConfigError> {
+        let seconds = |name: &str, value: u64, max: u64| {
+            if value == 0 || value > max {
+                return Err(ConfigError(format!(
+                    "{name} must be from 1 to {max} seconds, not {value}"
+                )));
+            }
+            Ok(std::time::Duration::from_secs(value))
+        };
+        if self.max_connections == 0 || self.max_connections > 1_000_000 {
+            return Err(ConfigError(format!(
+                "SIGNPOST_MAX_CONNECTIONS must be from 1 to 1000000, not {}",
+                self.max_connections
+            )));
+        }
+        Ok(signpost_api::LimitsConfig {
+            header_timeout: seconds(
+                "SIGNPOST_HEADER_TIMEOUT_SECONDS",
+                self.header_timeout_seconds,
+                3600,
+            )?,
+            request_timeout: seconds(
+                "SIGNPOST_REQUEST_TIMEOUT_SECONDS",
+                self.request_timeout_seconds,
+                86_400,
+            )?,
+            max_connections: self.max_connections,
+            rate_limit: self.rate_limit,
         })
     }
 }
@@ -276,6 +366,57 @@ mod tests {
                 parse(&["--audit-retention-days", bad]).is_err(),
                 "{bad} is refused"
             );
+        }
+    }
+
+    #[test]
+    fn database_urls_lose_their_passwords() {
+        for (url, shown) in [
+            (
+                "postgres://u:pw-9@db:5432/sp",
+                "postgres://<redacted>@db:5432/sp",
+            ),
+            (
+                "postgres://db/sp?password=pw-9",
+                "postgres://db/sp?<redacted>",
+            ),
+            ("sqlite:///tmp/x.db", "sqlite:///tmp/x.db"),
+        ] {
+            assert_eq!(redacted_database_url(url), shown);
+        }
+    }
+
+    #[test]
+    fn limits_defaults_flags_and_refusals() {
+        let c = parse(&[]).unwrap();
+        assert_eq!(c.limits, signpost_api::LimitsConfig::default());
+        let c = parse(&[
+            "--header-timeout-seconds",
+            "3",
+            "--request-timeout-seconds",
+            "7",
+            "--max-connections",
+            "9",
+            "--rate-limit",
+            "0",
+        ])
+        .unwrap();
+        assert_eq!(
+            c.limits,
+            signpost_api::LimitsConfig {
+                header_timeout: std::time::Duration::from_secs(3),
+                request_timeout: std::time::Duration::from_secs(7),
+                max_connections: 9,
+                rate_limit: 0,
+            }
+        );
+        for bad in [
+            ["--header-timeout-seconds", "0"],
+            ["--request-timeout-seconds", "0"],
+            ["--max-connections", "0"],
+            ["--rate-limit", "-1"],
+        ] {
+            assert!(parse(&bad).is_err(), "{bad:?}");
         }
     }
 }

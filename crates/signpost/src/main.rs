@@ -3,46 +3,10 @@
 //! docs/CLI.md). Configuration is typed, read once from flags and `SIGNPOST_*` variables, and
 //! validated before anything listens: a bad one is refused with a one-line reason (exit 2).
 
-mod cli;
-mod config;
-mod serve;
-mod tls;
-
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
-
-#[derive(Debug, Parser)]
-#[command(
-    name = "signpost",
-    version,
-    about = "Signpost: an open, self-hostable Destination service"
-)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Run the server (destination API, find destination, token service, service broker).
-    Serve(config::ServeArgs),
-    /// Create or upgrade the database schema, then exit.
-    Migrate(config::StoreArgs),
-    /// Move data between databases.
-    #[command(subcommand)]
-    Store(StoreCommand),
-    #[command(flatten)]
-    Cli(cli::CliCommand),
-}
-
-#[derive(Debug, Subcommand)]
-enum StoreCommand {
-    /// Copy everything (keys and encrypted secrets included) from one database to an empty one
-    /// and verify the counts, e.g. `signpost store copy --from sqlite://signpost-data/signpost.db
-    /// --to postgres://signpost@db/signpost`. Both are opened with the same master key.
-    Copy(config::CopyArgs),
-}
+use clap::Parser;
+use signpost::{cli, config, serve, Cli, Command, StoreCommand};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

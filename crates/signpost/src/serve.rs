@@ -139,7 +139,7 @@ fn database_url(args: &StoreArgs) -> Result<String> {
     if !(url.starts_with("sqlite:") || is_postgres(&url)) {
         return Err(ConfigError(format!(
             "database URL '{}' must start with sqlite:// or postgres://",
-            url.split('@').next_back().unwrap_or_default()
+            crate::config::redacted_database_url(&url)
         ))
         .into());
     }
@@ -267,9 +267,11 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         bootstrap(&core, &args.store.data_dir).await?
     };
     let jobs_core = core.clone();
+    let limits = Arc::new(signpost_api::Limits::new(cfg.limits));
     let app = signpost_api::router(AppState {
         core,
         broker: Arc::new(broker),
+        limits: limits.clone(),
     });
 
     let listener = TcpListener::bind(cfg.listen)
@@ -304,6 +306,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
             l,
             tls,
             app.clone(),
+            limits.clone(),
             stop_rx.clone(),
         ));
     }
@@ -317,15 +320,16 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         args.renewal_interval,
         stop_rx.clone(),
     ));
-    let mut rx = stop_rx.clone();
-    let http = axum::serve(listener, app).with_graceful_shutdown(async move {
-        let _ = rx.wait_for(|stop| *stop).await;
-    });
-    let server = tokio::spawn(async move { http.await });
+    let server = tokio::spawn(signpost_api::listener::serve(
+        listener,
+        app,
+        limits,
+        stop_rx.clone(),
+    ));
     shutdown_signal().await;
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
-    server.await??;
+    server.await?;
     tracing::info!("stopped");
     Ok(())
 }

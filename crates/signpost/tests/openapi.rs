@@ -116,6 +116,9 @@ async fn every_route_of_the_router_is_in_the_document_and_every_operation_is_ser
             user: BROKER_USER.into(),
             password: SecretString::from(BROKER_PASSWORD.to_owned()),
         }),
+        limits: Arc::new(signpost_api::Limits::new(
+            signpost_api::LimitsConfig::default(),
+        )),
     });
     assert!(routes.len() >= 20, "{routes:?}");
 

@@ -408,3 +408,60 @@ async fn the_https_listener_serves_token_and_find() {
 
     assert!(server.stop().await.success(), "{}", server.stderr());
 }
+
+/// The server limits come from `SIGNPOST_*` variables, and bad values are refused (issue 11 §4).
+#[tokio::test]
+async fn server_limits_come_from_the_environment() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (key, value) in [
+        ("SIGNPOST_HEADER_TIMEOUT_SECONDS", "0"),
+        ("SIGNPOST_REQUEST_TIMEOUT_SECONDS", "0"),
+        ("SIGNPOST_MAX_CONNECTIONS", "0"),
+    ] {
+        let listen = listen_arg();
+        let mut env = BROKER_ENV.to_vec();
+        env.push((key, value));
+        assert_refused(tmp.path(), &["--listen", &listen], &env, key);
+    }
+    let mut server = ServerProcess::start(
+        ServerOptions::new(tmp.path())
+            .env("SIGNPOST_HEADER_TIMEOUT_SECONDS", "1")
+            .env("SIGNPOST_RATE_LIMIT", "1"),
+    )
+    .await;
+    // A client sending its headers a line at a time is cut off.
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", server.port))
+        .await
+        .unwrap();
+    let cut = signpost_test_utils::slow::trickle(
+        tcp,
+        b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n",
+        b"X-Slow: yes\r\n",
+        150,
+        std::time::Duration::from_millis(200),
+    )
+    .await;
+    assert!(cut.closed && cut.pieces_sent < 150, "{cut:?}");
+    // One bearer token at a rate of more than 1 a second is refused with 429.
+    let mut limited = None;
+    for _ in 0..50 {
+        let res = server
+            .client
+            .get(format!(
+                "{}/destination-configuration/v1/subaccountDestinations",
+                server.base
+            ))
+            .bearer_auth("one-made-up-token")
+            .send()
+            .await
+            .unwrap();
+        if res.status() == 429 {
+            limited = Some(res);
+            break;
+        }
+        assert_eq!(res.status(), 401);
+    }
+    let res = limited.expect("never limited");
+    assert!(res.headers().contains_key("retry-after"));
+    assert!(server.stop().await.success(), "{}", server.stderr());
+}

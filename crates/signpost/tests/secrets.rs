@@ -193,3 +193,177 @@ async fn everything_survives_a_restart() {
     let (s, v) = status_json(res).await;
     assert_eq!((s, v["Content"].as_str()), (200, Some(content.as_str())));
 }
+
+/// `Debug` of the types that carry secrets between the layers (issue 11 §5): the find result,
+/// a token flow's context, the store's write operations, the broker's requests, request bodies,
+/// and the command line's arguments. Each is formatted holding a marker secret, which must not
+/// appear, not even as the list of its bytes.
+#[test]
+fn debug_of_find_results_flows_writes_and_arguments_hides_secrets() {
+    use clap::Parser;
+    use secrecy::SecretString;
+    use serde_json::{Map, Value};
+
+    const MARK: &str = "mark-Kq7z4-secret";
+    let as_bytes = format!("{:?}", MARK.as_bytes());
+    let as_bytes = as_bytes.trim_start_matches('[').trim_end_matches(']');
+    let check = |what: &str, shown: String| {
+        assert!(!shown.contains(MARK), "{what} shows the secret: {shown}");
+        assert!(
+            !shown.contains(as_bytes),
+            "{what} shows the secret's bytes: {shown}"
+        );
+    };
+    let destination: Map<String, Value> = serde_json::from_value(json!({
+        "Name": "d", "Type": "HTTP", "URL": "https://d.example", "User": "bob",
+        "Password": MARK, "clientSecret": MARK, "tokenServicePassword": MARK,
+        "KeyStorePassword": MARK
+    }))
+    .unwrap();
+
+    // The find result: the configuration, the tokens and the certificates.
+    let find = signpost_wire::FindResponse {
+        owner: None,
+        destination_configuration: destination.clone(),
+        auth_tokens: Some(vec![signpost_wire::AuthToken::with_header(
+            "Bearer",
+            MARK.to_owned(),
+            "Authorization",
+        )]),
+        certificates: Some(vec![signpost_wire::CertificateItem {
+            name: "c.p12".into(),
+            content: MARK.into(),
+            cert_type: "CERTIFICATE".into(),
+        }]),
+    };
+    let shown = format!("{find:?}");
+    assert!(shown.contains("bob"), "the check can see values: {shown}");
+    check("FindResponse", shown);
+
+    // A token flow's context: the merged destination, the caller's headers, a client assertion
+    // and the mTLS identity.
+    let headers = signpost_oauth::FlowHeaders {
+        user_token: Some(MARK.into()),
+        refresh_token: Some(MARK.into()),
+        subject_token: Some(MARK.into()),
+        client_assertion: Some(MARK.into()),
+        ..Default::default()
+    };
+    let ctx = signpost_oauth::FlowContext {
+        destination: &destination,
+        headers: &headers,
+        subdomain: "sub",
+        level: "instance",
+        owner: "inst",
+        name: "d",
+        etag: "e1",
+        saml: None,
+        client_assertion: Some((
+            MARK.to_owned(),
+            "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".into(),
+        )),
+        tls: signpost_oauth::TlsSettings {
+            identity_pem: Some(SecretString::from(MARK)),
+            trust_pem: None,
+        },
+    };
+    check("FlowContext", format!("{ctx:?}"));
+
+    // The store's write operations: an entity's body, a binding's secret, a server secret.
+    let ops = vec![
+        signpost_store::WriteOp::PutEntity {
+            owner: signpost_model::OwnerRef::instance("inst"),
+            kind: signpost_model::EntityKind::Destination,
+            name: "d".into(),
+            body: serde_json::to_vec(&destination).unwrap(),
+            mode: signpost_store::PutMode::Upsert,
+        },
+        signpost_store::WriteOp::CreateBinding(signpost_store::BindingRecord {
+            id: "b".into(),
+            instance_id: "inst".into(),
+            client_id: "c".into(),
+            client_secret: Some(SecretString::from(MARK)),
+            certificate: None,
+            certificate_sha256: None,
+            credential_type: "binding-secret".into(),
+            request_digest: "x".into(),
+            created_at: 0,
+        }),
+        signpost_store::WriteOp::PutSecret {
+            name: "n".into(),
+            value: SecretString::from(MARK),
+            if_absent: true,
+        },
+    ];
+    check("WriteOp", format!("{ops:?}"));
+
+    // The broker's requests (the configuration JSON) and a create body.
+    let provision: signpost_wire::ProvisionRequest = serde_json::from_value(json!({
+        "service_id": "s", "plan_id": "p",
+        "parameters": {"init_data": {"instance": {
+            "destinations": [destination.clone()],
+            "certificates": [{"Name": "k.p12", "Content": MARK, "Password": MARK}]
+        }}}
+    }))
+    .unwrap();
+    check("ProvisionRequest", format!("{provision:?}"));
+    let body = signpost_wire::split_body(
+        serde_json::to_string(&json!([destination]))
+            .unwrap()
+            .as_bytes(),
+    )
+    .unwrap();
+    check("BodyShape", format!("{body:?}"));
+
+    // The command line: passwords, tokens and database URLs given as arguments.
+    let argv: &[&[&str]] = &[
+        &[
+            "login",
+            "http://127.0.0.1:8080",
+            "--broker-user",
+            "u",
+            "--broker-password",
+            MARK,
+        ],
+        &["cert", "upload", "client.p12", "--password", MARK],
+        &[
+            "cert",
+            "generate",
+            "c.p12",
+            "--cn",
+            "c",
+            "--type",
+            "p12",
+            "--password",
+            MARK,
+        ],
+        &["dest", "find", "d", "--user-token", MARK],
+        &[
+            "serve",
+            "--database-url",
+            &format!("postgres://u:{MARK}@db/sp"),
+        ],
+        &[
+            "migrate",
+            "--database-url",
+            &format!("postgres://db/sp?password={MARK}"),
+        ],
+        &[
+            "store",
+            "copy",
+            "--from",
+            &format!("postgres://u:{MARK}@a/sp"),
+            "--to",
+            &format!("postgres://u:{MARK}@b/sp"),
+        ],
+    ];
+    for args in argv {
+        let cli =
+            signpost::Cli::try_parse_from(std::iter::once("signpost").chain(args.iter().copied()))
+                .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        check(
+            &format!("the arguments {:?}", args[..2].to_vec()),
+            format!("{cli:?}"),
+        );
+    }
+}

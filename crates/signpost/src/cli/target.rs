@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context as _};
 use clap::Args;
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use signpost_client::{BrokerClient, ServiceKey, TenantClient};
@@ -163,7 +164,7 @@ pub struct LoginArgs {
         env = "SIGNPOST_BROKER_PASSWORD",
         hide_env_values = true
     )]
-    pub broker_password: Option<String>,
+    pub broker_password: Option<SecretString>,
     /// Store this service key as the tenant target (tenant verbs `dest`, `fragment`, `cert`,
     /// `export`, `import`).
     #[arg(long, value_name = "FILE", conflicts_with = "url")]
@@ -193,7 +194,7 @@ pub async fn login(args: LoginArgs) -> anyhow::Result<()> {
         .broker_user
         .ok_or_else(|| usage("--broker-user USER is required with a URL"))?;
     let password = match args.broker_password {
-        Some(p) => p,
+        Some(p) => p.expose_secret().to_owned(),
         None => rpassword::prompt_password(format!("Broker password for {user}: ")).map_err(
             |e| {
                 usage(format!(

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand, ValueEnum};
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 use signpost_client::{
     BulkItem, FindRequest, FragmentRef, GenerateRequest, Kind, Level, ValidityUnit,
@@ -98,7 +99,7 @@ pub enum DestVerb {
         fragment: Vec<String>,
         /// The user's token for user flows (`X-user-token`).
         #[arg(long, value_name = "JWT")]
-        user_token: Option<String>,
+        user_token: Option<SecretString>,
     },
 }
 
@@ -176,7 +177,7 @@ pub enum CertVerb {
         name: Option<String>,
         /// The keystore's password.
         #[arg(long)]
-        password: Option<String>,
+        password: Option<SecretString>,
     },
     /// Generate a client certificate with Signpost's CA.
     #[command(after_help = "Examples:
@@ -199,7 +200,7 @@ pub enum CertVerb {
         auto_renew: bool,
         /// The keystore's password (needed for p12 and jks).
         #[arg(long)]
-        password: Option<String>,
+        password: Option<SecretString>,
     },
     /// List the certificates of a level with their expiry.
     #[command(after_help = "Examples:
@@ -364,7 +365,7 @@ pub async fn dest(args: DestArgs) -> anyhow::Result<()> {
             let client = target::tenant(args.common.service_key.as_deref()).await?;
             let request = FindRequest {
                 fragments: fragment.iter().map(FragmentRef::new).collect(),
-                user_token: user_token.clone(),
+                user_token: user_token.as_ref().map(|t| t.expose_secret().to_owned()),
                 ..FindRequest::new(name.as_str())
             };
             let value = serde_json::to_value(client.find(&request).await?.response)?;
@@ -471,7 +472,13 @@ pub async fn cert(args: CertArgs) -> anyhow::Result<()> {
             };
             let client = target::tenant(common.service_key.as_deref()).await?;
             client
-                .upload_certificate(level, &name, None, &content, password.as_deref())
+                .upload_certificate(
+                    level,
+                    &name,
+                    None,
+                    &content,
+                    password.as_ref().map(|p| p.expose_secret()),
+                )
                 .await?;
             output::info(&format!("certificate '{name}' uploaded on {level} level"));
         }
@@ -495,7 +502,7 @@ pub async fn cert(args: CertArgs) -> anyhow::Result<()> {
                 common_name: cn,
                 validity,
                 automatic_renew: auto_renew,
-                password,
+                password: password.map(|p| p.expose_secret().to_owned()),
             };
             let client = target::tenant(common.service_key.as_deref()).await?;
             client.generate_certificate(level, &request).await?;

@@ -148,12 +148,25 @@ pub async fn export(args: ExportArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The three lists of an import file.
-#[derive(Debug, Default)]
+/// The three lists of an import file. `Debug` redacts passwords, secrets and keystores.
+#[derive(Default)]
 pub struct Bundle {
     pub destinations: Vec<Value>,
     pub fragments: Vec<Value>,
     pub certificates: Vec<Value>,
+}
+
+impl std::fmt::Debug for Bundle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        fn list(v: &[Value]) -> Vec<signpost_model::RedactedJson<'_>> {
+            v.iter().map(signpost_model::RedactedJson).collect()
+        }
+        f.debug_struct("Bundle")
+            .field("destinations", &list(&self.destinations))
+            .field("fragments", &list(&self.fragments))
+            .field("certificates", &list(&self.certificates))
+            .finish()
+    }
 }
 
 impl Bundle {
