@@ -11,25 +11,9 @@ use tracing::Instrument as _;
 
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// The caller's id when it is usable, else a new one.
+/// The caller's id when it is usable, else a new one (`signpost_wire::request_id`).
 pub fn request_id(headers: &HeaderMap) -> String {
-    static PREFIX: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    if let Some(given) = headers
-        .get(&X_REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| {
-            !v.is_empty()
-                && v.len() <= 128
-                && v.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
-        })
-    {
-        return given.to_owned();
-    }
-    let prefix = PREFIX.get_or_init(|| uuid::Uuid::new_v4().simple().to_string()[..12].to_owned());
-    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    format!("{prefix}-{n:x}")
+    signpost_wire::request_id::request_id(headers.get(&X_REQUEST_ID).and_then(|v| v.to_str().ok()))
 }
 
 /// The middleware: every request runs with its id, and every answer carries it.

@@ -98,26 +98,13 @@ fn fail(shared: &Shared, route: &str, request_id: &str, e: ProxyError) -> Respon
     e.into_response(request_id)
 }
 
-/// The caller's `x-request-id` when it is a sane token, else a new one: a random prefix drawn
-/// once per process and a counter (no system call per request).
+/// The caller's `x-request-id` when it is a sane token, else a new one (`signpost_wire`).
 fn request_id(headers: &HeaderMap) -> String {
-    static PREFIX: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    if let Some(given) = headers
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| {
-            !v.is_empty()
-                && v.len() <= 128
-                && v.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
-        })
-    {
-        return given.to_owned();
-    }
-    let prefix = PREFIX.get_or_init(|| uuid::Uuid::new_v4().simple().to_string()[..12].to_owned());
-    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    format!("{prefix}-{n:x}")
+    signpost_wire::request_id::request_id(
+        headers
+            .get(signpost_wire::request_id::HEADER)
+            .and_then(|v| v.to_str().ok()),
+    )
 }
 
 fn prop<'a>(config: &'a Map<String, Value>, key: &str) -> Option<&'a str> {

@@ -154,7 +154,7 @@ async fn accept(shared: Arc<Shared>, listener: TcpListener, route: String) {
         let shared = shared.clone();
         let route = route.clone();
         tokio::spawn(async move {
-            let request_id = uuid::Uuid::new_v4().to_string();
+            let request_id = signpost_wire::request_id::request_id(None);
             if let Err(e) = relay(&shared, stream, &route).await {
                 tracing::warn!(request_id = %request_id, route = %route, peer = %peer, "TCP relay failed: {e}");
             }

@@ -114,8 +114,9 @@ impl std::fmt::Debug for CertificateItem {
     }
 }
 
-/// The find-destination result (`DestinationLookUpResult`); v2 leaves `owner` out. `Debug`
-/// redacts the secrets of `destinationConfiguration`, the tokens and the certificates.
+// `Debug` is written by hand (below): it redacts the secrets of `destinationConfiguration`, the
+// tokens and the certificates.
+/// The find-destination result (`DestinationLookUpResult`); v2 leaves `owner` out.
 #[derive(Clone, Serialize, Deserialize, PartialEq)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FindResponse {

@@ -8,6 +8,7 @@ mod config;
 mod entities;
 mod find;
 mod osb;
+pub mod request_id;
 
 pub use audit::AuditEntry;
 pub use config::{ConfigError, ExistingPolicy, InstanceConfig, LevelInit};
