@@ -80,9 +80,21 @@ impl Signpost {
         let rec = self.new_pair(sub, SamlSlot::Active).await?;
         // Create-if-absent: of concurrent first uses (in this process or another one on the same
         // database) the first write wins, and every caller signs with what is stored.
-        self.store()
+        let outcome = self
+            .store()
             .write(vec![WriteOp::CreateSamlKey(rec)])
             .await?;
+        // Only the first use that stored its pair made one: an event of Signpost's own.
+        if matches!(
+            outcome.first(),
+            Some(signpost_store::WriteOutcome::Created { .. })
+        ) {
+            let entry =
+                crate::audit::Entry::new(crate::audit::ACTOR_SIGNPOST, "generate", "saml-key")
+                    .subaccount(sub)
+                    .name(SamlSlot::Active.as_str());
+            self.audit(vec![(entry, 200)]).await;
+        }
         self.saml_record(sub, SamlSlot::Active)
             .await?
             .ok_or_else(|| internal("the SAML key pair vanished after it was stored"))
@@ -363,5 +375,23 @@ mod tests {
         let stored = &stored[0].certificate_pem;
         assert_eq!(&a.keys.certificate_pem, stored, "the first caller's pair");
         assert_eq!(&b.keys.certificate_pem, stored, "the second caller's pair");
+        // The one pair that was made is one event, Signpost's own.
+        let events = store
+            .audit_events(&signpost_store::AuditQuery {
+                since_ms: None,
+                before: None,
+                limit: 100,
+            })
+            .await
+            .unwrap();
+        let made: Vec<_> = events
+            .iter()
+            .filter(|e| e.entity_kind.as_deref() == Some("saml-key"))
+            .collect();
+        assert_eq!(made.len(), 1, "{events:?}");
+        assert_eq!(made[0].actor, "signpost");
+        assert_eq!(made[0].action, "generate");
+        assert_eq!(made[0].subaccount_id.as_deref(), Some("sub-1"));
+        assert_eq!(made[0].entity_name.as_deref(), Some("active"));
     }
 }
