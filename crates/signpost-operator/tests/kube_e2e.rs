@@ -390,12 +390,11 @@ async fn destinations_become_services_routes_and_credentials_on_a_real_api_serve
     // The foreign Service is untouched.
     let still = svc_team.get("taken").await.unwrap();
     assert_eq!(still.metadata.labels.unwrap()["owner"], "someone-else");
-    assert!(still
+    assert!(!still
         .metadata
         .annotations
         .unwrap_or_default()
-        .get("signpost.dev/destination")
-        .is_none());
+        .contains_key("signpost.dev/destination"));
 
     // Services: selector-based in the operator's namespace, ExternalName in the resource's.
     let svc_ops: Api<Service> = Api::namespaced(client.clone(), OPS);
