@@ -259,6 +259,13 @@ impl Context {
             .map_or(Duration::from_secs(180), |v| v.execution_interval())
     }
 
+    /// Resolves the values now (writing the credentials Secret), so that the proxy finds its
+    /// service keys before the first resource is checked. A configuration error is logged and
+    /// left to the resources' conditions.
+    pub async fn prime(&self) -> Result<(), Error> {
+        self.resolved().await.map(drop)
+    }
+
     /// `executionIntervalMinutes` of the current values.
     pub async fn execution_interval(&self) -> Duration {
         let state = self.state.lock().await;
@@ -428,7 +435,7 @@ fn error_policy(_: Arc<Destination>, error: &Error, ctx: Arc<Context>) -> Action
     Action::requeue(RETRY)
 }
 
-async fn reconcile(dst: Arc<Destination>, ctx: Arc<Context>) -> Result<Action, Error> {
+pub async fn reconcile(dst: Arc<Destination>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
     let ns = dst.namespace().unwrap_or_default();
     let api: Api<Destination> = Api::namespaced(ctx.client.clone(), &ns);
@@ -903,5 +910,250 @@ async fn publish(ctx: &Context, d: &Destination, kind: EventType, reason: &str, 
     };
     if let Err(e) = ctx.recorder.publish(&event, &d.object_ref(&())).await {
         tracing::debug!("event not recorded: {e}");
+    }
+}
+
+/// Scenario tests against a mocked API server (tower-test, as kube-rs's controller-rs does):
+/// each asserts the exact calls a reconcile makes and answers them.
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use http::{Method, Request, Response};
+    use kube::client::Body;
+
+    type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
+
+    fn context() -> (Arc<Context>, Handle) {
+        let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let client = Client::new(service, "default");
+        let (store, _writer) = kube::runtime::reflector::store::<Destination>();
+        let recorder = Recorder::new(
+            client.clone(),
+            kube::runtime::events::Reporter {
+                controller: MANAGER.into(),
+                instance: None,
+            },
+        );
+        let ctx = Context::new(
+            client,
+            "signpost".into(),
+            BTreeMap::from([("app".to_owned(), "proxy".to_owned())]),
+            PathBuf::from("/nonexistent/values.yaml"),
+            None,
+            recorder,
+            store,
+        );
+        (Arc::new(ctx), handle)
+    }
+
+    fn resource(name: &str, spec: Value, finalizers: &[&str]) -> Destination {
+        serde_json::from_value(json!({
+            "apiVersion": "destination.connectivity.api.sap/v1",
+            "kind": "Destination",
+            "metadata": {"name": name, "namespace": "team", "uid": "u-1", "resourceVersion": "1", "finalizers": finalizers},
+            "spec": spec,
+        }))
+        .unwrap()
+    }
+
+    async fn body_json(req: Request<Body>) -> Value {
+        let bytes = http_body_util::BodyExt::collect(req.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+    }
+
+    fn answer(status: u16, body: Value) -> Response<Body> {
+        Response::builder()
+            .status(status)
+            .body(Body::from(serde_json::to_vec(&body).unwrap()))
+            .unwrap()
+    }
+
+    fn not_found() -> Response<Body> {
+        answer(
+            404,
+            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404, "message": "not found"}),
+        )
+    }
+
+    /// The next request, checked for method and path.
+    async fn expect(
+        handle: &mut Handle,
+        method: Method,
+        path: &str,
+    ) -> (
+        Request<Body>,
+        tower_test::mock::SendResponse<Response<Body>>,
+    ) {
+        let (req, send) = handle.next_request().await.expect("a request");
+        assert_eq!(req.method(), method, "{}", req.uri());
+        assert_eq!(req.uri().path(), path, "{method} {}", req.uri());
+        (req, send)
+    }
+
+    #[tokio::test]
+    async fn a_new_resource_gets_the_finalizer_first() {
+        let (ctx, mut handle) = context();
+        let d = resource("gw", json!({"destinationRef": {"name": "*"}}), &[]);
+        let echo = serde_json::to_value(&d).unwrap();
+        let server = tokio::spawn(async move {
+            let (req, send) = expect(
+                &mut handle,
+                Method::PATCH,
+                "/apis/destination.connectivity.api.sap/v1/namespaces/team/destinations/gw",
+            )
+            .await;
+            let patch = body_json(req).await;
+            assert!(patch.to_string().contains(FINALIZER), "{patch}");
+            send.send_response(answer(200, echo));
+        });
+        reconcile(Arc::new(d), ctx).await.unwrap();
+        server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_dynamic_resource_with_a_fragment_is_refused_with_sap_reason() {
+        let (ctx, mut handle) = context();
+        let d = resource(
+            "gw",
+            json!({"destinationRef": {"name": "*"}, "fragmentRef": {"name": "f"}}),
+            &[FINALIZER],
+        );
+        let echo = serde_json::to_value(&d).unwrap();
+        let server = tokio::spawn(async move {
+            // No Service is made; any of the operator's would be removed.
+            for ns in ["team", "signpost"] {
+                let (_, send) = expect(
+                    &mut handle,
+                    Method::GET,
+                    &format!("/api/v1/namespaces/{ns}/services/gw"),
+                )
+                .await;
+                send.send_response(not_found());
+            }
+            // The routes ConfigMap (empty), by server-side apply with the operator's manager.
+            let (req, send) = expect(
+                &mut handle,
+                Method::PATCH,
+                "/api/v1/namespaces/signpost/configmaps/signpost-proxy-routes",
+            )
+            .await;
+            assert!(
+                req.uri()
+                    .query()
+                    .unwrap()
+                    .contains("fieldManager=signpost-operator"),
+                "{}",
+                req.uri()
+            );
+            let cm = body_json(req).await;
+            assert!(
+                cm["data"]["destinations.yaml"]
+                    .as_str()
+                    .unwrap()
+                    .contains("destinations: []"),
+                "{cm}"
+            );
+            send.send_response(answer(200, cm));
+            // The condition, on the status subresource.
+            let (req, send) = expect(
+                &mut handle,
+                Method::PATCH,
+                "/apis/destination.connectivity.api.sap/v1/namespaces/team/destinations/gw/status",
+            )
+            .await;
+            let status = body_json(req).await;
+            let cond = &status["status"]["conditions"][0];
+            assert_eq!(cond["type"], "Available");
+            assert_eq!(cond["status"], "False");
+            assert_eq!(
+                cond["reason"],
+                "ConfigurationError-FragmentSpecification-NotSupported"
+            );
+            send.send_response(answer(200, echo));
+            // A Warning event.
+            let (req, send) = expect(
+                &mut handle,
+                Method::POST,
+                "/apis/events.k8s.io/v1/namespaces/team/events",
+            )
+            .await;
+            let event = body_json(req).await;
+            assert_eq!(event["type"], "Warning");
+            assert_eq!(
+                event["reason"],
+                "ConfigurationError-FragmentSpecification-NotSupported"
+            );
+            send.send_response(answer(201, event));
+        });
+        let action = reconcile(Arc::new(d), ctx).await.unwrap();
+        assert_eq!(action, Action::requeue(Duration::from_secs(180)));
+        server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn deleting_removes_only_the_operators_services_then_the_finalizer() {
+        let (ctx, mut handle) = context();
+        let mut d = resource(
+            "orders",
+            json!({"destinationRef": {"name": "orders"}}),
+            &[FINALIZER],
+        );
+        d.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            k8s_openapi::jiff::Timestamp::now(),
+        ));
+        let echo = serde_json::to_value(&d).unwrap();
+        let server = tokio::spawn(async move {
+            // In the resource's namespace a Service of that name that is someone else's: kept.
+            let (_, send) = expect(
+                &mut handle,
+                Method::GET,
+                "/api/v1/namespaces/team/services/orders",
+            )
+            .await;
+            send.send_response(answer(200, json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "orders", "namespace": "team"}})));
+            // The operator's own in its namespace: deleted.
+            let (_, send) = expect(
+                &mut handle,
+                Method::GET,
+                "/api/v1/namespaces/signpost/services/orders",
+            )
+            .await;
+            send.send_response(answer(200, json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "orders", "namespace": "signpost", "annotations": {OWNER_ANNOTATION: "team/orders"}}})));
+            let (_, send) = expect(
+                &mut handle,
+                Method::DELETE,
+                "/api/v1/namespaces/signpost/services/orders",
+            )
+            .await;
+            send.send_response(answer(
+                200,
+                json!({"kind": "Status", "apiVersion": "v1", "status": "Success"}),
+            ));
+            let (req, send) = expect(
+                &mut handle,
+                Method::PATCH,
+                "/api/v1/namespaces/signpost/configmaps/signpost-proxy-routes",
+            )
+            .await;
+            let cm = body_json(req).await;
+            send.send_response(answer(200, cm));
+            // Then the finalizer goes.
+            let (req, send) = expect(
+                &mut handle,
+                Method::PATCH,
+                "/apis/destination.connectivity.api.sap/v1/namespaces/team/destinations/orders",
+            )
+            .await;
+            let patch = body_json(req).await;
+            assert!(patch.to_string().contains("remove"), "{patch}");
+            send.send_response(answer(200, echo));
+        });
+        let action = reconcile(Arc::new(d), ctx).await.unwrap();
+        assert_eq!(action, Action::await_change());
+        server.await.unwrap();
     }
 }

@@ -152,8 +152,10 @@ pub async fn run(
             }
         });
     }
-    // The routes ConfigMap exists from the start, so that the proxy finds its file.
+    // The routes ConfigMap and the credentials Secret exist from the start, so that the proxy
+    // finds its files before the first resource is checked.
     ctx.write_routes().await?;
+    ctx.prime().await?;
 
     let lost = {
         let lock = lock.clone();
