@@ -432,7 +432,8 @@ pub fn controller(client: Client) -> Controller<Destination> {
 fn error_policy(_: Arc<Destination>, error: &Error, ctx: Arc<Context>) -> Action {
     tracing::warn!("reconcile failed: {error}");
     ctx.metrics.reconcile_error();
-    Action::requeue(RETRY)
+    // Mostly a write that raced another (a stale resourceVersion): soon again.
+    Action::requeue(Duration::from_secs(3))
 }
 
 pub async fn reconcile(dst: Arc<Destination>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -511,26 +512,13 @@ enum PortKind {
 async fn check(d: &Destination, ctx: &Context) -> Result<(Checked, Option<String>), Error> {
     let spec = &d.spec;
     let name = d.name_any();
-    let ns = d.namespace().unwrap_or_default();
     let custom_port = spec.service.as_ref().and_then(|s| s.port);
     if let Some(v) = checks::check_spec(spec) {
         return Ok((Checked::Verdict(v, None), None));
     }
-    // Another resource of the same name elsewhere came first: both would need the Service of
-    // that name in the operator's namespace.
-    if let Some(first) = ctx
-        .store
-        .state()
-        .iter()
-        .filter(|o| o.name_any() == name && o.namespace().as_deref() != Some(ns.as_str()))
-        .filter(|o| o.meta().deletion_timestamp.is_none())
-        .filter(|o| older(o, d))
-        .min_by(|a, b| {
-            (a.meta().creation_timestamp.clone(), a.namespace())
-                .cmp(&(b.meta().creation_timestamp.clone(), b.namespace()))
-        })
-    {
-        let other = first.namespace().unwrap_or_default();
+    // Another resource of the same name elsewhere holds the name: both would need the Service
+    // of that name in the operator's namespace.
+    if let Some(other) = name_holder(d, ctx).await? {
         return Ok((
             Checked::Verdict(
                 Verdict::error(
@@ -668,11 +656,42 @@ fn level(l: Level) -> LookupLevel {
     }
 }
 
-/// `a` came before `b`: earlier creation, then namespace name.
-fn older(a: &Destination, b: &Destination) -> bool {
-    let ka = (a.meta().creation_timestamp.clone(), a.namespace());
-    let kb = (b.meta().creation_timestamp.clone(), b.namespace());
-    ka < kb
+/// The namespace of another resource of the same name that holds the name, if any: the one
+/// whose Service in the operator's namespace exists, else the oldest (creation time, then
+/// namespace name).
+async fn name_holder(d: &Destination, ctx: &Context) -> Result<Option<String>, Error> {
+    let name = d.name_any();
+    let ns = d.namespace().unwrap_or_default();
+    let others: Vec<Arc<Destination>> = ctx
+        .store
+        .state()
+        .into_iter()
+        .filter(|o| o.name_any() == name && o.namespace().as_deref() != Some(ns.as_str()))
+        .filter(|o| o.meta().deletion_timestamp.is_none())
+        .collect();
+    if others.is_empty() {
+        return Ok(None);
+    }
+    let api: Api<Service> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
+    if let Some(owner) = api.get_opt(&name).await?.as_ref().and_then(owner_of) {
+        if owner == owner_key(d) {
+            return Ok(None);
+        }
+        if let Some((owner_ns, _)) = owner.split_once('/') {
+            if others
+                .iter()
+                .any(|o| o.namespace().as_deref() == Some(owner_ns))
+            {
+                return Ok(Some(owner_ns.to_owned()));
+            }
+        }
+    }
+    let key = |o: &Destination| (o.meta().creation_timestamp.clone(), o.namespace());
+    Ok(others
+        .iter()
+        .filter(|o| key(o) < key(d))
+        .min_by_key(|o| key(o))
+        .and_then(|o| o.namespace()))
 }
 
 /// The route the proxy gets for a resource that passed: its spec, with the instance made

@@ -141,7 +141,9 @@ pub async fn run(
                     meta.metadata.name.clone().unwrap_or_default(),
                 );
                 let version = meta.metadata.resource_version.clone().unwrap_or_default();
-                let changed = seen.insert(key.clone(), version.clone()).as_ref() != Some(&version);
+                // The first sight of a Secret (the watch's initial list) is no change: the
+                // values were resolved with it already.
+                let changed = matches!(seen.insert(key.clone(), version.clone()), Some(before) if before != version);
                 if changed && ctx.secret_refs().await.contains(&key) {
                     tracing::info!(secret = %format!("{}/{}", key.0, key.1), "referenced Secret changed: checking every resource");
                     ctx.invalidate().await;
