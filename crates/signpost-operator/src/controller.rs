@@ -389,8 +389,8 @@ async fn bootstrap_key(boot: &Bootstrap, instance: &str) -> Result<Value, Client
     let binding = format!("{MANAGER}-{instance}");
     match broker.bind(instance, &binding, None).await {
         Ok(key) => Ok(key),
-        // A binding of an earlier run: its key is not shown again, so make a new one.
-        Err(ClientError::Api { status: 409, .. }) | Err(ClientError::Api { status: 200, .. }) => {
+        // A binding of that id with other attributes: made again.
+        Err(ClientError::Api { status: 409, .. }) => {
             broker.unbind(instance, &binding).await?;
             broker.bind(instance, &binding, None).await
         }

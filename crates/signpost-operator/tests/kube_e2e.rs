@@ -39,6 +39,58 @@ impl Drop for Operator {
     }
 }
 
+/// Starts the operator binary against `kube_api` with `values` in `dir`, plus `env`.
+fn spawn_operator(
+    kube_api: &support::KubeApi,
+    dir: &std::path::Path,
+    tag: &str,
+    env: &[(&str, &str)],
+) -> Operator {
+    let metrics = free_port();
+    let log = dir.join(format!("operator-{tag}.log"));
+    let log_file = std::fs::File::create(&log).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_signpost-operator"))
+        .arg("--config")
+        .arg(dir.join("values.yaml"))
+        .args(["--namespace", OPS])
+        .args(["--metrics-listen", &format!("127.0.0.1:{metrics}")])
+        .env("KUBECONFIG", &kube_api.kubeconfig)
+        .env("POD_NAME", format!("operator-{tag}"))
+        .env("SIGNPOST_OPERATOR_RELOAD_INTERVAL_MS", "300")
+        .env("SIGNPOST_LOG", "info,signpost_operator=debug")
+        .envs(env.iter().copied())
+        .stdout(log_file.try_clone().unwrap())
+        .stderr(log_file)
+        .spawn()
+        .unwrap();
+    Operator {
+        child,
+        log,
+        metrics,
+    }
+}
+
+/// Applies the CRD and makes the namespaces.
+async fn prepare(client: &kube::Client) {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let crd: CustomResourceDefinition =
+        serde_json::from_value(signpost_operator::crd::crd()).unwrap();
+    crds.create(&PostParams::default(), &crd).await.unwrap();
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    for ns in [OPS, "team", "other"] {
+        let n: Namespace = serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap();
+        namespaces.create(&PostParams::default(), &n).await.unwrap();
+    }
+    let dst: Api<Destination> = Api::namespaced(client.clone(), "team");
+    wait_for(
+        "the CRD",
+        Duration::from_secs(30),
+        async || dst.list(&Default::default()).await.ok(),
+        String::new,
+    )
+    .await;
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -234,30 +286,15 @@ async fn destinations_become_services_routes_and_credentials_on_a_real_api_serve
     )
     .unwrap();
 
-    let metrics = free_port();
-    let log = dir.path().join("operator.log");
-    let log_file = std::fs::File::create(&log).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_signpost-operator"))
-        .arg("--config")
-        .arg(&values_path)
-        .args(["--namespace", OPS])
-        .args(["--metrics-listen", &format!("127.0.0.1:{metrics}")])
-        .env("KUBECONFIG", &kube_api.kubeconfig)
-        .env("SIGNPOST_OPERATOR_RELOAD_INTERVAL_MS", "300")
-        .env(
+    let op = spawn_operator(
+        &kube_api,
+        dir.path(),
+        "one",
+        &[(
             "SIGNPOST_OPERATOR_PROXY_SELECTOR",
             "app.kubernetes.io/instance=sp,app.kubernetes.io/component=proxy",
-        )
-        .env("SIGNPOST_LOG", "info,signpost_operator=debug")
-        .stdout(log_file.try_clone().unwrap())
-        .stderr(log_file)
-        .spawn()
-        .unwrap();
-    let op = Operator {
-        child,
-        log,
-        metrics,
-    };
+        )],
+    );
     let op_log = || op.log();
 
     // The resources of SAP's examples, and the failing kinds.
@@ -672,4 +709,164 @@ async fn destinations_become_services_routes_and_credentials_on_a_real_api_serve
         !log.contains(key["clientsecret"].as_str().unwrap()),
         "{log}"
     );
+}
+
+/// With `--bootstrap-url`, an instance without `serviceCredentials` gets a service key bound on
+/// the in-cluster server; of two replicas only the Lease holder writes, and the other takes over
+/// when it stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bootstrap_key_and_leader_election_on_a_real_api_server() {
+    let kube_api = support::KubeApi::start();
+    let client = kube_api.client().await;
+    prepare(&client).await;
+
+    let up = upstream().await;
+    let app = TestApp::start().await;
+    let res = app
+        .provision(
+            "default",
+            "default",
+            json!({"init_data": {"instance": {"destinations": [
+                {"Name": "hello", "Type": "HTTP", "URL": format!("http://127.0.0.2:{up}"), "ProxyType": "Internet", "Authentication": "NoAuthentication"}
+            ]}}}),
+        )
+        .await;
+    assert_eq!(res.status(), 201);
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("values.yaml"),
+        "config:\n  integration:\n    destinationService:\n      instances:\n        - name: default\n",
+    )
+    .unwrap();
+    let base = app.url("");
+    let base = base.trim_end_matches('/');
+    let env = [
+        ("SIGNPOST_OPERATOR_BOOTSTRAP_URL", base),
+        ("SIGNPOST_BROKER_USER", signpost_test_utils::BROKER_USER),
+        (
+            "SIGNPOST_BROKER_PASSWORD",
+            signpost_test_utils::BROKER_PASSWORD,
+        ),
+        ("SIGNPOST_OPERATOR_LEASE_SECONDS", "3"),
+    ];
+    let first = spawn_operator(&kube_api, dir.path(), "a", &env);
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+        Api::namespaced(client.clone(), OPS);
+    let holder = wait_for(
+        "a Lease holder",
+        Duration::from_secs(30),
+        async || {
+            leases
+                .get_opt("signpost-operator")
+                .await
+                .ok()??
+                .spec?
+                .holder_identity
+        },
+        || first.log(),
+    )
+    .await;
+    assert_eq!(holder, "operator-a");
+    let second = spawn_operator(&kube_api, dir.path(), "b", &env);
+    let logs = || format!("{}\n---\n{}", first.log(), second.log());
+
+    // The bootstrap key, in the credentials Secret.
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), OPS);
+    let key: Value = wait_for(
+        "the bootstrap key",
+        Duration::from_secs(30),
+        async || {
+            let s = secrets.get_opt("signpost-proxy-credentials").await.ok()??;
+            serde_json::from_slice(&s.data?.get("default.json")?.0).ok()
+        },
+        logs,
+    )
+    .await;
+    assert!(
+        key["clientid"]
+            .as_str()
+            .unwrap()
+            .starts_with("sb-signpost-operator-default"),
+        "{key}"
+    );
+    assert!(!first.log().contains(key["clientsecret"].as_str().unwrap()));
+
+    // A resource on the bootstrapped instance passes; only the leader reconciled it.
+    let dst: Api<Destination> = Api::namespaced(client.clone(), "team");
+    dst.create(
+        &PostParams::default(),
+        &destination("hello", json!({"destinationRef": {"name": "hello"}})),
+    )
+    .await
+    .unwrap();
+    wait_for(
+        "team/hello",
+        Duration::from_secs(60),
+        async || {
+            reason(&dst, "hello")
+                .await
+                .filter(|r| r == "ConfigurationSuccessful")
+        },
+        logs,
+    )
+    .await;
+    let metrics = |port: u16| async move {
+        reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()
+    };
+    assert!(metrics(first.metrics)
+        .await
+        .unwrap()
+        .contains("signpost_operator_leader 1"));
+    let follower = metrics(second.metrics).await.unwrap();
+    assert!(
+        follower.contains("signpost_operator_leader 0"),
+        "{follower}"
+    );
+    assert!(
+        !second.log().contains("team/hello"),
+        "the follower wrote: {}",
+        second.log()
+    );
+
+    // The leader stops; the follower takes the Lease and reconciles.
+    drop(first);
+    let holder = wait_for(
+        "the follower to lead",
+        Duration::from_secs(30),
+        async || {
+            leases
+                .get_opt("signpost-operator")
+                .await
+                .ok()??
+                .spec?
+                .holder_identity
+                .filter(|h| h == "operator-b")
+        },
+        || second.log(),
+    )
+    .await;
+    assert_eq!(holder, "operator-b");
+    dst.create(
+        &PostParams::default(),
+        &destination("later", json!({"destinationRef": {"name": "nope"}})),
+    )
+    .await
+    .unwrap();
+    wait_for(
+        "team/later",
+        Duration::from_secs(60),
+        async || {
+            reason(&dst, "later")
+                .await
+                .filter(|r| r == "ConfigurationError-ReferencedDestination-NotFound")
+        },
+        || second.log(),
+    )
+    .await;
 }
