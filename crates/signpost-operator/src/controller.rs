@@ -96,6 +96,8 @@ pub struct Context {
     pub metrics: Metrics,
     pub recorder: Recorder,
     pub store: Store<Destination>,
+    /// Set once the store holds the first full list of resources.
+    listed: std::sync::atomic::AtomicBool,
     state: Mutex<State>,
 }
 
@@ -145,8 +147,15 @@ impl Context {
             metrics: Metrics::default(),
             recorder,
             store,
+            listed: std::sync::atomic::AtomicBool::new(false),
             state: Mutex::new(State::default()),
         }
+    }
+
+    /// Marks the store as holding the full list of resources.
+    pub fn set_listed(&self) {
+        self.listed
+            .store(true, std::sync::atomic::Ordering::Release);
     }
 
     /// Marks the resolved configuration stale (a referenced Secret or the values changed).
@@ -303,9 +312,46 @@ impl Context {
         Ok(())
     }
 
-    /// Writes the routes ConfigMap when the routes changed (always on the first call).
+    /// Takes the routes of the ConfigMap as it is (written by an earlier run or another
+    /// replica), so that a start or a change of leader does not take routes away from the proxy
+    /// before each resource is checked again.
+    pub async fn seed_routes(&self) -> Result<(), Error> {
+        let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), &self.namespace);
+        let Some(cm) = api.get_opt(ROUTES_CONFIGMAP).await? else {
+            return Ok(());
+        };
+        let text = cm
+            .data
+            .and_then(|d| d.get(ROUTES_KEY).cloned())
+            .unwrap_or_default();
+        let tree: Value = serde_norway::from_str(&text).unwrap_or(Value::Null);
+        let mut state = self.state.lock().await;
+        for route in tree["destinations"].as_array().into_iter().flatten() {
+            if let (Some(ns), Some(name)) = (route["namespace"].as_str(), route["name"].as_str()) {
+                state
+                    .routes
+                    .insert((ns.to_owned(), name.to_owned()), route.clone());
+            }
+        }
+        tracing::info!(
+            routes = state.routes.len(),
+            "routes of the ConfigMap taken over"
+        );
+        Ok(())
+    }
+
+    /// Writes the routes ConfigMap when the routes changed (always on the first call). Once the
+    /// resources have been listed, routes of resources that no longer exist are dropped.
     pub async fn write_routes(&self) -> Result<(), Error> {
         let mut state = self.state.lock().await;
+        if self.listed.load(std::sync::atomic::Ordering::Acquire) {
+            let store = &self.store;
+            state.routes.retain(|(ns, name), _| {
+                store
+                    .get(&ObjectRef::<Destination>::new(name).within(ns))
+                    .is_some()
+            });
+        }
         let list: Vec<&Value> = state.routes.values().collect();
         let body = serde_norway::to_string(&json!({ "destinations": list }))
             .unwrap_or_else(|_| "destinations: []\n".into());
@@ -534,6 +580,17 @@ async fn check(d: &Destination, ctx: &Context) -> Result<(Checked, Option<String
     }
     let resolved = match ctx.resolved().await? {
         Ok(r) => r,
+        // A resource that works keeps its route and Services while the values or a Secret they
+        // name are broken (the proxy keeps the last good service keys too): nothing that works
+        // is taken down by a configuration mistake, which is reported in an Event.
+        Err(e) if d.available().is_some_and(|c| c.status == "True") => {
+            return Ok((
+                Checked::Retry(format!(
+                    "the Destination service configuration is invalid: {e}"
+                )),
+                None,
+            ))
+        }
         Err(e) => {
             return Ok((
                 Checked::Verdict(

@@ -156,8 +156,17 @@ pub async fn run(
     }
     // The routes ConfigMap and the credentials Secret exist from the start, so that the proxy
     // finds its files before the first resource is checked.
+    ctx.seed_routes().await?;
     ctx.write_routes().await?;
     ctx.prime().await?;
+    {
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            if ctx.store.wait_until_ready().await.is_ok() {
+                ctx.set_listed();
+            }
+        });
+    }
 
     let lost = {
         let lock = lock.clone();

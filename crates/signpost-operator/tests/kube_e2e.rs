@@ -852,6 +852,19 @@ async fn bootstrap_key_and_leader_election_on_a_real_api_server() {
     )
     .await;
     assert_eq!(holder, "operator-b");
+    // The new leader took over the routes as they were, before checking anything again.
+    wait_for(
+        "the routes taken over",
+        Duration::from_secs(10),
+        async || {
+            second
+                .log()
+                .contains("routes of the ConfigMap taken over routes=1")
+                .then_some(())
+        },
+        || second.log(),
+    )
+    .await;
     dst.create(
         &PostParams::default(),
         &destination("later", json!({"destinationRef": {"name": "nope"}})),
