@@ -1,8 +1,9 @@
 //! Leader election with a `coordination.k8s.io/v1` Lease, so that of several replicas only one
 //! writes. A replica takes the Lease when it is free or its holder let it expire, renews it every
 //! third of its duration, and stops leading (the process exits, to start over) when renewals
-//! fail for two thirds of the duration, before another replica may take the Lease. Every write is a `replace` with the Lease's
-//! `resourceVersion`: of two replicas racing for it, one write wins and the other gets a 409.
+//! fail for two thirds of the duration, before another replica may take the Lease. Every write
+//! is a `replace` with the Lease's `resourceVersion`: of two replicas racing for it, one write
+//! wins and the other gets a 409.
 
 use std::time::Duration;
 
