@@ -130,18 +130,25 @@ fn written(result: WriteResult, ok: StatusCode, one: Response) -> Response {
 }
 
 #[utoipa::path(put, path = "/destination-configuration/v1/{collection}", tag = "configuration", security(("bearer" = [])),
+    params(("If-Match" = Option<String>, Header, description = "ETags (or `*`) the entity must have: replaced only while nobody changed it meanwhile; one entity, not an array")),
     request_body(content = Object, description = "One entity or an array of them"),
     responses((status = 200, description = "Updated"), (status = 207, description = "An array: one result per item", body = Vec<signpost_wire::BulkItem>),
-        (status = 400, body = signpost_wire::ErrorBody), (status = 404, body = signpost_wire::ErrorBody)))]
+        (status = 400, body = signpost_wire::ErrorBody), (status = 404, body = signpost_wire::ErrorBody),
+        (status = 412, description = "If-Match did not match; the current ETag in `ETag`", body = signpost_wire::ErrorBody)))]
 async fn update(
     State(state): State<AppState>,
     Caller(who): Caller,
     Path(segment): Path<String>,
+    headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
     let (level, kind) = collection(&segment)?;
     let body = split_body(&body).map_err(ApiError::bad_request)?;
-    let result = state.core.update_entities(&who, level, kind, body).await?;
+    let if_match = if_match(&headers);
+    let result = state
+        .core
+        .update_entities(&who, level, kind, body, if_match.as_deref())
+        .await?;
     Ok(written(
         result,
         StatusCode::OK,
@@ -180,14 +187,25 @@ async fn bulk_delete(
     ))
 }
 
+/// The ETags of an `If-Match` header (quoted or not, weak markers dropped); `None` without the
+/// header or with `*` (any current entity: the write's own not-found answer covers a missing one).
+fn if_match(headers: &HeaderMap) -> Option<Vec<String>> {
+    let value = header_str(headers, "if-match")?;
+    let tags: Vec<String> = etag_list(value).map(str::to_owned).collect();
+    (!tags.iter().any(|t| t == "*")).then_some(tags)
+}
+
+/// The entries of an ETag list header.
+fn etag_list(value: &str) -> impl Iterator<Item = &str> {
+    value
+        .split(',')
+        .map(|t| t.trim().trim_start_matches("W/").trim_matches('"'))
+        .filter(|t| !t.is_empty())
+}
+
 /// `If-None-Match` → 304, `If-Match` mismatch → 412; else the body with its `ETag`.
 fn with_etag(headers: &HeaderMap, etag: &str, body: impl serde::Serialize) -> Response {
-    let matches = |value: &str| {
-        value
-            .split(',')
-            .map(|t| t.trim().trim_start_matches("W/").trim_matches('"'))
-            .any(|t| t == "*" || t == etag)
-    };
+    let matches = |value: &str| etag_list(value).any(|t| t == "*" || t == etag);
     let etag_value = HeaderValue::from_str(etag).unwrap_or(HeaderValue::from_static(""));
     if let Some(v) = header_str(headers, "if-none-match") {
         if matches(v) {
@@ -224,15 +242,21 @@ async fn get_one(
 }
 
 #[utoipa::path(delete, path = "/destination-configuration/v1/{collection}/{name}", tag = "configuration", security(("bearer" = [])),
-    params(("name" = String, Path)),
-    responses((status = 200, body = Count), (status = 404, body = signpost_wire::ErrorBody), (status = 409, body = signpost_wire::ErrorBody)))]
+    params(("name" = String, Path), ("If-Match" = Option<String>, Header, description = "ETags (or `*`) the entity must have: deleted only while nobody changed it meanwhile")),
+    responses((status = 200, body = Count), (status = 404, body = signpost_wire::ErrorBody), (status = 409, body = signpost_wire::ErrorBody),
+        (status = 412, description = "If-Match did not match; the current ETag in `ETag`", body = signpost_wire::ErrorBody)))]
 async fn delete_one(
     State(state): State<AppState>,
     Caller(who): Caller,
     Path((segment, name)): Path<(String, String)>,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let (level, kind) = collection(&segment)?;
-    state.core.delete_entity(&who, level, kind, &name).await?;
+    let if_match = if_match(&headers);
+    state
+        .core
+        .delete_entity(&who, level, kind, &name, if_match.as_deref())
+        .await?;
     Ok(json_ok(StatusCode::OK, Count { count: 1 }))
 }
 

@@ -238,27 +238,37 @@ impl Signpost {
         Ok(result)
     }
 
-    /// One write of one entity; maps store errors to this API's errors.
+    /// One write of one entity, after the `If-Match` precondition when there is one; maps store
+    /// errors to this API's errors.
     async fn put_one(
         &self,
         owner: &OwnerRef,
         kind: EntityKind,
         parsed: Parsed,
         mode: PutMode,
+        if_match: Option<&[String]>,
     ) -> Result<Option<String>> {
-        let outcome = self
-            .write(vec![WriteOp::PutEntity {
+        let mut ops = Vec::with_capacity(2);
+        if let Some(etags) = if_match {
+            ops.push(WriteOp::ExpectEntity {
                 owner: owner.clone(),
                 kind,
-                name: parsed.name,
-                body: parsed.body,
-                mode,
-            }])
-            .await?;
-        Ok(match outcome.into_iter().next() {
-            Some(WriteOutcome::Created { etag } | WriteOutcome::Updated { etag }) => etag,
+                name: parsed.name.clone(),
+                etags: etags.to_vec(),
+            });
+        }
+        ops.push(WriteOp::PutEntity {
+            owner: owner.clone(),
+            kind,
+            name: parsed.name,
+            body: parsed.body,
+            mode,
+        });
+        let outcome = self.write(ops).await?;
+        Ok(outcome.into_iter().find_map(|o| match o {
+            WriteOutcome::Created { etag } | WriteOutcome::Updated { etag } => etag,
             _ => None,
-        })
+        }))
     }
 
     pub async fn create_entities(
@@ -268,18 +278,27 @@ impl Signpost {
         kind: EntityKind,
         body: BodyShape,
     ) -> Result<WriteResult> {
-        self.write_entities(who, level, kind, body, PutMode::Create)
+        self.write_entities(who, level, kind, body, PutMode::Create, None)
             .await
     }
 
+    /// PUT of one entity or an array. `if_match` (the ETags of an `If-Match` header, `*` left
+    /// out) is a precondition of a single entity: it is replaced only while its ETag is one of
+    /// them, else a 412 with the current ETag.
     pub async fn update_entities(
         &self,
         who: &Principal,
         level: Level,
         kind: EntityKind,
         body: BodyShape,
+        if_match: Option<&[String]>,
     ) -> Result<WriteResult> {
-        self.write_entities(who, level, kind, body, PutMode::Replace)
+        if if_match.is_some() && matches!(body, BodyShape::Many(_)) {
+            return Err(Error::BadRequest(
+                "If-Match applies to one entity, not to an array".into(),
+            ));
+        }
+        self.write_entities(who, level, kind, body, PutMode::Replace, if_match)
             .await
     }
 
@@ -292,6 +311,7 @@ impl Signpost {
         kind: EntityKind,
         body: BodyShape,
         mode: PutMode,
+        if_match: Option<&[String]>,
     ) -> Result<WriteResult> {
         let owner = who.owner(level);
         let ok = if mode == PutMode::Create { 201 } else { 200 };
@@ -299,7 +319,7 @@ impl Signpost {
             BodyShape::One(v) => {
                 let written = async {
                     let parsed = self.prepare(kind, &v).await?;
-                    self.put_one(&owner, kind, parsed, mode).await
+                    self.put_one(&owner, kind, parsed, mode, if_match).await
                 }
                 .await;
                 let entry = write_entry(who, level, kind, &v, mode);
@@ -339,7 +359,7 @@ impl Signpost {
                     etag: None,
                     cause: Some(e.to_string()),
                 },
-                Ok(parsed) => match self.put_one(owner, kind, parsed, mode).await {
+                Ok(parsed) => match self.put_one(owner, kind, parsed, mode, None).await {
                     Ok(etag) => BulkItem {
                         name,
                         status: ok,
@@ -380,26 +400,36 @@ impl Signpost {
         Ok((public_body(&entity)?, entity.etag))
     }
 
+    /// DELETE of one entity; `if_match` as for [`Self::update_entities`].
     pub async fn delete_entity(
         &self,
         who: &Principal,
         level: Level,
         kind: EntityKind,
         name: &str,
+        if_match: Option<&[String]>,
     ) -> Result<()> {
         let deleted = async {
             if kind == EntityKind::Certificate {
                 self.refuse_if_referenced(who, level, &[name.to_owned()])
                     .await?;
             }
-            let outcome = self
-                .write(vec![WriteOp::DeleteEntity {
+            let mut ops = Vec::with_capacity(2);
+            if let Some(etags) = if_match {
+                ops.push(WriteOp::ExpectEntity {
                     owner: who.owner(level),
                     kind,
                     name: name.into(),
-                }])
-                .await?;
-            match outcome.first() {
+                    etags: etags.to_vec(),
+                });
+            }
+            ops.push(WriteOp::DeleteEntity {
+                owner: who.owner(level),
+                kind,
+                name: name.into(),
+            });
+            let outcome = self.write(ops).await?;
+            match outcome.last() {
                 Some(WriteOutcome::Deleted) => Ok(()),
                 _ => Err(Error::NotFound(format!(
                     "The {} '{name}' does not exist on {level} level",

@@ -48,6 +48,16 @@ impl From<signpost_store::Error> for Error {
             S::NotFound { kind, name, .. } => {
                 Error::NotFound(format!("The {kind} '{name}' does not exist"))
             }
+            S::Precondition {
+                current: Some(etag),
+                ..
+            } => Error::PreconditionFailed { etag },
+            S::Precondition {
+                kind,
+                name,
+                current: None,
+                ..
+            } => Error::NotFound(format!("The {kind} '{name}' does not exist")),
             S::LimitExceeded { .. } => Error::Conflict(format!("{e}")),
             S::Invalid(m) => Error::BadRequest(m),
             other => {

@@ -123,7 +123,8 @@ pub fn changes_of(ops: &[WriteOp]) -> Vec<Change> {
             | WriteOp::CreateInstance(_)
             | WriteOp::UpdateInstance(_)
             | WriteOp::CreateBinding(_)
-            | WriteOp::PutSecret { .. } => continue,
+            | WriteOp::PutSecret { .. }
+            | WriteOp::ExpectEntity { .. } => continue,
         };
         if !out.contains(&change) {
             out.push(change);

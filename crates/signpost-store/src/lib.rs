@@ -41,6 +41,15 @@ pub enum Error {
         kind: &'static str,
         name: String,
     },
+    /// An [`WriteOp::ExpectEntity`] failed: the entity changed (its ETag is `current`) or is
+    /// gone (`None`).
+    #[error("{kind} '{name}' has changed")]
+    Precondition {
+        index: usize,
+        kind: &'static str,
+        name: String,
+        current: Option<String>,
+    },
     #[error("the limit of {limit} {kind}s on {level} level is reached")]
     LimitExceeded {
         kind: &'static str,

@@ -411,6 +411,24 @@ impl PgStore {
                     .await?;
                 Ok(deleted(r.rows_affected()))
             }
+            WriteOp::ExpectEntity {
+                owner,
+                kind,
+                name,
+                etags,
+            } => {
+                // FOR UPDATE: the row stays as checked until the batch commits.
+                let current: Option<String> = sqlx::query_scalar(
+                    "SELECT etag FROM entities WHERE level = $1 AND owner_id = $2 AND kind = $3 AND name = $4 FOR UPDATE",
+                )
+                .bind(owner.level.as_str())
+                .bind(&owner.id)
+                .bind(kind.as_str())
+                .bind(name)
+                .fetch_optional(&mut *conn)
+                .await?;
+                expect(index, *kind, name, etags, current)
+            }
             WriteOp::DeleteEntity { owner, kind, name } => {
                 let r = sqlx::query(
                     "DELETE FROM entities WHERE level = $1 AND owner_id = $2 AND kind = $3 AND name = $4",

@@ -208,6 +208,15 @@ pub enum WriteOp {
         kind: EntityKind,
         name: String,
     },
+    /// A precondition (`If-Match`): fails with [`crate::Error::Precondition`] unless the entity
+    /// exists with one of `etags`. Checked in the batch's transaction, with the row locked where
+    /// the engine can, so that the writes after it see the entity it checked.
+    ExpectEntity {
+        owner: OwnerRef,
+        kind: EntityKind,
+        name: String,
+        etags: Vec<String>,
+    },
     /// Creates or replaces the key pair in a slot.
     PutSamlKey(SamlKeyRecord),
     /// Creates the key pair in a slot unless the slot holds one (then `Unchanged`): the first
@@ -258,6 +267,18 @@ impl fmt::Debug for WriteOp {
                 .field("kind", kind)
                 .field("name", name)
                 .finish(),
+            WriteOp::ExpectEntity {
+                owner,
+                kind,
+                name,
+                etags,
+            } => f
+                .debug_struct("ExpectEntity")
+                .field("owner", owner)
+                .field("kind", kind)
+                .field("name", name)
+                .field("etags", etags)
+                .finish(),
             WriteOp::PutSamlKey(r) => f.debug_tuple("PutSamlKey").field(r).finish(),
             WriteOp::CreateSamlKey(r) => f.debug_tuple("CreateSamlKey").field(r).finish(),
             WriteOp::PutSecret {
@@ -293,6 +314,8 @@ pub enum WriteOutcome {
     Deleted,
     /// A delete found nothing.
     Missing,
+    /// A precondition held.
+    Checked,
 }
 
 /// One event of the audit log: who did what to which entity, and how it ended. It holds names

@@ -153,3 +153,22 @@ where
 
 /// The columns an audit query reads, in `audit_from_row`'s names.
 pub(crate) const AUDIT_COLUMNS: &str = "id, at_ms, actor, subaccount_id, instance_id, action, entity_kind, entity_name, status, request_id";
+
+/// The answer of a [`crate::WriteOp::ExpectEntity`] given the entity's `current` ETag.
+pub(crate) fn expect(
+    index: usize,
+    kind: EntityKind,
+    name: &str,
+    etags: &[String],
+    current: Option<String>,
+) -> Result<crate::WriteOutcome> {
+    match current {
+        Some(etag) if etags.iter().any(|e| e == &etag) => Ok(crate::WriteOutcome::Checked),
+        current => Err(Error::Precondition {
+            index,
+            kind: kind.noun(),
+            name: name.to_owned(),
+            current,
+        }),
+    }
+}

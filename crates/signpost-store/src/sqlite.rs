@@ -421,6 +421,25 @@ impl SqliteStore {
                     .await?;
                 Ok(deleted(r.rows_affected()))
             }
+            WriteOp::ExpectEntity {
+                owner,
+                kind,
+                name,
+                etags,
+            } => {
+                // Batches run one at a time (the store's write lock) in one transaction, so
+                // nothing changes the row between this read and the writes after it.
+                let current: Option<String> = sqlx::query_scalar(
+                    "SELECT etag FROM entities WHERE level = ? AND owner_id = ? AND kind = ? AND name = ?",
+                )
+                .bind(owner.level.as_str())
+                .bind(&owner.id)
+                .bind(kind.as_str())
+                .bind(name)
+                .fetch_optional(&mut *conn)
+                .await?;
+                expect(index, *kind, name, etags, current)
+            }
             WriteOp::DeleteEntity { owner, kind, name } => {
                 let r = sqlx::query("DELETE FROM entities WHERE level = ? AND owner_id = ? AND kind = ? AND name = ?")
                     .bind(owner.level.as_str())

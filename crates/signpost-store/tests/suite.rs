@@ -521,6 +521,60 @@ async fn suite(store: &dyn Store) {
     assert!(all.iter().any(|e| e.owner == sa && e.name == "a"));
     assert!(all.iter().all(|e| e.kind == EntityKind::Destination));
 
+    // A precondition (If-Match): the writes after it happen only while the entity's ETag is
+    // one of those expected; otherwise nothing of the batch does.
+    let expect = |name: &str, etags: Vec<String>| WriteOp::ExpectEntity {
+        owner: sa.clone(),
+        kind: EntityKind::Destination,
+        name: name.into(),
+        etags,
+    };
+    let before = store
+        .get_entity(&sa, EntityKind::Destination, "a")
+        .await
+        .unwrap()
+        .unwrap();
+    let err = store
+        .write(vec![
+            expect("a", vec!["stale".into()]),
+            put(&sa, "a", r#"{"v":"lost"}"#, PutMode::Replace),
+        ])
+        .await
+        .unwrap_err();
+    match err {
+        Error::Precondition { index, current, .. } => {
+            assert_eq!(index, 0);
+            assert_eq!(current.as_deref(), Some(before.etag.as_str()));
+        }
+        other => panic!("{other:?}"),
+    }
+    let after = store
+        .get_entity(&sa, EntityKind::Destination, "a")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(after.body, before.body, "nothing of the batch was written");
+    let out = store
+        .write(vec![
+            expect("a", vec!["x".into(), before.etag.clone()]),
+            put(
+                &sa,
+                "a",
+                &String::from_utf8(before.body.clone()).unwrap(),
+                PutMode::Replace,
+            ),
+        ])
+        .await
+        .unwrap();
+    assert!(matches!(out[0], WriteOutcome::Checked), "{out:?}");
+    match store
+        .write(vec![expect("ghost", vec![before.etag.clone()])])
+        .await
+    {
+        Err(Error::Precondition { current: None, .. }) => {}
+        other => panic!("{other:?}"),
+    }
+
     // Leases: one holder at a time until expiry; the holder may extend.
     assert!(store.try_lease("renewal", "p1", 1_000, 100).await.unwrap());
     assert!(!store.try_lease("renewal", "p2", 1_050, 100).await.unwrap());
