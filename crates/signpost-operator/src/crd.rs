@@ -6,6 +6,10 @@
 //! fails when the two differ. The schema keeps to what a 1.20 API server accepts (no CEL rules:
 //! the one SAP has, `fragmentRef.level` only with `fragmentRef.name`, is checked by the operator).
 
+// kube's `printcolumn(...)` repeats `type_ = ...` once per column, which this lint takes for a
+// repeated attribute.
+#![allow(clippy::duplicated_attributes)]
+
 use kube::CustomResource;
 use kube::CustomResourceExt as _;
 use schemars::JsonSchema;

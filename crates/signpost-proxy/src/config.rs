@@ -49,7 +49,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use crate::secrets::{is_dns_label, SecretError, SecretsDir};
+use crate::secrets::{is_dns_label, FetchedSecrets, SecretError, SecretReader, SecretsDir};
 
 const DS: &str = "config.integration.destinationService";
 const CP: &str = "config.integration.connectivityProxy";
@@ -255,6 +255,11 @@ pub enum CredentialSource {
     SecretsDir { dir: PathBuf, namespace: String },
     /// Ready-made service keys, `<dir>/<instance name>.json`.
     CredentialsDir(PathBuf),
+    /// Secrets read from the Kubernetes API (the operator's); `namespace` as for `SecretsDir`.
+    Fetched {
+        secrets: FetchedSecrets,
+        namespace: String,
+    },
     /// Only `secretData` in the values.
     None,
 }
@@ -288,6 +293,22 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 type Result<T, E = ConfigError> = std::result::Result<T, E>;
+
+impl CredentialSource {
+    /// The secrets of this source and the default namespace of `secretNamespace`, for the sources
+    /// that name secrets.
+    fn secrets(&self) -> Option<(Box<dyn SecretReader + '_>, &str)> {
+        match self {
+            CredentialSource::SecretsDir { dir, namespace } => {
+                Some((Box::new(SecretsDir::new(dir)), namespace))
+            }
+            CredentialSource::Fetched { secrets, namespace } => {
+                Some((Box::new(secrets.clone()), namespace))
+            }
+            CredentialSource::CredentialsDir(_) | CredentialSource::None => None,
+        }
+    }
+}
 
 /// Reads and validates the configuration file and the optional routes file, reading service keys
 /// through `source`.
@@ -638,7 +659,7 @@ fn resolve_service_key(
                     true,
                 )
             }
-            CredentialSource::SecretsDir { dir, namespace } => {
+            CredentialSource::SecretsDir { .. } | CredentialSource::Fetched { .. } => {
                 if !has_block {
                     return Err(ConfigError::new(
                         path,
@@ -651,8 +672,10 @@ fn resolve_service_key(
                         "needs secretName (with secretKey for a single-key secret), or secretData",
                     )
                 })?;
+                let Some((secrets, namespace)) = source.secrets() else {
+                    return Err(ConfigError::new(path, "needs --secrets-dir"));
+                };
                 let ns = creds.secret_namespace.unwrap_or(namespace);
-                let secrets = SecretsDir::new(dir);
                 let origin = format!("secret '{name}' in namespace '{ns}'");
                 let key = match creds.secret_key {
                     Some(k) => secrets.read_json_key(ns, name, k),
@@ -673,11 +696,11 @@ fn resolve_service_key(
     // A ready-made service key (credentials dir) already holds its private key.
     if let (Some(pk), false) = (&creds.private_key, ready_made) {
         let pk_path = join(path, "privateKey");
-        let CredentialSource::SecretsDir { dir, namespace } = source else {
+        let Some((secrets, namespace)) = source.secrets() else {
             return Err(ConfigError::new(pk_path, "needs --secrets-dir"));
         };
         let ns = pk.namespace.unwrap_or(namespace);
-        let pem = SecretsDir::new(dir)
+        let pem = secrets
             .read_key(ns, pk.secret_name, pk.internal_key)
             .map_err(|e| ConfigError::new(&pk_path, e.to_string()))?;
         if !(pem.contains("-----BEGIN") && pem.contains("PRIVATE KEY-----")) {
@@ -933,14 +956,14 @@ fn parse_additional_cas(
             let key = secret_key.ok_or_else(|| {
                 ConfigError::new(join(path, "secretKey"), "is required with secretName")
             })?;
-            let CredentialSource::SecretsDir { dir, namespace } = source else {
+            let Some((secrets, namespace)) = source.secrets() else {
                 return Err(ConfigError::new(
                     path,
                     "needs --secrets-dir (or additionalCAs.pem)",
                 ));
             };
             let ns = secret_namespace.unwrap_or(namespace);
-            let pem = SecretsDir::new(dir)
+            let pem = secrets
                 .read_key(ns, name, key)
                 .map_err(|e| ConfigError::new(path, e.to_string()))?;
             check(

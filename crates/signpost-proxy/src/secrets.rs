@@ -25,6 +25,7 @@ use std::fmt;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -106,6 +107,14 @@ pub enum SecretError {
     },
     #[error("secret '{name}' in namespace '{namespace}' has no keys")]
     Empty { namespace: String, name: String },
+    #[error("secret '{name}' in namespace '{namespace}' not found")]
+    Missing { namespace: String, name: String },
+    #[error("secret '{name}' in namespace '{namespace}' has no key '{key}'")]
+    MissingKey {
+        namespace: String,
+        name: String,
+        key: String,
+    },
 }
 
 /// All keys of one secret. `Debug` shows the key names only.
@@ -207,7 +216,7 @@ impl SecretsDir {
     }
 
     /// One key of a secret, as text.
-    pub fn read_key(&self, namespace: &str, name: &str, key: &str) -> Result<String, SecretError> {
+    fn read_key_file(&self, namespace: &str, name: &str, key: &str) -> Result<String, SecretError> {
         check_key(key)?;
         let dir = self.existing_secret_dir(namespace, name)?;
         let path = dir.join(key);
@@ -230,29 +239,9 @@ impl SecretsDir {
         })
     }
 
-    /// One key of a secret holding a JSON object: a single-key service-key secret.
-    pub fn read_json_key(
-        &self,
-        namespace: &str,
-        name: &str,
-        key: &str,
-    ) -> Result<Map<String, Value>, SecretError> {
-        let text = self.read_key(namespace, name, key)?;
-        let data = SecretData::new(namespace, name, []);
-        match data.json(key, &text)? {
-            Value::Object(map) => Ok(map),
-            other => Err(SecretError::NotObject {
-                namespace: namespace.to_owned(),
-                name: name.to_owned(),
-                key: key.to_owned(),
-                found: json_type(&other),
-            }),
-        }
-    }
-
     /// Every key of a secret: the regular files (or symlinks to regular files) at the top of its
     /// directory, without the kubelet's `..` entries and hidden names other than `.metadata`.
-    pub fn read_all(&self, namespace: &str, name: &str) -> Result<SecretData, SecretError> {
+    fn read_all_files(&self, namespace: &str, name: &str) -> Result<SecretData, SecretError> {
         let dir = self.existing_secret_dir(namespace, name)?;
         let io_err = |path: &Path| {
             let path = path.to_path_buf();
@@ -287,16 +276,6 @@ impl SecretsDir {
         Ok(SecretData::new(namespace, name, keys))
     }
 
-    /// A multi-key service-key secret, rebuilt into the service-key JSON object
-    /// (see [`rebuild_credentials`]).
-    pub fn read_credentials(
-        &self,
-        namespace: &str,
-        name: &str,
-    ) -> Result<Map<String, Value>, SecretError> {
-        rebuild_credentials(&self.read_all(namespace, name)?)
-    }
-
     fn existing_secret_dir(&self, namespace: &str, name: &str) -> Result<PathBuf, SecretError> {
         let dir = self.secret_dir(namespace, name)?;
         match fs::metadata(&dir) {
@@ -313,6 +292,106 @@ impl SecretsDir {
             }),
             Err(source) => Err(SecretError::Io { path: dir, source }),
         }
+    }
+}
+
+/// Where the proxy's configuration reads secrets: the files of mounted secrets
+/// ([`SecretsDir`]), or secrets the operator fetched from the Kubernetes API
+/// ([`FetchedSecrets`]).
+pub trait SecretReader {
+    /// One key of a secret, as text.
+    fn read_key(&self, namespace: &str, name: &str, key: &str) -> Result<String, SecretError>;
+
+    /// Every key of a secret.
+    fn read_all(&self, namespace: &str, name: &str) -> Result<SecretData, SecretError>;
+
+    /// One key of a secret holding a JSON object: a single-key service-key secret.
+    fn read_json_key(
+        &self,
+        namespace: &str,
+        name: &str,
+        key: &str,
+    ) -> Result<Map<String, Value>, SecretError> {
+        let text = self.read_key(namespace, name, key)?;
+        let data = SecretData::new(namespace, name, []);
+        match data.json(key, &text)? {
+            Value::Object(map) => Ok(map),
+            other => Err(SecretError::NotObject {
+                namespace: namespace.to_owned(),
+                name: name.to_owned(),
+                key: key.to_owned(),
+                found: json_type(&other),
+            }),
+        }
+    }
+
+    /// A multi-key service-key secret, rebuilt into the service-key JSON object
+    /// (see [`rebuild_credentials`]).
+    fn read_credentials(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Map<String, Value>, SecretError> {
+        rebuild_credentials(&self.read_all(namespace, name)?)
+    }
+}
+
+impl SecretReader for SecretsDir {
+    fn read_key(&self, namespace: &str, name: &str, key: &str) -> Result<String, SecretError> {
+        self.read_key_file(namespace, name, key)
+    }
+
+    fn read_all(&self, namespace: &str, name: &str) -> Result<SecretData, SecretError> {
+        self.read_all_files(namespace, name)
+    }
+}
+
+/// Secrets held in memory, by namespace and name: what the operator read from the Kubernetes
+/// API. `Debug` shows names only.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct FetchedSecrets(Arc<BTreeMap<(String, String), SecretData>>);
+
+impl FetchedSecrets {
+    pub fn new(secrets: impl IntoIterator<Item = SecretData>) -> Self {
+        Self(Arc::new(
+            secrets
+                .into_iter()
+                .map(|s| ((s.namespace.clone(), s.name.clone()), s))
+                .collect(),
+        ))
+    }
+
+    fn get(&self, namespace: &str, name: &str) -> Result<&SecretData, SecretError> {
+        self.0
+            .get(&(namespace.to_owned(), name.to_owned()))
+            .ok_or_else(|| SecretError::Missing {
+                namespace: namespace.to_owned(),
+                name: name.to_owned(),
+            })
+    }
+}
+
+impl fmt::Debug for FetchedSecrets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.0.values()).finish()
+    }
+}
+
+impl SecretReader for FetchedSecrets {
+    fn read_key(&self, namespace: &str, name: &str, key: &str) -> Result<String, SecretError> {
+        let secret = self.get(namespace, name)?;
+        secret
+            .text(key)?
+            .map(str::to_owned)
+            .ok_or_else(|| SecretError::MissingKey {
+                namespace: namespace.to_owned(),
+                name: name.to_owned(),
+                key: key.to_owned(),
+            })
+    }
+
+    fn read_all(&self, namespace: &str, name: &str) -> Result<SecretData, SecretError> {
+        self.get(namespace, name).cloned()
     }
 }
 

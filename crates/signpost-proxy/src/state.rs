@@ -181,19 +181,35 @@ fn build(
     previous: Option<&Snapshot>,
     metrics: &Metrics,
 ) -> Result<Snapshot, ConfigError> {
+    let clients = instance_clients(&config, previous.map(|p| (&p.config, &p.clients)))?;
+    let routes = RouteTable::new(&config, namespace, metrics);
+    Ok(Snapshot {
+        fingerprint: config.fingerprint(),
+        config,
+        routes,
+        clients,
+    })
+}
+
+/// One Destination-service client per instance of `config`, by instance name. A client of
+/// `previous` is kept (with its cached token) when its instance and the timeouts and CAs are
+/// unchanged.
+pub fn instance_clients(
+    config: &ProxyConfig,
+    previous: Option<(&ProxyConfig, &HashMap<String, DestinationClient>)>,
+) -> Result<HashMap<String, DestinationClient>, ConfigError> {
     let mut clients = HashMap::new();
     for (i, instance) in config.instances.iter().enumerate() {
-        let kept = previous.and_then(|p| {
-            let old = p
-                .config
+        let kept = previous.and_then(|(old_config, old_clients)| {
+            let old = old_config
                 .instances
                 .iter()
                 .find(|o| o.name == instance.name)?;
             (old == instance
-                && p.config.connection_timeout == config.connection_timeout
-                && p.config.read_timeout == config.read_timeout
-                && p.config.additional_cas == config.additional_cas)
-                .then(|| p.clients.get(&instance.name).cloned())
+                && old_config.connection_timeout == config.connection_timeout
+                && old_config.read_timeout == config.read_timeout
+                && old_config.additional_cas == config.additional_cas)
+                .then(|| old_clients.get(&instance.name).cloned())
                 .flatten()
         });
         let client = match kept {
@@ -221,11 +237,5 @@ fn build(
         };
         clients.insert(instance.name.clone(), client);
     }
-    let routes = RouteTable::new(&config, namespace, metrics);
-    Ok(Snapshot {
-        fingerprint: config.fingerprint(),
-        config,
-        routes,
-        clients,
-    })
+    Ok(clients)
 }
