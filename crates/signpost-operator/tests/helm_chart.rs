@@ -619,6 +619,61 @@ fn two_instances_keep_their_default_instance() {
 }
 
 #[test]
+fn the_proxy_and_the_operator_read_the_rendered_values_tree() {
+    for file in CI {
+        let m = render(&[file], &[]);
+        let tree = m.values_tree();
+        let text = m.get("ConfigMap", "signpost-values")["data"]["values.yaml"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        // The operator: the values file, and the Secrets it names (read from the API).
+        let values = signpost_operator::values::Values::parse(&text, "/etc/signpost/values.yaml")
+            .unwrap_or_else(|e| panic!("{file}: the operator refuses the values: {e}"));
+        let refs = values.secret_refs(NAMESPACE);
+        let instances = tree["config"]["integration"]["destinationService"]["instances"]
+            .as_array()
+            .unwrap();
+        for i in instances {
+            if let Some(name) = i["serviceCredentials"]["secretName"].as_str() {
+                let ns = i["serviceCredentials"]["secretNamespace"]
+                    .as_str()
+                    .unwrap_or(NAMESPACE);
+                assert!(
+                    refs.contains(&(ns.to_owned(), name.to_owned())),
+                    "{file}: {refs:?}"
+                );
+            }
+        }
+
+        // The proxy, as the chart runs it: a service key per instance in --credentials-dir (the
+        // operator writes them). additionalCAs by secretName is left out here: the proxy does not
+        // take CAs from the credentials directory yet (docs/KUBERNETES.md, "Not yet").
+        let dir = tempfile::tempdir().unwrap();
+        for i in instances {
+            let key = json!({
+                "clientid": "sb-test", "clientsecret": "s",
+                "url": "https://auth.example.com", "uri": "https://destination.example.com"
+            });
+            let name = i["name"].as_str().unwrap();
+            std::fs::write(dir.path().join(format!("{name}.json")), key.to_string()).unwrap();
+        }
+        let mut proxy_tree = tree.clone();
+        proxy_tree.as_object_mut().unwrap().remove("additionalCAs");
+        let yaml = serde_norway::to_string(&proxy_tree).unwrap();
+        let source =
+            signpost_proxy::config::CredentialSource::CredentialsDir(dir.path().to_path_buf());
+        let cfg = signpost_proxy::config::parse(&yaml, "/etc/signpost/values.yaml", None, &source)
+            .unwrap_or_else(|e| panic!("{file}: the proxy refuses the values: {e}"));
+        assert_eq!(cfg.instances.len(), instances.len(), "{file}");
+        let default = &tree["config"]["integration"]["destinationService"]["defaultInstanceName"];
+        if let Some(name) = default.as_str().filter(|n| !n.is_empty()) {
+            assert_eq!(cfg.default_instance.as_deref(), Some(name), "{file}");
+        }
+    }
+}
+
+#[test]
 fn the_objects_fit_kubernetes_1_20_and_name_no_registry() {
     for file in CI {
         let m = render(&[file], &[]);

@@ -82,7 +82,10 @@ impl KubeTools {
         };
         let shared_tools = match std::env::var_os(SHARED_TOOLS_VAR) {
             Some(dir) if !dir.is_empty() => PathBuf::from(dir),
-            _ => workspace_root().join("../shared/tools"),
+            _ => {
+                let dir = workspace_root().join("../shared/tools");
+                dir.canonicalize().unwrap_or(dir)
+            }
         };
         KubeTools {
             bin: kube_dir.join("bin"),
