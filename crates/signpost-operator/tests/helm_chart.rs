@@ -14,12 +14,15 @@ use signpost_test_utils::kube::{workspace_root, ApiServer, KubeTools, Run};
 
 const RELEASE: &str = "signpost";
 const NAMESPACE: &str = "signpost";
-const CI: [&str; 4] = [
+const CI: [&str; 5] = [
     "defaults-values.yaml",
     "postgres-values.yaml",
     "sap-external-values.yaml",
+    "sap-full-tree-values.yaml",
     "two-instances-values.yaml",
 ];
+/// The registry of ci/sap-full-tree-values.yaml (deployment.image.registry).
+const USER_REGISTRY: &str = "registry.example.internal/";
 
 fn chart() -> PathBuf {
     workspace_root().join("deploy/helm/signpost")
@@ -595,6 +598,44 @@ fn sap_values_run_the_proxy_against_an_external_destination_service() {
 }
 
 #[test]
+fn sap_deployment_keys_apply_to_every_image_and_to_the_proxy() {
+    let m = render(&["sap-full-tree-values.yaml"], &[]);
+    for d in m.of_kind("Deployment") {
+        let pod = &d["spec"]["template"]["spec"];
+        assert_eq!(
+            pod["imagePullSecrets"],
+            json!([{ "name": "registry-credentials" }])
+        );
+        let c = &pod["containers"][0];
+        assert_eq!(c["imagePullPolicy"], "Always");
+        // SAP's repository and tag name SAP's images: not used.
+        let image = c["image"].as_str().unwrap();
+        assert!(
+            image.starts_with("registry.example.internal/signpost/") && image.ends_with(":0.1.0"),
+            "{image}"
+        );
+    }
+    assert_eq!(m.get("Deployment", "signpost-proxy")["spec"]["replicas"], 3);
+    for name in ["signpost-proxy", "signpost-operator"] {
+        assert_eq!(
+            env_of(m.container(name), "SIGNPOST_LOG"),
+            Some(json!("debug"))
+        );
+    }
+    // Accepted and passed on to the proxy and the operator as they are.
+    let tree = m.values_tree();
+    assert_eq!(
+        tree["config"]["security"]["communication"]["internal"]["certManager"]["issuerRef"]["kind"],
+        "ClusterIssuer"
+    );
+    assert_eq!(
+        tree["config"]["integration"]["serviceMesh"]["istio"]["istio-injection"],
+        "enabled"
+    );
+    assert_eq!(tree["config"]["manager"]["executionIntervalMinutes"], 5);
+}
+
+#[test]
 fn two_instances_keep_their_default_instance() {
     let m = render(&["two-instances-values.yaml"], &[]);
     let tree = m.values_tree();
@@ -706,6 +747,7 @@ fn the_objects_fit_kubernetes_1_20_and_name_no_registry() {
                 .unwrap()
             {
                 let image = c["image"].as_str().unwrap();
+                let image = image.strip_prefix(USER_REGISTRY).unwrap_or(image);
                 let (repo, tag) = image.rsplit_once(':').unwrap();
                 let first = repo.split('/').next().unwrap();
                 assert!(
