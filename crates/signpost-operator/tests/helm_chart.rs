@@ -892,6 +892,25 @@ fn the_chart_renders_the_one_crd_of_deploy_crds() {
     );
     let m = render(&[], &["crds.install=false"]);
     assert!(m.of_kind("CustomResourceDefinition").is_empty());
+
+    // `helm package` follows the symlink: the packaged chart carries the CRD itself.
+    let tools = KubeTools::find();
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().display().to_string();
+    let chart_dir = chart().display().to_string();
+    tools
+        .helm(&["package", &chart_dir, "--destination", &out_dir])
+        .expect_ok("helm package");
+    let tgz = dir.path().join("signpost-0.1.0.tgz").display().to_string();
+    let out = tools
+        .helm(&["template", RELEASE, &tgz, "--namespace", NAMESPACE])
+        .expect_ok("helm template of the package");
+    let packaged = Manifests(parse_yaml_docs(&out.stdout));
+    let crd = packaged.get(
+        "CustomResourceDefinition",
+        "destinations.destination.connectivity.api.sap",
+    );
+    assert_eq!(crd["spec"], committed["spec"]);
 }
 
 #[test]
