@@ -1171,6 +1171,135 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_dynamic_resource_gets_both_services_its_route_and_the_credentials() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = json!({"clientid": "c", "clientsecret": "s", "url": "https://uaa.example", "uri": "https://dest.example"});
+        let data =
+            base64::Engine::encode(&base64::engine::general_purpose::STANDARD, key.to_string());
+        let values = dir.path().join("values.yaml");
+        std::fs::write(
+            &values,
+            format!("config:\n  integration:\n    destinationService:\n      instances:\n        - name: main\n          serviceCredentials: {{secretData: {data}}}\n"),
+        )
+        .unwrap();
+        let (ctx, mut handle) = context();
+        let ctx = Arc::new(Context::new(
+            ctx.client.clone(),
+            "signpost".into(),
+            ctx.proxy_selector.clone(),
+            values,
+            None,
+            Recorder::new(
+                ctx.client.clone(),
+                kube::runtime::events::Reporter {
+                    controller: MANAGER.into(),
+                    instance: None,
+                },
+            ),
+            ctx.store.clone(),
+        ));
+        let d = resource("gw", json!({"destinationRef": {"name": "*"}}), &[FINALIZER]);
+        let echo = serde_json::to_value(&d).unwrap();
+        let server = tokio::spawn(async move {
+            // The service keys go to the credentials Secret first.
+            let (req, send) = expect(
+                &mut handle,
+                Method::PATCH,
+                "/api/v1/namespaces/signpost/secrets/signpost-proxy-credentials",
+            )
+            .await;
+            let secret = body_json(req).await;
+            let file = base64::Engine::decode(
+                &base64::engine::general_purpose::STANDARD,
+                secret["data"]["main.json"].as_str().unwrap(),
+            )
+            .unwrap();
+            assert_eq!(
+                serde_json::from_slice::<Value>(&file).unwrap()["clientid"],
+                "c"
+            );
+            send.send_response(answer(200, secret));
+            // The name is free (checked before and again right before the writes).
+            for _ in 0..2 {
+                for ns in ["team", "signpost"] {
+                    let (_, send) = expect(
+                        &mut handle,
+                        Method::GET,
+                        &format!("/api/v1/namespaces/{ns}/services/gw"),
+                    )
+                    .await;
+                    send.send_response(not_found());
+                }
+            }
+            // The proxy side: selects the proxy's pods, port 80 to its http port.
+            let (req, send) = expect(
+                &mut handle,
+                Method::PATCH,
+                "/api/v1/namespaces/signpost/services/gw",
+            )
+            .await;
+            let svc = body_json(req).await;
+            assert_eq!(svc["spec"]["selector"]["app"], "proxy");
+            assert_eq!(svc["spec"]["ports"][0]["port"], 80);
+            assert_eq!(svc["spec"]["ports"][0]["targetPort"], "http");
+            assert_eq!(svc["metadata"]["annotations"][OWNER_ANNOTATION], "team/gw");
+            send.send_response(answer(200, svc));
+            // The resource's side: an ExternalName to the first, owned by the resource.
+            let (req, send) = expect(
+                &mut handle,
+                Method::PATCH,
+                "/api/v1/namespaces/team/services/gw",
+            )
+            .await;
+            let svc = body_json(req).await;
+            assert_eq!(svc["spec"]["type"], "ExternalName");
+            assert_eq!(svc["spec"]["externalName"], "gw.signpost.svc.cluster.local");
+            assert_eq!(svc["metadata"]["ownerReferences"][0]["uid"], "u-1");
+            send.send_response(answer(200, svc));
+            let (req, send) = expect(
+                &mut handle,
+                Method::PATCH,
+                "/api/v1/namespaces/signpost/configmaps/signpost-proxy-routes",
+            )
+            .await;
+            let cm = body_json(req).await;
+            let routes: Value =
+                serde_norway::from_str(cm["data"]["destinations.yaml"].as_str().unwrap()).unwrap();
+            assert_eq!(routes["destinations"][0]["name"], "gw");
+            assert_eq!(routes["destinations"][0]["namespace"], "team");
+            assert_eq!(
+                routes["destinations"][0]["spec"]["destinationServiceInstanceName"],
+                "main"
+            );
+            send.send_response(answer(200, cm));
+            let (req, send) = expect(
+                &mut handle,
+                Method::PATCH,
+                "/apis/destination.connectivity.api.sap/v1/namespaces/team/destinations/gw/status",
+            )
+            .await;
+            let status = body_json(req).await;
+            assert_eq!(
+                status["status"]["conditions"][0]["reason"],
+                "ConfigurationSuccessful"
+            );
+            assert_eq!(status["status"]["conditions"][0]["status"], "True");
+            send.send_response(answer(200, echo));
+            let (req, send) = expect(
+                &mut handle,
+                Method::POST,
+                "/apis/events.k8s.io/v1/namespaces/team/events",
+            )
+            .await;
+            let event = body_json(req).await;
+            assert_eq!(event["type"], "Normal");
+            send.send_response(answer(201, event));
+        });
+        reconcile(Arc::new(d), ctx).await.unwrap();
+        server.await.unwrap();
+    }
+
+    #[tokio::test]
     async fn deleting_removes_only_the_operators_services_then_the_finalizer() {
         let (ctx, mut handle) = context();
         let mut d = resource(

@@ -1,8 +1,9 @@
 //! Leader election with a `coordination.k8s.io/v1` Lease, so that of several replicas only one
 //! writes. A replica takes the Lease when it is free or its holder let it expire, renews it every
-//! third of its duration, and stops leading (the process exits, to start over) when a renewal
-//! fails for longer than the duration. Every write is a `replace` with the Lease's
-//! `resourceVersion`: of two replicas racing for it, one write wins and the other gets a 409.
+//! third of its duration, and stops leading (the process exits, to start over) when renewals
+//! fail for two thirds of the duration, before another replica may take the Lease. Every write
+//! is a `replace` with the Lease's `resourceVersion`: of two replicas racing for it, one write
+//! wins and the other gets a 409.
 
 use std::time::Duration;
 
@@ -69,7 +70,9 @@ impl LeaseLock {
                 }
                 Err(e) => {
                     tracing::warn!(lease = LEASE_NAME, "cannot renew the Lease: {e}");
-                    if last_renewed.elapsed() >= self.duration {
+                    // Stop leading before another replica may take the Lease (a whole
+                    // duration after the last renewal), so that two never write at once.
+                    if last_renewed.elapsed() >= self.duration * 2 / 3 {
                         return;
                     }
                 }
