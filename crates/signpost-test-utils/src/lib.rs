@@ -7,8 +7,12 @@
 //! The same tests run on PostgreSQL (a database of a throwaway cluster, see [`pg`]) when
 //! `SIGNPOST_TEST_ENGINE=postgres` is set or when the test binary's name starts with
 //! `on_postgres` (`crates/signpost/tests/on_postgres.rs` includes the HTTP suites that way).
+//!
+//! [`kube`] runs the real `helm` and `kubectl` and a real Kubernetes API server for the chart's and
+//! the operator's tests.
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
+pub mod kube;
 pub mod nginx;
 pub mod oauth_peer;
 pub mod peers;
