@@ -152,11 +152,14 @@ impl Resolved {
             &config,
             previous.map(|p| (&p.config, &p.clients)),
         )?;
-        let credential_files = config
+        let mut credential_files: BTreeMap<String, String> = config
             .instances
             .iter()
             .map(|i| (format!("{}.json", i.name), i.service_key.0.to_string()))
             .collect();
+        if let Some(pem) = &config.additional_cas {
+            credential_files.insert(config::ADDITIONAL_CAS_FILE.to_owned(), pem.clone());
+        }
         Ok(Self {
             config,
             clients,

@@ -308,7 +308,8 @@ fn the_proxy_reads_its_files_and_has_no_token_and_no_rbac() {
                 "--admin-listen",
                 "0.0.0.0:9494",
                 "--namespace",
-                "$(POD_NAMESPACE)"
+                "$(POD_NAMESPACE)",
+                "--wait-for-config"
             ],
             "{file}"
         );

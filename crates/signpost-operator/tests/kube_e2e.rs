@@ -4,18 +4,16 @@
 //! the whole chain from a `Destination` resource to injected credentials.
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::{json, Value};
 use signpost_operator::crd::Destination;
+use signpost_test_utils::kube::ApiServer;
 use signpost_test_utils::TestApp;
 
 const OPS: &str = "signpost";
@@ -41,7 +39,7 @@ impl Drop for Operator {
 
 /// Starts the operator binary against `kube_api` with `values` in `dir`, plus `env`.
 fn spawn_operator(
-    kube_api: &support::KubeApi,
+    kube_api: &ApiServer,
     dir: &std::path::Path,
     tag: &str,
     env: &[(&str, &str)],
@@ -70,17 +68,61 @@ fn spawn_operator(
     }
 }
 
-/// Applies the CRD and makes the namespaces.
-async fn prepare(client: &kube::Client) {
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let crd: CustomResourceDefinition =
-        serde_json::from_value(signpost_operator::crd::crd()).unwrap();
-    crds.create(&PostParams::default(), &crd).await.unwrap();
+/// A client of the test's API server.
+async fn client_of(kube_api: &ApiServer) -> kube::Client {
+    let kc = kube::config::Kubeconfig::read_from(&kube_api.kubeconfig).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .unwrap();
+    kube::Client::try_from(config).unwrap()
+}
+
+/// Makes the namespaces, then applies what the Helm chart renders of the CRD and the
+/// operator's RBAC (the chart's own objects, as `helm install` would), and waits for the CRD.
+async fn prepare(kube_api: &ApiServer, client: &kube::Client) {
     let namespaces: Api<Namespace> = Api::all(client.clone());
     for ns in [OPS, "team", "other"] {
         let n: Namespace = serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap();
         namespaces.create(&PostParams::default(), &n).await.unwrap();
     }
+    let chart = signpost_test_utils::kube::workspace_root().join("deploy/helm/signpost");
+    let rendered = kube_api
+        .tools
+        .helm(&[
+            "template",
+            "sp",
+            chart.to_str().unwrap(),
+            "--namespace",
+            OPS,
+        ])
+        .expect_ok("helm template");
+    let wanted = [
+        "CustomResourceDefinition",
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Role",
+        "RoleBinding",
+    ];
+    let docs: Vec<String> = rendered
+        .stdout
+        .split("\n---")
+        .filter(|doc| {
+            let v: Value = serde_norway::from_str(doc).unwrap_or(Value::Null);
+            v["kind"].as_str().is_some_and(|k| wanted.contains(&k))
+        })
+        .map(str::to_owned)
+        .collect();
+    assert!(
+        docs.len() >= 5,
+        "CRD and RBAC in the chart: {}",
+        rendered.stdout
+    );
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), docs.join("\n---\n")).unwrap();
+    kube_api
+        .kubectl(&["apply", "-n", OPS, "-f", file.path().to_str().unwrap()])
+        .expect_ok("kubectl apply of the chart's CRD and RBAC");
     let dst: Api<Destination> = Api::namespaced(client.clone(), "team");
     wait_for(
         "the CRD",
@@ -186,19 +228,11 @@ fn secret(name: &str, data: &[(&str, &str)]) -> Secret {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn destinations_become_services_routes_and_credentials_on_a_real_api_server() {
-    let kube_api = support::KubeApi::start();
-    let client = kube_api.client().await;
+    let kube_api = ApiServer::start();
+    let client = client_of(&kube_api).await;
 
-    // The CRD as committed, then the namespaces.
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let crd: CustomResourceDefinition =
-        serde_json::from_value(signpost_operator::crd::crd()).unwrap();
-    crds.create(&PostParams::default(), &crd).await.unwrap();
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    for ns in [OPS, "team", "other"] {
-        let n: Namespace = serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap();
-        namespaces.create(&PostParams::default(), &n).await.unwrap();
-    }
+    // The chart's CRD and RBAC, then the namespaces.
+    prepare(&kube_api, &client).await;
     let dst_team: Api<Destination> = Api::namespaced(client.clone(), "team");
     // The CRD is served once established.
     wait_for(
@@ -265,6 +299,17 @@ async fn destinations_become_services_routes_and_credentials_on_a_real_api_serve
         .await
         .unwrap();
 
+    // Extra CAs for the Destination service's TLS, from a Secret: the operator hands their PEM
+    // to the proxy beside the service keys.
+    let ca = signpost_test_utils::pki::self_signed("extra-ca.example", 30);
+    secrets_ops
+        .create(
+            &PostParams::default(),
+            &secret("cas", &[("ca.pem", &ca.cert)]),
+        )
+        .await
+        .unwrap();
+
     // A Service that is not the operator's, in the way of a resource.
     let svc_team: Api<Service> = Api::namespaced(client.clone(), "team");
     let foreign: Service = serde_json::from_value(json!({
@@ -282,7 +327,7 @@ async fn destinations_become_services_routes_and_credentials_on_a_real_api_serve
     let values_path = dir.path().join("values.yaml");
     std::fs::write(
         &values_path,
-        "config:\n  manager: {executionIntervalMinutes: 1}\n  integration:\n    destinationService:\n      defaultInstanceName: main\n      instances:\n        - name: main\n          serviceCredentials: {secretName: dest-key, secretKey: key}\n        - name: second\n          serviceCredentials: {secretName: multi, secretNamespace: other}\n",
+        "config:\n  manager: {executionIntervalMinutes: 1}\n  integration:\n    destinationService:\n      defaultInstanceName: main\n      instances:\n        - name: main\n          serviceCredentials: {secretName: dest-key, secretKey: key}\n        - name: second\n          serviceCredentials: {secretName: multi, secretNamespace: other}\nadditionalCAs: {secretName: cas, secretKey: ca.pem}\n",
     )
     .unwrap();
 
@@ -536,6 +581,11 @@ async fn destinations_become_services_routes_and_credentials_on_a_real_api_serve
         second_file["clientid"], second["clientid"],
         "the multi-key secret, rebuilt"
     );
+    assert_eq!(
+        String::from_utf8(data["additionalCAs.pem"].0.clone()).unwrap(),
+        ca.cert,
+        "the additional CAs"
+    );
 
     // The proxy on what the operator wrote, as the kubelet would mount it.
     let routes_text = cms
@@ -566,6 +616,7 @@ async fn destinations_become_services_routes_and_credentials_on_a_real_api_serve
         reload_interval: Duration::from_millis(200),
         shutdown_grace: Duration::from_secs(1),
         workers: 1,
+        wait_for_config: false,
     };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let proxy = tokio::spawn(signpost_proxy::run(options, async move {
@@ -716,9 +767,9 @@ async fn destinations_become_services_routes_and_credentials_on_a_real_api_serve
 /// when it stops.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bootstrap_key_and_leader_election_on_a_real_api_server() {
-    let kube_api = support::KubeApi::start();
-    let client = kube_api.client().await;
-    prepare(&client).await;
+    let kube_api = ApiServer::start();
+    let client = client_of(&kube_api).await;
+    prepare(&kube_api, &client).await;
 
     let up = upstream().await;
     let app = TestApp::start().await;
@@ -748,7 +799,7 @@ async fn bootstrap_key_and_leader_election_on_a_real_api_server() {
             "SIGNPOST_BROKER_PASSWORD",
             signpost_test_utils::BROKER_PASSWORD,
         ),
-        ("SIGNPOST_OPERATOR_LEASE_SECONDS", "3"),
+        ("SIGNPOST_OPERATOR_LEASE_SECONDS", "6"),
     ];
     let first = spawn_operator(&kube_api, dir.path(), "a", &env);
     let leases: Api<k8s_openapi::api::coordination::v1::Lease> =

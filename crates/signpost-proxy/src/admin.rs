@@ -15,6 +15,23 @@ use crate::state::Shared;
 /// How long `/readyz` waits for a token.
 const TOKEN_WAIT: Duration = Duration::from_secs(5);
 
+/// The admin port while the proxy waits for its configuration (`--wait-for-config`): alive, not
+/// ready, and why.
+pub fn waiting(path: &str, reason: &str) -> Response<ProxyBody> {
+    match path {
+        "/healthz" => text(StatusCode::OK, "text/plain; charset=utf-8", "ok\n".into()),
+        "/readyz" | "/status" => json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &json!({"ready": false, "configuration": {"loaded": false, "error": reason}}),
+        ),
+        _ => text(
+            StatusCode::NOT_FOUND,
+            "text/plain; charset=utf-8",
+            "not found\n".into(),
+        ),
+    }
+}
+
 pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<ProxyBody> {
     match req.uri().path() {
         "/healthz" => text(StatusCode::OK, "text/plain; charset=utf-8", "ok\n".into()),

@@ -52,6 +52,9 @@ use sha2::{Digest, Sha256};
 use crate::secrets::{is_dns_label, FetchedSecrets, SecretError, SecretReader, SecretsDir};
 
 const DS: &str = "config.integration.destinationService";
+/// The file of `--credentials-dir` that holds the PEM of `additionalCAs.secretName` (the
+/// operator writes it beside the `<instance>.json` service keys).
+pub const ADDITIONAL_CAS_FILE: &str = "additionalCAs.pem";
 const CP: &str = "config.integration.connectivityProxy";
 
 /// The whole configuration, validated.
@@ -956,10 +959,25 @@ fn parse_additional_cas(
             let key = secret_key.ok_or_else(|| {
                 ConfigError::new(join(path, "secretKey"), "is required with secretName")
             })?;
+            if let CredentialSource::CredentialsDir(dir) = source {
+                // The operator resolves the secret and writes its PEM beside the service keys.
+                let file = dir.join(ADDITIONAL_CAS_FILE);
+                let pem = fs::read_to_string(&file).map_err(|e| {
+                    ConfigError::new(
+                        path,
+                        format!(
+                            "with --credentials-dir the CAs are read from {} (the operator writes it): {e}",
+                            file.display()
+                        ),
+                    )
+                })?;
+                check(&pem, path, &format!("{}", file.display()))?;
+                return Ok(Some(pem));
+            }
             let Some((secrets, namespace)) = source.secrets() else {
                 return Err(ConfigError::new(
                     path,
-                    "needs --secrets-dir (or additionalCAs.pem)",
+                    "needs --secrets-dir or --credentials-dir (or additionalCAs.pem)",
                 ));
             };
             let ns = secret_namespace.unwrap_or(namespace);

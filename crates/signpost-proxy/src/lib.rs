@@ -26,6 +26,7 @@ pub mod workers;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -48,25 +49,19 @@ pub struct Options {
     pub shutdown_grace: Duration,
     /// Worker threads of the data plane (at least one).
     pub workers: usize,
+    /// When the configuration does not load at start (on Kubernetes: the operator has not yet
+    /// written the routes and credentials that are mounted), wait for it instead of exiting:
+    /// the admin port answers `/healthz` 200 and `/readyz` 503 with the reason meanwhile.
+    pub wait_for_config: bool,
 }
 
-/// Loads the configuration (failing fast), opens the listeners, serves until SIGTERM or SIGINT
+/// Loads the configuration (failing fast, unless `wait_for_config`), opens the listeners, serves until SIGTERM or SIGINT
 /// (or `stop`), and drains.
 pub async fn run(
     options: Options,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let shared = Shared::load(
-        Sources {
-            config: options.config.clone(),
-            routes: options.routes.clone(),
-            credentials: options.credentials.clone(),
-            namespace: options.namespace.clone(),
-        },
-        options.allow_private_networks,
-        options.workers.max(1),
-    )
-    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let shared = load(&options).await?;
     let listener = TcpListener::bind(options.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", options.listen))?;
@@ -121,4 +116,73 @@ pub async fn run(
     shared.tcp.close();
     let _ = admin_task.await;
     Ok(())
+}
+
+/// The configuration, loaded; with `wait_for_config` tried again every reload interval while a
+/// small admin server says why the proxy is not ready.
+async fn load(options: &Options) -> anyhow::Result<Arc<Shared>> {
+    let attempt = || {
+        Shared::load(
+            Sources {
+                config: options.config.clone(),
+                routes: options.routes.clone(),
+                credentials: options.credentials.clone(),
+                namespace: options.namespace.clone(),
+            },
+            options.allow_private_networks,
+            options.workers.max(1),
+        )
+    };
+    let first = match attempt() {
+        Ok(shared) => return Ok(shared),
+        Err(e) if !options.wait_for_config => return Err(anyhow::anyhow!("{e}")),
+        Err(e) => e.to_string(),
+    };
+    tracing::warn!("waiting for the configuration: {first}");
+    let reason = Arc::new(std::sync::RwLock::new(first));
+    let admin = TcpListener::bind(options.admin_listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", options.admin_listen))?;
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let waiting = {
+        let reason = reason.clone();
+        let handler = move |req: hyper::Request<hyper::body::Incoming>, _peer| {
+            let reason = reason
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone();
+            Box::pin(async move { admin::waiting(req.uri().path(), &reason) })
+                as server::ResponseFuture
+        };
+        tokio::spawn(server::serve(
+            admin,
+            handler,
+            async move {
+                let _ = stop_rx.await;
+            },
+            Duration::from_millis(100),
+            "admin",
+            None,
+        ))
+    };
+    let shared = loop {
+        tokio::time::sleep(options.reload_interval).await;
+        match attempt() {
+            Ok(shared) => break shared,
+            Err(e) => {
+                let text = e.to_string();
+                let mut current = reason
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if *current != text {
+                    tracing::warn!("waiting for the configuration: {text}");
+                    *current = text;
+                }
+            }
+        }
+    };
+    tracing::info!("configuration loaded");
+    let _ = stop_tx.send(());
+    let _ = waiting.await;
+    Ok(shared)
 }

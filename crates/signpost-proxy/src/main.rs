@@ -68,6 +68,11 @@ struct Cli {
     /// (default: one per core).
     #[arg(long, env = "SIGNPOST_PROXY_WORKERS", value_parser = clap::value_parser!(u16).range(1..=256))]
     workers: Option<u16>,
+    /// When the configuration does not load at start, wait for it (the admin port answers
+    /// /readyz 503 with the reason) instead of exiting: for files that another process writes,
+    /// such as the operator's routes and credentials mounted on Kubernetes.
+    #[arg(long, env = "SIGNPOST_PROXY_WAIT_FOR_CONFIG")]
+    wait_for_config: bool,
     /// Log format: text or json.
     #[arg(long, default_value = "text", env = "SIGNPOST_LOG_FORMAT")]
     log_format: String,
@@ -106,6 +111,7 @@ fn main() -> std::process::ExitCode {
         workers: cli
             .workers
             .map_or_else(signpost_proxy::workers::default_count, usize::from),
+        wait_for_config: cli.wait_for_config,
     };
     // The control plane (accept loop, admin port, reloads, TCP routes); requests run on the
     // workers' own runtimes.

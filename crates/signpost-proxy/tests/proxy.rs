@@ -1129,3 +1129,76 @@ async fn slow_targets_time_out() {
         .expect("the proxy ends a stalled body");
     assert!(body.is_err(), "a body cut short is an error: {body:?}");
 }
+
+/// `--wait-for-config`: started before the operator wrote its files (the routes and the service
+/// keys mounted on Kubernetes), the proxy is alive but not ready and says why, then serves as
+/// soon as the files are there. Without the flag it refuses to start.
+#[tokio::test]
+async fn waits_for_files_another_process_writes() {
+    let echo = EchoServer::start().await;
+    let (_app, t) = signpost(
+        None,
+        vec![http_dest(
+            "later",
+            &format!("{}/later", echo.url()),
+            json!({}),
+        )],
+    )
+    .await;
+    let config = values("", "", "");
+    let creds = tempfile::tempdir().unwrap();
+    let routes = creds.path().join("routes.yaml");
+    let dir = creds.path().to_str().unwrap().to_owned();
+    let routes_arg = routes.to_str().unwrap().to_owned();
+    let args = [
+        "--credentials-dir",
+        dir.as_str(),
+        "--routes",
+        routes_arg.as_str(),
+        "--allow-private-networks",
+    ];
+
+    // Without the flag: exit code 2 and the reason.
+    let mut refused = Proxy::start_failing(&config, &args).await;
+    let status = refused.wait(Duration::from_secs(10)).await.expect("exits");
+    assert_eq!(status.code(), Some(2), "{}", refused.log());
+    assert!(refused.log().contains("routes.yaml"), "{}", refused.log());
+
+    let mut with = args.to_vec();
+    with.push("--wait-for-config");
+    let proxy = Proxy::start(&config, &with).await;
+    let (status, body) = proxy.admin_json("/readyz").await;
+    assert_eq!(status, 503);
+    assert_eq!(body["configuration"]["loaded"], false);
+    assert!(
+        body["configuration"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("routes.yaml"),
+        "{body}"
+    );
+    // The operator writes the routes, then the service key.
+    std::fs::write(
+        &routes,
+        format!("destinations:\n{}", route("later", "later")),
+    )
+    .unwrap();
+    std::fs::write(creds.path().join("dest.json"), t.key.to_string()).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    // The data port opens once the configuration is loaded.
+    loop {
+        if let Ok(res) = proxy.req(Method::GET, "later.default", "/x").send().await {
+            let status = res.status();
+            let v: Value = res.json().await.unwrap_or(Value::Null);
+            if status == 200 {
+                assert_eq!(v["path"], "/later/x");
+                break;
+            }
+        }
+        assert!(std::time::Instant::now() < deadline, "{}", proxy.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!proxy
+        .log()
+        .contains(t.key["clientsecret"].as_str().unwrap()));
+}

@@ -51,7 +51,36 @@ impl Proxy {
         Self::start_in_env(dir, args, env).await
     }
 
+    /// Starts the binary without waiting for it: for a start that is to fail.
+    pub async fn start_failing(config: &str, args: &[&str]) -> Proxy {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(Self::config_path(dir.path()), config).unwrap();
+        Self::spawn_in_env(dir, args, &[])
+    }
+
     async fn start_in_env(dir: tempfile::TempDir, args: &[&str], env: &[(&str, &str)]) -> Proxy {
+        let mut proxy = Self::spawn_in_env(dir, args, env);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = proxy.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("signpost-proxy exited with {status}: {}", proxy.log());
+            }
+            if let Ok(r) = proxy.client.get(proxy.admin_url("/healthz")).send().await {
+                if r.status() == 200 {
+                    break;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the proxy did not start: {}",
+                proxy.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        proxy
+    }
+
+    fn spawn_in_env(dir: tempfile::TempDir, args: &[&str], env: &[(&str, &str)]) -> Proxy {
         let port = free_port();
         let admin = free_port();
         let log = std::fs::File::create(dir.path().join("proxy.log")).unwrap();
@@ -77,7 +106,7 @@ impl Proxy {
             .stderr(log)
             .spawn()
             .unwrap();
-        let mut proxy = Proxy {
+        Proxy {
             port,
             admin,
             dir,
@@ -86,25 +115,7 @@ impl Proxy {
                 .timeout(Duration::from_secs(60))
                 .build()
                 .unwrap(),
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = proxy.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("signpost-proxy exited with {status}: {}", proxy.log());
-            }
-            if let Ok(r) = proxy.client.get(proxy.admin_url("/healthz")).send().await {
-                if r.status() == 200 {
-                    break;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the proxy did not start: {}",
-                proxy.log()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        proxy
     }
 
     pub fn log(&self) -> String {
