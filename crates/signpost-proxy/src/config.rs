@@ -2076,8 +2076,18 @@ destinations:
             err(&values(
                 "additionalCAs: { secretName: cas, secretKey: ca.crt }\n"
             )),
-            "additionalCAs: needs --secrets-dir (or additionalCAs.pem)"
+            "additionalCAs: needs --secrets-dir or --credentials-dir (or additionalCAs.pem)"
         );
+        // With --credentials-dir the PEM is the operator's file beside the service keys.
+        let dir = tempfile::tempdir().unwrap();
+        let with_cas = values("additionalCAs: { secretName: cas, secretKey: ca.crt }\n");
+        let source = CredentialSource::CredentialsDir(dir.path().to_path_buf());
+        let missing = err_with(&with_cas, &source);
+        assert!(missing.contains(ADDITIONAL_CAS_FILE), "{missing}");
+        let pem = "-----BEGIN CERTIFICATE-----\nAA\n-----END CERTIFICATE-----\n";
+        std::fs::write(dir.path().join(ADDITIONAL_CAS_FILE), pem).unwrap();
+        let cfg = parse(&with_cas, "values.yaml", None, &source).unwrap();
+        assert_eq!(cfg.additional_cas.as_deref(), Some(pem));
         assert_eq!(
             ok(&values(
                 "additionalCAs: { secretName: '', secretKey: '' }\n"
