@@ -2085,7 +2085,7 @@ destinations:
         let missing = err_with(&with_cas, &source);
         assert!(missing.contains(ADDITIONAL_CAS_FILE), "{missing}");
         let pem = "-----BEGIN CERTIFICATE-----\nAA\n-----END CERTIFICATE-----\n";
-        std::fs::write(dir.path().join(ADDITIONAL_CAS_FILE), pem).unwrap();
+        fs::write(dir.path().join(ADDITIONAL_CAS_FILE), pem).unwrap();
         let cfg = parse(&with_cas, "values.yaml", None, &source).unwrap();
         assert_eq!(cfg.additional_cas.as_deref(), Some(pem));
         assert_eq!(
