@@ -48,6 +48,7 @@ use utoipa::{Modify, OpenApi};
         crate::signpost_routes::ca,
         crate::signpost_routes::list,
         crate::signpost_routes::details,
+        crate::signpost_routes::check,
         crate::signpost_routes::signing_keys,
         crate::signpost_routes::rotate_signing_key,
         crate::signpost_routes::audit,

@@ -1,5 +1,5 @@
-//! Signpost's own endpoints under `/signpost/v1`: the certificate details view, the CA, the
-//! token signing keys and the audit log (platform credentials).
+//! Signpost's own endpoints under `/signpost/v1`: the certificate details view, the CA, check
+//! connection, the token signing keys and the audit log (platform credentials).
 
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -18,6 +18,10 @@ pub fn routes() -> Routes {
         .route("/signpost/v1/ca.pem", get(ca))
         .route("/signpost/v1/certificates/{level}", get(list))
         .route("/signpost/v1/certificates/{level}/{name}", get(details))
+        .route(
+            "/signpost/v1/destinations/{level}/{name}/check",
+            post(check),
+        )
         .route("/signpost/v1/signing-keys", get(signing_keys))
         .route("/signpost/v1/signing-keys/rotate", post(rotate_signing_key))
         .route("/signpost/v1/audit", get(audit))
@@ -80,6 +84,21 @@ async fn details(
 ) -> Result<Response, ApiError> {
     let level = level(&lvl)?;
     Ok(Json(state.core.certificate_details(&who, level, &name).await?).into_response())
+}
+
+/// `POST /signpost/v1/destinations/{level}/{name}/check`: check connection (docs/API.md).
+#[utoipa::path(post, path = "/signpost/v1/destinations/{level}/{name}/check", tag = "signpost", security(("bearer" = [])),
+    params(("level" = String, Path, description = "subaccount or instance"), ("name" = String, Path)),
+    responses((status = 200, description = "`{name, level, target, ok, steps: [{step: token|dns|tcp|tls|http, ok, ms, error?, ...}]}`: the destination resolved as a find does, then its URL called step by step"),
+        (status = 401, body = signpost_wire::ErrorBody), (status = 404, body = signpost_wire::ErrorBody),
+        (status = 422, description = "Not an HTTP destination reached over the Internet", body = signpost_wire::ErrorBody)))]
+async fn check(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    Path((lvl, name)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let level = level(&lvl)?;
+    Ok(Json(state.core.check_destination(&who, level, &name).await?).into_response())
 }
 
 #[utoipa::path(get, path = "/signpost/v1/signing-keys", tag = "signpost", security(("broker" = [])),

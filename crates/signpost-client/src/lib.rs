@@ -718,6 +718,21 @@ impl TenantClient {
             .map(|(found, _)| found)
     }
 
+    /// `POST /signpost/v1/destinations/{level}/{name}/check`: check connection, the report of
+    /// each step (token, DNS, TCP, TLS, HTTP).
+    pub async fn check_destination(&self, level: Level, name: &str) -> Result<Value> {
+        let url = self.url(&[
+            "signpost",
+            "v1",
+            "destinations",
+            level.as_str(),
+            name,
+            "check",
+        ]);
+        let (_, bytes) = self.request(Method::POST, url.clone(), None).await?;
+        json_of(Side::DestinationService, &url, &bytes)
+    }
+
     /// `GET /signpost/v1/certificates/{level}/{name}`: the details view.
     pub async fn certificate_details(&self, level: Level, name: &str) -> Result<Value> {
         let url = self.url(&["signpost", "v1", "certificates", level.as_str(), name]);

@@ -227,7 +227,7 @@ fn prop<'a>(config: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
         .filter(|s| !s.is_empty())
 }
 
-fn certificate_item(cert: &StoredEntity) -> Result<CertificateItem> {
+pub(crate) fn certificate_item(cert: &StoredEntity) -> Result<CertificateItem> {
     let body = body_json(cert)?;
     Ok(CertificateItem {
         name: cert.name.clone(),

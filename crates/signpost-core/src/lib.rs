@@ -7,6 +7,7 @@ pub mod audit;
 mod broker;
 mod ca;
 mod certificates;
+mod check;
 mod entities;
 mod epoch_map;
 mod error;
@@ -20,6 +21,7 @@ pub use audit::AuditPage;
 pub use broker::{
     BindOutcome, BrokerError, BrokerResult, ProvisionOutcome, CATALOG_PLAN_ID, CATALOG_SERVICE_ID,
 };
+pub use check::CheckReport;
 pub use entities::{DeleteSummary, ListMode, ListResult, WriteResult};
 pub use error::{Error, Result};
 pub use find::{FindOptions, FindResult};

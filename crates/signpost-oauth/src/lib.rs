@@ -6,6 +6,7 @@ mod cache;
 pub mod cpu;
 mod flows;
 mod net;
+pub mod probe;
 pub mod saml;
 mod saml_params;
 mod user_token;

@@ -482,6 +482,14 @@ impl Tenant {
     }
 
     /// A GET of any path of the server (e.g. `/signpost/v1/...`) with the bearer token.
+    /// A request to `path` below the server's root (not below `/destination-configuration`),
+    /// with the tenant's token.
+    pub fn req_abs(&self, method: Method, path: &str) -> RequestBuilder {
+        self.client
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+    }
+
     pub async fn get_abs(&self, path: &str) -> Response {
         self.client
             .get(format!("{}{path}", self.base))

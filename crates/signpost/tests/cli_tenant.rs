@@ -423,3 +423,47 @@ async fn tenant_verbs_report_bad_input() {
     cli.run(&["dest", "list", "--service-key", &gone])
         .fails(1, &format!("cannot reach the token service at {base}"));
 }
+
+/// `signpost dest check`: a checklist of the steps, exit code 1 when one fails, `-o json` the
+/// API's report.
+#[tokio::test(flavor = "multi_thread")]
+async fn dest_check_prints_the_steps_and_fails_with_them() {
+    let dir = TempDir::new().unwrap();
+    let server = ServerProcess::start(
+        ServerOptions::new(&dir.path().join("data")).arg("--allow-private-networks"),
+    )
+    .await;
+    server.provision("inst", "sub", json!({})).await;
+    let key = server.bind("inst", "key1").await;
+    let cli = Cli::new();
+    let key_file = cli.file("key.json", &serde_json::to_string_pretty(&key).unwrap());
+    cli.run(&["login", "--service-key", &key_file]).ok();
+    let dests = json!([
+        {"Name": "self", "Type": "HTTP", "URL": server.url("/healthz"), "ProxyType": "Internet", "Authentication": "NoAuthentication"},
+        {"Name": "closed", "Type": "HTTP", "URL": format!("http://127.0.0.1:{}/", free_port()), "ProxyType": "Internet", "Authentication": "NoAuthentication"},
+    ]);
+    let file = cli.file("dests.json", &dests.to_string());
+    cli.run(&["dest", "create", "-f", &file]).ok();
+
+    let out = cli.run(&["dest", "check", "self"]);
+    let text = out.ok();
+    assert!(text.contains("Check of self (subaccount level)"), "{text}");
+    for step in ["token", "dns", "tcp", "http"] {
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("ok") && l.contains(step)),
+            "{step}: {text}"
+        );
+    }
+    assert!(text.contains("HEAD 200"), "{text}");
+
+    let out = cli.run(&["dest", "check", "closed"]);
+    assert!(out.stdout.contains("FAILED"), "{}", out.stdout);
+    out.fails(1, "the check of 'closed' failed");
+    let json_out = cli.run(&["dest", "check", "closed", "-o", "json"]);
+    let report: Value = serde_json::from_str(json_out.stdout.trim()).unwrap();
+    assert_eq!(report["ok"], false);
+    assert_eq!(report["steps"][2]["step"], "tcp");
+    assert_eq!(report["steps"][2]["ok"], false);
+    cli.run(&["dest", "check", "ghost"]).fails(1, "404");
+}

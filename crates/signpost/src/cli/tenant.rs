@@ -101,6 +101,16 @@ pub enum DestVerb {
         #[arg(long, value_name = "JWT")]
         user_token: Option<SecretString>,
     },
+    /// Check connection: resolve the destination of the level as a find does (tokens
+    /// included), then call its URL with the credentials, step by step (token, DNS, TCP, TLS,
+    /// HTTP). Exits with 1 when a step fails.
+    #[command(after_help = "Examples:
+  signpost dest check my-backend
+  signpost dest check my-backend --level instance -o json")]
+    Check {
+        /// The destination's name.
+        name: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -357,6 +367,16 @@ pub async fn dest(args: DestArgs) -> anyhow::Result<()> {
         DestVerb::Create { file } => Crud::Create(file),
         DestVerb::Update { file } => Crud::Update(file),
         DestVerb::Delete { name } => Crud::Delete(name),
+        DestVerb::Check { name } => {
+            let client = target::tenant(args.common.service_key.as_deref()).await?;
+            let level: Level = args.common.level.into();
+            let report = client.check_destination(level, name).await?;
+            output::render(&args.common.out, &report, || check_table(&report))?;
+            if report["ok"] != Value::Bool(true) {
+                anyhow::bail!("the check of '{name}' failed");
+            }
+            return Ok(());
+        }
         DestVerb::Find {
             name,
             fragment,
@@ -374,6 +394,58 @@ pub async fn dest(args: DestArgs) -> anyhow::Result<()> {
         }
     };
     crud(&args.common, Kind::Destination, verb, COLUMNS).await
+}
+
+/// The check's report as a checklist: one row per step.
+fn check_table(report: &Value) -> String {
+    let rows: Vec<Vec<String>> = report["steps"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|s| {
+            let detail = match s["step"].as_str() {
+                Some("dns") => s["addresses"]
+                    .as_array()
+                    .map(|a| a.iter().map(output::cell).collect::<Vec<_>>().join(", "))
+                    .unwrap_or_default(),
+                Some("tcp") => output::cell(&s["address"]),
+                Some("tls") => format!(
+                    "{} {}",
+                    output::cell(&s["protocol"]),
+                    output::cell(&s["certificate"]["subject"])
+                )
+                .trim()
+                .to_owned(),
+                Some("http") => format!(
+                    "{} {}",
+                    output::cell(&s["method"]),
+                    output::cell(&s["status"])
+                )
+                .trim()
+                .to_owned(),
+                Some("token") => output::cell(&s["authentication"]),
+                _ => String::new(),
+            };
+            vec![
+                if s["ok"] == Value::Bool(true) {
+                    "ok"
+                } else {
+                    "FAILED"
+                }
+                .to_owned(),
+                output::cell(&s["step"]),
+                format!("{} ms", output::cell(&s["ms"])),
+                s["error"].as_str().map_or(detail, str::to_owned),
+            ]
+        })
+        .collect();
+    format!(
+        "Check of {} ({} level) at {}\n\n{}",
+        output::cell(&report["name"]),
+        output::cell(&report["level"]),
+        output::cell(&report["target"]),
+        output::table(&["", "STEP", "TIME", "DETAIL"], &rows)
+    )
 }
 
 fn find_table(value: &Value, show_secrets: bool) -> String {
