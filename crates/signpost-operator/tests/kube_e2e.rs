@@ -256,6 +256,7 @@ async fn destinations_become_services_routes_and_credentials_on_a_real_api_serve
                  "Authentication": "BasicAuthentication", "User": "alice", "Password": "wonderland-secret"},
                 {"Name": "loop", "Type": "HTTP", "URL": "http://localhost:9/x", "ProxyType": "Internet", "Authentication": "NoAuthentication"},
                 {"Name": "rfc", "Type": "RFC", "URL": "https://example.org", "ProxyType": "Internet", "Authentication": "NoAuthentication"},
+                {"Name": "db", "Type": "TCP", "Address": "tcp://db.example:5432", "ProxyType": "Internet"},
             ]}}}),
         )
         .await;
@@ -344,6 +345,7 @@ async fn destinations_become_services_routes_and_credentials_on_a_real_api_serve
 
     // The resources of SAP's examples, and the failing kinds.
     let params = PostParams::default();
+    let tcp_port = free_port();
     for (name, spec) in [
         ("orders", json!({"destinationRef": {"name": "orders"}})),
         ("gateway", json!({"destinationRef": {"name": "*"}})),
@@ -374,6 +376,11 @@ async fn destinations_become_services_routes_and_credentials_on_a_real_api_serve
             "bad-instance",
             json!({"destinationRef": {"name": "orders"}, "destinationServiceInstanceName": "nope"}),
         ),
+        // A TCP destination: its Service forwards the port to the proxy's listener of that port.
+        (
+            "db",
+            json!({"destinationRef": {"name": "db"}, "service": {"port": tcp_port}}),
+        ),
     ] {
         dst_team
             .create(&params, &destination(name, spec))
@@ -388,6 +395,7 @@ async fn destinations_become_services_routes_and_credentials_on_a_real_api_serve
 
     let expect = [
         ("orders", "ConfigurationSuccessful"),
+        ("db", "ConfigurationSuccessful"),
         ("gateway", "ConfigurationSuccessful"),
         ("with-frag", "ConfigurationSuccessful"),
         ("optional-frag", "ConfigurationSuccessful"),
@@ -505,6 +513,21 @@ async fn destinations_become_services_routes_and_credentials_on_a_real_api_serve
             .port,
         8080
     );
+    let tcp = svc_ops
+        .get("db")
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+        .ports
+        .unwrap()[0]
+        .clone();
+    assert_eq!(tcp.name.as_deref(), Some("tcp"));
+    assert_eq!(i32::from(tcp_port), tcp.port);
+    assert_eq!(
+        tcp.target_port,
+        Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(i32::from(tcp_port)))
+    );
     assert!(
         svc_ops.get_opt("missing").await.unwrap().is_none(),
         "no Service for a failing resource"
@@ -560,6 +583,7 @@ async fn destinations_become_services_routes_and_credentials_on_a_real_api_serve
     };
     let want_routes = vec![
         "other/billing",
+        "team/db",
         "team/gateway",
         "team/optional-frag",
         "team/orders",
