@@ -78,7 +78,15 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(1);
         }
     };
-    match runtime.block_on(start(args)) {
+    // A configuration that cannot work stops the operator with exit code 2 (as the proxy's).
+    let checked = match check(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("signpost-operator: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(start(args, checked)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("signpost-operator: {e:#}");
@@ -87,33 +95,46 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-async fn start(args: Args) -> anyhow::Result<()> {
+/// What the flags say, checked before anything connects.
+struct Checked {
+    proxy_selector: std::collections::BTreeMap<String, String>,
+    bootstrap: Option<Bootstrap>,
+}
+
+fn check(args: &Args) -> Result<Checked, String> {
     let proxy_selector = signpost_operator::parse_selector(&args.proxy_selector)
-        .map_err(|e| anyhow::anyhow!("--proxy-selector: {e}"))?;
+        .map_err(|e| format!("--proxy-selector: {e}"))?;
     // Fail fast on an unreadable or malformed values file.
     let text = std::fs::read_to_string(&args.config)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", args.config.display()))?;
-    signpost_operator::values::Values::parse(&text, &args.config.display().to_string())?;
-    let bootstrap = match args.bootstrap_url {
+        .map_err(|e| format!("{}: {e}", args.config.display()))?;
+    signpost_operator::values::Values::parse(&text, &args.config.display().to_string())
+        .map_err(|e| e.to_string())?;
+    let bootstrap = match &args.bootstrap_url {
         Some(url) => {
-            let user = std::env::var("SIGNPOST_BROKER_USER").map_err(|_| {
-                anyhow::anyhow!(
-                    "--bootstrap-url needs SIGNPOST_BROKER_USER and SIGNPOST_BROKER_PASSWORD"
-                )
-            })?;
-            let password = std::env::var("SIGNPOST_BROKER_PASSWORD").map_err(|_| {
-                anyhow::anyhow!(
-                    "--bootstrap-url needs SIGNPOST_BROKER_USER and SIGNPOST_BROKER_PASSWORD"
-                )
-            })?;
+            let need = || {
+                "--bootstrap-url needs SIGNPOST_BROKER_USER and SIGNPOST_BROKER_PASSWORD".to_owned()
+            };
+            let user = std::env::var("SIGNPOST_BROKER_USER").map_err(|_| need())?;
+            let password = std::env::var("SIGNPOST_BROKER_PASSWORD").map_err(|_| need())?;
             Some(Bootstrap {
-                url,
+                url: url.clone(),
                 user,
                 password: password.into(),
             })
         }
         None => None,
     };
+    Ok(Checked {
+        proxy_selector,
+        bootstrap,
+    })
+}
+
+async fn start(args: Args, checked: Checked) -> anyhow::Result<()> {
+    let Checked {
+        proxy_selector,
+        bootstrap,
+    } = checked;
     let config = kube::Config::infer().await?;
     let namespace = args
         .namespace
