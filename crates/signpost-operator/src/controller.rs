@@ -112,8 +112,9 @@ impl std::fmt::Debug for Context {
 
 #[derive(Default)]
 struct State {
-    /// The values file's text when last read.
+    /// The values file's text when last read, and what it parsed to (or why it did not).
     values_text: Option<String>,
+    values: Option<Result<Values, ConfigError>>,
     resolved: Option<Result<Arc<Resolved>, ConfigError>>,
     resolved_at: Option<Instant>,
     /// Set when a referenced Secret or the values changed.
@@ -165,22 +166,39 @@ impl Context {
 
     /// The Secrets the current values reference.
     pub async fn secret_refs(&self) -> BTreeSet<(String, String)> {
-        let text = self.state.lock().await.values_text.clone();
-        text.and_then(|t| Values::parse(&t, "values").ok())
-            .map(|v| v.secret_refs(&self.namespace))
-            .unwrap_or_default()
+        match &self.state.lock().await.values {
+            Some(Ok(v)) => v.secret_refs(&self.namespace),
+            _ => BTreeSet::new(),
+        }
     }
 
-    /// Reads the values file again; true when it changed.
+    /// Reads the values file again; true when it changed (the configuration is then resolved
+    /// again before the next check).
     pub async fn reread_values(&self) -> bool {
-        let text = tokio::fs::read_to_string(&self.values_path).await.ok();
+        let file = self.values_path.display().to_string();
+        let read = tokio::fs::read_to_string(&self.values_path).await;
         let mut state = self.state.lock().await;
-        if text.is_some() && state.values_text != text {
+        let (text, parsed) = match read {
+            Ok(text) => {
+                let parsed = Values::parse(&text, &file);
+                (Some(text), parsed)
+            }
+            // Unreadable: the last text is kept, so that a later read of it counts as a change.
+            Err(e) => (
+                state.values_text.clone(),
+                Err(ConfigError {
+                    path: file,
+                    message: format!("cannot read: {e}"),
+                }),
+            ),
+        };
+        let changed = state.values.is_none() || state.values_text != text;
+        if changed {
             state.values_text = text;
+            state.values = Some(parsed);
             state.dirty = true;
-            return true;
         }
-        false
+        changed
     }
 
     /// The resolved configuration, resolved again when stale or older than `max_age`. Secrets
@@ -197,20 +215,20 @@ impl Context {
                 return Ok(r.clone());
             }
         }
-        let file = self.values_path.display().to_string();
-        let text = match tokio::fs::read_to_string(&self.values_path).await {
-            Ok(t) => t,
-            Err(e) => {
+        if state.values.is_none() {
+            drop(state);
+            self.reread_values().await;
+            state = self.state.lock().await;
+        }
+        let values = match state.values.clone() {
+            Some(Ok(v)) => v,
+            Some(Err(e)) => return Ok(Err(e)),
+            None => {
                 return Ok(Err(ConfigError {
-                    path: file,
-                    message: format!("cannot read: {e}"),
+                    path: self.values_path.display().to_string(),
+                    message: "not read yet".into(),
                 }))
             }
-        };
-        state.values_text = Some(text.clone());
-        let values = match Values::parse(&text, &file) {
-            Ok(v) => v,
-            Err(e) => return Ok(Err(e)),
         };
         let mut fetched = Vec::new();
         for (ns, name) in values.secret_refs(&self.namespace) {
@@ -261,11 +279,10 @@ impl Context {
     }
 
     fn interval(&self, state: &State) -> Duration {
-        state
-            .values_text
-            .as_deref()
-            .and_then(|t| Values::parse(t, "values").ok())
-            .map_or(Duration::from_secs(180), |v| v.execution_interval())
+        match &state.values {
+            Some(Ok(v)) => v.execution_interval(),
+            _ => Duration::from_secs(180),
+        }
     }
 
     /// Resolves the values now (writing the credentials Secret), so that the proxy finds its
@@ -613,9 +630,6 @@ async fn check(d: &Destination, ctx: &Context) -> Result<(Checked, Option<String
             ))
         }
     };
-    if let Some(taken) = foreign_service(d, ctx).await? {
-        return Ok((Checked::Verdict(taken, None), Some(instance)));
-    }
     if d.is_dynamic() {
         let port = custom_port.unwrap_or(HTTP_PORT);
         return Ok((
@@ -831,8 +845,9 @@ fn resource_exists(ctx: &Context, owner: &str) -> bool {
         .is_some()
 }
 
-/// Makes the Services of a resource that passed. A Service of that name that appeared since
-/// the check is not taken over: the answer is then the name-taken verdict.
+/// Makes the Services of a resource that passed; a Service of that name that is not the
+/// operator's (in either namespace) is never taken over: the answer is then the name-taken
+/// verdict. Checked here, right before the writes, not earlier in the checks.
 async fn ensure_services(
     d: &Destination,
     ctx: &Context,
@@ -1219,17 +1234,15 @@ mod tests {
                 "c"
             );
             send.send_response(answer(200, secret));
-            // The name is free (checked before and again right before the writes).
-            for _ in 0..2 {
-                for ns in ["team", "signpost"] {
-                    let (_, send) = expect(
-                        &mut handle,
-                        Method::GET,
-                        &format!("/api/v1/namespaces/{ns}/services/gw"),
-                    )
-                    .await;
-                    send.send_response(not_found());
-                }
+            // The name is free (checked right before the writes).
+            for ns in ["team", "signpost"] {
+                let (_, send) = expect(
+                    &mut handle,
+                    Method::GET,
+                    &format!("/api/v1/namespaces/{ns}/services/gw"),
+                )
+                .await;
+                send.send_response(not_found());
             }
             // The proxy side: selects the proxy's pods, port 80 to its http port.
             let (req, send) = expect(

@@ -140,11 +140,14 @@ pub async fn run(
                     meta.metadata.namespace.clone().unwrap_or_default(),
                     meta.metadata.name.clone().unwrap_or_default(),
                 );
+                if !ctx.secret_refs().await.contains(&key) {
+                    continue;
+                }
                 let version = meta.metadata.resource_version.clone().unwrap_or_default();
-                // The first sight of a Secret (the watch's initial list) is no change: the
-                // values were resolved with it already.
+                // The first sight of a referenced Secret (the watch's initial list, or a Secret
+                // the values newly name, which resolves them again anyway) is no change.
                 let changed = matches!(seen.insert(key.clone(), version.clone()), Some(before) if before != version);
-                if changed && ctx.secret_refs().await.contains(&key) {
+                if changed {
                     tracing::info!(secret = %format!("{}/{}", key.0, key.1), "referenced Secret changed: checking every resource");
                     ctx.invalidate().await;
                     if tx.unbounded_send(()).is_err() {

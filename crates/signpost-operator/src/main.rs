@@ -154,28 +154,5 @@ async fn start(args: Args, checked: Checked) -> anyhow::Result<()> {
         lease_duration: Duration::from_secs(args.lease_seconds),
         reload_interval: Duration::from_millis(args.reload_interval_ms.max(100)),
     };
-    signpost_operator::run(client, options, shutdown()).await
-}
-
-async fn shutdown() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
-    }
+    signpost_operator::run(client, options, signpost_proxy::server::shutdown_signal()).await
 }

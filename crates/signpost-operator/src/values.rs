@@ -178,27 +178,19 @@ impl Resolved {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
-        match named.filter(|n| !n.is_empty()) {
-            Some(name) => self
-                .config
-                .instances
-                .iter()
-                .find(|i| i.name == name)
-                .map(|i| i.name.as_str())
-                .ok_or_else(|| {
-                    format!(
-                        "Destination service instance '{name}' is not configured (configured: {})",
-                        names()
-                    )
-                }),
-            None => match (&self.config.default_instance, self.config.instances.as_slice()) {
-                (Some(default), _) => Ok(default.as_str()),
-                (None, [only]) => Ok(only.name.as_str()),
-                (None, _) => Err(format!(
-                    "destinationServiceInstanceName is required: there are several Destination service instances ({}) and no defaultInstanceName",
-                    names()
-                )),
-            },
+        let chosen = self.config.instance_for(named.filter(|n| !n.is_empty()));
+        let configured =
+            chosen.and_then(|name| self.config.instances.iter().find(|i| i.name == name));
+        match (chosen, configured) {
+            (_, Some(instance)) => Ok(instance.name.as_str()),
+            (Some(name), None) => Err(format!(
+                "Destination service instance '{name}' is not configured (configured: {})",
+                names()
+            )),
+            (None, None) => Err(format!(
+                "destinationServiceInstanceName is required: there are several Destination service instances ({}) and no defaultInstanceName",
+                names()
+            )),
         }
     }
 }

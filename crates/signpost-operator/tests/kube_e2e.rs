@@ -14,7 +14,7 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::{json, Value};
 use signpost_operator::crd::Destination;
 use signpost_test_utils::kube::ApiServer;
-use signpost_test_utils::TestApp;
+use signpost_test_utils::{free_port, TestApp};
 
 const OPS: &str = "signpost";
 
@@ -131,14 +131,6 @@ async fn prepare(kube_api: &ApiServer, client: &kube::Client) {
         String::new,
     )
     .await;
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// An upstream on 127.0.0.2 (loopback, but not one of the literal hosts SAP's check refuses)

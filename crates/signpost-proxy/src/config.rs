@@ -151,14 +151,7 @@ impl Route {
     /// The Destination service instance this route uses: the spec's
     /// `destinationServiceInstanceName`, else `defaultInstanceName`, else the only instance.
     pub fn instance_name<'a>(&'a self, cfg: &'a ProxyConfig) -> Option<&'a str> {
-        self.spec
-            .destination_service_instance_name
-            .as_deref()
-            .or(cfg.default_instance.as_deref())
-            .or(match cfg.instances.as_slice() {
-                [only] => Some(only.name.as_str()),
-                _ => None,
-            })
+        cfg.instance_for(self.spec.destination_service_instance_name.as_deref())
     }
 }
 
@@ -502,6 +495,18 @@ pub fn parse(
 }
 
 impl ProxyConfig {
+    /// The Destination service instance a `Destination` spec uses: its
+    /// `destinationServiceInstanceName` (`named`), else `defaultInstanceName`, else the only
+    /// instance; `None` when none of these applies. A named instance is not checked here.
+    pub fn instance_for<'a>(&'a self, named: Option<&'a str>) -> Option<&'a str> {
+        named
+            .or(self.default_instance.as_deref())
+            .or(match self.instances.as_slice() {
+                [only] => Some(only.name.as_str()),
+                _ => None,
+            })
+    }
+
     /// SHA-256 over a canonical serialisation of everything, secrets included: equal fingerprints
     /// mean equal configurations. Compare it; never print it next to anything.
     pub fn fingerprint(&self) -> [u8; 32] {

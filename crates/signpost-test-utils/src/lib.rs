@@ -449,6 +449,15 @@ impl Drop for TestApp {
     }
 }
 
+/// A TCP port on 127.0.0.1 that was free a moment ago (closed at once: for a listener the test
+/// starts next, or a port that should refuse connections).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port on 127.0.0.1")
+}
+
 /// The OSB provisioning body for a subaccount and configuration JSON.
 pub fn provision_body(subaccount: &str, parameters: Value) -> Value {
     json!({

@@ -7,7 +7,7 @@
 use base64::Engine as _;
 use reqwest::Method;
 use serde_json::{json, Value};
-use signpost_test_utils::{status_json, Tenant, TestApp, TestOptions};
+use signpost_test_utils::{free_port, status_json, Tenant, TestApp, TestOptions};
 
 fn http_dest(name: &str, url: &str) -> Value {
     json!({"Name": name, "Type": "HTTP", "URL": url, "ProxyType": "Internet", "Authentication": "NoAuthentication"})
@@ -32,14 +32,6 @@ fn step<'a>(report: &'a Value, name: &str) -> &'a Value {
         .iter()
         .find(|s| s["step"] == name)
         .unwrap_or_else(|| panic!("no step {name}: {report}"))
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 #[tokio::test]
