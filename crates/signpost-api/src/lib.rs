@@ -18,6 +18,7 @@ mod saml;
 mod signpost_routes;
 pub mod tls;
 mod token;
+pub mod web;
 
 use std::sync::Arc;
 
@@ -94,6 +95,7 @@ pub fn route_paths(state: &AppState) -> Vec<&'static str> {
 pub fn router(state: AppState) -> Router {
     routes(&state)
         .into_router()
+        .merge(web::router())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "No such endpoint") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

@@ -52,6 +52,8 @@ use utoipa::{Modify, OpenApi};
         crate::signpost_routes::signing_keys,
         crate::signpost_routes::rotate_signing_key,
         crate::signpost_routes::audit,
+        crate::signpost_routes::instances,
+        crate::signpost_routes::instance_token,
     ),
     modifiers(&Security, &Collections)
 )]

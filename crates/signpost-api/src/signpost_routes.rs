@@ -25,6 +25,54 @@ pub fn routes() -> Routes {
         .route("/signpost/v1/signing-keys", get(signing_keys))
         .route("/signpost/v1/signing-keys/rotate", post(rotate_signing_key))
         .route("/signpost/v1/audit", get(audit))
+        .route("/signpost/v1/instances", get(instances))
+        .route("/signpost/v1/instances/{id}/token", post(instance_token))
+}
+
+/// The broker credentials of the editor's platform sign-in. Unlike [`Platform`], the 401 has no
+/// `WWW-Authenticate` challenge, so that a browser shows the editor's message, not its own dialog.
+fn quiet_platform(state: &AppState, headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
+    if crate::broker::broker_authorized(state, headers) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "Broker credentials (HTTP Basic) are missing or wrong",
+        ))
+    }
+}
+
+/// `GET /signpost/v1/instances`: every service instance with its subaccount and number of
+/// service keys (broker credentials), for the editor's platform sign-in.
+#[utoipa::path(get, path = "/signpost/v1/instances", tag = "signpost", security(("broker" = [])),
+    responses((status = 200, description = "`[{instanceId, subaccountId, subdomain, bindings}]`, by subaccount and instance"), (status = 401, body = signpost_wire::ErrorBody)))]
+async fn instances(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+) -> Result<Response, ApiError> {
+    quiet_platform(&state, &headers)?;
+    Ok(Json(state.core.platform_instances().await?).into_response())
+}
+
+/// `POST /signpost/v1/instances/{id}/token`: a token of the instance (as its oldest service key
+/// would get) for the holder of the broker credentials; the editor's platform sign-in.
+#[utoipa::path(post, path = "/signpost/v1/instances/{id}/token", tag = "signpost", security(("broker" = [])),
+    params(("id" = String, Path, description = "The service instance id")),
+    responses((status = 200, description = "The token endpoint's answer: `{access_token, token_type, expires_in, scope, jti}`"),
+        (status = 401, body = signpost_wire::ErrorBody), (status = 404, body = signpost_wire::ErrorBody),
+        (status = 409, description = "The instance has no service key", body = signpost_wire::ErrorBody)))]
+async fn instance_token(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    quiet_platform(&state, &headers)?;
+    let token = state.core.platform_token(&id).await?;
+    Ok((
+        [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))],
+        Json(token),
+    )
+        .into_response())
 }
 
 fn level(s: &str) -> Result<Level, ApiError> {

@@ -27,7 +27,7 @@ pub use error::{Error, Result};
 pub use find::{FindOptions, FindResult};
 pub use signpost_oauth::{parse_trusted_issuers, FlowHeaders, OAuthConfig, TrustedIssuer};
 pub use tokens::{
-    KeyState, Principal, Rotation, SigningKeyInfo, TokenError, TokenResponse,
+    KeyState, PlatformInstance, Principal, Rotation, SigningKeyInfo, TokenError, TokenResponse,
     UNKNOWN_KID_RELOAD_EVERY,
 };
 

@@ -83,6 +83,16 @@ impl std::fmt::Debug for TokenResponse {
     }
 }
 
+/// An instance as the editor's platform sign-in lists it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlatformInstance {
+    pub instance_id: String,
+    pub subaccount_id: String,
+    pub subdomain: Option<String>,
+    pub bindings: usize,
+}
+
 /// Who is calling: established from a verified bearer token of a live binding.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
@@ -644,6 +654,65 @@ impl Signpost {
         }
         self.token_for_binding(client_id, &binding.instance_id, zid)
             .await
+    }
+
+    /// The instances a platform operator can sign in to from the editor, with their subaccount
+    /// and number of bindings (the caller holds the broker credentials; the API checks them).
+    pub async fn platform_instances(&self) -> Result<Vec<PlatformInstance>> {
+        let store = self.store();
+        let subdomains: std::collections::BTreeMap<String, String> = store
+            .list_subaccounts()
+            .await?
+            .into_iter()
+            .map(|s| (s.id, s.subdomain))
+            .collect();
+        let mut out = Vec::new();
+        for i in store.list_instances().await? {
+            let bindings = store.list_bindings(&i.id).await?.len();
+            out.push(PlatformInstance {
+                subdomain: subdomains.get(&i.subaccount_id).cloned(),
+                instance_id: i.id,
+                subaccount_id: i.subaccount_id,
+                bindings,
+            });
+        }
+        out.sort_by(|a, b| {
+            (&a.subaccount_id, &a.instance_id).cmp(&(&b.subaccount_id, &b.instance_id))
+        });
+        Ok(out)
+    }
+
+    /// A token of `instance_id` for a platform operator (the editor's sign-in with broker
+    /// credentials): issued for the instance's oldest binding, so that it is revoked with it;
+    /// an audit event with actor `broker`. 404 for an unknown instance, 409 without a binding.
+    pub async fn platform_token(&self, instance_id: &str) -> Result<TokenResponse> {
+        let store = self.store();
+        let entry = Entry::broker("issue", "token").instance(instance_id);
+        let Some(instance) = store.get_instance(instance_id).await? else {
+            return Err(Error::NotFound(format!(
+                "The service instance '{instance_id}' does not exist"
+            )));
+        };
+        let entry = entry.subaccount(instance.subaccount_id.as_str());
+        let binding = store
+            .list_bindings(instance_id)
+            .await?
+            .into_iter()
+            .min_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        let result = match binding {
+            None => Err(Error::Conflict(format!(
+                "The service instance '{instance_id}' has no service key; create one first (signpost key create)"
+            ))),
+            Some(b) => self
+                .sign_for(&b.client_id, &instance)
+                .await
+                .map_err(|_| Error::Internal("the token could not be signed".into())),
+        };
+        let entry = match &result {
+            Ok(t) => entry.name(t.jti.as_str()),
+            Err(_) => entry,
+        };
+        self.audited(entry, 200, result).await
     }
 
     /// A token for a binding. `zid` (the `x-zid` header SAP's clients send for tenant tokens)

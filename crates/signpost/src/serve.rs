@@ -487,7 +487,10 @@ fn print_first_run(url: &str, key: &Path) {
     println!(
         "Signpost is running at {url}
 A default instance and its service key were created: {key}
-Create and find a destination (copy and paste):
+
+Open the Destinations editor at {url}/ and sign in with that service key (paste or drop the file).
+
+Or create and find a destination (copy and paste):
 
   TOKEN=$(python3 -c 'import json,urllib.request,urllib.parse;k=json.load(open(\"{key}\"));print(json.load(urllib.request.urlopen(k[\"url\"]+\"/oauth/token\",urllib.parse.urlencode({{\"grant_type\":\"client_credentials\",\"client_id\":k[\"clientid\"],\"client_secret\":k[\"clientsecret\"]}}).encode()))[\"access_token\"])')
   curl -s -X POST {url}/destination-configuration/v1/subaccountDestinations -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/json' -d '{{\"Name\":\"hello\",\"Type\":\"HTTP\",\"URL\":\"https://example.org\",\"Authentication\":\"NoAuthentication\"}}'

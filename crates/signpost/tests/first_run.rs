@@ -21,6 +21,19 @@ async fn first_start_makes_a_default_service_key() {
     );
     let out = server.stdout();
     assert!(out.contains(&server.url("")), "{out}");
+    // The editor's URL, and the editor answers there.
+    let editor = format!("{}/", server.url(""));
+    assert!(
+        out.contains(&format!("Destinations editor at {editor}")),
+        "{out}"
+    );
+    let page = support::http_client().get(&editor).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .contains("script-src 'self'"));
+    assert!(page.text().await.unwrap().contains("/ui/app.js"));
     assert!(
         out.contains("default-service-key.json") && out.contains("curl"),
         "{out}"
