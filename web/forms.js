@@ -228,7 +228,10 @@ export function entityForm(container, kind, entity, mode) {
     showError(message) {
       formError.textContent = '';
       const keys = [...inputs.keys()].sort((a, b) => b.length - a.length);
-      const key = keys.find((k) => message.startsWith(`${k} `) || message.includes(`'${k}'`) || message.includes(`"${k}"`) || message.includes(` ${k} `));
+      // "Invalid destination 'x': URL must ..." names the field after the colon.
+      const tail = message.includes(': ') ? message.slice(message.indexOf(': ') + 2) : message;
+      const key = keys.find((k) => tail.startsWith(`${k} `) || tail.includes(`'${k}'`) || tail.includes(`"${k}"`))
+        || keys.find((k) => message.includes(` ${k} `));
       const f = key && inputs.get(key);
       if (f && f.error !== formError) {
         f.error.textContent = message;
