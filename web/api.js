@@ -24,10 +24,12 @@ export function sessionLabel() { return session.label; }
 /** Called with `true`/`false` when the session starts or ends. */
 export function onSession(fn) { session.listeners.add(fn); }
 
+/** Takes a token answer; a session that starts here is announced to the listeners. */
 function adopt(answer, label, renew) {
   if (!answer || typeof answer.access_token !== 'string') {
     throw new ApiError(0, 'The token service answered without an access token');
   }
+  const starts = session.token === null;
   session.token = answer.access_token;
   session.label = label;
   session.renew = renew;
@@ -35,6 +37,7 @@ function adopt(answer, label, renew) {
   // Renew at four fifths of the token's life (at least 5 s from now).
   const life = Number(answer.expires_in) || 3600;
   session.timer = setTimeout(renewNow, Math.max(5, life * 0.8) * 1000);
+  if (starts) for (const fn of session.listeners) fn(true);
 }
 
 async function renewNow() {
@@ -100,7 +103,6 @@ export async function signInWithKey(key) {
   const renew = () => tokenRequest(form);
   const answer = await renew();
   adopt(answer, `service key of instance ${key.instanceid || key.identityzone || ''}`.trim(), renew);
-  for (const fn of session.listeners) fn(true);
 }
 
 function basic(user, password) {
@@ -134,7 +136,6 @@ export async function signInWithBroker(user, password, instance) {
   };
   const answer = await renew();
   adopt(answer, `instance ${instance.instanceId} of subaccount ${instance.subdomain || instance.subaccountId}`, renew);
-  for (const fn of session.listeners) fn(true);
 }
 
 /**

@@ -131,14 +131,18 @@ export async function listView(main, kind, level) {
   }
 
   async function remove(name) {
+    const path = `${collection(level, kind)}/${encodeURIComponent(name)}`;
+    let current;
+    try { current = await request('GET', path); } catch (e) { toast(e.message, 'bad'); return; }
     if (!await confirmDialog(`Delete ${noun}`, `Delete the ${noun} “${name}” on ${level} level? This cannot be undone.`)) return;
     try {
-      // The ETag just read makes the delete fail if someone changed it meanwhile.
-      const current = await request('GET', `${collection(level, kind)}/${encodeURIComponent(name)}`);
-      await request('DELETE', `${collection(level, kind)}/${encodeURIComponent(name)}`, { headers: current.etag ? { 'If-Match': current.etag } : {} });
+      // The ETag read before the confirmation: a change made meanwhile is a 412, nothing deleted.
+      await request('DELETE', path, { headers: current.etag ? { 'If-Match': current.etag } : {} });
       toast(`Deleted ${noun} ${name}`);
-      await load();
-    } catch (e) { toast(e.message, 'bad'); }
+    } catch (e) {
+      toast(e instanceof ApiError && e.status === 412 ? `The ${noun} ${name} changed meanwhile and was not deleted; the list is reloaded` : e.message, 'bad');
+    }
+    await load();
   }
 
   async function check(name) {

@@ -111,7 +111,6 @@ export function entityForm(container, kind, entity, mode) {
       else values[key] = input.value;
       clearError(key);
     });
-    input.addEventListener('change', () => { values[key] = input.value === '' && secret && secrets[key] !== undefined ? KEEP : input.value; });
     const f = field(required ? `${key} (required)` : key, input, HINTS[key]);
     inputs.set(key, f);
     return f.wrap;

@@ -53,18 +53,9 @@ pub const CONTENT_SECURITY_POLICY: &str =
 /// The editor's routes. They are not part of the API's route list (nor of its OpenAPI document).
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route(
-            "/",
-            get(|h: HeaderMap| async move { file("index.html", &h) }),
-        )
-        .route(
-            "/ui",
-            get(|h: HeaderMap| async move { file("index.html", &h) }),
-        )
-        .route(
-            "/ui/",
-            get(|h: HeaderMap| async move { file("index.html", &h) }),
-        )
+        .route("/", get(index))
+        .route("/ui", get(index))
+        .route("/ui/", get(index))
         .route(
             "/ui/{*path}",
             get(|Path(path): Path<String>, h: HeaderMap| async move {
@@ -79,9 +70,18 @@ pub fn router() -> Router<AppState> {
         )
 }
 
-/// The entity tag of a file: a hash of its content, fixed for the binary's life.
+async fn index(headers: HeaderMap) -> Response {
+    file("index.html", &headers)
+}
+
+/// The entity tag of each file (in the order of [`FILES`]): a hash of its content, computed once.
+fn etags() -> &'static [String] {
+    static TAGS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    TAGS.get_or_init(|| FILES.iter().map(|(_, _, content)| etag(content)).collect())
+}
+
+/// FNV-1a of the content: a change detector for embedded files, not a security measure.
 fn etag(content: &str) -> String {
-    // FNV-1a: a change detector for embedded files, not a security measure.
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in content.as_bytes() {
         h ^= u64::from(*b);
@@ -91,10 +91,11 @@ fn etag(content: &str) -> String {
 }
 
 fn file(name: &str, headers: &HeaderMap) -> Response {
-    let Some((_, media, content)) = FILES.iter().find(|(n, _, _)| *n == name) else {
+    let Some(i) = FILES.iter().position(|(n, _, _)| *n == name) else {
         return ApiError::new(StatusCode::NOT_FOUND, "No such file of the editor").into_response();
     };
-    let tag = etag(content);
+    let (_, media, content) = FILES[i];
+    let tag = etags()[i].as_str();
     let fresh = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
@@ -102,10 +103,10 @@ fn file(name: &str, headers: &HeaderMap) -> Response {
     let mut res = if fresh {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
-        ([(header::CONTENT_TYPE, *media)], *content).into_response()
+        ([(header::CONTENT_TYPE, media)], content).into_response()
     };
     let h = res.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&tag) {
+    if let Ok(v) = HeaderValue::from_str(tag) {
         h.insert(header::ETAG, v);
     }
     for (k, v) in [

@@ -1,6 +1,6 @@
 //! The server side of the Destinations editor: its files at `/` and `/ui/...` with the
 //! security headers, and the platform sign-in (`/signpost/v1/instances`, `.../{id}/token`)
-//! with its bad inputs; the 401 has no Basic challenge, so that a browser shows no dialog. The browser tests are in `editor.rs`.
+//! with its bad inputs; the 401 has no Basic challenge, so that a browser shows no dialog.
 #![allow(clippy::unwrap_used)]
 
 use reqwest::Method;
