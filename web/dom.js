@@ -56,7 +56,10 @@ export function select(options, value, attrs = {}) {
 /** Shows a short message at the bottom right; `kind` 'bad' for failures. */
 export function toast(message, kind = 'ok') {
   const t = h('div', { class: `toast ${kind}`, role: kind === 'bad' ? 'alert' : 'status' }, message);
-  document.getElementById('toasts').append(t);
+  const box = document.getElementById('toasts');
+  box.append(t);
+  // The latest few only: a burst of actions does not bury the page.
+  while (box.children.length > 3) box.firstElementChild.remove();
   setTimeout(() => t.remove(), kind === 'bad' ? 8000 : 4000);
 }
 
@@ -71,7 +74,7 @@ export function modal(title, { side = false, onclose } = {}) {
   const dialog = h('dialog', { class: side ? 'side' : '', 'aria-labelledby': titleId });
   const close = () => dialog.close();
   dialog.append(h('div', { class: 'head' }, h('h2', { id: titleId }, title),
-    h('button', { type: 'button', 'aria-label': 'Close', onclick: close }, '✕')), body, foot);
+    h('button', { type: 'button', 'aria-label': 'Close dialog', onclick: close }, '✕')), body, foot);
   dialog.addEventListener('close', () => { dialog.remove(); if (onclose) onclose(); });
   document.body.append(dialog);
   dialog.showModal();
@@ -113,7 +116,12 @@ export function download(filename, text, type = 'application/json') {
 /** A drop zone that also opens a file picker: calls `onfile(File)`. */
 export function dropZone(text, accept, onfile) {
   const input = h('input', { type: 'file', accept, hidden: true, 'aria-label': text });
-  input.addEventListener('change', () => { if (input.files[0]) onfile(input.files[0]); });
+  input.addEventListener('change', () => {
+    const f = input.files[0];
+    // Cleared, so that choosing the same file again is a change too.
+    input.value = '';
+    if (f) onfile(f);
+  });
   const zone = h('div', { class: 'drop' }, text, ' ',
     h('button', { type: 'button', onclick: () => input.click() }, 'Choose a file…'), input);
   zone.addEventListener('dragover', (e) => { e.preventDefault(); zone.classList.add('over'); });

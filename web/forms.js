@@ -176,8 +176,10 @@ export function entityForm(container, kind, entity, mode) {
       const typeField = field('Type', type);
       inputs.set('Type', typeField);
       const desc = h('input', { type: 'text', value: values.Description || '' });
-      desc.addEventListener('input', () => { values.Description = desc.value; });
+      desc.dataset.key = 'Description';
+      desc.addEventListener('input', () => { values.Description = desc.value; clearError('Description'); });
       const descField = field('Description', desc);
+      inputs.set('Description', descField);
       parts.push(h('div', { class: 'grid2' }, typeField.wrap, descField.wrap));
       const auths = TYPE_FIELDS[values.Type].auth;
       if (auths) {

@@ -167,13 +167,14 @@ pub(crate) fn generation(value: &Value) -> Result<Generation> {
 }
 
 /// The stored body of a generated certificate, with what renewal needs under `$signpost`.
+/// `renewed` is the time of the automatic renewal that made it (`None` when first generated).
 fn generated_body(
     name: &str,
     gen: &GenerateRequest,
     auto_renew: bool,
     file: &[u8],
-    not_before: OffsetDateTime,
-    not_after: OffsetDateTime,
+    (not_before, not_after): (OffsetDateTime, OffsetDateTime),
+    renewed: Option<OffsetDateTime>,
 ) -> Vec<u8> {
     let ty = match gen.format {
         OutputFormat::Pem => "PEM",
@@ -195,7 +196,7 @@ fn generated_body(
         json!({
             "origin": "generated",
             "automaticRenewal": auto_renew,
-            "lastRenewal": rfc3339(now()),
+            "lastRenewal": renewed.map(rfc3339),
             "notBefore": not_before.unix_timestamp(),
             "notAfter": not_after.unix_timestamp(),
             "request": {
@@ -275,8 +276,8 @@ impl Signpost {
                 &request,
                 auto_renew,
                 &out.file_bytes,
-                out.not_before,
-                out.not_after,
+                (out.not_before, out.not_after),
+                None,
             );
             Ok((name, body))
         })
@@ -428,8 +429,8 @@ impl Signpost {
                     &request,
                     true,
                     &out.file_bytes,
-                    out.not_before,
-                    out.not_after,
+                    (out.not_before, out.not_after),
+                    Some(at),
                 ))
             })
             .await

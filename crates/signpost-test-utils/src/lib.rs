@@ -14,6 +14,7 @@
 
 pub mod kube;
 pub mod nginx;
+pub mod npm;
 pub mod oauth_peer;
 pub mod peers;
 pub mod pg;

@@ -14,9 +14,7 @@
 //! let seen = peer.requests().await;
 //! ```
 
-use std::fs;
 use std::io::{BufRead, BufReader, Read};
-use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::Duration;
 
@@ -39,11 +37,13 @@ impl OAuthPeer {
     /// Installs the npm package if needed, starts the server and waits until it is ready.
     /// Panics with a clear message when node or npm is missing or the server does not start.
     pub async fn start() -> OAuthPeer {
-        let dir = server_dir();
+        let dir = crate::npm::e2e_dir("oauth-server");
         let ensure_dir = dir.clone();
-        tokio::task::spawn_blocking(move || ensure_node_modules(&ensure_dir))
-            .await
-            .expect("npm install task panicked");
+        tokio::task::spawn_blocking(move || {
+            crate::npm::ensure_installed(&ensure_dir, "the OAuth test server in e2e/oauth-server")
+        })
+        .await
+        .expect("npm install task panicked");
 
         let mut child = Command::new("node")
             .arg("server.mjs")
@@ -228,86 +228,4 @@ impl Drop for OAuthPeer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// `<workspace>/e2e/oauth-server`.
-fn server_dir() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let root = root.canonicalize().unwrap_or(root);
-    root.join("e2e").join("oauth-server")
-}
-
-/// The `oauth2-mock-server` version `package.json` pins.
-fn pinned_version(dir: &Path) -> String {
-    let text = fs::read_to_string(dir.join("package.json"))
-        .unwrap_or_else(|e| panic!("cannot read {}/package.json: {e}", dir.display()));
-    let pkg: Value = serde_json::from_str(&text).expect("package.json is not JSON");
-    pkg["dependencies"]["oauth2-mock-server"]
-        .as_str()
-        .expect("package.json does not pin oauth2-mock-server")
-        .to_owned()
-}
-
-fn installed_version(dir: &Path) -> Option<String> {
-    let text = fs::read_to_string(dir.join("node_modules/oauth2-mock-server/package.json")).ok()?;
-    let pkg: Value = serde_json::from_str(&text).ok()?;
-    pkg["version"].as_str().map(str::to_owned)
-}
-
-/// Fails (does not skip) when a tool is missing.
-fn require(tool: &str) {
-    match Command::new(tool).arg("--version").output() {
-        Ok(out) if out.status.success() => {}
-        Ok(out) => panic!(
-            "`{tool} --version` failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ),
-        Err(e) => panic!(
-            "`{tool}` is needed for the OAuth test server in e2e/oauth-server ({e}); install \
-             Node.js 18.12+ and npm"
-        ),
-    }
-}
-
-/// Runs `npm ci` in `dir` unless `node_modules` already holds the pinned version. An exclusive
-/// lock on `dir/.npm-ci.lock` (released by the OS even if a test process dies) makes test
-/// processes running in parallel install once.
-fn ensure_node_modules(dir: &Path) {
-    require("node");
-    let want = pinned_version(dir);
-    if installed_version(dir).as_deref() == Some(want.as_str()) {
-        return;
-    }
-    require("npm");
-    let lock_path = dir.join(".npm-ci.lock");
-    let lock = fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .unwrap_or_else(|e| panic!("cannot open {}: {e}", lock_path.display()));
-    lock.lock()
-        .unwrap_or_else(|e| panic!("cannot lock {}: {e}", lock_path.display()));
-    if installed_version(dir).as_deref() != Some(want.as_str()) {
-        let out = Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
-            .current_dir(dir)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run `npm ci` in {}: {e}", dir.display()));
-        assert!(
-            out.status.success(),
-            "`npm ci` in {} failed:\n{}\n{}",
-            dir.display(),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let _ = lock.unlock();
-    assert_eq!(
-        installed_version(dir).as_deref(),
-        Some(want.as_str()),
-        "`npm ci` in {} did not install oauth2-mock-server {want}",
-        dir.display()
-    );
 }

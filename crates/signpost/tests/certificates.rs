@@ -5,7 +5,7 @@
 use std::process::Command;
 
 use base64::Engine as _;
-use serde_json::json;
+use serde_json::{json, Value};
 use signpost_test_utils::{pki, status_json, TestApp};
 
 #[tokio::test]
@@ -509,6 +509,13 @@ async fn generated_certificates_come_from_the_ca_and_renew() {
         201
     );
     let (_, before) = status_json(t.get("/v1/destinations/uses-gen").await).await;
+    // Never renewed yet.
+    let (_, d) = status_json(
+        t.get_abs("/signpost/v1/certificates/subaccount/gen.pem")
+            .await,
+    )
+    .await;
+    assert_eq!(d["lastRenewal"], Value::Null, "{d}");
     // Renewal with an injected clock: nothing is due now; at two thirds of the life it is.
     let now = time::OffsetDateTime::now_utc();
     assert_eq!(app.core.renew_due_certificates(now).await.unwrap(), 0);
@@ -529,6 +536,13 @@ async fn generated_certificates_come_from_the_ca_and_renew() {
         .as_str()
         .unwrap();
     assert_ne!(renewed_serial, serial);
+    assert!(
+        d["lastRenewal"]
+            .as_str()
+            .unwrap()
+            .starts_with(&(now + time::Duration::days(21)).date().to_string()),
+        "{d}"
+    );
     assert_eq!(d["entries"][0]["chain"][0]["subject"], "CN=client.example");
     let (_, after) = status_json(t.get("/v1/destinations/uses-gen").await).await;
     assert_ne!(

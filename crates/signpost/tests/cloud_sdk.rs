@@ -12,7 +12,6 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use axum::http::{HeaderMap, Method, Uri};
 use base64::Engine as _;
@@ -29,89 +28,14 @@ const BASIC_USER: &str = "sdk-user";
 const BASIC_PASSWORD: &str = "sdk:pässword";
 
 fn e2e_dir() -> PathBuf {
-    support::workspace_root().join("e2e").join("cloud-sdk")
+    signpost_test_utils::npm::e2e_dir("cloud-sdk")
 }
 
-/// Fails (does not skip) when a tool is missing.
-fn require(tool: &str) {
-    match Command::new(tool).arg("--version").output() {
-        Ok(out) if out.status.success() => {}
-        Ok(out) => panic!(
-            "`{tool} --version` failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ),
-        Err(e) => panic!(
-            "`{tool}` is needed for the SAP Cloud SDK end-to-end test ({e}); install Node.js 20+ \
-             and npm, or leave this test out with `--skip cloud_sdk`"
-        ),
-    }
-}
-
-/// Makes sure `e2e/cloud-sdk/node_modules` holds the SDK: `npm ci` under a lock file, so test
-/// processes running in parallel install once.
+/// Makes sure `e2e/cloud-sdk/node_modules` holds the SDK versions that its package.json pins.
 fn ensure_node_modules() {
-    require("node");
-    let dir = e2e_dir();
-    let installed = || {
-        ["connectivity", "http-client"].iter().all(|package| {
-            dir.join(format!(
-                "node_modules/@sap-cloud-sdk/{package}/package.json"
-            ))
-            .exists()
-        })
-    };
-    if installed() {
-        return;
-    }
-    require("npm");
-    let lock = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cloud-sdk-npm-ci.lock");
-    let deadline = Instant::now() + Duration::from_secs(600);
-    loop {
-        match fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&lock)
-        {
-            Ok(_) => break,
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                assert!(
-                    Instant::now() < deadline,
-                    "waited too long for another `npm ci`; remove {} if it is stale",
-                    lock.display()
-                );
-                std::thread::sleep(Duration::from_millis(200));
-            }
-            Err(e) => panic!("cannot create {}: {e}", lock.display()),
-        }
-    }
-    let result = if installed() {
-        Ok(())
-    } else {
-        Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund"])
-            .current_dir(&dir)
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| e.to_string())
-            .and_then(|out| {
-                if out.status.success() {
-                    Ok(())
-                } else {
-                    Err(format!(
-                        "{}\n{}",
-                        String::from_utf8_lossy(&out.stdout),
-                        String::from_utf8_lossy(&out.stderr)
-                    ))
-                }
-            })
-    };
-    let _ = fs::remove_file(&lock);
-    if let Err(e) = result {
-        panic!("`npm ci` in {} failed: {e}", dir.display());
-    }
-    assert!(
-        installed(),
-        "`npm ci` did not install @sap-cloud-sdk/connectivity and @sap-cloud-sdk/http-client"
+    signpost_test_utils::npm::ensure_installed(
+        &e2e_dir(),
+        "the SAP Cloud SDK end-to-end test (leave it out with `--skip cloud_sdk`)",
     );
 }
 
