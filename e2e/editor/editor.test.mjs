@@ -61,6 +61,8 @@ const browser = await chromium.launch({
 const context = await browser.newContext({ viewport: { width: 1280, height: 860 }, acceptDownloads: true });
 const page = await context.newPage();
 page.setDefaultTimeout(10000);
+// A controllable clock, so that the token's renewal can be brought forward.
+await page.clock.install();
 
 // Console errors fail the test, except the browser's own line for an API answer of a status
 // that the current step expects ("Failed to load resource: ... status of 412").
@@ -449,6 +451,18 @@ try {
     assert.ok(r + g + b < 150, `dark background, got ${bg}`);
     await shot('destinations-dark');
     await page.emulateMedia({ colorScheme: 'light' });
+  });
+
+  await step('the token is renewed before it expires, and the session goes on', async () => {
+    const renewal = page.waitForRequest((r) => r.url().endsWith('/oauth/token') && r.method() === 'POST');
+    // The token lives 43,199 s (SIGNPOST_TOKEN_LIFETIME's default); the editor renews at 4/5 of it.
+    await page.clock.fastForward('10:00:00');
+    const answer = await (await renewal).response();
+    assert.equal(answer.status(), 200);
+    await page.getByRole('link', { name: 'Fragments', exact: true }).click();
+    await page.getByText('No fragments on subaccount level yet').waitFor();
+    await page.getByRole('link', { name: 'Destinations', exact: true }).click();
+    await row('orders').waitFor();
   });
 
   await step('sign out, then sign in with the broker credentials and choose the instance', async () => {

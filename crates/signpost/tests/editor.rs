@@ -4,7 +4,8 @@
 //! (pinned in `e2e/editor/package.json`) over every view: sign-in by key file and by broker
 //! credentials, create/edit/clone/delete, a field error, a 412 from a concurrent change, check
 //! connection (trusted, untrusted, closed port), certificates (PEM chain, PKCS#12 with password,
-//! generate, details, delete, 409 in use), fragments, import and export, keyboard, 390 px, dark.
+//! generate, details, delete, 409 in use), fragments, import and export, keyboard, 390 px, dark,
+//! and the token's renewal (the page's clock brought forward).
 //! Afterwards the server's log must hold none of the secrets the browser handled.
 //!
 //! Screenshots of each view go to `e2e/editor/test-output/`; with
