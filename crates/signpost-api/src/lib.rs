@@ -16,6 +16,7 @@ pub mod request_id;
 mod routes;
 mod saml;
 mod signpost_routes;
+mod subscriptions;
 pub mod tls;
 mod token;
 pub mod web;
@@ -83,6 +84,7 @@ fn routes(state: &AppState) -> routes::Routes {
         .merge(broker::routes(state.clone()))
         .merge(saml::routes())
         .merge(signpost_routes::routes())
+        .merge(subscriptions::routes())
         .merge(destinations::routes())
 }
 

@@ -54,6 +54,9 @@ use utoipa::{Modify, OpenApi};
         crate::signpost_routes::audit,
         crate::signpost_routes::instances,
         crate::signpost_routes::instance_token,
+        crate::subscriptions::subscribe,
+        crate::subscriptions::unsubscribe,
+        crate::subscriptions::list,
     ),
     modifiers(&Security, &Collections)
 )]

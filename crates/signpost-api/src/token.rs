@@ -61,7 +61,7 @@ fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
 }
 
 #[utoipa::path(post, path = "/oauth/token", tag = "token",
-    description = "`grant_type=client_credentials` with `client_id` and `client_secret` (form or HTTP Basic), or `client_id` and the client certificate on the HTTPS listener (X.509 bindings). Optional header `x-zid`: the binding's subaccount.",
+    description = "`grant_type=client_credentials` with `client_id` and `client_secret` (form or HTTP Basic), or `client_id` and the client certificate on the HTTPS listener (X.509 bindings). A tenant token: the header `x-zid` with the tenant's subaccount id, or the token URL `<scheme>://<tenant subdomain>.<uaadomain>/oauth/token`; the tenant is the binding's own subaccount or one subscribed to its instance (docs/MULTITENANCY.md).",
     request_body(content_type = "application/x-www-form-urlencoded", content = String, description = "grant_type, client_id, client_secret"),
     security((), ("oauth_client" = [])),
     responses((status = 200, description = "An RS256 access token: `{access_token, token_type, expires_in, scope, jti}`"),
@@ -101,6 +101,28 @@ async fn token(
         );
     }
     let zid = header_str(&headers, "x-zid").filter(|z| !z.is_empty());
+    // A tenant token URL names the tenant by its subdomain: <subdomain>.<uaadomain>.
+    let zid = match host_subdomain(&headers, &state.core.config().uaadomain) {
+        None => zid.map(str::to_owned),
+        Some(subdomain) => match state.core.tenant_of_subdomain(subdomain).await {
+            Ok(Some(tenant)) if zid.is_none_or(|z| z == tenant) => Some(tenant),
+            Ok(_) => {
+                return oauth_error(
+                    StatusCode::UNAUTHORIZED,
+                    "invalid_client",
+                    "No tenant of this client has the token URL's subdomain",
+                )
+            }
+            Err(_) => {
+                return oauth_error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "server_error",
+                    "The tenant could not be looked up; see the server log",
+                )
+            }
+        },
+    };
+    let zid = zid.as_deref();
     let basic = basic_credentials(&headers);
     // Counted per client id as claimed, before the credentials are checked: guessing secrets
     // for one client is as limited as using it.
@@ -161,5 +183,65 @@ async fn token(
             "server_error",
             "The token service failed; see the server log",
         ),
+    }
+}
+
+/// A host name without its port (`[v6]:port` keeps the brackets' content).
+fn without_port(host: &str) -> &str {
+    if let Some(rest) = host.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    match host.rsplit_once(':') {
+        Some((name, port)) if !name.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) => {
+            name
+        }
+        _ => host,
+    }
+}
+
+/// The first label of a `Host` of the form `<subdomain>.<uaadomain>` (ports aside, case
+/// ignored): the tenant a token URL names. `None` for the uaadomain itself or any other host.
+fn host_subdomain<'a>(headers: &'a HeaderMap, uaadomain: &str) -> Option<&'a str> {
+    let host = without_port(header_str(headers, "host")?);
+    let domain = without_port(uaadomain);
+    let cut = host.len().checked_sub(domain.len() + 1)?;
+    let (sub, rest) = host.split_at(cut);
+    let matches = rest.strip_prefix('.')?.eq_ignore_ascii_case(domain);
+    (matches && !sub.is_empty() && !sub.contains('.')).then_some(sub)
+}
+
+#[cfg(test)]
+mod host_tests {
+    use super::*;
+
+    fn host(h: &str) -> HeaderMap {
+        let mut m = HeaderMap::new();
+        m.insert("host", h.parse().expect("a header value"));
+        m
+    }
+
+    #[test]
+    fn the_tenant_is_the_first_label_before_the_uaadomain() {
+        let d = "auth.example.com:8443";
+        assert_eq!(
+            host_subdomain(&host("t1.auth.example.com:8443"), d),
+            Some("t1")
+        );
+        assert_eq!(host_subdomain(&host("T1.AUTH.example.com"), d), Some("T1"));
+        assert_eq!(
+            host_subdomain(&host("t1.localhost:8080"), "localhost:8080"),
+            Some("t1")
+        );
+        for other in [
+            "auth.example.com:8443",
+            "a.b.auth.example.com",
+            "xauth.example.com",
+            ".auth.example.com",
+            "127.0.0.1:8443",
+            "[::1]:8443",
+        ] {
+            assert_eq!(host_subdomain(&host(other), d), None, "{other}");
+        }
+        assert_eq!(host_subdomain(&HeaderMap::new(), d), None);
     }
 }

@@ -38,7 +38,9 @@ pub use error::{Error, Result, Side};
 pub use find::{FindRequest, Found, FragmentRef, LookupLevel};
 pub use http::{error_message, ClientOptions};
 pub use key::{AccessToken, ServiceKey};
-pub use signpost_wire::{AuditEntry, AuthToken, CertificateItem, FindResponse, HttpHeader, Owner};
+pub use signpost_wire::{
+    AuditEntry, AuthToken, CertificateItem, FindResponse, HttpHeader, Owner, Subscription,
+};
 pub use token::{Clock, SystemClock};
 
 use http::{join, json_of, parse_base, read_answer, send};
@@ -379,11 +381,24 @@ impl BrokerClient {
         method: Method,
         segments: &[&str],
     ) -> Result<T> {
+        self.platform_with(method, segments, None).await
+    }
+
+    /// A platform request with an optional JSON body; the answer decoded.
+    async fn platform_with<T: serde::de::DeserializeOwned>(
+        &self,
+        method: Method,
+        segments: &[&str],
+        body: Option<&Value>,
+    ) -> Result<T> {
         let url = join(&self.base, segments);
-        let req = self
+        let mut req = self
             .http
             .request(method, url.clone())
             .basic_auth(&self.user, Some(&self.password));
+        if let Some(body) = body {
+            req = req.json(body);
+        }
         let (_, _, bytes) =
             read_answer(send(req, Side::DestinationService, &url).await?, &url).await?;
         serde_json::from_slice(&bytes).map_err(|e| Error::Decode {
@@ -391,6 +406,39 @@ impl BrokerClient {
             url: http::shown(&url),
             reason: http::decode_reason(&e),
         })
+    }
+
+    /// `PUT /signpost/v1/subscriptions/{instance}/{subaccount}`: subscribes the subaccount to
+    /// the provider's instance with its subdomain.
+    pub async fn subscribe(
+        &self,
+        instance: &str,
+        subaccount: &str,
+        subdomain: &str,
+    ) -> Result<Subscription> {
+        let body = serde_json::json!({ "subdomain": subdomain });
+        self.platform_with(
+            Method::PUT,
+            &["signpost", "v1", "subscriptions", instance, subaccount],
+            Some(&body),
+        )
+        .await
+    }
+
+    /// `DELETE /signpost/v1/subscriptions/{instance}/{subaccount}`: ends the subscription with
+    /// its subscription-level entities; the subscription as it was.
+    pub async fn unsubscribe(&self, instance: &str, subaccount: &str) -> Result<Subscription> {
+        self.platform(
+            Method::DELETE,
+            &["signpost", "v1", "subscriptions", instance, subaccount],
+        )
+        .await
+    }
+
+    /// `GET /signpost/v1/subscriptions/{instance}`: the instance's subscriptions.
+    pub async fn subscriptions(&self, instance: &str) -> Result<Vec<Subscription>> {
+        self.platform(Method::GET, &["signpost", "v1", "subscriptions", instance])
+            .await
     }
 
     /// `GET /signpost/v1/signing-keys`: the token signing keys, oldest first.

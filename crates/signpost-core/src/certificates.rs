@@ -11,7 +11,7 @@ use signpost_model::{EntityKind, Level, OwnerRef};
 use signpost_store::{PutMode, StoredEntity, WriteOp};
 use time::OffsetDateTime;
 
-use crate::entities::body_json;
+use crate::entities::{body_json, Access};
 use crate::{rfc3339, Error, Principal, Result, Signpost};
 
 /// Where Signpost keeps its own facts about a certificate inside the stored body.
@@ -291,6 +291,7 @@ impl Signpost {
         level: Level,
         name: &str,
     ) -> Result<StoredEntity> {
+        who.may(level, EntityKind::Certificate, Access::Read)?;
         self.store()
             .get_entity(&who.owner(level), EntityKind::Certificate, name)
             .await?
@@ -354,6 +355,7 @@ impl Signpost {
         level: Level,
         expiring_within_days: Option<i64>,
     ) -> Result<Vec<Value>> {
+        who.may(level, EntityKind::Certificate, Access::Read)?;
         let page = self
             .store()
             .list_entities(

@@ -9,9 +9,10 @@ use std::time::Duration;
 use base64::Engine as _;
 use serde::Serialize;
 use serde_json::Value;
-use signpost_model::Level;
+use signpost_model::{EntityKind, Level};
 use signpost_oauth::probe::{self, ProbeRequest, Step};
 
+use crate::entities::Access;
 use crate::{Error, FindOptions, Principal, Result, Signpost};
 
 /// The report of one check.
@@ -46,6 +47,7 @@ impl Signpost {
         level: Level,
         name: &str,
     ) -> Result<CheckReport> {
+        who.may(level, EntityKind::Destination, Access::Read)?;
         let found = self
             .consume_destination(who, name, level.as_str(), &FindOptions::default())
             .await?;

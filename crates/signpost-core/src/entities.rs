@@ -152,13 +152,47 @@ fn invalid(kind: EntityKind, e: &EntityError) -> String {
 }
 
 impl Principal {
-    /// The owner addressed by `level` for this caller.
+    /// The owner addressed by `level` for this caller: its tenant's subaccount, and the instance
+    /// (for a subscriber's token, the subscription level: the instance × the subscriber).
     pub fn owner(&self, level: Level) -> OwnerRef {
         match level {
             Level::Subaccount => OwnerRef::subaccount(&self.subaccount_id),
+            Level::Instance if self.provider_subaccount_id.is_some() => {
+                OwnerRef::subscription(&self.instance_id, &self.subaccount_id)
+            }
             Level::Instance => OwnerRef::instance(&self.instance_id),
         }
     }
+
+    /// True for a subscriber's token (a tenant token of one of the provider's bindings).
+    pub fn is_subscriber(&self) -> bool {
+        self.provider_subaccount_id.is_some()
+    }
+
+    /// Whether this caller may read or change `kind`s on `level` through the configuration API.
+    /// The provider's token may; a subscriber's token on its own subaccount level too. On the
+    /// subscription level a subscriber needs the scopes of the instance's `subscriber_access`,
+    /// and none is granted yet (by default subscribers have no access): a 403.
+    pub fn may(&self, level: Level, kind: EntityKind, access: Access) -> Result<()> {
+        if !self.is_subscriber() || level == Level::Subaccount {
+            return Ok(());
+        }
+        let what = match access {
+            Access::Read => "read",
+            Access::Write => "change",
+        };
+        Err(Error::Forbidden(format!(
+            "A subscriber's token may not {what} {}s on the subscription level: the instance's subscriber_access grants it no scope",
+            kind.noun()
+        )))
+    }
+}
+
+/// Reading or changing, for [`Principal::may`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Read,
+    Write,
 }
 
 impl Signpost {
@@ -169,6 +203,7 @@ impl Signpost {
         kind: EntityKind,
         mode: ListMode,
     ) -> Result<ListResult> {
+        who.may(level, kind, Access::Read)?;
         let owner = who.owner(level);
         let (query, metadata, names_only) = match &mode {
             ListMode::Default {
@@ -313,6 +348,7 @@ impl Signpost {
         mode: PutMode,
         if_match: Option<&[String]>,
     ) -> Result<WriteResult> {
+        who.may(level, kind, Access::Write)?;
         let owner = who.owner(level);
         let ok = if mode == PutMode::Create { 201 } else { 200 };
         match body {
@@ -386,6 +422,7 @@ impl Signpost {
         kind: EntityKind,
         name: &str,
     ) -> Result<(Map<String, Value>, String)> {
+        who.may(level, kind, Access::Read)?;
         let owner = who.owner(level);
         let entity = self
             .store()
@@ -409,6 +446,7 @@ impl Signpost {
         name: &str,
         if_match: Option<&[String]>,
     ) -> Result<()> {
+        who.may(level, kind, Access::Write)?;
         let deleted = async {
             if kind == EntityKind::Certificate {
                 self.refuse_if_referenced(who, level, &[name.to_owned()])
@@ -450,6 +488,7 @@ impl Signpost {
         kind: EntityKind,
         names: Vec<String>,
     ) -> Result<DeleteSummary> {
+        who.may(level, kind, Access::Write)?;
         let entry = |name: &str| Entry::tenant(who, level, "delete", kind.as_str()).name(name);
         let written = async {
             if kind == EntityKind::Certificate {

@@ -78,15 +78,15 @@ impl Signpost {
         level: &str,
         opts: &FindOptions,
     ) -> Result<FindResult> {
-        let level = parse_consume_level(level)?;
+        let owner = consume_owner(who, level)?;
         let dest = self
-            .lookup(&who.owner(level), EntityKind::Destination, name)
+            .lookup(&owner, EntityKind::Destination, name)
             .await?
             .ok_or_else(|| Error::NotFound(NOT_FOUND_MESSAGE.into()))?;
         let mut fragments = Vec::new();
         for f in &opts.fragments {
             match f.rsplit_once('@') {
-                Some((n, l)) => fragments.push((n.to_owned(), Some(parse_consume_level(l)?))),
+                Some((n, l)) => fragments.push((n.to_owned(), Some(consume_owner(who, l)?))),
                 None => fragments.push((f.clone(), None)),
             }
         }
@@ -97,7 +97,7 @@ impl Signpost {
         &self,
         who: &Principal,
         dest: StoredEntity,
-        fragments: &[(String, Option<Level>)],
+        fragments: &[(String, Option<OwnerRef>)],
         opts: &FindOptions,
         with_owner: bool,
     ) -> Result<FindResult> {
@@ -110,7 +110,8 @@ impl Signpost {
         let mut etag_parts: Vec<Vec<u8>> = vec![dest.etag.clone().into_bytes()];
         let mut applied = Vec::new();
         for (fname, flevel) in fragments {
-            let owner = who.owner(flevel.unwrap_or(dest.owner.level));
+            // Without a level, a fragment is looked up beside the destination.
+            let owner = flevel.clone().unwrap_or_else(|| dest.owner.clone());
             match self.lookup(&owner, EntityKind::Fragment, fname).await? {
                 Some(frag) => {
                     for (k, v) in body_json(&frag)? {
@@ -172,9 +173,10 @@ impl Signpost {
                 subaccount_id: Some(dest.owner.id.clone()),
                 instance_id: None,
             },
+            // A subscription-level hit names the subscriber and the provider's instance.
             Level::Instance => Owner {
-                subaccount_id: None,
-                instance_id: Some(dest.owner.id.clone()),
+                subaccount_id: dest.owner.subscriber().map(str::to_owned),
+                instance_id: dest.owner.instance_id().map(str::to_owned),
             },
         });
         Ok(FindResult {
@@ -200,21 +202,39 @@ impl Signpost {
         }
         if owner.level == Level::Instance {
             return self
-                .lookup(&who.owner(Level::Subaccount), EntityKind::Certificate, name)
+                .lookup(
+                    &subaccount_beside(who, owner),
+                    EntityKind::Certificate,
+                    name,
+                )
                 .await;
         }
         Ok(None)
     }
 }
 
-fn parse_consume_level(level: &str) -> Result<Level> {
-    match level {
-        "subaccount" => Ok(Level::Subaccount),
-        "instance" => Ok(Level::Instance),
-        "provider_subaccount" | "provider_instance" => Err(Error::BadRequest(format!(
+/// The subaccount level that an instance-level owner falls back to: the provider's subaccount
+/// for the provider's instance, the tenant's own for a subscription level or the caller's own
+/// instance.
+fn subaccount_beside(who: &Principal, owner: &OwnerRef) -> OwnerRef {
+    match (&who.provider_subaccount_id, owner.subscriber()) {
+        (Some(provider), None) => OwnerRef::subaccount(provider),
+        _ => who.owner(Level::Subaccount),
+    }
+}
+
+/// The owner a v2 consume level names for this caller. `provider_subaccount` and
+/// `provider_instance` reach the provider's levels from a subscriber's token.
+fn consume_owner(who: &Principal, level: &str) -> Result<OwnerRef> {
+    match (level, &who.provider_subaccount_id) {
+        ("subaccount", _) => Ok(who.owner(Level::Subaccount)),
+        ("instance", _) => Ok(who.owner(Level::Instance)),
+        ("provider_subaccount", Some(provider)) => Ok(OwnerRef::subaccount(provider)),
+        ("provider_instance", Some(_)) => Ok(OwnerRef::instance(&who.instance_id)),
+        ("provider_subaccount" | "provider_instance", None) => Err(Error::BadRequest(format!(
             "The level '{level}' is only available to subscriber tokens"
         ))),
-        other => Err(Error::BadRequest(format!(
+        (other, _) => Err(Error::BadRequest(format!(
             "Unknown level '{other}'; use subaccount, instance, provider_subaccount or provider_instance"
         ))),
     }

@@ -13,6 +13,7 @@ mod epoch_map;
 mod error;
 mod find;
 mod saml;
+mod subscriptions;
 mod tokens;
 
 use std::sync::Arc;
@@ -22,10 +23,11 @@ pub use broker::{
     BindOutcome, BrokerError, BrokerResult, ProvisionOutcome, CATALOG_PLAN_ID, CATALOG_SERVICE_ID,
 };
 pub use check::CheckReport;
-pub use entities::{DeleteSummary, ListMode, ListResult, WriteResult};
+pub use entities::{Access, DeleteSummary, ListMode, ListResult, WriteResult};
 pub use error::{Error, Result};
 pub use find::{FindOptions, FindResult};
 pub use signpost_oauth::{parse_trusted_issuers, FlowHeaders, OAuthConfig, TrustedIssuer};
+pub use subscriptions::Subscription;
 pub use tokens::{
     KeyState, PlatformInstance, Principal, Rotation, SigningKeyInfo, TokenError, TokenResponse,
     UNKNOWN_KID_RELOAD_EVERY,

@@ -243,7 +243,7 @@ mod tests {
     use signpost_model::{EntityKind, OwnerRef};
     use signpost_store::{
         BindingRecord, InstanceRecord, ListPage, ListQuery, MasterKey, SigningKeyRecord,
-        SqliteStore, Store, StoredEntity, SubaccountRecord, WriteOutcome,
+        SqliteStore, Store, StoredEntity, SubaccountRecord, SubscriptionRecord, WriteOutcome,
     };
 
     use super::*;
@@ -287,6 +287,15 @@ mod tests {
         }
         async fn list_bindings(&self, i: &str) -> R<Vec<BindingRecord>> {
             self.inner.list_bindings(i).await
+        }
+        async fn list_subscriptions(&self, i: &str) -> R<Vec<SubscriptionRecord>> {
+            self.inner.list_subscriptions(i).await
+        }
+        async fn get_subscription(&self, i: &str, s: &str) -> R<Option<SubscriptionRecord>> {
+            self.inner.get_subscription(i, s).await
+        }
+        async fn subaccounts_by_subdomain(&self, s: &str) -> R<Vec<SubaccountRecord>> {
+            self.inner.subaccounts_by_subdomain(s).await
         }
         async fn get_entity(
             &self,

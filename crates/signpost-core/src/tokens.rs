@@ -96,12 +96,17 @@ pub struct PlatformInstance {
 /// Who is calling: established from a verified bearer token of a live binding.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
+    /// The token's tenant (`zid`): the instance's own subaccount, or for a subscriber's token
+    /// (a tenant token of one of the provider's bindings) the subscriber subaccount.
     pub subaccount_id: String,
-    /// The subaccount's subdomain (`ext_attr.zdn`).
+    /// The tenant's subdomain (`ext_attr.zdn`).
     pub subdomain: String,
     pub instance_id: String,
     pub client_id: String,
     pub scopes: Vec<String>,
+    /// For a subscriber's token: the provider's subaccount (the instance's); `None` for the
+    /// provider's own token.
+    pub provider_subaccount_id: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -704,7 +709,7 @@ impl Signpost {
                 "The service instance '{instance_id}' has no service key; create one first (signpost key create)"
             ))),
             Some(b) => self
-                .sign_for(&b.client_id, &instance)
+                .sign_for(&b.client_id, &instance, &instance.subaccount_id)
                 .await
                 .map_err(|_| Error::Internal("the token could not be signed".into())),
         };
@@ -715,9 +720,9 @@ impl Signpost {
         self.audited(entry, 200, result).await
     }
 
-    /// A token for a binding. `zid` (the `x-zid` header SAP's clients send for tenant tokens)
-    /// must name the binding's own subaccount: Signpost has no subscriber tenants yet, and a
-    /// token for another tenant would give a client a view it must not have.
+    /// A token for a binding. `zid` (the `x-zid` header SAP's clients send for tenant tokens,
+    /// or the tenant of the token URL's subdomain) names the binding's own subaccount or a
+    /// subaccount subscribed to its instance; any other tenant is refused like a wrong secret.
     async fn token_for_binding(
         &self,
         client_id: &str,
@@ -755,31 +760,52 @@ impl Signpost {
             Err(_) => return (entry, Err(TokenError::Server)),
         };
         let entry = entry.subaccount(instance.subaccount_id.as_str());
-        if zid.is_some_and(|z| z != instance.subaccount_id) {
-            return (entry, Err(TokenError::InvalidClient));
-        }
-        (entry, self.sign_for(client_id, &instance).await)
+        // A tenant token: the provider's own tenant, or a subscriber of the instance.
+        let tenant = match zid {
+            None => instance.subaccount_id.clone(),
+            Some(z) if z == instance.subaccount_id => z.to_owned(),
+            Some(z) => match store.get_subscription(instance_id, z).await {
+                Ok(Some(_)) => z.to_owned(),
+                Ok(None) => return (entry, Err(TokenError::InvalidClient)),
+                Err(_) => return (entry, Err(TokenError::Server)),
+            },
+        };
+        // The event belongs to the tenant whose token it is.
+        let entry = entry.subaccount(tenant.as_str());
+        (entry, self.sign_for(client_id, &instance, &tenant).await)
     }
 
-    /// Signs a token for a client of `instance`.
+    /// Signs a token for a client of `instance` in the tenant `zid` (the instance's subaccount
+    /// or a subscriber's).
     async fn sign_for(
         &self,
         client_id: &str,
         instance: &signpost_store::InstanceRecord,
+        zid: &str,
     ) -> Result<TokenResponse, TokenError> {
         let store = self.store();
         let subdomain = store
-            .get_subaccount(&instance.subaccount_id)
+            .get_subaccount(zid)
             .await
             .map_err(|_| TokenError::Server)?
             .map(|s| s.subdomain)
-            .unwrap_or_else(|| instance.subaccount_id.clone());
+            .unwrap_or_else(|| zid.to_owned());
         if !store.coherent() {
             self.refresh_stale_keys().await;
         }
-        self.sign(client_id, &instance.subaccount_id, &subdomain, &instance.id)
+        self.sign(client_id, zid, &subdomain, &instance.id)
             .await
             .map_err(|_| TokenError::Server)
+    }
+
+    /// The subaccount whose subdomain is `subdomain` (tenant token URLs start with it); `None`
+    /// when no subaccount or more than one has it.
+    pub async fn tenant_of_subdomain(&self, subdomain: &str) -> Result<Option<String>> {
+        let mut found = self.store().subaccounts_by_subdomain(subdomain).await?;
+        Ok(match found.len() {
+            1 => found.pop().map(|s| s.id),
+            _ => None,
+        })
     }
 
     /// While the change feed of a shared database is down, another process may have rotated the
@@ -923,15 +949,26 @@ impl Signpost {
             .get_instance(&binding.instance_id)
             .await?
             .ok_or_else(unauthorized)?;
-        if instance.subaccount_id != claims.zid {
+        // The provider's own tenant, or one subscribed to the instance (until it unsubscribes).
+        let provider_subaccount_id = if instance.subaccount_id == claims.zid {
+            None
+        } else if self
+            .store()
+            .get_subscription(&instance.id, &claims.zid)
+            .await?
+            .is_some()
+        {
+            Some(instance.subaccount_id)
+        } else {
             return Err(unauthorized());
-        }
+        };
         let principal = Principal {
             subdomain: claims.ext_attr.zdn,
             subaccount_id: claims.zid,
             instance_id: instance.id,
             client_id: claims.client_id,
             scopes: claims.scope,
+            provider_subaccount_id,
         };
         self.inner
             .principals

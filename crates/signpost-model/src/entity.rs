@@ -104,6 +104,31 @@ impl OwnerRef {
             id: id.into(),
         }
     }
+
+    /// The subscription level of a subscriber subaccount on a provider's instance: instance
+    /// level, owned by `<instance id>/<subaccount id>` (ids never hold a `/`).
+    pub fn subscription(instance_id: &str, subaccount_id: &str) -> Self {
+        Self {
+            level: Level::Instance,
+            id: format!("{instance_id}/{subaccount_id}"),
+        }
+    }
+
+    /// The service instance of an instance-level owner (of a subscription level too).
+    pub fn instance_id(&self) -> Option<&str> {
+        match self.level {
+            Level::Instance => Some(self.id.split('/').next().unwrap_or(&self.id)),
+            Level::Subaccount => None,
+        }
+    }
+
+    /// The subscriber subaccount of a subscription-level owner.
+    pub fn subscriber(&self) -> Option<&str> {
+        match self.level {
+            Level::Instance => self.id.split_once('/').map(|(_, s)| s),
+            Level::Subaccount => None,
+        }
+    }
 }
 
 /// True for properties whose values are secrets: they are encrypted at rest, left out with

@@ -291,6 +291,24 @@ impl Store for CachedStore {
         self.inner.list_bindings(instance_id).await
     }
 
+    async fn list_subscriptions(&self, instance_id: &str) -> Result<Vec<SubscriptionRecord>> {
+        self.inner.list_subscriptions(instance_id).await
+    }
+
+    async fn get_subscription(
+        &self,
+        instance_id: &str,
+        subaccount_id: &str,
+    ) -> Result<Option<SubscriptionRecord>> {
+        self.inner
+            .get_subscription(instance_id, subaccount_id)
+            .await
+    }
+
+    async fn subaccounts_by_subdomain(&self, subdomain: &str) -> Result<Vec<SubaccountRecord>> {
+        self.inner.subaccounts_by_subdomain(subdomain).await
+    }
+
     async fn get_entity(
         &self,
         owner: &OwnerRef,

@@ -61,13 +61,17 @@ pub async fn copy_all(from: &dyn Store, to: &dyn Store) -> Result<Counts> {
     for s in &subaccounts {
         ops.push(WriteOp::EnsureSubaccount(s.clone()));
     }
+    // Subscriptions after every instance and subaccount they name.
+    let mut subscriptions = Vec::new();
     for i in from.list_instances().await? {
         let id = i.id.clone();
         ops.push(WriteOp::CreateInstance(i));
         for b in from.list_bindings(&id).await? {
             ops.push(WriteOp::CreateBinding(b));
         }
+        subscriptions.extend(from.list_subscriptions(&id).await?);
     }
+    ops.extend(subscriptions.into_iter().map(WriteOp::Subscribe));
     for kind in [
         EntityKind::Certificate,
         EntityKind::Fragment,

@@ -105,13 +105,18 @@ pub fn changes_of(ops: &[WriteOp]) -> Vec<Change> {
                 owner, kind, name, ..
             }
             | WriteOp::DeleteEntity { owner, kind, name } => Change::entity(owner, *kind, name),
-            WriteOp::DeleteInstance { id } => {
+            // The instance's subscription levels go with it: every cache is dropped (rare).
+            WriteOp::DeleteInstance { .. } => Change::Everything,
+            // The subscriber's tokens stop working; its subscription level is gone.
+            WriteOp::Unsubscribe {
+                instance_id,
+                subaccount_id,
+            } => {
                 out.push(Change::Credentials);
-                Change::owner(&OwnerRef {
-                    level: Level::Instance,
-                    id: id.clone(),
-                })
+                Change::owner(&OwnerRef::subscription(instance_id, subaccount_id))
             }
+            // Tokens carry the subdomain (`ext_attr.zdn`).
+            WriteOp::SetSubdomain { .. } => Change::Credentials,
             WriteOp::DeleteBinding { .. } => Change::Credentials,
             WriteOp::PutSamlKey(k) | WriteOp::CreateSamlKey(k) => Change::SamlKeys {
                 subaccount: k.subaccount_id.clone(),
@@ -123,6 +128,7 @@ pub fn changes_of(ops: &[WriteOp]) -> Vec<Change> {
             | WriteOp::CreateInstance(_)
             | WriteOp::UpdateInstance(_)
             | WriteOp::CreateBinding(_)
+            | WriteOp::Subscribe(_)
             | WriteOp::PutSecret { .. }
             | WriteOp::ExpectEntity { .. } => continue,
         };

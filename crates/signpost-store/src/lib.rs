@@ -104,6 +104,15 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn list_instances(&self) -> Result<Vec<InstanceRecord>>;
     async fn list_subaccounts(&self) -> Result<Vec<SubaccountRecord>>;
     async fn list_bindings(&self, instance_id: &str) -> Result<Vec<BindingRecord>>;
+    /// The subscriptions to an instance, by subaccount id.
+    async fn list_subscriptions(&self, instance_id: &str) -> Result<Vec<SubscriptionRecord>>;
+    async fn get_subscription(
+        &self,
+        instance_id: &str,
+        subaccount_id: &str,
+    ) -> Result<Option<SubscriptionRecord>>;
+    /// The subaccounts with this subdomain (one, unless two were given the same).
+    async fn subaccounts_by_subdomain(&self, subdomain: &str) -> Result<Vec<SubaccountRecord>>;
 
     async fn get_entity(
         &self,

@@ -282,11 +282,101 @@ impl PgStore {
                     .bind(id)
                     .execute(&mut *conn)
                     .await?;
+                // The subscription levels of the instance ('<id>/<subaccount>').
+                let prefix = format!("{id}/");
+                for table in ["entities", "entity_owners"] {
+                    sqlx::query(&format!(
+                        "DELETE FROM {table} WHERE level = 'instance' AND starts_with(owner_id, $1)"
+                    ))
+                    .bind(&prefix)
+                    .execute(&mut *conn)
+                    .await?;
+                }
+                sqlx::query("DELETE FROM subscriptions WHERE instance_id = $1")
+                    .bind(id)
+                    .execute(&mut *conn)
+                    .await?;
                 let r = sqlx::query("DELETE FROM instances WHERE id = $1")
                     .bind(id)
                     .execute(&mut *conn)
                     .await?;
                 Ok(deleted(r.rows_affected()))
+            }
+            WriteOp::Subscribe(sub) => {
+                let known: Option<i64> = sqlx::query_scalar(
+                    "SELECT (SELECT COUNT(*) FROM instances WHERE id = $1) + (SELECT COUNT(*) FROM subaccounts WHERE id = $2)",
+                )
+                .bind(&sub.instance_id)
+                .bind(&sub.subaccount_id)
+                .fetch_one(&mut *conn)
+                .await?;
+                if known != Some(2) {
+                    return Err(Error::NotFound {
+                        index,
+                        kind: "instance or subaccount",
+                        name: format!("{}/{}", sub.instance_id, sub.subaccount_id),
+                    });
+                }
+                let r = sqlx::query(
+                    "INSERT INTO subscriptions (instance_id, subaccount_id, created_at) VALUES ($1, $2, $3) ON CONFLICT (instance_id, subaccount_id) DO NOTHING",
+                )
+                .bind(&sub.instance_id)
+                .bind(&sub.subaccount_id)
+                .bind(now)
+                .execute(&mut *conn)
+                .await?;
+                Ok(if r.rows_affected() == 1 {
+                    WriteOutcome::Created { etag: None }
+                } else {
+                    WriteOutcome::Unchanged
+                })
+            }
+            WriteOp::Unsubscribe {
+                instance_id,
+                subaccount_id,
+            } => {
+                let r = sqlx::query(
+                    "DELETE FROM subscriptions WHERE instance_id = $1 AND subaccount_id = $2",
+                )
+                .bind(instance_id)
+                .bind(subaccount_id)
+                .execute(&mut *conn)
+                .await?;
+                if r.rows_affected() == 0 {
+                    return Err(Error::NotFound {
+                        index,
+                        kind: "subscription",
+                        name: format!("{instance_id}/{subaccount_id}"),
+                    });
+                }
+                let owner = OwnerRef::subscription(instance_id, subaccount_id);
+                for table in ["entities", "entity_owners"] {
+                    sqlx::query(&format!(
+                        "DELETE FROM {table} WHERE level = 'instance' AND owner_id = $1"
+                    ))
+                    .bind(&owner.id)
+                    .execute(&mut *conn)
+                    .await?;
+                }
+                Ok(WriteOutcome::Deleted)
+            }
+            WriteOp::SetSubdomain {
+                subaccount_id,
+                subdomain,
+            } => {
+                let r = sqlx::query("UPDATE subaccounts SET subdomain = $1 WHERE id = $2")
+                    .bind(subdomain)
+                    .bind(subaccount_id)
+                    .execute(&mut *conn)
+                    .await?;
+                if r.rows_affected() == 0 {
+                    return Err(Error::NotFound {
+                        index,
+                        kind: "subaccount",
+                        name: subaccount_id.clone(),
+                    });
+                }
+                Ok(WriteOutcome::Updated { etag: None })
             }
             WriteOp::CreateBinding(b) => {
                 let secret = b.client_secret.as_ref().map(|s| {
@@ -681,6 +771,40 @@ impl Store for PgStore {
         let rows = sqlx::query("SELECT id, subdomain FROM subaccounts ORDER BY id")
             .fetch_all(&self.pool)
             .await?;
+        rows.iter().map(subaccount_from_row).collect()
+    }
+
+    async fn list_subscriptions(&self, instance_id: &str) -> Result<Vec<SubscriptionRecord>> {
+        let rows = sqlx::query(
+            "SELECT instance_id, subaccount_id, created_at FROM subscriptions WHERE instance_id = $1 ORDER BY subaccount_id",
+        )
+        .bind(instance_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(subscription_from_row).collect()
+    }
+
+    async fn get_subscription(
+        &self,
+        instance_id: &str,
+        subaccount_id: &str,
+    ) -> Result<Option<SubscriptionRecord>> {
+        let row = sqlx::query(
+            "SELECT instance_id, subaccount_id, created_at FROM subscriptions WHERE instance_id = $1 AND subaccount_id = $2",
+        )
+        .bind(instance_id)
+        .bind(subaccount_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(subscription_from_row).transpose()
+    }
+
+    async fn subaccounts_by_subdomain(&self, subdomain: &str) -> Result<Vec<SubaccountRecord>> {
+        let rows =
+            sqlx::query("SELECT id, subdomain FROM subaccounts WHERE subdomain = $1 ORDER BY id")
+                .bind(subdomain)
+                .fetch_all(&self.pool)
+                .await?;
         rows.iter().map(subaccount_from_row).collect()
     }
 

@@ -9,6 +9,15 @@ pub struct SubaccountRecord {
     pub subdomain: String,
 }
 
+/// A subscriber subaccount subscribed to a provider's service instance. The subscription's own
+/// entities (the subscription level) are owned by [`OwnerRef::subscription`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscriptionRecord {
+    pub instance_id: String,
+    pub subaccount_id: String,
+    pub created_at: i64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InstanceRecord {
     pub id: String,
@@ -187,9 +196,23 @@ pub enum WriteOp {
     CreateInstance(InstanceRecord),
     /// Replaces an instance's record; fails with NotFound when missing.
     UpdateInstance(InstanceRecord),
-    /// Deletes an instance with its bindings and instance-level entities.
+    /// Deletes an instance with its bindings, subscriptions, instance-level and
+    /// subscription-level entities.
     DeleteInstance {
         id: String,
+    },
+    /// Subscribes a subaccount (which must exist) to an instance; `Unchanged` when it is
+    /// subscribed already, NotFound when the instance or the subaccount is missing.
+    Subscribe(SubscriptionRecord),
+    /// Ends a subscription with its subscription-level entities; NotFound when there is none.
+    Unsubscribe {
+        instance_id: String,
+        subaccount_id: String,
+    },
+    /// Changes a subaccount's subdomain; NotFound when the subaccount is missing.
+    SetSubdomain {
+        subaccount_id: String,
+        subdomain: String,
     },
     /// Creates a binding; fails with Conflict when the id or client id exists.
     CreateBinding(BindingRecord),
@@ -243,6 +266,23 @@ impl fmt::Debug for WriteOp {
             WriteOp::DeleteInstance { id } => {
                 f.debug_struct("DeleteInstance").field("id", id).finish()
             }
+            WriteOp::Subscribe(r) => f.debug_tuple("Subscribe").field(r).finish(),
+            WriteOp::Unsubscribe {
+                instance_id,
+                subaccount_id,
+            } => f
+                .debug_struct("Unsubscribe")
+                .field("instance_id", instance_id)
+                .field("subaccount_id", subaccount_id)
+                .finish(),
+            WriteOp::SetSubdomain {
+                subaccount_id,
+                subdomain,
+            } => f
+                .debug_struct("SetSubdomain")
+                .field("subaccount_id", subaccount_id)
+                .field("subdomain", subdomain)
+                .finish(),
             WriteOp::CreateBinding(r) => f.debug_tuple("CreateBinding").field(r).finish(),
             WriteOp::DeleteBinding { id } => {
                 f.debug_struct("DeleteBinding").field("id", id).finish()

@@ -82,6 +82,21 @@ where
     Ok(row.try_get(name)?)
 }
 
+/// A `subscriptions` row, on either engine.
+pub(crate) fn subscription_from_row<'r, R>(row: &'r R) -> Result<crate::records::SubscriptionRecord>
+where
+    R: sqlx::Row,
+    &'static str: sqlx::ColumnIndex<R>,
+    String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    Ok(crate::records::SubscriptionRecord {
+        instance_id: col(row, "instance_id")?,
+        subaccount_id: col(row, "subaccount_id")?,
+        created_at: col(row, "created_at")?,
+    })
+}
+
 /// A `subaccounts` row, on either engine.
 pub(crate) fn subaccount_from_row<'r, R>(row: &'r R) -> Result<crate::records::SubaccountRecord>
 where

@@ -587,6 +587,179 @@ async fn suite(store: &dyn Store) {
     assert_ne!(store.digest(&[b"ab"]), store.digest(&[b"a", b"b"]));
 
     paging_suite(store).await;
+    subscription_suite(store).await;
+}
+
+async fn subscription_entities(store: &dyn Store, owner: &OwnerRef) -> Vec<String> {
+    names(store, owner, ListQuery::default()).await
+}
+
+/// Subscriptions and the subscription level (`OwnerRef::subscription`): made and ended all or
+/// nothing, and gone with their instance, without touching another instance's.
+async fn subscription_suite(store: &dyn Store) {
+    let subscription = |i: &str, s: &str| {
+        WriteOp::Subscribe(SubscriptionRecord {
+            instance_id: i.into(),
+            subaccount_id: s.into(),
+            created_at: 0,
+        })
+    };
+    store
+        .write(vec![
+            sub("prov"),
+            sub("cust"),
+            sub("cust2"),
+            WriteOp::CreateInstance(instance("si", "prov")),
+            WriteOp::CreateInstance(instance("s", "prov")),
+        ])
+        .await
+        .unwrap();
+    let out = store.write(vec![subscription("si", "cust")]).await.unwrap();
+    assert!(matches!(out[0], WriteOutcome::Created { .. }), "{out:?}");
+    let out = store.write(vec![subscription("si", "cust")]).await.unwrap();
+    assert_eq!(out, vec![WriteOutcome::Unchanged]);
+    for (i, s) in [("si", "nobody"), ("missing", "cust")] {
+        assert!(
+            matches!(
+                store.write(vec![subscription(i, s)]).await,
+                Err(Error::NotFound { .. })
+            ),
+            "{i}/{s}"
+        );
+    }
+    store
+        .write(vec![subscription("si", "cust2"), subscription("s", "cust")])
+        .await
+        .unwrap();
+    let listed: Vec<String> = store
+        .list_subscriptions("si")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.subaccount_id)
+        .collect();
+    assert_eq!(listed, ["cust", "cust2"]);
+    assert!(store
+        .get_subscription("si", "cust")
+        .await
+        .unwrap()
+        .is_some());
+    assert!(store
+        .get_subscription("si", "prov")
+        .await
+        .unwrap()
+        .is_none());
+
+    // Subdomains.
+    let found = store.subaccounts_by_subdomain("cust-dom").await.unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].id, "cust");
+    store
+        .write(vec![WriteOp::SetSubdomain {
+            subaccount_id: "cust".into(),
+            subdomain: "renamed".into(),
+        }])
+        .await
+        .unwrap();
+    assert!(store
+        .subaccounts_by_subdomain("cust-dom")
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        store
+            .get_subaccount("cust")
+            .await
+            .unwrap()
+            .unwrap()
+            .subdomain,
+        "renamed"
+    );
+    assert!(matches!(
+        store
+            .write(vec![WriteOp::SetSubdomain {
+                subaccount_id: "ghost".into(),
+                subdomain: "x".into(),
+            }])
+            .await,
+        Err(Error::NotFound { .. })
+    ));
+
+    // The subscription levels, the instance level and another instance's subscription level.
+    let si_cust = OwnerRef::subscription("si", "cust");
+    let si_cust2 = OwnerRef::subscription("si", "cust2");
+    let s_cust = OwnerRef::subscription("s", "cust");
+    let si = OwnerRef::instance("si");
+    store
+        .write(vec![
+            put(&si_cust, "a", "{}", PutMode::Create),
+            put(&si_cust, "b", "{}", PutMode::Create),
+            put(&si_cust2, "a", "{}", PutMode::Create),
+            put(&s_cust, "a", "{}", PutMode::Create),
+            put(&si, "i", "{}", PutMode::Create),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(subscription_entities(store, &si_cust).await, ["a", "b"]);
+
+    // Ending a subscription inside a batch that fails changes nothing.
+    let failed = store
+        .write(vec![
+            WriteOp::Unsubscribe {
+                instance_id: "si".into(),
+                subaccount_id: "cust".into(),
+            },
+            put(&si_cust2, "a", "{}", PutMode::Create),
+        ])
+        .await;
+    assert!(matches!(failed, Err(Error::Conflict { .. })), "{failed:?}");
+    assert!(store
+        .get_subscription("si", "cust")
+        .await
+        .unwrap()
+        .is_some());
+    assert_eq!(subscription_entities(store, &si_cust).await, ["a", "b"]);
+
+    // Ended: its entities go, nobody else's.
+    let out = store
+        .write(vec![WriteOp::Unsubscribe {
+            instance_id: "si".into(),
+            subaccount_id: "cust".into(),
+        }])
+        .await
+        .unwrap();
+    assert_eq!(out, vec![WriteOutcome::Deleted]);
+    assert!(subscription_entities(store, &si_cust).await.is_empty());
+    assert!(store
+        .get_entity(&si_cust, EntityKind::Destination, "a")
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(subscription_entities(store, &si_cust2).await, ["a"]);
+    assert_eq!(subscription_entities(store, &s_cust).await, ["a"]);
+    assert!(matches!(
+        store
+            .write(vec![WriteOp::Unsubscribe {
+                instance_id: "si".into(),
+                subaccount_id: "cust".into(),
+            }])
+            .await,
+        Err(Error::NotFound { .. })
+    ));
+    // A new subscription starts empty.
+    store.write(vec![subscription("si", "cust")]).await.unwrap();
+    assert!(subscription_entities(store, &si_cust).await.is_empty());
+
+    // Deprovisioning takes the subscriptions and subscription levels with it; "s" keeps its own.
+    store
+        .write(vec![WriteOp::DeleteInstance { id: "si".into() }])
+        .await
+        .unwrap();
+    assert!(store.list_subscriptions("si").await.unwrap().is_empty());
+    assert!(subscription_entities(store, &si_cust2).await.is_empty());
+    assert!(subscription_entities(store, &si).await.is_empty());
+    assert_eq!(subscription_entities(store, &s_cust).await, ["a"]);
+    assert_eq!(store.list_subscriptions("s").await.unwrap().len(), 1);
 }
 
 async fn limit_suite(store: &dyn Store) {

@@ -9,6 +9,7 @@ mod entities;
 mod find;
 mod osb;
 pub mod request_id;
+mod tenancy;
 
 pub use audit::AuditEntry;
 pub use config::{ConfigError, ExistingPolicy, InstanceConfig, LevelInit};
@@ -21,3 +22,4 @@ pub use find::{AuthToken, CertificateItem, FindResponse, HttpHeader, Owner};
 pub use osb::{
     BindRequest, Catalog, OsbError, Plan, ProvisionRequest, Service, ServiceKey, UpdateRequest,
 };
+pub use tenancy::Subscription;

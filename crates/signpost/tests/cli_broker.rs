@@ -216,3 +216,64 @@ async fn broker_verbs_report_bad_input() {
     ])
     .fails(2, "is not a URL");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn subscriptions_from_the_cli() {
+    let (_dir, server) = server().await;
+    let cli = Cli::new();
+    login(&cli, &server);
+    cli.run(&["instance", "create", "saas", "--subaccount", "provider"])
+        .ok();
+
+    let out = cli.run(&[
+        "subscription",
+        "create",
+        "saas",
+        "customer-a",
+        "--subdomain",
+        "customer-a",
+        "-o",
+        "json",
+    ]);
+    let created = out.json();
+    assert_eq!(created["subaccountId"], "customer-a");
+    assert_eq!(created["subdomain"], "customer-a");
+    // Again with another subdomain: it changes.
+    cli.run(&[
+        "subscription",
+        "create",
+        "saas",
+        "customer-a",
+        "--subdomain",
+        "customer-a-new",
+    ])
+    .ok();
+    let table = cli.run(&["subscription", "list", "saas"]).ok().to_owned();
+    assert!(
+        table.contains("SUBACCOUNT") && table.contains("customer-a-new"),
+        "{table}"
+    );
+
+    // Bad input: the server's message, exit code 1.
+    cli.run(&[
+        "subscription",
+        "create",
+        "saas",
+        "customer-b",
+        "--subdomain",
+        "Not_A_Label",
+    ])
+    .fails(1, "subdomain must be");
+    cli.run(&["subscription", "list", "no-such-instance"])
+        .fails(1, "does not exist");
+
+    cli.run(&["subscription", "delete", "saas", "customer-a"])
+        .ok();
+    assert_eq!(
+        cli.run(&["subscription", "list", "saas", "-o", "json"])
+            .json(),
+        serde_json::json!([])
+    );
+    cli.run(&["subscription", "delete", "saas", "customer-a"])
+        .fails(1, "not subscribed");
+}

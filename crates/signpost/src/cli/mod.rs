@@ -1,5 +1,6 @@
 //! The CLI verbs: `login`, `instance`, `key` (the service broker, platform target), `signing-key`
-//! (token signing keys, platform target), `audit` (the audit log, platform target), `dest`,
+//! (token signing keys, platform target), `audit` (the audit log, platform target),
+//! `subscription` (subscribers of an instance, platform target), `dest`,
 //! `fragment`, `cert`, `export`, `import` (the destination API, tenant target), `completion`, and the hidden `docs`. They talk to a Signpost
 //! (or SAP) service over HTTP only, through `signpost-client`. Exit codes: 0 success, 1 an error
 //! (the server's message), 2 usage (clap's own, and unreadable or malformed input files,
@@ -10,6 +11,7 @@ mod broker;
 mod docs;
 mod output;
 mod signing_key;
+mod subscription;
 mod target;
 mod tenant;
 mod transfer;
@@ -43,6 +45,8 @@ pub enum CliCommand {
     SigningKey(signing_key::SigningKeyArgs),
     /// The audit log: writes and issued tokens, newest first (platform target).
     Audit(audit::AuditArgs),
+    /// Subscriber subaccounts of a provider's instance (SaaS multitenancy, platform target).
+    Subscription(subscription::SubscriptionArgs),
     /// Destinations on subaccount or instance level (tenant target).
     Dest(tenant::DestArgs),
     /// Destination fragments on subaccount or instance level (tenant target).
@@ -69,6 +73,7 @@ pub async fn run(cmd: CliCommand) -> anyhow::Result<()> {
         CliCommand::Key(args) => broker::key(args).await,
         CliCommand::SigningKey(args) => signing_key::signing_key(args).await,
         CliCommand::Audit(args) => audit::audit(args).await,
+        CliCommand::Subscription(args) => subscription::subscription(args).await,
         CliCommand::Dest(args) => tenant::dest(args).await,
         CliCommand::Fragment(args) => tenant::fragment(args).await,
         CliCommand::Cert(args) => tenant::cert(args).await,
