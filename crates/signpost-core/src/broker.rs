@@ -181,6 +181,7 @@ impl Signpost {
             request_digest: digest.clone(),
             created_at: 0,
             updated_at: 0,
+            subscriber_access: merge_subscriber_access(None, config.subscriber_access.as_ref()),
         };
         let mut ops = vec![
             WriteOp::EnsureSubaccount(SubaccountRecord {
@@ -255,6 +256,10 @@ impl Signpost {
         record.request_digest = self
             .store()
             .digest(&[record.request_digest.as_bytes(), raw.to_string().as_bytes()]);
+        record.subscriber_access = merge_subscriber_access(
+            record.subscriber_access.as_deref(),
+            config.subscriber_access.as_ref(),
+        );
         let subaccount_id = record.subaccount_id.clone();
         let mut ops = vec![WriteOp::UpdateInstance(record)];
         let labels = config_ops(&config, &subaccount_id, id, &mut ops);
@@ -350,9 +355,9 @@ impl Signpost {
     ) -> BrokerResult<BindOutcome> {
         check_id("binding_id", binding_id)?;
         Self::check_ids(&req.service_id, Some(&req.plan_id))?;
-        let kind = match &req.parameters {
-            Some(params) => bind_kind(params)?,
-            None => BindKind::Secret,
+        let (kind, scopes) = match &req.parameters {
+            Some(params) => (bind_kind(params)?, bind_scopes(params)?),
+            None => (BindKind::Secret, Vec::new()),
         };
         if kind != BindKind::Secret && self.config().cert_url.is_none() {
             return Err(BrokerError::new(
@@ -385,7 +390,7 @@ impl Signpost {
         }
         let client_id = format!("sb-{binding_id}!b1|destination-xsappname!b1");
         let record = self
-            .binding_record(instance_id, binding_id, client_id, digest, kind)
+            .binding_record(instance_id, binding_id, client_id, digest, (kind, scopes))
             .await?;
         match self
             .store()
@@ -456,7 +461,7 @@ impl Signpost {
         binding_id: &str,
         client_id: String,
         digest: String,
-        kind: BindKind,
+        (kind, scopes): (BindKind, Vec<String>),
     ) -> BrokerResult<BindingRecord> {
         let mut record = BindingRecord {
             id: binding_id.into(),
@@ -468,6 +473,7 @@ impl Signpost {
             created_at: 0,
             certificate: None,
             certificate_sha256: None,
+            scopes,
         };
         match kind {
             BindKind::Secret => {
@@ -641,6 +647,63 @@ fn bind_kind(params: &Value) -> BrokerResult<BindKind> {
     let p: signpost_certs::ca::X509BindingParams = serde_json::from_value(x509)
         .map_err(|e| BrokerError::bad_request(format!("parameters.xsuaa.x509: {e}")))?;
     Ok(BindKind::X509Generated(p))
+}
+
+/// The bind parameter `scopes` (Signpost's): scopes the binding's tokens carry besides the
+/// service's own, e.g. those an instance's `subscriber_access` asks of a subscriber's token.
+fn bind_scopes(params: &Value) -> BrokerResult<Vec<String>> {
+    let Some(scopes) = params.get("scopes") else {
+        return Ok(Vec::new());
+    };
+    let bad = || {
+        BrokerError::bad_request(
+            "parameters.scopes must be an array of at most 50 scopes, each 1 to 200 printable characters without spaces",
+        )
+    };
+    let list = scopes
+        .as_array()
+        .filter(|l| l.len() <= 50)
+        .ok_or_else(bad)?;
+    let mut out = Vec::with_capacity(list.len());
+    for scope in list {
+        let s = scope
+            .as_str()
+            .filter(|s| (1..=200).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_graphic()))
+            .ok_or_else(bad)?;
+        if !out.iter().any(|o: &String| o == s) {
+            out.push(s.to_owned());
+        }
+    }
+    Ok(out)
+}
+
+/// The stored `subscriber_access` after a provision or update gave `given`: a section
+/// (`destination`, `certificate`) given replaces its lists that it names (an empty array clears
+/// one); sections and lists left out stay as they were. `None` when nothing is granted.
+fn merge_subscriber_access(
+    stored: Option<&str>,
+    given: Option<&Map<String, Value>>,
+) -> Option<String> {
+    let mut merged: Map<String, Value> = stored
+        .and_then(|s| serde_json::from_str(s).ok())
+        .unwrap_or_default();
+    for (section, lists) in given.into_iter().flatten() {
+        let entry = merged
+            .entry(section.clone())
+            .or_insert_with(|| Value::Object(Map::new()));
+        if let (Some(target), Some(lists)) = (entry.as_object_mut(), lists.as_object()) {
+            for (list, scopes) in lists {
+                target.insert(list.clone(), scopes.clone());
+            }
+        }
+    }
+    merged.retain(|_, lists| {
+        lists.as_object_mut().is_some_and(|l| {
+            l.retain(|_, scopes| scopes.as_array().is_some_and(|a| !a.is_empty()));
+            !l.is_empty()
+        })
+    });
+    (!merged.is_empty()).then(|| Value::Object(merged).to_string())
 }
 
 /// [`validate_config_certificates`] on the CPU pool (the keystores may need PBKDF2 or scrypt).

@@ -291,7 +291,8 @@ impl Signpost {
         level: Level,
         name: &str,
     ) -> Result<StoredEntity> {
-        who.may(level, EntityKind::Certificate, Access::Read)?;
+        self.may(who, level, EntityKind::Certificate, Access::Read)
+            .await?;
         self.store()
             .get_entity(&who.owner(level), EntityKind::Certificate, name)
             .await?
@@ -355,7 +356,8 @@ impl Signpost {
         level: Level,
         expiring_within_days: Option<i64>,
     ) -> Result<Vec<Value>> {
-        who.may(level, EntityKind::Certificate, Access::Read)?;
+        self.may(who, level, EntityKind::Certificate, Access::Read)
+            .await?;
         let page = self
             .store()
             .list_entities(

@@ -47,7 +47,8 @@ impl Signpost {
         level: Level,
         name: &str,
     ) -> Result<CheckReport> {
-        who.may(level, EntityKind::Destination, Access::Read)?;
+        self.may(who, level, EntityKind::Destination, Access::Read)
+            .await?;
         let found = self
             .consume_destination(who, name, level.as_str(), &FindOptions::default())
             .await?;

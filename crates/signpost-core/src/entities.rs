@@ -168,31 +168,71 @@ impl Principal {
     pub fn is_subscriber(&self) -> bool {
         self.provider_subaccount_id.is_some()
     }
-
-    /// Whether this caller may read or change `kind`s on `level` through the configuration API.
-    /// The provider's token may; a subscriber's token on its own subaccount level too. On the
-    /// subscription level a subscriber needs the scopes of the instance's `subscriber_access`,
-    /// and none is granted yet (by default subscribers have no access): a 403.
-    pub fn may(&self, level: Level, kind: EntityKind, access: Access) -> Result<()> {
-        if !self.is_subscriber() || level == Level::Subaccount {
-            return Ok(());
-        }
-        let what = match access {
-            Access::Read => "read",
-            Access::Write => "change",
-        };
-        Err(Error::Forbidden(format!(
-            "A subscriber's token may not {what} {}s on the subscription level: the instance's subscriber_access grants it no scope",
-            kind.noun()
-        )))
-    }
 }
 
-/// Reading or changing, for [`Principal::may`].
+/// Reading or changing, for [`Signpost::may`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
     Read,
     Write,
+}
+
+impl Signpost {
+    /// Whether `who` may read or change `kind`s on `level` through the configuration API. The
+    /// provider's token may; a subscriber's token on its own subaccount level too. On the
+    /// subscription level a subscriber's token needs every scope of the instance's
+    /// `subscriber_access` (`destination` for destinations and fragments, `certificate`):
+    /// `read_scopes` to read, `write_scopes` to change. None granted (the default) or one
+    /// missing is a 403 that names what is needed.
+    pub(crate) async fn may(
+        &self,
+        who: &Principal,
+        level: Level,
+        kind: EntityKind,
+        access: Access,
+    ) -> Result<()> {
+        if !who.is_subscriber() || level == Level::Subaccount {
+            return Ok(());
+        }
+        let section = match kind {
+            EntityKind::Certificate => "certificate",
+            EntityKind::Destination | EntityKind::Fragment => "destination",
+        };
+        let (list, what) = match access {
+            Access::Read => ("read_scopes", "read"),
+            Access::Write => ("write_scopes", "change"),
+        };
+        let granted: Value = self
+            .store()
+            .get_instance(&who.instance_id)
+            .await?
+            .and_then(|i| i.subscriber_access)
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or(Value::Null);
+        let required: Vec<&str> = granted[section][list]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        if required.is_empty() {
+            return Err(Error::Forbidden(format!(
+                "A subscriber's token may not {what} {}s on the subscription level: the instance's subscriber_access.{section}.{list} grants none",
+                kind.noun()
+            )));
+        }
+        let missing: Vec<&str> = required
+            .into_iter()
+            .filter(|s| !who.scopes.iter().any(|have| have == s))
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        Err(Error::Forbidden(format!(
+            "To {what} {}s on the subscription level, a subscriber's token needs the scope{} {} (subscriber_access.{section}.{list})",
+            kind.noun(),
+            if missing.len() == 1 { "" } else { "s" },
+            missing.join(", ")
+        )))
+    }
 }
 
 impl Signpost {
@@ -203,7 +243,7 @@ impl Signpost {
         kind: EntityKind,
         mode: ListMode,
     ) -> Result<ListResult> {
-        who.may(level, kind, Access::Read)?;
+        self.may(who, level, kind, Access::Read).await?;
         let owner = who.owner(level);
         let (query, metadata, names_only) = match &mode {
             ListMode::Default {
@@ -348,7 +388,7 @@ impl Signpost {
         mode: PutMode,
         if_match: Option<&[String]>,
     ) -> Result<WriteResult> {
-        who.may(level, kind, Access::Write)?;
+        self.may(who, level, kind, Access::Write).await?;
         let owner = who.owner(level);
         let ok = if mode == PutMode::Create { 201 } else { 200 };
         match body {
@@ -422,7 +462,7 @@ impl Signpost {
         kind: EntityKind,
         name: &str,
     ) -> Result<(Map<String, Value>, String)> {
-        who.may(level, kind, Access::Read)?;
+        self.may(who, level, kind, Access::Read).await?;
         let owner = who.owner(level);
         let entity = self
             .store()
@@ -446,7 +486,7 @@ impl Signpost {
         name: &str,
         if_match: Option<&[String]>,
     ) -> Result<()> {
-        who.may(level, kind, Access::Write)?;
+        self.may(who, level, kind, Access::Write).await?;
         let deleted = async {
             if kind == EntityKind::Certificate {
                 self.refuse_if_referenced(who, level, &[name.to_owned()])
@@ -488,7 +528,7 @@ impl Signpost {
         kind: EntityKind,
         names: Vec<String>,
     ) -> Result<DeleteSummary> {
-        who.may(level, kind, Access::Write)?;
+        self.may(who, level, kind, Access::Write).await?;
         let entry = |name: &str| Entry::tenant(who, level, "delete", kind.as_str()).name(name);
         let written = async {
             if kind == EntityKind::Certificate {

@@ -594,8 +594,7 @@ impl Signpost {
         if !ok {
             return self.refused(&binding).await;
         }
-        self.token_for_binding(client_id, &binding.instance_id, zid)
-            .await
+        self.token_for_binding(&binding, zid).await
     }
 
     /// A token request of an existing binding that failed to authenticate: an event of the
@@ -657,8 +656,7 @@ impl Signpost {
         if generated && !self.inner.ca.verify_client_certificate(presented_der, now) {
             return self.refused(&binding).await;
         }
-        self.token_for_binding(client_id, &binding.instance_id, zid)
-            .await
+        self.token_for_binding(&binding, zid).await
     }
 
     /// The instances a platform operator can sign in to from the editor, with their subaccount
@@ -709,7 +707,7 @@ impl Signpost {
                 "The service instance '{instance_id}' has no service key; create one first (signpost key create)"
             ))),
             Some(b) => self
-                .sign_for(&b.client_id, &instance, &instance.subaccount_id)
+                .sign_for(&b, &instance, &instance.subaccount_id)
                 .await
                 .map_err(|_| Error::Internal("the token could not be signed".into())),
         };
@@ -725,14 +723,11 @@ impl Signpost {
     /// subaccount subscribed to its instance; any other tenant is refused like a wrong secret.
     async fn token_for_binding(
         &self,
-        client_id: &str,
-        instance_id: &str,
+        binding: &BindingRecord,
         zid: Option<&str>,
     ) -> Result<TokenResponse, TokenError> {
-        let entry = token_entry(client_id, instance_id);
-        let (entry, result) = self
-            .token_for_instance(entry, client_id, instance_id, zid)
-            .await;
+        let entry = token_entry(&binding.client_id, &binding.instance_id);
+        let (entry, result) = self.token_for_instance(entry, binding, zid).await;
         let status = match &result {
             Ok(_) => 200,
             Err(e) => e.status(),
@@ -749,10 +744,10 @@ impl Signpost {
     async fn token_for_instance(
         &self,
         entry: Entry,
-        client_id: &str,
-        instance_id: &str,
+        binding: &BindingRecord,
         zid: Option<&str>,
     ) -> (Entry, Result<TokenResponse, TokenError>) {
+        let instance_id = binding.instance_id.as_str();
         let store = self.store();
         let instance = match store.get_instance(instance_id).await {
             Ok(Some(i)) => i,
@@ -772,14 +767,14 @@ impl Signpost {
         };
         // The event belongs to the tenant whose token it is.
         let entry = entry.subaccount(tenant.as_str());
-        (entry, self.sign_for(client_id, &instance, &tenant).await)
+        (entry, self.sign_for(binding, &instance, &tenant).await)
     }
 
     /// Signs a token for a client of `instance` in the tenant `zid` (the instance's subaccount
     /// or a subscriber's).
     async fn sign_for(
         &self,
-        client_id: &str,
+        binding: &BindingRecord,
         instance: &signpost_store::InstanceRecord,
         zid: &str,
     ) -> Result<TokenResponse, TokenError> {
@@ -793,7 +788,10 @@ impl Signpost {
         if !store.coherent() {
             self.refresh_stale_keys().await;
         }
-        self.sign(client_id, zid, &subdomain, &instance.id)
+        let scopes = std::iter::once(SERVICE_SCOPE.to_owned())
+            .chain(binding.scopes.iter().cloned())
+            .collect();
+        self.sign(&binding.client_id, (zid, &subdomain), &instance.id, scopes)
             .await
             .map_err(|_| TokenError::Server)
     }
@@ -825,9 +823,9 @@ impl Signpost {
     async fn sign(
         &self,
         client_id: &str,
-        zid: &str,
-        zdn: &str,
+        (zid, zdn): (&str, &str),
         instance_id: &str,
+        scopes: Vec<String>,
     ) -> Result<TokenResponse> {
         let now = now_secs();
         let lifetime = self.inner.config.token_lifetime_secs;
@@ -846,8 +844,8 @@ impl Signpost {
                 zdn: zdn.into(),
                 serviceinstanceid: instance_id.into(),
             },
-            scope: vec![SERVICE_SCOPE.into()],
-            authorities: vec![SERVICE_SCOPE.into()],
+            scope: scopes.clone(),
+            authorities: scopes.clone(),
             aud: vec!["uaa".into(), client_id.into()],
             grant_type: "client_credentials".into(),
             iat: now,
@@ -872,7 +870,7 @@ impl Signpost {
             access_token: token,
             token_type: "bearer",
             expires_in: lifetime,
-            scope: SERVICE_SCOPE.into(),
+            scope: scopes.join(" "),
             jti,
         })
     }
@@ -1013,7 +1011,15 @@ mod tests {
     }
 
     async fn signed_kid(sp: &Signpost) -> String {
-        let token = sp.sign("client", "zid", "zdn", "instance").await.unwrap();
+        let token = sp
+            .sign(
+                "client",
+                ("zid", "zdn"),
+                "instance",
+                vec![SERVICE_SCOPE.into()],
+            )
+            .await
+            .unwrap();
         jsonwebtoken::decode_header(&token.access_token)
             .unwrap()
             .kid

@@ -164,6 +164,7 @@ impl PgStore {
             created_at: row.try_get("created_at")?,
             certificate: row.try_get("certificate")?,
             certificate_sha256: row.try_get("certificate_sha256")?,
+            scopes: scopes_from_column(row.try_get("scopes")?),
             id,
         })
     }
@@ -225,8 +226,8 @@ impl PgStore {
             }
             WriteOp::CreateInstance(i) => {
                 let r = sqlx::query(
-                    "INSERT INTO instances (id, subaccount_id, service_id, plan_id, organization_guid, space_guid, context, request_digest, created_at, updated_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING",
+                    "INSERT INTO instances (id, subaccount_id, service_id, plan_id, organization_guid, space_guid, context, request_digest, created_at, updated_at, subscriber_access)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (id) DO NOTHING",
                 )
                 .bind(&i.id)
                 .bind(&i.subaccount_id)
@@ -238,6 +239,7 @@ impl PgStore {
                 .bind(&i.request_digest)
                 .bind(now)
                 .bind(now)
+                .bind(&i.subscriber_access)
                 .execute(&mut *conn)
                 .await?;
                 if r.rows_affected() == 0 {
@@ -251,13 +253,14 @@ impl PgStore {
             }
             WriteOp::UpdateInstance(i) => {
                 let r = sqlx::query(
-                    "UPDATE instances SET plan_id = $1, context = $2, request_digest = $3, updated_at = $4 WHERE id = $5",
+                    "UPDATE instances SET plan_id = $1, context = $2, request_digest = $3, updated_at = $4, subscriber_access = $6 WHERE id = $5",
                 )
                 .bind(&i.plan_id)
                 .bind(&i.context)
                 .bind(&i.request_digest)
                 .bind(now)
                 .bind(&i.id)
+                .bind(&i.subscriber_access)
                 .execute(&mut *conn)
                 .await?;
                 if r.rows_affected() == 0 {
@@ -384,8 +387,8 @@ impl PgStore {
                         .encrypt(s.expose_secret().as_bytes(), &binding_aad(&b.id))
                 });
                 let r = sqlx::query(
-                    "INSERT INTO bindings (id, instance_id, client_id, secret, credential_type, request_digest, created_at, certificate, certificate_sha256)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
+                    "INSERT INTO bindings (id, instance_id, client_id, secret, credential_type, request_digest, created_at, certificate, certificate_sha256, scopes)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING",
                 )
                 .bind(&b.id)
                 .bind(&b.instance_id)
@@ -396,6 +399,7 @@ impl PgStore {
                 .bind(now)
                 .bind(&b.certificate)
                 .bind(&b.certificate_sha256)
+                .bind(scopes_to_column(&b.scopes))
                 .execute(&mut *conn)
                 .await?;
                 if r.rows_affected() == 0 {

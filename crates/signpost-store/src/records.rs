@@ -32,6 +32,8 @@ pub struct InstanceRecord {
     pub request_digest: String,
     pub created_at: i64,
     pub updated_at: i64,
+    /// The configuration JSON's `subscriber_access` as JSON text (no secrets in it).
+    pub subscriber_access: Option<String>,
 }
 
 #[derive(Clone)]
@@ -48,6 +50,8 @@ pub struct BindingRecord {
     pub credential_type: String,
     pub request_digest: String,
     pub created_at: i64,
+    /// The scopes its tokens carry besides the service's own (bind parameter `scopes`).
+    pub scopes: Vec<String>,
 }
 
 impl fmt::Debug for BindingRecord {

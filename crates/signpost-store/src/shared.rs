@@ -130,7 +130,19 @@ where
         request_digest: col(row, "request_digest")?,
         created_at: col(row, "created_at")?,
         updated_at: col(row, "updated_at")?,
+        subscriber_access: col(row, "subscriber_access")?,
     })
+}
+
+/// A binding's `scopes` column: a JSON array of strings, or NULL for none.
+pub(crate) fn scopes_from_column(text: Option<String>) -> Vec<String> {
+    text.and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default()
+}
+
+/// The `scopes` column of a binding's scopes.
+pub(crate) fn scopes_to_column(scopes: &[String]) -> Option<String> {
+    (!scopes.is_empty()).then(|| serde_json::to_string(scopes).unwrap_or_default())
 }
 
 /// The outcome of a delete that touched `rows` rows.

@@ -143,6 +143,7 @@ impl SqliteStore {
             created_at: row.try_get("created_at")?,
             certificate: row.try_get("certificate")?,
             certificate_sha256: row.try_get("certificate_sha256")?,
+            scopes: scopes_from_column(row.try_get("scopes")?),
             id,
         })
     }
@@ -172,8 +173,8 @@ impl SqliteStore {
             }
             WriteOp::CreateInstance(i) => {
                 let r = sqlx::query(
-                    "INSERT INTO instances (id, subaccount_id, service_id, plan_id, organization_guid, space_guid, context, request_digest, created_at, updated_at)
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+                    "INSERT INTO instances (id, subaccount_id, service_id, plan_id, organization_guid, space_guid, context, request_digest, created_at, updated_at, subscriber_access)
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
                 )
                 .bind(&i.id)
                 .bind(&i.subaccount_id)
@@ -185,6 +186,7 @@ impl SqliteStore {
                 .bind(&i.request_digest)
                 .bind(now)
                 .bind(now)
+                .bind(&i.subscriber_access)
                 .execute(&mut *conn)
                 .await?;
                 if r.rows_affected() == 0 {
@@ -198,12 +200,13 @@ impl SqliteStore {
             }
             WriteOp::UpdateInstance(i) => {
                 let r = sqlx::query(
-                    "UPDATE instances SET plan_id = ?, context = ?, request_digest = ?, updated_at = ? WHERE id = ?",
+                    "UPDATE instances SET plan_id = ?, context = ?, request_digest = ?, updated_at = ?, subscriber_access = ? WHERE id = ?",
                 )
                 .bind(&i.plan_id)
                 .bind(&i.context)
                 .bind(&i.request_digest)
                 .bind(now)
+                .bind(&i.subscriber_access)
                 .bind(&i.id)
                 .execute(&mut *conn)
                 .await?;
@@ -331,8 +334,8 @@ impl SqliteStore {
                         .encrypt(s.expose_secret().as_bytes(), &binding_aad(&b.id))
                 });
                 let r = sqlx::query(
-                    "INSERT INTO bindings (id, instance_id, client_id, secret, credential_type, request_digest, created_at, certificate, certificate_sha256)
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                    "INSERT INTO bindings (id, instance_id, client_id, secret, credential_type, request_digest, created_at, certificate, certificate_sha256, scopes)
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 )
                 .bind(&b.id)
                 .bind(&b.instance_id)
@@ -343,6 +346,7 @@ impl SqliteStore {
                 .bind(now)
                 .bind(&b.certificate)
                 .bind(&b.certificate_sha256)
+                .bind(scopes_to_column(&b.scopes))
                 .execute(&mut *conn)
                 .await?;
                 if r.rows_affected() == 0 {

@@ -21,6 +21,7 @@ fn instance(id: &str, sub: &str) -> InstanceRecord {
         request_digest: "d1".into(),
         created_at: 0,
         updated_at: 0,
+        subscriber_access: None,
     }
 }
 
@@ -107,6 +108,7 @@ async fn suite(store: &dyn Store) {
         created_at: 0,
         certificate: Some("PEM".into()),
         certificate_sha256: Some("ab12".into()),
+        scopes: vec!["app!b1.read".into(), "app!b1.write".into()],
     };
     store
         .write(vec![WriteOp::CreateBinding(binding.clone())])
@@ -132,6 +134,7 @@ async fn suite(store: &dyn Store) {
         .unwrap()
         .unwrap();
     assert_eq!(got.client_secret.unwrap().expose_secret(), "s3cr3t");
+    assert_eq!(got.scopes, ["app!b1.read", "app!b1.write"]);
     let mut dup = binding.clone();
     dup.id = "b2".into();
     assert!(matches!(

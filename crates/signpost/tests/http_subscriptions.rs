@@ -425,3 +425,192 @@ async fn tenant_tokens_and_what_a_subscriber_sees() {
     );
     assert_eq!(provider.get("/v1/destinations/shared").await.status(), 200);
 }
+
+/// Binds `binding` to `instance` with bind parameters; the service key.
+async fn bind_with(
+    app: &TestApp,
+    instance: &str,
+    binding: &str,
+    parameters: Value,
+) -> (u16, Value) {
+    status_json(
+        app.broker(
+            Method::PUT,
+            &format!("/v2/service_instances/{instance}/service_bindings/{binding}"),
+        )
+        .json(&json!({
+            "service_id": signpost_core::CATALOG_SERVICE_ID,
+            "plan_id": signpost_core::CATALOG_PLAN_ID,
+            "parameters": parameters,
+        }))
+        .send()
+        .await
+        .unwrap(),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn subscriber_access_opens_the_subscription_level_to_the_scopes_it_names() {
+    let app = TestApp::start().await;
+    let access = json!({"subscriber_access": {
+        "destination": {"read_scopes": ["app.dest.read"], "write_scopes": ["app.dest.write", "app.dest.read"]},
+    }});
+    let provider = app.tenant(PROVIDER, INSTANCE, access).await;
+    for (sub, dom) in [("customer-a", "customer-a"), ("customer-b", "customer-b")] {
+        let (s, _) = subscribe(&app, sub, json!({"subdomain": dom})).await;
+        assert_eq!(s, 201);
+    }
+    // Keys whose tokens carry scopes (bind parameter `scopes`); bad ones are refused.
+    let (s, full) = bind_with(
+        &app,
+        INSTANCE,
+        "full-key",
+        json!({"scopes": ["app.dest.read", "app.dest.write"]}),
+    )
+    .await;
+    assert_eq!(s, 201, "{full}");
+    let full = full["credentials"].clone();
+    let (_, reader) = bind_with(
+        &app,
+        INSTANCE,
+        "read-key",
+        json!({"scopes": ["app.dest.read"]}),
+    )
+    .await;
+    let reader = reader["credentials"].clone();
+    for bad in [
+        json!({"scopes": "x"}),
+        json!({"scopes": ["with space"]}),
+        json!({"scopes": [1]}),
+    ] {
+        let (s, v) = bind_with(&app, INSTANCE, "bad-key", bad.clone()).await;
+        assert_eq!(s, 400, "{bad}: {v}");
+    }
+
+    let (s, answer) = tenant_token(&app, &full, Some("customer-a"), None).await;
+    assert_eq!(s, 200, "{answer}");
+    assert!(
+        answer["scope"].as_str().unwrap().contains("app.dest.write"),
+        "{answer}"
+    );
+    let a_full = as_tenant(&provider, answer["access_token"].as_str().unwrap());
+    let (_, answer) = tenant_token(&app, &reader, Some("customer-a"), None).await;
+    let a_read = as_tenant(&provider, answer["access_token"].as_str().unwrap());
+    let (_, answer) = tenant_token(&app, &full, Some("customer-b"), None).await;
+    let b_full = as_tenant(&provider, answer["access_token"].as_str().unwrap());
+
+    // Write with the write scopes: the subscription level of customer-a.
+    let (s, v) = status_json(
+        a_full
+            .post(
+                "/v1/instanceDestinations",
+                dest("sub-level", "https://a.subscription.example"),
+            )
+            .await,
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    let (s, v) = status_json(a_read.get("/v1/destinations/sub-level").await).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["owner"]["SubaccountId"], "customer-a");
+    assert_eq!(v["owner"]["InstanceId"], INSTANCE);
+    let (s, list) = status_json(a_read.get("/v1/instanceDestinations").await).await;
+    assert_eq!(s, 200);
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+    // Read scopes only: changing is a 403 naming the missing scope; nothing changed.
+    let (s, v) = status_json(a_read.delete("/v1/instanceDestinations/sub-level").await).await;
+    assert_eq!(s, 403, "{v}");
+    assert!(
+        v["ErrorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("app.dest.write"),
+        "{v}"
+    );
+    assert_eq!(
+        a_read
+            .get("/v1/instanceDestinations/sub-level")
+            .await
+            .status(),
+        200
+    );
+    // Certificates are a section of their own, not granted here.
+    let (s, v) = status_json(a_full.get("/v1/instanceCertificates").await).await;
+    assert_eq!(s, 403, "{v}");
+    assert!(
+        v["ErrorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("subscriber_access.certificate"),
+        "{v}"
+    );
+    // Another subscriber and the provider do not see it.
+    assert_eq!(b_full.get("/v1/destinations/sub-level").await.status(), 404);
+    let (_, b_list) = status_json(b_full.get("/v1/instanceDestinations").await).await;
+    assert_eq!(b_list, json!([]));
+    assert_eq!(
+        provider.get("/v1/destinations/sub-level").await.status(),
+        404
+    );
+    assert_eq!(
+        provider
+            .get("/v1/instanceDestinations/sub-level")
+            .await
+            .status(),
+        404
+    );
+
+    // An update clears the write scopes (an empty array); reading stays open.
+    let res = app
+        .broker(Method::PATCH, &format!("/v2/service_instances/{INSTANCE}"))
+        .json(&json!({
+            "service_id": signpost_core::CATALOG_SERVICE_ID,
+            "parameters": {"subscriber_access": {"destination": {"write_scopes": []}}},
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+    let (s, v) = status_json(
+        a_full
+            .post(
+                "/v1/instanceDestinations",
+                dest("another", "https://x.example"),
+            )
+            .await,
+    )
+    .await;
+    assert_eq!(s, 403, "{v}");
+    assert!(
+        v["ErrorMessage"].as_str().unwrap().contains("grants none"),
+        "{v}"
+    );
+    assert_eq!(
+        a_full
+            .get("/v1/instanceDestinations/sub-level")
+            .await
+            .status(),
+        200
+    );
+
+    // Ending the subscription deletes its subscription level: a new one starts empty.
+    let (s, _) = status_json(
+        app.broker(
+            Method::DELETE,
+            &format!("/signpost/v1/subscriptions/{INSTANCE}/customer-a"),
+        )
+        .send()
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(s, 200);
+    let (s, _) = subscribe(&app, "customer-a", json!({"subdomain": "customer-a"})).await;
+    assert_eq!(s, 201);
+    let (_, answer) = tenant_token(&app, &reader, Some("customer-a"), None).await;
+    let a_read = as_tenant(&provider, answer["access_token"].as_str().unwrap());
+    let (s, list) = status_json(a_read.get("/v1/instanceDestinations").await).await;
+    assert_eq!((s, list), (200, json!([])));
+    assert_eq!(a_read.get("/v1/destinations/sub-level").await.status(), 404);
+}

@@ -288,6 +288,7 @@ fn debug_of_find_results_flows_writes_and_arguments_hides_secrets() {
             credential_type: "binding-secret".into(),
             request_digest: "x".into(),
             created_at: 0,
+            scopes: Vec::new(),
         }),
         signpost_store::WriteOp::PutSecret {
             name: "n".into(),
