@@ -261,6 +261,26 @@ pub(crate) fn certificate_item(cert: &StoredEntity) -> Result<CertificateItem> {
 }
 
 impl Signpost {
+    /// Whether a Common token flow may run in the tenant with subdomain `tenant` (`X-tenant`):
+    /// the caller's own, or for the provider's token one subscribed to its instance. A
+    /// subscriber's token reaches its own tenant only.
+    async fn tenant_allowed(&self, who: &Principal, tenant: &str) -> Result<bool> {
+        if tenant == who.subdomain {
+            return Ok(true);
+        }
+        if who.is_subscriber() {
+            return Ok(false);
+        }
+        let Some(subaccount) = self.tenant_of_subdomain(tenant).await? else {
+            return Ok(false);
+        };
+        Ok(self
+            .store()
+            .get_subscription(&who.instance_id, &subaccount)
+            .await?
+            .is_some())
+    }
+
     /// Runs the destination's token flow. `nested` is false for the destination that supplies a
     /// client assertion, which may not name another one.
     async fn run_flow(
@@ -292,6 +312,15 @@ impl Signpost {
             Ok(t) => t,
             Err(e) => return Ok(Some(vec![AuthToken::failed(e)])),
         };
+        if let Some(tenant) = opts.headers.tenant.as_deref() {
+            if prop(config, "tokenServiceURLType") == Some("Common")
+                && !self.tenant_allowed(who, tenant).await?
+            {
+                return Ok(Some(vec![AuthToken::failed(format!(
+                    "X-tenant '{tenant}' is neither the caller's tenant nor subscribed to its instance"
+                ))]));
+            }
+        }
         let ctx = FlowContext {
             destination: config,
             headers: &opts.headers,

@@ -395,6 +395,41 @@ async fn tenant_tokens_and_what_a_subscriber_sees() {
     let (_, inst) = status_json(provider.get("/v1/instanceDestinations").await).await;
     assert_eq!(inst.as_array().unwrap().len(), 1, "{inst}");
 
+    // X-tenant of a Common token flow: a subscriber's token reaches its own tenant only.
+    let common = json!({"Name": "common-flow", "Type": "HTTP", "URL": "https://x.example",
+        "ProxyType": "Internet", "Authentication": "OAuth2ClientCredentials", "clientId": "c",
+        "clientSecret": "s", "tokenServiceURLType": "Common",
+        "tokenServiceURL": format!("http://127.0.0.1:{}/{{tenant}}/token", signpost_test_utils::free_port())});
+    assert_eq!(
+        a.post("/v1/subaccountDestinations", common).await.status(),
+        201
+    );
+    let flow_error = |v: &Value| {
+        v["authTokens"][0]["error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    for (tenant, refused) in [
+        ("customer-b", true),
+        ("provider-sa-sub", true),
+        ("customer-a", false),
+    ] {
+        let res = a
+            .req(Method::GET, "/v1/destinations/common-flow")
+            .header("X-tenant", tenant)
+            .send()
+            .await
+            .unwrap();
+        let (s, v) = status_json(res).await;
+        assert_eq!(s, 200, "{v}");
+        assert_eq!(
+            flow_error(&v).contains("neither the caller's tenant nor subscribed"),
+            refused,
+            "{tenant}: {v}"
+        );
+    }
+
     // Ending the subscription ends the subscriber's tokens at once.
     let (s, _) = status_json(
         app.broker(

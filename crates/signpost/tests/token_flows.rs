@@ -468,11 +468,36 @@ async fn tenant_urls_and_client_assertions() {
         ],
     )
     .await;
+    // X-tenant names the caller's tenant or a subscriber of its instance: not yet subscribed,
+    // the flow does not run and says why.
+    let before = peer.requests().await.len();
+    let e = error_of(&find(&t, "common", &[("X-tenant", "tenant-one")]).await);
+    assert!(
+        e.contains("neither the caller's tenant nor subscribed"),
+        "{e}"
+    );
+    assert_eq!(
+        peer.requests().await.len(),
+        before,
+        "no token request was sent"
+    );
+    let res = app
+        .broker(
+            Method::PUT,
+            "/signpost/v1/subscriptions/inst-flows/tenant-one-sa",
+        )
+        .json(&json!({"subdomain": "tenant-one"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
     ok_token(&find(&t, "common", &[("X-tenant", "tenant-one")]).await);
     assert_eq!(
         peer.requests().await.pop().unwrap()["path"],
         "/tenant-one/token"
     );
+    // The caller's own subdomain is always allowed.
+    ok_token(&find(&t, "common", &[("X-tenant", "sub-flows-sub")]).await);
     // Without X-tenant the caller's own subdomain is used.
     ok_token(&find(&t, "common", &[]).await);
     assert_eq!(
