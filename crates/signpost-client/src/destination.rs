@@ -1,8 +1,9 @@
 //! [`DestinationClient`]: find destinations (v1 and v2) with a service key, the way an
 //! application (or Signpost's proxy) consumes the Destination service.
 
+use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use reqwest::header::{ETAG, IF_NONE_MATCH};
@@ -10,7 +11,7 @@ use reqwest::{StatusCode, Url};
 
 use crate::find::{FindRequest, Found};
 use crate::http::{self, build_client, parse_base};
-use crate::token::{Clock, SystemClock, TokenSource};
+use crate::token::{Clock, SystemClock, Tenant, TokenSource};
 use crate::{AccessToken, ClientOptions, Error, FindResponse, Result, ServiceKey, Side};
 
 /// A client of the Destination service for one service key: tokens are cached and renewed
@@ -26,7 +27,14 @@ struct Inner {
     base: Url,
     http: reqwest::Client,
     tokens: TokenSource,
+    options: ClientOptions,
+    clock: Arc<dyn Clock>,
+    /// The clients of this key's tenants, made on first use ([`DestinationClient::for_tenant`]).
+    tenants: Mutex<HashMap<Tenant, DestinationClient>>,
 }
+
+/// Tenant clients kept per service key before the oldest are dropped.
+const MAX_TENANTS: usize = 10_000;
 
 impl fmt::Debug for DestinationClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -51,7 +59,7 @@ impl DestinationClient {
         clock: Arc<dyn Clock>,
     ) -> Result<Self> {
         let base = parse_base(&key.uri)?;
-        let tokens = TokenSource::new(&key, &options, clock)?;
+        let tokens = TokenSource::new(&key, &options, clock.clone(), None)?;
         let http = build_client(&options, None)?;
         Ok(Self {
             inner: Arc::new(Inner {
@@ -59,8 +67,46 @@ impl DestinationClient {
                 base,
                 http,
                 tokens,
+                options,
+                clock,
+                tenants: Mutex::new(HashMap::new()),
             }),
         })
+    }
+
+    /// The client of `tenant` (a subscriber of the key's instance, or its own subaccount): the
+    /// same service key, with tenant tokens cached apart. Made once per tenant and kept.
+    pub fn for_tenant(&self, tenant: &Tenant) -> Result<DestinationClient> {
+        let mut tenants = self
+            .inner
+            .tenants
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(c) = tenants.get(tenant) {
+            return Ok(c.clone());
+        }
+        let inner = &self.inner;
+        let client = DestinationClient {
+            inner: Arc::new(Inner {
+                key: inner.key.clone(),
+                base: inner.base.clone(),
+                http: inner.http.clone(),
+                tokens: TokenSource::new(
+                    &inner.key,
+                    &inner.options,
+                    inner.clock.clone(),
+                    Some(tenant),
+                )?,
+                options: inner.options.clone(),
+                clock: inner.clock.clone(),
+                tenants: Mutex::new(HashMap::new()),
+            }),
+        };
+        if tenants.len() >= MAX_TENANTS {
+            tenants.clear();
+        }
+        tenants.insert(tenant.clone(), client.clone());
+        Ok(client)
     }
 
     pub fn service_key(&self) -> &ServiceKey {

@@ -1,6 +1,7 @@
 //! Shared HTTP plumbing: building reqwest clients from [`ClientOptions`], sending with transport
 //! failures mapped to [`Error::Unreachable`], URL helpers and error-body reading.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::{RequestBuilder, Response, StatusCode, Url};
@@ -36,11 +37,36 @@ impl Default for ClientOptions {
 
 /// A rustls client with `options`' timeouts and roots, following no redirects, presenting
 /// `identity_pem` (certificate chain and private key) as TLS client certificate when given.
+/// The system's resolver, except that `localhost` and every name under it are the loopback
+/// addresses (RFC 6761 §6.3, as browsers and curl do): tenant token URLs of a service on
+/// `localhost` (`<subdomain>.localhost`) resolve without entries in `/etc/hosts`.
+#[derive(Debug, Clone, Copy)]
+struct LoopbackAware;
+
+impl reqwest::dns::Resolve for LoopbackAware {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().trim_end_matches('.').to_ascii_lowercase();
+        Box::pin(async move {
+            if host == "localhost" || host.ends_with(".localhost") {
+                let loopback: Vec<std::net::SocketAddr> = vec![
+                    (std::net::Ipv4Addr::LOCALHOST, 0).into(),
+                    (std::net::Ipv6Addr::LOCALHOST, 0).into(),
+                ];
+                return Ok(Box::new(loopback.into_iter()) as reqwest::dns::Addrs);
+            }
+            let addrs: Vec<std::net::SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
 pub(crate) fn build_client(
     options: &ClientOptions,
     identity_pem: Option<&str>,
 ) -> Result<reqwest::Client> {
     let mut b = reqwest::Client::builder()
+        .dns_resolver(Arc::new(LoopbackAware))
         .connect_timeout(options.connect_timeout)
         .read_timeout(options.read_timeout)
         .redirect(reqwest::redirect::Policy::none())

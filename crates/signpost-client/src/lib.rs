@@ -41,7 +41,7 @@ pub use key::{AccessToken, ServiceKey};
 pub use signpost_wire::{
     AuditEntry, AuthToken, CertificateItem, FindResponse, HttpHeader, Owner, Subscription,
 };
-pub use token::{Clock, SystemClock};
+pub use token::{Clock, SystemClock, Tenant};
 
 use http::{join, json_of, parse_base, read_answer, send};
 

@@ -49,9 +49,30 @@ struct State {
     fetches: u64,
 }
 
+/// A tenant of a multitenant provider's service key (docs/MULTITENANCY.md): its tokens are asked
+/// for with `x-zid: <id>`, or at `<scheme>://<subdomain>.<uaadomain>/oauth/token`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Tenant {
+    /// The tenant's subaccount id (`zid`).
+    Id(String),
+    /// The tenant's subdomain.
+    Subdomain(String),
+}
+
+impl fmt::Display for Tenant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Tenant::Id(id) => write!(f, "id {id}"),
+            Tenant::Subdomain(s) => write!(f, "subdomain {s}"),
+        }
+    }
+}
+
 /// Gets, caches and renews the tokens of one service key.
 pub(crate) struct TokenSource {
     clientid: String,
+    /// `x-zid` of a tenant token asked for by id.
+    zid: Option<String>,
     /// `Some` for client-secret keys.
     secret: Option<String>,
     url: Url,
@@ -76,6 +97,7 @@ impl TokenSource {
         key: &ServiceKey,
         options: &ClientOptions,
         clock: Arc<dyn Clock>,
+        tenant: Option<&Tenant>,
     ) -> Result<Self> {
         let (secret, identity) = if key.is_x509() {
             let cert = key
@@ -100,9 +122,28 @@ impl TokenSource {
             })?;
             (Some(secret), None)
         };
-        let base = parse_base(key.token_base())?;
+        let mut base = parse_base(key.token_base())?;
+        let zid = match tenant {
+            None => None,
+            Some(Tenant::Id(id)) => Some(id.clone()),
+            Some(Tenant::Subdomain(sub)) => {
+                let host = base
+                    .host_str()
+                    .ok_or_else(|| Error::Invalid("the token URL has no host".into()))?
+                    .to_owned();
+                let valid =
+                    !sub.is_empty() && sub.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+                if !valid || base.set_host(Some(&format!("{sub}.{host}"))).is_err() {
+                    return Err(Error::Invalid(format!(
+                        "'{sub}' is not a tenant subdomain (letters, digits and '-')"
+                    )));
+                }
+                None
+            }
+        };
         Ok(Self {
             clientid: key.clientid.clone(),
+            zid,
             secret,
             url: join(&base, &["oauth", "token"]),
             http: build_client(options, identity.as_deref())?,
@@ -176,11 +217,14 @@ impl TokenSource {
         if let Some(s) = &self.secret {
             form.push(("client_secret", s.as_str()));
         }
-        let req = self
+        let mut req = self
             .http
             .post(self.url.clone())
             .header(reqwest::header::ACCEPT, "application/json")
             .form(&form);
+        if let Some(zid) = &self.zid {
+            req = req.header("x-zid", zid);
+        }
         let res = http::send(req, Side::TokenService, &self.url).await?;
         let status = res.status();
         let bytes = http::body(res, Side::TokenService, &self.url).await?;
@@ -259,7 +303,7 @@ mod tests {
         }))
         .unwrap();
         let source =
-            TokenSource::new(&key, &ClientOptions::default(), Arc::new(SystemClock)).unwrap();
+            TokenSource::new(&key, &ClientOptions::default(), Arc::new(SystemClock), None).unwrap();
         let t0 = UNIX_EPOCH + Duration::from_secs(1_000_000);
         let cached = |lifetime: u64| Cached {
             token: AccessToken::new("t".into()),
@@ -284,16 +328,26 @@ mod tests {
             "clientid": "c", "url": "http://h", "uri": "http://h"
         }))
         .unwrap();
-        let e = TokenSource::new(&no_secret, &ClientOptions::default(), Arc::new(SystemClock))
-            .unwrap_err();
+        let e = TokenSource::new(
+            &no_secret,
+            &ClientOptions::default(),
+            Arc::new(SystemClock),
+            None,
+        )
+        .unwrap_err();
         assert!(matches!(e, Error::Invalid(_)), "{e:?}");
         let bad_pem = ServiceKey::from_json(&json!({
             "clientid": "c", "url": "http://h", "uri": "http://h", "credential-type": "x509",
             "certificate": "not a certificate", "key": "not a key", "certurl": "https://h"
         }))
         .unwrap();
-        let e = TokenSource::new(&bad_pem, &ClientOptions::default(), Arc::new(SystemClock))
-            .unwrap_err();
+        let e = TokenSource::new(
+            &bad_pem,
+            &ClientOptions::default(),
+            Arc::new(SystemClock),
+            None,
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("TLS client certificate"), "{e}");
         assert!(!e.to_string().contains("not a key"));
     }

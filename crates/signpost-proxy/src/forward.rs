@@ -15,7 +15,10 @@ use http_body::Body as _;
 use hyper::body::Incoming;
 use serde_json::{Map, Value};
 
+use signpost_client::Tenant;
+
 use crate::body::{self, ProxyBody};
+use crate::config::TenantMode;
 use crate::egress::{self, Profile};
 use crate::error::{Origin, ProxyError};
 use crate::resolve::{BearerUse, CallerCredentials, Resolved};
@@ -142,17 +145,37 @@ async fn forward(
             ),
         )
     })?;
+    // Shared tenant mode: the lookup runs in the tenant the request names, with its own token
+    // and its own cache entries.
+    let tenant = tenant_of(snapshot.config.tenant_mode, req.headers())?;
+    let tenant_client;
+    let (client, scope) = match &tenant {
+        None => (client, std::borrow::Cow::Borrowed(entry.instance.as_str())),
+        Some(t) => {
+            tenant_client = client
+                .for_tenant(t)
+                .map_err(|e| ProxyError::bad_request(e.to_string()))?;
+            (
+                &tenant_client,
+                std::borrow::Cow::Owned(format!("{}\u{1f}{t}", entry.instance)),
+            )
+        }
+    };
     let resolved = shared
         .resolver
         .resolve(
-            &entry.instance,
+            &scope,
             client,
             &lookup,
             &creds,
             snapshot.config.cache_ttl,
             &shared.metrics,
         )
-        .await?;
+        .await
+        .map_err(|e| match &tenant {
+            Some(t) => unknown_tenant(e, t, &entry.instance),
+            None => e,
+        })?;
     if let Some(reason) = &resolved.stale {
         tracing::warn!(
             request_id = %request_id,
@@ -467,6 +490,44 @@ impl Prepared {
     }
 }
 
+/// The tenant of a request: in shared tenant mode exactly one of `X-Tenant-Subdomain` and
+/// `X-Tenant-Id` (PROXY.md §3.2); in dedicated mode neither, so that no request is answered
+/// in a tenant the proxy does not serve.
+fn tenant_of(mode: TenantMode, headers: &HeaderMap) -> Result<Option<Tenant>, ProxyError> {
+    let subdomain = routing::single(headers, "x-tenant-subdomain")?.filter(|s| !s.is_empty());
+    let id = routing::single(headers, "x-tenant-id")?.filter(|s| !s.is_empty());
+    match (mode, subdomain, id) {
+        (TenantMode::Dedicated, None, None) => Ok(None),
+        (TenantMode::Dedicated, _, _) => Err(ProxyError::bad_request(
+            "The X-Tenant-Subdomain and X-Tenant-Id headers are only used in shared tenant mode (config.tenantMode: shared)",
+        )),
+        (TenantMode::Shared, Some(_), Some(_)) => Err(ProxyError::bad_request(
+            "Send either the X-Tenant-Subdomain or the X-Tenant-Id header, not both",
+        )),
+        (TenantMode::Shared, None, None) => Err(ProxyError::bad_request(
+            "In shared tenant mode every request names its tenant: send the X-Tenant-Subdomain or the X-Tenant-Id header",
+        )),
+        (TenantMode::Shared, Some(s), None) => Ok(Some(Tenant::Subdomain(s.to_owned()))),
+        (TenantMode::Shared, None, Some(i)) => Ok(Some(Tenant::Id(i.to_owned()))),
+    }
+}
+
+/// A token service that refuses a tenant's token: the tenant is unknown or not subscribed, a
+/// 500 from XSUAA's side as PROXY.md §3.5 says.
+fn unknown_tenant(e: ProxyError, tenant: &Tenant, instance: &str) -> ProxyError {
+    match (e.origin, e.internal_code) {
+        (Origin::TokenService, Some(401 | 403)) => ProxyError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Origin::TokenService,
+            format!(
+                "The tenant with {tenant} was not found or is not subscribed to the Destination service instance '{instance}'"
+            ),
+        )
+        .with_internal_code(e.internal_code.unwrap_or(401)),
+        _ => e,
+    }
+}
+
 fn is_upgrade(headers: &HeaderMap) -> bool {
     headers.contains_key(header::UPGRADE)
         && headers
@@ -610,6 +671,44 @@ mod tests {
         let out = outgoing_headers(&h, false, 0);
         assert_eq!(out.len(), 1, "{out:?}");
         assert_eq!(out["accept"], "text/plain");
+    }
+
+    #[test]
+    fn the_tenant_headers_fit_the_tenant_mode() {
+        let with = |pairs: &[(&str, &str)]| {
+            let mut h = HeaderMap::new();
+            for (k, v) in pairs {
+                h.append(
+                    HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                    v.parse().unwrap(),
+                );
+            }
+            h
+        };
+        assert_eq!(tenant_of(TenantMode::Dedicated, &with(&[])).unwrap(), None);
+        assert_eq!(
+            tenant_of(TenantMode::Shared, &with(&[("x-tenant-id", "t1")])).unwrap(),
+            Some(Tenant::Id("t1".into()))
+        );
+        assert_eq!(
+            tenant_of(TenantMode::Shared, &with(&[("x-tenant-subdomain", "t1")])).unwrap(),
+            Some(Tenant::Subdomain("t1".into()))
+        );
+        for (mode, headers) in [
+            (TenantMode::Dedicated, vec![("x-tenant-id", "t1")]),
+            (TenantMode::Shared, vec![]),
+            (
+                TenantMode::Shared,
+                vec![("x-tenant-id", "t1"), ("x-tenant-subdomain", "t1")],
+            ),
+            (
+                TenantMode::Shared,
+                vec![("x-tenant-id", "t1"), ("x-tenant-id", "t2")],
+            ),
+        ] {
+            let e = tenant_of(mode, &with(&headers)).unwrap_err();
+            assert_eq!(e.status, StatusCode::BAD_REQUEST, "{mode:?} {headers:?}");
+        }
     }
 
     #[test]

@@ -1202,3 +1202,113 @@ async fn waits_for_files_another_process_writes() {
         .log()
         .contains(t.key["clientsecret"].as_str().unwrap()));
 }
+
+/// A token of `t`'s service key in the tenant `zid` (a subscriber of its instance).
+async fn tenant_token(app: &TestApp, t: &Tenant, zid: &str) -> Tenant {
+    let res = app
+        .client
+        .post(app.url("/oauth/token"))
+        .header("x-zid", zid)
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", t.key["clientid"].as_str().unwrap()),
+            ("client_secret", t.key["clientsecret"].as_str().unwrap()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "tenant token of {zid}");
+    let token = res.json::<Value>().await.unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    Tenant { token, ..t.clone() }
+}
+
+#[tokio::test]
+async fn shared_tenant_mode_resolves_in_the_tenant_the_request_names() {
+    let echo = EchoServer::start().await;
+    let app = TestApp::start_with(TestOptions {
+        localhost: true,
+        ..TestOptions::default()
+    })
+    .await;
+    let provider = app.tenant("sub-proxy", "inst-proxy", json!({})).await;
+    for tenant in ["customer-a", "customer-b"] {
+        let res = app
+            .broker(
+                Method::PUT,
+                &format!("/signpost/v1/subscriptions/inst-proxy/{tenant}"),
+            )
+            .json(&json!({"subdomain": tenant}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 201);
+        // Each subscriber keeps its own `backend` on its subaccount level.
+        let sub = tenant_token(&app, &provider, tenant).await;
+        let res = sub
+            .post(
+                "/v1/subaccountDestinations",
+                http_dest("backend", &format!("{}/{tenant}", echo.url()), json!({})),
+            )
+            .await;
+        assert_eq!(res.status(), 201, "{}", res.text().await.unwrap());
+    }
+    let config = values(&route("backend", "backend"), "", "  tenantMode: shared\n");
+    let (proxy, _creds) = start(&provider, &config, &[]).await;
+
+    // By id (x-zid) and by subdomain (the tenant's token URL, customer-b.localhost).
+    let (status, v, _) = proxy
+        .get_json("backend.default", "/p", &[("X-Tenant-Id", "customer-a")])
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["path"], "/customer-a/p");
+    assert!(v["headers"].get("x-tenant-id").is_none(), "{v}");
+    let (status, v, _) = proxy
+        .get_json(
+            "backend.default",
+            "/p",
+            &[("X-Tenant-Subdomain", "customer-b")],
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["path"], "/customer-b/p");
+    assert!(v["headers"].get("x-tenant-subdomain").is_none(), "{v}");
+    // Again, from the cache: still each tenant's own.
+    let (_, v, _) = proxy
+        .get_json("backend.default", "/q", &[("X-Tenant-Id", "customer-a")])
+        .await;
+    assert_eq!(v["path"], "/customer-a/q");
+
+    // Neither header, or both: 400 with the error headers.
+    for headers in [
+        vec![],
+        vec![
+            ("X-Tenant-Id", "customer-a"),
+            ("X-Tenant-Subdomain", "customer-a"),
+        ],
+    ] {
+        let (status, _, h) = proxy.get_json("backend.default", "/", &headers).await;
+        assert_eq!(status, 400, "{headers:?}");
+        assert_error_headers(&h, "Transparent Proxy");
+    }
+    // A tenant that did not subscribe: 500 from the token service's side.
+    for header in ["X-Tenant-Id", "X-Tenant-Subdomain"] {
+        let (status, _, h) = proxy
+            .get_json("backend.default", "/", &[(header, "nobody")])
+            .await;
+        assert_eq!(status, 500, "{header}");
+        assert_error_headers(&h, "XSUAA");
+        assert_eq!(h["x-internal-error-code"], "401");
+    }
+    // The provider's own tenant has no `backend`: not found in that tenant (502).
+    let (status, _, h) = proxy
+        .get_json("backend.default", "/", &[("X-Tenant-Id", "sub-proxy")])
+        .await;
+    assert_eq!(status, 502);
+    assert_error_headers(&h, "Destination Service");
+    assert!(!proxy
+        .log()
+        .contains(provider.key["clientsecret"].as_str().unwrap()));
+}

@@ -186,6 +186,10 @@ pub struct TestOptions {
     /// The server limits (header and request timeouts, connection cap, rate limit) of both
     /// listeners and the router; `signpost serve`'s defaults unless set.
     pub limits: signpost_api::LimitsConfig,
+    /// Name the server `localhost` (public URL `http://localhost:<port>`, uaadomain
+    /// `localhost:<port>`) instead of `127.0.0.1`: tenant token URLs `<subdomain>.localhost`
+    /// are then names (RFC 6761 loopback) where `<subdomain>.127.0.0.1` is not. Not with `https`.
+    pub localhost: bool,
 }
 
 impl Default for TestOptions {
@@ -196,6 +200,7 @@ impl Default for TestOptions {
             trusted_issuers: Vec::new(),
             https: false,
             limits: signpost_api::LimitsConfig::default(),
+            localhost: false,
         }
     }
 }
@@ -293,7 +298,11 @@ impl TestApp {
                 .await
                 .unwrap();
         let addr = listener.local_addr().unwrap();
-        let base = format!("http://{addr}");
+        let base = if opts.localhost {
+            format!("http://localhost:{}", addr.port())
+        } else {
+            format!("http://{addr}")
+        };
         // A restart binds the kept HTTPS address again.
         let https = match (opts.https, https) {
             (false, _) => None,
@@ -308,7 +317,11 @@ impl TestApp {
             CoreConfig {
                 public_url: base.clone(),
                 // As `signpost serve`: the HTTPS listener when there is one.
-                uaadomain: https.as_ref().map_or(addr, |(h, _)| h.addr).to_string(),
+                uaadomain: match &https {
+                    Some((h, _)) => h.addr.to_string(),
+                    None if opts.localhost => format!("localhost:{}", addr.port()),
+                    None => addr.to_string(),
+                },
                 token_lifetime_secs: 3600,
                 oauth: OAuthConfig {
                     allow_private_networks: opts.allow_private_networks,
