@@ -7,7 +7,7 @@ use axum::routing::{get, post};
 use axum::{Extension, Json};
 use base64::Engine as _;
 use serde_json::json;
-use signpost_core::TokenError;
+use signpost_core::{TokenError, JWT_BEARER};
 
 use crate::extract::{header_str, RawBody};
 use crate::routes::Routes;
@@ -61,7 +61,7 @@ fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
 }
 
 #[utoipa::path(post, path = "/oauth/token", tag = "token",
-    description = "`grant_type=client_credentials` with `client_id` and `client_secret` (form or HTTP Basic), or `client_id` and the client certificate on the HTTPS listener (X.509 bindings). A tenant token: the header `x-zid` with the tenant's subaccount id, or the token URL `<scheme>://<tenant subdomain>.<uaadomain>/oauth/token`; the tenant is the binding's own subaccount or one subscribed to its instance (docs/MULTITENANCY.md).",
+    description = "`grant_type=client_credentials`, or `urn:ietf:params:oauth:grant-type:jwt-bearer` with a trusted issuer's user JWT in `assertion` (a token of its tenant with `user_id`/`user_name`), with `client_id` and `client_secret` (form or HTTP Basic), or `client_id` and the client certificate on the HTTPS listener (X.509 bindings). A tenant token: the header `x-zid` with the tenant's subaccount id, or the token URL `<scheme>://<tenant subdomain>.<uaadomain>/oauth/token`; the tenant is the binding's own subaccount or one subscribed to its instance (docs/MULTITENANCY.md).",
     request_body(content_type = "application/x-www-form-urlencoded", content = String, description = "grant_type, client_id, client_secret"),
     security((), ("oauth_client" = [])),
     responses((status = 200, description = "An RS256 access token: `{access_token, token_type, expires_in, scope, jti}`"),
@@ -93,13 +93,29 @@ async fn token(
             "grant_type is required",
         );
     }
-    if grant != "client_credentials" {
+    // The jwt-bearer grant (RFC 7523): a user's JWT in `assertion`, for a token of its tenant
+    // carrying the user (docs/MULTITENANCY.md).
+    let assertion = if grant == JWT_BEARER {
+        match field("assertion").filter(|a| !a.is_empty()) {
+            Some(a) => Some(a),
+            None => {
+                return oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    "The jwt-bearer grant needs the user's JWT in assertion",
+                )
+            }
+        }
+    } else if grant == "client_credentials" {
+        None
+    } else {
         return oauth_error(
             StatusCode::BAD_REQUEST,
             "unsupported_grant_type",
-            "Signpost's token service supports grant_type=client_credentials",
+            "Signpost's token service supports grant_type=client_credentials and urn:ietf:params:oauth:grant-type:jwt-bearer",
         );
-    }
+    };
+    let assertion = assertion.as_deref();
     let zid = header_str(&headers, "x-zid").filter(|z| !z.is_empty());
     // A tenant token URL names the tenant by its subdomain: <subdomain>.<uaadomain>.
     let zid = match host_subdomain(&headers, &state.core.config().uaadomain) {
@@ -136,14 +152,22 @@ async fn token(
         }
     }
     let result = match (field("client_id"), field("client_secret"), basic) {
-        (_, _, Some((id, secret))) => state.core.client_credentials_token(&id, &secret, zid).await,
+        (_, _, Some((id, secret))) => {
+            state
+                .core
+                .client_credentials_token(&id, &secret, zid, assertion)
+                .await
+        }
         (Some(id), Some(secret), None) => {
-            state.core.client_credentials_token(&id, &secret, zid).await
+            state
+                .core
+                .client_credentials_token(&id, &secret, zid, assertion)
+                .await
         }
         // mTLS: the certificate presented on the HTTPS listener authenticates an X.509 binding.
         (Some(id), None, None) => match peer.as_ref() {
             Some(Extension(PeerCertificate(der))) => {
-                state.core.certificate_token(&id, der, zid).await
+                state.core.certificate_token(&id, der, zid, assertion).await
             }
             None => Err(TokenError::InvalidClient),
         },
@@ -177,6 +201,9 @@ async fn token(
         }
         Err(TokenError::InvalidRequest(m)) => {
             oauth_error(StatusCode::BAD_REQUEST, "invalid_request", &m)
+        }
+        Err(TokenError::InvalidGrant(m)) => {
+            oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", &m)
         }
         Err(TokenError::Server) => oauth_error(
             StatusCode::INTERNAL_SERVER_ERROR,

@@ -30,7 +30,7 @@ pub use signpost_oauth::{parse_trusted_issuers, FlowHeaders, OAuthConfig, Truste
 pub use subscriptions::Subscription;
 pub use tokens::{
     KeyState, PlatformInstance, Principal, Rotation, SigningKeyInfo, TokenError, TokenResponse,
-    UNKNOWN_KID_RELOAD_EVERY,
+    JWT_BEARER, UNKNOWN_KID_RELOAD_EVERY,
 };
 
 use signpost_oauth::TokenService;

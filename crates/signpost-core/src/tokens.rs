@@ -49,6 +49,9 @@ pub enum TokenError {
     /// says which way, for `error_description`).
     #[error("invalid_client")]
     CertificateNotValid(String),
+    /// The jwt-bearer grant's assertion was refused (the sentence says why).
+    #[error("invalid_grant")]
+    InvalidGrant(String),
     #[error("server_error")]
     Server,
 }
@@ -58,7 +61,9 @@ impl TokenError {
     pub fn status(&self) -> u16 {
         match self {
             TokenError::InvalidClient | TokenError::CertificateNotValid(_) => 401,
-            TokenError::UnsupportedGrantType(_) | TokenError::InvalidRequest(_) => 400,
+            TokenError::UnsupportedGrantType(_)
+            | TokenError::InvalidRequest(_)
+            | TokenError::InvalidGrant(_) => 400,
             TokenError::Server => 500,
         }
     }
@@ -127,9 +132,31 @@ struct Claims {
     azp: String,
     #[serde(default)]
     grant_type: String,
+    /// The user of a jwt-bearer token (XSUAA's `user_id`, `user_name`, `email`, `origin`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    user_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    user_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    email: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    origin: Option<String>,
     iat: u64,
     exp: u64,
 }
+
+/// The user a jwt-bearer token is issued for, from the verified assertion.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct TokenUser {
+    pub(crate) zid: String,
+    pub(crate) user_id: String,
+    pub(crate) user_name: Option<String>,
+    pub(crate) email: Option<String>,
+    pub(crate) origin: Option<String>,
+}
+
+/// The jwt-bearer grant's `grant_type`.
+pub const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 
 #[derive(Debug, Serialize, Deserialize)]
 struct ExtAttr {
@@ -567,12 +594,14 @@ impl Signpost {
         self.inner.keys.reload(self.store().as_ref()).await
     }
 
-    /// `grant_type=client_credentials` with a client id and secret.
+    /// A token for a client id and secret: `grant_type=client_credentials`, or with
+    /// `assertion` (a user's JWT) the jwt-bearer grant.
     pub async fn client_credentials_token(
         &self,
         client_id: &str,
         client_secret: &str,
         zid: Option<&str>,
+        assertion: Option<&str>,
     ) -> Result<TokenResponse, TokenError> {
         let store = self.store();
         let binding = store
@@ -594,7 +623,7 @@ impl Signpost {
         if !ok {
             return self.refused(&binding).await;
         }
-        self.token_for_binding(&binding, zid).await
+        self.token_for_binding(&binding, zid, assertion).await
     }
 
     /// A token request of an existing binding that failed to authenticate: an event of the
@@ -615,6 +644,7 @@ impl Signpost {
         client_id: &str,
         presented_der: &[u8],
         zid: Option<&str>,
+        assertion: Option<&str>,
     ) -> Result<TokenResponse, TokenError> {
         let binding = self
             .store()
@@ -656,7 +686,7 @@ impl Signpost {
         if generated && !self.inner.ca.verify_client_certificate(presented_der, now) {
             return self.refused(&binding).await;
         }
-        self.token_for_binding(&binding, zid).await
+        self.token_for_binding(&binding, zid, assertion).await
     }
 
     /// The instances a platform operator can sign in to from the editor, with their subaccount
@@ -707,7 +737,7 @@ impl Signpost {
                 "The service instance '{instance_id}' has no service key; create one first (signpost key create)"
             ))),
             Some(b) => self
-                .sign_for(&b, &instance, &instance.subaccount_id)
+                .sign_for(&b, &instance, &instance.subaccount_id, None)
                 .await
                 .map_err(|_| Error::Internal("the token could not be signed".into())),
         };
@@ -725,9 +755,20 @@ impl Signpost {
         &self,
         binding: &BindingRecord,
         zid: Option<&str>,
+        assertion: Option<&str>,
     ) -> Result<TokenResponse, TokenError> {
         let entry = token_entry(&binding.client_id, &binding.instance_id);
-        let (entry, result) = self.token_for_instance(entry, binding, zid).await;
+        let (entry, result) = match assertion {
+            None => self.token_for_instance(entry, binding, zid, None).await,
+            Some(a) => match self.assertion_user(a, zid).await {
+                Ok(user) => {
+                    let zid = user.zid.clone();
+                    self.token_for_instance(entry, binding, Some(&zid), Some(&user))
+                        .await
+                }
+                Err(e) => (entry, Err(e)),
+            },
+        };
         let status = match &result {
             Ok(_) => 200,
             Err(e) => e.status(),
@@ -740,12 +781,68 @@ impl Signpost {
         result
     }
 
+    /// The user of a jwt-bearer grant: the assertion verified against the trusted issuers, its
+    /// tenant (`zid`, IAS's `app_tid`, or the subaccount of `ext_attr.zdn`) the one `zid` (the
+    /// token URL's) names, if any.
+    async fn assertion_user(
+        &self,
+        assertion: &str,
+        zid: Option<&str>,
+    ) -> Result<TokenUser, TokenError> {
+        let verified = self
+            .flows()
+            .verify_trusted_user_token(assertion)
+            .await
+            .map_err(|e| TokenError::InvalidGrant(format!("The assertion was refused: {e}")))?;
+        let tenant = match verified.claim("zid").or_else(|| verified.claim("app_tid")) {
+            Some(t) => Some(t.to_owned()),
+            None => match verified
+                .claims
+                .get("ext_attr")
+                .and_then(|e| e.get("zdn"))
+                .and_then(Value::as_str)
+            {
+                Some(zdn) => self
+                    .tenant_of_subdomain(zdn)
+                    .await
+                    .map_err(|_| TokenError::Server)?,
+                None => None,
+            },
+        };
+        let Some(tenant) = tenant else {
+            return Err(TokenError::InvalidGrant(
+                "The assertion names no tenant (zid, app_tid or ext_attr.zdn)".into(),
+            ));
+        };
+        if zid.is_some_and(|z| z != tenant) {
+            return Err(TokenError::InvalidGrant(
+                "The assertion is of another tenant than the token URL's".into(),
+            ));
+        }
+        let user_id = verified
+            .claim("user_id")
+            .or_else(|| verified.claim("sub"))
+            .ok_or_else(|| TokenError::InvalidGrant("The assertion names no user (sub)".into()))?
+            .to_owned();
+        Ok(TokenUser {
+            zid: tenant,
+            user_name: verified
+                .claim("user_name")
+                .or_else(|| verified.claim("sub"))
+                .map(str::to_owned),
+            email: verified.claim("email").map(str::to_owned),
+            origin: verified.claim("origin").map(str::to_owned),
+            user_id,
+        })
+    }
+
     /// A token for a binding of `instance_id`; the audit entry with the subaccount when known.
     async fn token_for_instance(
         &self,
         entry: Entry,
         binding: &BindingRecord,
         zid: Option<&str>,
+        user: Option<&TokenUser>,
     ) -> (Entry, Result<TokenResponse, TokenError>) {
         let instance_id = binding.instance_id.as_str();
         let store = self.store();
@@ -767,7 +864,10 @@ impl Signpost {
         };
         // The event belongs to the tenant whose token it is.
         let entry = entry.subaccount(tenant.as_str());
-        (entry, self.sign_for(binding, &instance, &tenant).await)
+        (
+            entry,
+            self.sign_for(binding, &instance, &tenant, user).await,
+        )
     }
 
     /// Signs a token for a client of `instance` in the tenant `zid` (the instance's subaccount
@@ -777,6 +877,7 @@ impl Signpost {
         binding: &BindingRecord,
         instance: &signpost_store::InstanceRecord,
         zid: &str,
+        user: Option<&TokenUser>,
     ) -> Result<TokenResponse, TokenError> {
         let store = self.store();
         let subdomain = store
@@ -791,9 +892,15 @@ impl Signpost {
         let scopes = std::iter::once(SERVICE_SCOPE.to_owned())
             .chain(binding.scopes.iter().cloned())
             .collect();
-        self.sign(&binding.client_id, (zid, &subdomain), &instance.id, scopes)
-            .await
-            .map_err(|_| TokenError::Server)
+        self.sign(
+            &binding.client_id,
+            (zid, &subdomain),
+            &instance.id,
+            scopes,
+            user,
+        )
+        .await
+        .map_err(|_| TokenError::Server)
     }
 
     /// The subaccount whose subdomain is `subdomain` (tenant token URLs start with it); `None`
@@ -826,6 +933,7 @@ impl Signpost {
         (zid, zdn): (&str, &str),
         instance_id: &str,
         scopes: Vec<String>,
+        user: Option<&TokenUser>,
     ) -> Result<TokenResponse> {
         let now = now_secs();
         let lifetime = self.inner.config.token_lifetime_secs;
@@ -833,7 +941,7 @@ impl Signpost {
         let claims = Claims {
             jti: jti.clone(),
             iss: self.issuer(),
-            sub: client_id.into(),
+            sub: user.map_or(client_id, |u| u.user_id.as_str()).into(),
             zid: zid.into(),
             cid: client_id.into(),
             client_id: client_id.into(),
@@ -847,7 +955,15 @@ impl Signpost {
             scope: scopes.clone(),
             authorities: scopes.clone(),
             aud: vec!["uaa".into(), client_id.into()],
-            grant_type: "client_credentials".into(),
+            grant_type: if user.is_some() {
+                JWT_BEARER.into()
+            } else {
+                "client_credentials".into()
+            },
+            user_id: user.map(|u| u.user_id.clone()),
+            user_name: user.and_then(|u| u.user_name.clone()),
+            email: user.and_then(|u| u.email.clone()),
+            origin: user.and_then(|u| u.origin.clone()),
             iat: now,
             exp: now + lifetime,
         };
@@ -1017,6 +1133,7 @@ mod tests {
                 ("zid", "zdn"),
                 "instance",
                 vec![SERVICE_SCOPE.into()],
+                None,
             )
             .await
             .unwrap();

@@ -649,3 +649,103 @@ async fn subscriber_access_opens_the_subscription_level_to_the_scopes_it_names()
     assert_eq!((s, list), (200, json!([])));
     assert_eq!(a_read.get("/v1/destinations/sub-level").await.status(), 404);
 }
+
+#[tokio::test]
+async fn the_jwt_bearer_grant_gives_a_token_of_the_users_tenant() {
+    use signpost_test_utils::oauth_peer::OAuthPeer;
+    let peer = OAuthPeer::start().await;
+    let app = TestApp::start_with(signpost_test_utils::TestOptions {
+        trusted_issuers: vec![signpost_core::TrustedIssuer {
+            issuer: peer.issuer().trim_end_matches('/').to_owned(),
+            jwks_uri: peer.jwks_url(),
+        }],
+        ..signpost_test_utils::TestOptions::default()
+    })
+    .await;
+    let provider = app.tenant(PROVIDER, INSTANCE, json!({})).await;
+    let (s, _) = subscribe(&app, "customer-a", json!({"subdomain": "customer-a"})).await;
+    assert_eq!(s, 201);
+    let key = provider.key.clone();
+    let grant = |assertion: Option<String>, zid: Option<&'static str>| {
+        let mut form = vec![
+            (
+                "grant_type".to_owned(),
+                signpost_core::JWT_BEARER.to_owned(),
+            ),
+            (
+                "client_id".to_owned(),
+                key["clientid"].as_str().unwrap().to_owned(),
+            ),
+            (
+                "client_secret".to_owned(),
+                key["clientsecret"].as_str().unwrap().to_owned(),
+            ),
+        ];
+        if let Some(a) = assertion {
+            form.push(("assertion".to_owned(), a));
+        }
+        let mut req = app.client.post(app.url("/oauth/token")).form(&form);
+        if let Some(z) = zid {
+            req = req.header("x-zid", z);
+        }
+        async move { status_json(req.send().await.unwrap()).await }
+    };
+
+    let alice = peer
+        .user_token(json!({"sub": "alice", "user_name": "alice", "email": "alice@customer-a.example", "zid": "customer-a"}))
+        .await;
+    let (s, answer) = grant(Some(alice.clone()), None).await;
+    assert_eq!(s, 200, "{answer}");
+    let c = claims(answer["access_token"].as_str().unwrap());
+    assert_eq!(c["zid"], "customer-a", "{c}");
+    assert_eq!(c["ext_attr"]["zdn"], "customer-a", "{c}");
+    assert_eq!(c["user_id"], "alice", "{c}");
+    assert_eq!(c["user_name"], "alice", "{c}");
+    assert_eq!(c["email"], "alice@customer-a.example", "{c}");
+    assert_eq!(c["sub"], "alice", "{c}");
+    assert_eq!(c["grant_type"], signpost_core::JWT_BEARER, "{c}");
+    // It is a subscriber's token like any other.
+    let user = as_tenant(&provider, answer["access_token"].as_str().unwrap());
+    let (s, v) = status_json(user.get("/v1/subaccountDestinations").await).await;
+    assert_eq!((s, v), (200, json!([])));
+    // The same tenant named by x-zid is fine; another is not.
+    let (s, _) = grant(Some(alice.clone()), Some("customer-a")).await;
+    assert_eq!(s, 200);
+    let (s, v) = grant(Some(alice), Some(PROVIDER)).await;
+    assert_eq!(s, 400, "{v}");
+    assert_eq!(v["error"], "invalid_grant");
+
+    // Bad assertions.
+    let (s, v) = grant(None, None).await;
+    assert_eq!((s, v["error"].as_str()), (400, Some("invalid_request")));
+    let (s, v) = grant(Some("not a jwt".into()), None).await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{v}"
+    );
+    // Signpost's own client token is no user token of a trusted issuer.
+    let (s, v) = grant(Some(provider.token.clone()), None).await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{v}"
+    );
+    let no_tenant = peer.user_token(json!({"sub": "bob"})).await;
+    let (s, v) = grant(Some(no_tenant), None).await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{v}"
+    );
+    // A user of a tenant that did not subscribe: refused like a wrong secret.
+    let stranger = peer
+        .user_token(json!({"sub": "eve", "zid": "not-subscribed"}))
+        .await;
+    let (s, v) = grant(Some(stranger), None).await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (401, Some("invalid_client")),
+        "{v}"
+    );
+}
