@@ -17,8 +17,12 @@ mod http_destinations;
 mod http_find;
 #[path = "http_limits.rs"]
 mod http_limits;
+#[path = "http_subscriptions.rs"]
+mod http_subscriptions;
 #[path = "http_tenancy.rs"]
 mod http_tenancy;
+#[path = "tenant_isolation.rs"]
+mod tenant_isolation;
 #[path = "token_flows.rs"]
 mod token_flows;
 
