@@ -601,3 +601,124 @@ async fn sap_cloud_sdk_sends_the_user_token_for_jwt_bearer() {
     }
     assert!(server.stop().await.success(), "{}", server.stderr());
 }
+
+fn plain_destination(name: &str, url: &str) -> Value {
+    json!({"Name": name, "Type": "HTTP", "URL": url, "ProxyType": "Internet", "Authentication": "NoAuthentication"})
+}
+
+/// Multitenancy with SAP's client: a subscriber's user (an XSUAA token of tenant `customer-a`,
+/// subscribed to the provider's instance) and the SDK's default `subscriberFirst`. The SDK asks
+/// Signpost's HTTPS listener for a service token of the user's tenant (`x-zid`), finds the
+/// subscriber's own destination first and falls back to the provider's; `alwaysProvider` and
+/// `alwaysSubscriber` (the SDK's "only subscriber") do what their names say.
+#[tokio::test]
+async fn sap_cloud_sdk_resolves_a_subscribers_destinations_first() {
+    ensure_node_modules();
+    let peer = oauth_peer().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut server, key, ca) = signpost_with(
+        tmp.path(),
+        vec![
+            plain_destination("sdk-mt-shared", "https://provider-shared.example"),
+            plain_destination("sdk-mt-provider-only", "https://provider-only.example"),
+        ],
+        &[],
+        true,
+    )
+    .await;
+    let res = server
+        .broker(
+            reqwest::Method::PUT,
+            "/signpost/v1/subscriptions/sdk-instance/customer-a",
+        )
+        .json(&json!({"subdomain": "customer-a"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    // The subscriber's own `sdk-mt-shared`, on its subaccount level, with a token of its tenant.
+    let client = support::http_client();
+    let tenant_token = client
+        .post(server.url("/oauth/token"))
+        .header("x-zid", "customer-a")
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", key["clientid"].as_str().unwrap()),
+            ("client_secret", key["clientsecret"].as_str().unwrap()),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let res = client
+        .post(server.url("/destination-configuration/v1/subaccountDestinations"))
+        .bearer_auth(&tenant_token)
+        .json(&plain_destination(
+            "sdk-mt-shared",
+            "https://customer-a-shared.example",
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+
+    let alice = peer
+        .user_token(json!({
+            "sub": "alice-guid",
+            "user_id": "alice-guid",
+            "user_name": "alice",
+            "zid": "customer-a",
+            "ext_attr": {"enhancer": "XSUAA", "zdn": "customer-a"}
+        }))
+        .await;
+    let result = execute(
+        &key,
+        tmp.path(),
+        ca.as_deref(),
+        json!([
+            {"call": "getDestination", "destinationName": "sdk-mt-shared", "jwt": alice},
+            {"call": "getDestination", "destinationName": "sdk-mt-provider-only", "jwt": alice},
+            {"call": "getDestination", "destinationName": "sdk-mt-shared", "jwt": alice,
+             "selectionStrategy": "alwaysProvider"},
+            {"call": "getDestination", "destinationName": "sdk-mt-provider-only", "jwt": alice,
+             "selectionStrategy": "alwaysSubscriber"},
+            {"call": "getDestination", "destinationName": "sdk-mt-shared", "jwt": alice,
+             "selectionStrategy": "alwaysSubscriber"},
+        ]),
+    )
+    .await;
+    assert_eq!(result["errors"], json!([]), "{result:#}");
+    let url = |i: usize| result["results"][i]["destination"]["url"].clone();
+    assert_eq!(url(0), "https://customer-a-shared.example", "{result:#}");
+    assert_eq!(url(1), "https://provider-only.example", "{result:#}");
+    assert_eq!(url(2), "https://provider-shared.example", "{result:#}");
+    assert_eq!(
+        result["results"][3]["destination"],
+        Value::Null,
+        "{result:#}"
+    );
+    assert_eq!(url(4), "https://customer-a-shared.example", "{result:#}");
+
+    // The SDK's tenant token requests were the subscriber's: audited in its tenant.
+    let (_, audit) = signpost_test_utils::status_json(
+        server
+            .broker(reqwest::Method::GET, "/signpost/v1/audit?limit=200")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let tenant_tokens = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["entityKind"] == "token" && e["subaccount"] == "customer-a")
+        .count();
+    assert!(tenant_tokens >= 2, "{audit:#}");
+    assert!(server.stop().await.success(), "{}", server.stderr());
+}

@@ -274,3 +274,66 @@ async fn uploaded_certificates_near_expiry_are_reported() {
     );
     assert!(!log.contains("later.pem"));
 }
+
+/// An X.509 binding of a provider gets tenant tokens like a client-secret one: `x-zid` of a
+/// subscribed subaccount over mTLS gives that tenant's token; an unsubscribed one a 401.
+#[tokio::test]
+async fn x509_bindings_get_tenant_tokens_of_subscribers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (cert, key) = self_signed_cert(tmp.path());
+    let server =
+        ServerProcess::start(ServerOptions::new(&tmp.path().join("data")).tls(&cert, &key)).await;
+    server.provision("i-mt", "sub-provider", json!({})).await;
+    let res = server
+        .broker(Method::PUT, "/signpost/v1/subscriptions/i-mt/sub-customer")
+        .json(&json!({"subdomain": "customer"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let params = json!({"xsuaa": {"credential-type": "x509"}});
+    let (s, body) = bind_with(&server, "i-mt", "k-mt", params).await;
+    assert_eq!(s, 201, "{body}");
+    let k = &body["credentials"];
+    let identity = format!(
+        "{}{}",
+        k["certificate"].as_str().unwrap(),
+        k["key"].as_str().unwrap()
+    );
+    let client = mtls_client(&cert, Some(&identity));
+    let tenant_token = |zid: &'static str| {
+        let client = client.clone();
+        let url = format!("{}/oauth/token", k["certurl"].as_str().unwrap());
+        let client_id = k["clientid"].as_str().unwrap().to_owned();
+        async move {
+            let res = client
+                .post(url)
+                .header("x-zid", zid)
+                .form(&[
+                    ("grant_type", "client_credentials"),
+                    ("client_id", &client_id),
+                ])
+                .send()
+                .await
+                .unwrap();
+            (res.status().as_u16(), res.json::<Value>().await.unwrap())
+        }
+    };
+    let (s, tok) = tenant_token("sub-customer").await;
+    assert_eq!(s, 200, "{tok}");
+    let payload = tok["access_token"]
+        .as_str()
+        .unwrap()
+        .split('.')
+        .nth(1)
+        .unwrap();
+    let claims: Value = serde_json::from_slice(
+        &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload)
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(claims["zid"], "sub-customer");
+    assert_eq!(claims["ext_attr"]["zdn"], "customer");
+    let (s, _) = tenant_token("sub-stranger").await;
+    assert_eq!(s, 401);
+}
