@@ -628,7 +628,7 @@ async fn sap_cloud_sdk_resolves_a_subscribers_destinations_first() {
     .await;
     let res = server
         .broker(
-            reqwest::Method::PUT,
+            Method::PUT,
             "/signpost/v1/subscriptions/sdk-instance/customer-a",
         )
         .json(&json!({"subdomain": "customer-a"}))
@@ -707,7 +707,7 @@ async fn sap_cloud_sdk_resolves_a_subscribers_destinations_first() {
     // The SDK's tenant token requests were the subscriber's: audited in its tenant.
     let (_, audit) = signpost_test_utils::status_json(
         server
-            .broker(reqwest::Method::GET, "/signpost/v1/audit?limit=200")
+            .broker(Method::GET, "/signpost/v1/audit?limit=200")
             .send()
             .await
             .unwrap(),
