@@ -579,19 +579,24 @@ fn context_str(ctx: &Map<String, Value>, key: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// Ids end up in URLs and client ids: keep them printable and bounded.
-fn check_id(field: &str, id: &str) -> BrokerResult<()> {
-    let ok = !id.is_empty()
+/// Ids end up in URLs, client ids and owner ids (`<instance>/<subaccount>`, so never a `/`):
+/// printable and bounded.
+pub(crate) fn valid_id(id: &str) -> bool {
+    !id.is_empty()
         && id.len() <= 200
         && id
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-    if ok {
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// What [`valid_id`] asks, for messages.
+pub(crate) const ID_RULE: &str = "must be 1 to 200 characters of letters, digits, '-', '_' or '.'";
+
+fn check_id(field: &str, id: &str) -> BrokerResult<()> {
+    if valid_id(id) {
         Ok(())
     } else {
-        Err(BrokerError::bad_request(format!(
-            "{field} must be 1 to 200 characters of letters, digits, '-', '_' or '.'"
-        )))
+        Err(BrokerError::bad_request(format!("{field} {ID_RULE}")))
     }
 }
 

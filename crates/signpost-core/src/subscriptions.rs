@@ -11,18 +11,14 @@ pub use signpost_wire::Subscription;
 use crate::audit::Entry;
 use crate::{Error, Result, Signpost};
 
-/// Ids end up in owner ids (`<instance>/<subaccount>`), URLs and logs.
+/// The broker's rule for ids ([`crate::broker::valid_id`]): they never hold the `/` of owner ids.
 fn check_id(field: &str, id: &str) -> Result<()> {
-    let ok = !id.is_empty()
-        && id.len() <= 200
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-    if ok {
+    if crate::broker::valid_id(id) {
         Ok(())
     } else {
         Err(Error::BadRequest(format!(
-            "{field} must be 1 to 200 characters of letters, digits, '-', '_' or '.'"
+            "{field} {}",
+            crate::broker::ID_RULE
         )))
     }
 }
