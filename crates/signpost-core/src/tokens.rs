@@ -991,12 +991,20 @@ impl Signpost {
         })
     }
 
+    /// The principal's binding still exists, and a subscriber's tenant is still subscribed.
     async fn binding_is_live(&self, p: &Principal) -> Result<bool> {
-        Ok(self
-            .store()
+        let store = self.store();
+        let bound = store
             .get_binding_by_client(&p.client_id)
             .await?
-            .is_some_and(|b| b.instance_id == p.instance_id))
+            .is_some_and(|b| b.instance_id == p.instance_id);
+        if !bound || !p.is_subscriber() {
+            return Ok(bound);
+        }
+        Ok(store
+            .get_subscription(&p.instance_id, &p.subaccount_id)
+            .await?
+            .is_some())
     }
 
     /// Verifies a bearer token (signature, expiry, issuer) and that its binding and instance
