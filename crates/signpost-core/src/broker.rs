@@ -247,6 +247,34 @@ impl Signpost {
         let config = InstanceConfig::parse(req.parameters.as_ref())
             .map_err(|e| BrokerError::bad_request(format!("Invalid configuration JSON: {e}")))?;
         validate_config_certificates_off(&config).await?;
+        // A new `context.subdomain` renames the instance's subaccount (its tokens' `zdn` and
+        // the host of its tenant token URL), unless another subaccount has that subdomain.
+        let mut rename = None;
+        if let Some(subdomain) = req
+            .context
+            .as_ref()
+            .and_then(|c| context_str(c, "subdomain"))
+        {
+            let store = self.store();
+            let current = store.get_subaccount(&record.subaccount_id).await?;
+            if current.is_some_and(|s| s.subdomain != subdomain) {
+                if let Some(other) = store
+                    .subaccounts_by_subdomain(&subdomain)
+                    .await?
+                    .into_iter()
+                    .find(|s| s.id != record.subaccount_id)
+                {
+                    return Err(BrokerError::conflict(format!(
+                        "context.subdomain '{subdomain}' belongs to the subaccount '{}'",
+                        other.id
+                    )));
+                }
+                rename = Some(WriteOp::SetSubdomain {
+                    subaccount_id: record.subaccount_id.clone(),
+                    subdomain,
+                });
+            }
+        }
         if let Some(ctx) = req.context {
             let mut merged: Map<String, Value> =
                 serde_json::from_str(&record.context).unwrap_or_default();
@@ -261,13 +289,19 @@ impl Signpost {
             config.subscriber_access.as_ref(),
         );
         let subaccount_id = record.subaccount_id.clone();
+        let renamed = rename.is_some();
         let mut ops = vec![WriteOp::UpdateInstance(record)];
+        ops.extend(rename);
         let labels = config_ops(&config, &subaccount_id, id, &mut ops);
         let written = entity_entries(&ops, &subaccount_id);
         let outcomes = self
             .write(ops)
             .await
             .map_err(|e| config_failure(e, &labels))?;
+        if renamed {
+            // Verified tokens remember the old subdomain.
+            self.inner.principals.clear();
+        }
         tracing::info!(instance = id, "instance updated");
         Ok(entity_events(written, &outcomes))
     }

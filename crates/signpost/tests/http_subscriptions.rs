@@ -749,3 +749,56 @@ async fn the_jwt_bearer_grant_gives_a_token_of_the_users_tenant() {
         "{v}"
     );
 }
+
+#[tokio::test]
+async fn a_providers_subdomain_changes_with_its_context() {
+    let app = TestApp::start().await;
+    let provider = app.tenant(PROVIDER, INSTANCE, json!({})).await;
+    let (s, _) = subscribe(&app, "customer-a", json!({"subdomain": "customer-a"})).await;
+    assert_eq!(s, 201);
+    let patch = |context: Value| {
+        app.broker(Method::PATCH, &format!("/v2/service_instances/{INSTANCE}"))
+            .json(&json!({"service_id": signpost_core::CATALOG_SERVICE_ID, "context": context}))
+            .send()
+    };
+    // Another subaccount's subdomain: a 409, nothing changed.
+    let res = patch(json!({"subdomain": "customer-a"})).await.unwrap();
+    assert_eq!(res.status(), 409);
+    let key = provider.key.clone();
+    let uaadomain = key["uaadomain"].as_str().unwrap().to_owned();
+    let (s, _) = tenant_token(
+        &app,
+        &key,
+        None,
+        Some(&format!("{PROVIDER}-sub.{uaadomain}")),
+    )
+    .await;
+    assert_eq!(s, 200);
+    // A new one: tokens carry it, and the token URL's host follows.
+    let res = patch(json!({"subdomain": "provider-renamed"}))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+    let (s, answer) = tenant_token(&app, &key, None, None).await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        claims(answer["access_token"].as_str().unwrap())["ext_attr"]["zdn"],
+        "provider-renamed"
+    );
+    let (s, _) = tenant_token(
+        &app,
+        &key,
+        None,
+        Some(&format!("provider-renamed.{uaadomain}")),
+    )
+    .await;
+    assert_eq!(s, 200);
+    let (s, _) = tenant_token(
+        &app,
+        &key,
+        None,
+        Some(&format!("{PROVIDER}-sub.{uaadomain}")),
+    )
+    .await;
+    assert_eq!(s, 401, "the old subdomain names no tenant any more");
+}
