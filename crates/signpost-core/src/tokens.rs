@@ -98,20 +98,22 @@ pub struct PlatformInstance {
     pub bindings: usize,
 }
 
-/// Who is calling: established from a verified bearer token of a live binding.
+/// Who is calling: established from a verified bearer token of a live binding. Only the token
+/// verifier (`authenticate`) makes one: its fields are not public, so no other crate can name an
+/// owner for a caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
     /// The token's tenant (`zid`): the instance's own subaccount, or for a subscriber's token
     /// (a tenant token of one of the provider's bindings) the subscriber subaccount.
-    pub subaccount_id: String,
+    pub(crate) subaccount_id: String,
     /// The tenant's subdomain (`ext_attr.zdn`).
-    pub subdomain: String,
-    pub instance_id: String,
-    pub client_id: String,
-    pub scopes: Vec<String>,
+    pub(crate) subdomain: String,
+    pub(crate) instance_id: String,
+    pub(crate) client_id: String,
+    pub(crate) scopes: Vec<String>,
     /// For a subscriber's token: the provider's subaccount (the instance's); `None` for the
     /// provider's own token.
-    pub provider_subaccount_id: Option<String>,
+    pub(crate) provider_subaccount_id: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
