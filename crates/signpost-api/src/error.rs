@@ -40,16 +40,8 @@ impl ApiError {
 
 impl From<Error> for ApiError {
     fn from(e: Error) -> Self {
-        let status = match &e {
-            Error::BadRequest(_) => StatusCode::BAD_REQUEST,
-            Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            Error::Forbidden(_) => StatusCode::FORBIDDEN,
-            Error::NotFound(_) => StatusCode::NOT_FOUND,
-            Error::Conflict(_) => StatusCode::CONFLICT,
-            Error::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Error::PreconditionFailed { .. } => StatusCode::PRECONDITION_FAILED,
-            Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        };
+        // The core's one mapping of its errors to HTTP statuses.
+        let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let etag = match &e {
             Error::PreconditionFailed { etag } => Some(etag.clone()),
             _ => None,
