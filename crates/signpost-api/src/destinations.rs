@@ -6,8 +6,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Json;
 use signpost_core::{FindOptions, FindResult, FlowHeaders, ListMode, WriteResult};
+use signpost_model::NameFilter;
 use signpost_model::{EntityKind, Level};
-use signpost_store::NameFilter;
 use signpost_wire::{split_body, BulkDeleteResponse, Count};
 
 use crate::extract::{header_str, Caller, RawBody};

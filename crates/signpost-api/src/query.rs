@@ -3,7 +3,7 @@
 
 use signpost_core::ListMode;
 use signpost_model::EntityKind;
-use signpost_store::NameFilter;
+use signpost_model::NameFilter;
 
 use crate::ApiError;
 

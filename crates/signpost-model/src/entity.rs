@@ -442,3 +442,18 @@ mod tests {
         assert!(!is_base64("ab=c"));
     }
 }
+
+/// Which names a list returns (`$filter` of the configuration API's lists).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum NameFilter {
+    #[default]
+    All,
+    In(Vec<String>),
+    StartsWith(String),
+    EndsWith(String),
+    /// Modified within the last `minutes` minutes of `now_ms`.
+    ModifiedWithin {
+        minutes: u32,
+        now_ms: i64,
+    },
+}

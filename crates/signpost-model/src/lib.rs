@@ -8,8 +8,8 @@ mod names;
 mod redact;
 
 pub use entity::{
-    is_secret_property, Certificate, Destination, EntityKind, Fragment, Level, OwnerRef,
-    Properties, ValidationError,
+    is_secret_property, Certificate, Destination, EntityKind, Fragment, Level, NameFilter,
+    OwnerRef, Properties, ValidationError,
 };
 pub use names::{validate_certificate_name, validate_entity_name, MAX_NAME_LEN};
 pub use redact::{RedactedJson, RedactedObject, REDACTED};

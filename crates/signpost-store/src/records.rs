@@ -142,20 +142,8 @@ impl fmt::Debug for StoredEntity {
     }
 }
 
-/// Which names a list returns.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub enum NameFilter {
-    #[default]
-    All,
-    In(Vec<String>),
-    StartsWith(String),
-    EndsWith(String),
-    /// Modified within the last `minutes` minutes of `now_ms`.
-    ModifiedWithin {
-        minutes: u32,
-        now_ms: i64,
-    },
-}
+/// Which names a list returns (a domain type of `signpost-model`, re-exported here).
+pub use signpost_model::NameFilter;
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ListQuery {
