@@ -2,19 +2,16 @@
 //! and the `X-Broker-API-Version` header.
 
 use axum::extract::{Path, RawQuery, Request, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use axum::Json;
-use base64::Engine as _;
-use secrecy::ExposeSecret;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use signpost_core::{BrokerError, ProvisionOutcome};
 use signpost_wire::OsbError;
-use subtle::ConstantTimeEq;
 
 use crate::extract::{header_str, RawBody};
 use crate::routes::Routes;
@@ -53,32 +50,9 @@ fn from_broker(e: BrokerError) -> Response {
     )
 }
 
-/// Whether the request carries the broker credentials (HTTP Basic), compared in constant time.
-/// The broker and Signpost's platform endpoints authenticate with them.
-pub(crate) fn broker_authorized(state: &AppState, headers: &HeaderMap) -> bool {
-    header_str(headers, "authorization")
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("basic"))
-        .and_then(|(_, b64)| {
-            base64::engine::general_purpose::STANDARD
-                .decode(b64.trim())
-                .ok()
-        })
-        .and_then(|raw| String::from_utf8(raw).ok())
-        .is_some_and(|text| {
-            let (user, password) = text.split_once(':').unwrap_or((text.as_str(), ""));
-            let user_ok: bool = user.as_bytes().ct_eq(state.broker.user.as_bytes()).into();
-            let pw_ok: bool = password
-                .as_bytes()
-                .ct_eq(state.broker.password.expose_secret().as_bytes())
-                .into();
-            user_ok & pw_ok
-        })
-}
-
 /// Broker credentials (401) and API version (412), before anything else.
 async fn guard(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    if !broker_authorized(&state, req.headers()) {
+    if !crate::auth::broker_authorized(&state, req.headers()) {
         let mut res = osb_error(
             StatusCode::UNAUTHORIZED,
             "Unauthorized",

@@ -10,7 +10,8 @@ use signpost_model::NameFilter;
 use signpost_model::{EntityKind, Level};
 use signpost_wire::{split_body, BulkDeleteResponse, Count};
 
-use crate::extract::{header_str, Caller, RawBody};
+use crate::auth::Caller;
+use crate::extract::{header_str, RawBody};
 use crate::query::{flag, list_mode, pairs, parse_filter};
 use crate::routes::Routes;
 use crate::{ApiError, AppState};

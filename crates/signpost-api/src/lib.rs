@@ -3,6 +3,7 @@
 //! (`ApiError`, rendering `{"ErrorMessage": "..."}`). Handlers are thin: parse, call one use case
 //! in `signpost-core`, map the result.
 
+mod auth;
 mod broker;
 mod destinations;
 mod error;

@@ -8,7 +8,8 @@ use axum::Json;
 use serde_json::json;
 use signpost_wire::Count;
 
-use crate::extract::{Caller, RawBody};
+use crate::auth::Caller;
+use crate::extract::RawBody;
 use crate::routes::Routes;
 use crate::{ApiError, AppState};
 

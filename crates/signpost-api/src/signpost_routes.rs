@@ -8,7 +8,7 @@ use axum::routing::{get, post};
 use axum::Json;
 use signpost_model::Level;
 
-use crate::extract::{Caller, Platform};
+use crate::auth::{Caller, Platform, QuietPlatform};
 use crate::query::pairs;
 use crate::routes::Routes;
 use crate::{ApiError, AppState};
@@ -29,28 +29,11 @@ pub fn routes() -> Routes {
         .route("/signpost/v1/instances/{id}/token", post(instance_token))
 }
 
-/// The broker credentials of the editor's platform sign-in. Unlike [`Platform`], the 401 has no
-/// `WWW-Authenticate` challenge, so that a browser shows the editor's message, not its own dialog.
-fn quiet_platform(state: &AppState, headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
-    if crate::broker::broker_authorized(state, headers) {
-        Ok(())
-    } else {
-        Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "Broker credentials (HTTP Basic) are missing or wrong",
-        ))
-    }
-}
-
 /// `GET /signpost/v1/instances`: every service instance with its subaccount and number of
 /// service keys (broker credentials), for the editor's platform sign-in.
 #[utoipa::path(get, path = "/signpost/v1/instances", tag = "signpost", security(("broker" = [])),
     responses((status = 200, description = "`[{instanceId, subaccountId, subdomain, bindings}]`, by subaccount and instance"), (status = 401, body = signpost_wire::ErrorBody)))]
-async fn instances(
-    State(state): State<AppState>,
-    headers: axum::http::HeaderMap,
-) -> Result<Response, ApiError> {
-    quiet_platform(&state, &headers)?;
+async fn instances(State(state): State<AppState>, _: QuietPlatform) -> Result<Response, ApiError> {
     Ok(Json(state.core.platform_instances().await?).into_response())
 }
 
@@ -63,10 +46,9 @@ async fn instances(
         (status = 409, description = "The instance has no service key", body = signpost_wire::ErrorBody)))]
 async fn instance_token(
     State(state): State<AppState>,
-    headers: axum::http::HeaderMap,
+    _: QuietPlatform,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    quiet_platform(&state, &headers)?;
     let token = state.core.platform_token(&id).await?;
     Ok((
         [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))],

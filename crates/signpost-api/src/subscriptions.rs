@@ -10,7 +10,8 @@ use axum::routing::{get, put};
 use axum::Json;
 use serde_json::Value;
 
-use crate::extract::{Platform, RawBody};
+use crate::auth::Platform;
+use crate::extract::RawBody;
 use crate::routes::Routes;
 use crate::{ApiError, AppState};
 
