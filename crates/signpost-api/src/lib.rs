@@ -126,8 +126,8 @@ async fn healthz() -> Json<serde_json::Value> {
     responses((status = 200, description = "The database answers: `{\"status\": \"ready\"}`"),
         (status = 503, description = "The database is not reachable", body = signpost_wire::ErrorBody)))]
 async fn readyz(State(state): State<AppState>) -> Response {
-    match state.core.store().get_subaccount("").await {
-        Ok(_) => Json(json!({"status": "ready"})).into_response(),
+    match state.core.database_answers().await {
+        Ok(()) => Json(json!({"status": "ready"})).into_response(),
         Err(_) => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "The database is not reachable",

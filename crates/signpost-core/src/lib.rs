@@ -177,6 +177,17 @@ impl Signpost {
         result
     }
 
+    /// Readiness: the database answers a read.
+    pub async fn database_answers(&self) -> Result<()> {
+        // Not logged as a store failure: probes ask every few seconds while it is down.
+        self.inner
+            .store
+            .get_subaccount("")
+            .await
+            .map(drop)
+            .map_err(|_| Error::Internal("the database does not answer".into()))
+    }
+
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.inner.store
     }
