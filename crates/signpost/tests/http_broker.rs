@@ -519,3 +519,14 @@ async fn unbind_and_deprovision_revoke_tokens_at_once() {
     let (_, list) = status_json(again.get("/v1/instanceDestinations").await).await;
     assert_eq!(list, json!([]));
 }
+
+#[tokio::test]
+async fn liveness_and_readiness_answer() {
+    let app = TestApp::start().await;
+    for (path, status) in [("/healthz", "ok"), ("/readyz", "ready")] {
+        let res = app.client.get(app.url(path)).send().await.unwrap();
+        assert_eq!(res.status(), 200, "{path}");
+        let body: serde_json::Value = res.json().await.unwrap();
+        assert_eq!(body["status"], status, "{path}");
+    }
+}
