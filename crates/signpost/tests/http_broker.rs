@@ -526,7 +526,7 @@ async fn liveness_and_readiness_answer() {
     for (path, status) in [("/healthz", "ok"), ("/readyz", "ready")] {
         let res = app.client.get(app.url(path)).send().await.unwrap();
         assert_eq!(res.status(), 200, "{path}");
-        let body: serde_json::Value = res.json().await.unwrap();
+        let body: Value = res.json().await.unwrap();
         assert_eq!(body["status"], status, "{path}");
     }
 }
