@@ -12,7 +12,7 @@ use signpost_wire::{
 };
 
 use crate::audit::Entry;
-use crate::entities::{certificate_body, properties_body};
+use crate::body::{certificate_body, properties_body};
 use crate::Signpost;
 
 /// The catalog's service id (stable across releases; platforms store it).

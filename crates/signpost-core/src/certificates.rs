@@ -11,7 +11,8 @@ use signpost_model::{EntityKind, Level, OwnerRef};
 use signpost_store::{PutMode, StoredEntity, WriteOp};
 use time::OffsetDateTime;
 
-use crate::entities::{body_json, Access};
+use crate::access::Access;
+use crate::body::body_json;
 use crate::{rfc3339, Error, Principal, Result, Signpost};
 
 /// Where Signpost keeps its own facts about a certificate inside the stored body.

@@ -12,7 +12,7 @@ use serde_json::Value;
 use signpost_model::{EntityKind, Level};
 use signpost_oauth::probe::{self, ProbeRequest, Step};
 
-use crate::entities::Access;
+use crate::access::Access;
 use crate::{Error, FindOptions, Principal, Result, Signpost};
 
 /// The report of one check.

@@ -2,14 +2,16 @@
 //! destinations, fragments and certificates on subaccount and instance level.
 
 use serde_json::{json, Map, Value};
-use signpost_model::{Certificate, EntityKind, Level, OwnerRef, Properties};
-use signpost_store::{ListQuery, NameFilter, PutMode, StoredEntity, WriteOp, WriteOutcome};
+use signpost_model::{EntityKind, Level, OwnerRef};
+use signpost_store::{ListQuery, NameFilter, PutMode, WriteOp, WriteOutcome};
 use signpost_wire::{
-    certificate_from_json, certificate_to_json, destination_from_json, fragment_from_json,
-    properties_to_json, BodyShape, BulkDeleteItem, BulkItem, EntityError,
+    certificate_from_json, destination_from_json, fragment_from_json, BodyShape, BulkDeleteItem,
+    BulkItem, EntityError,
 };
 
+use crate::access::Access;
 use crate::audit::Entry;
+use crate::body::{body_json, certificate_body, properties_body, public_body};
 use crate::{Error, Principal, Result, Signpost};
 
 /// A list request's mode (API.md §1.1); the modes exclude each other.
@@ -52,16 +54,6 @@ pub struct DeleteSummary {
     pub summary: Vec<BulkDeleteItem>,
 }
 
-/// The stored JSON of a destination or fragment.
-pub(crate) fn properties_body(props: &Properties) -> Vec<u8> {
-    serde_json::to_vec(&properties_to_json(props)).unwrap_or_default()
-}
-
-/// The stored JSON of a certificate.
-pub(crate) fn certificate_body(cert: &Certificate) -> Vec<u8> {
-    serde_json::to_vec(&certificate_to_json(cert)).unwrap_or_default()
-}
-
 /// Destination properties that name a certificate.
 const CERTIFICATE_REFERENCES: &[&str] = &[
     "KeyStoreLocation",
@@ -69,20 +61,6 @@ const CERTIFICATE_REFERENCES: &[&str] = &[
     "tokenService.KeyStoreLocation",
     "tokenService.TrustStoreLocation",
 ];
-
-/// What the API returns of a stored entity: certificates without their password and bookkeeping.
-pub(crate) fn public_body(entity: &StoredEntity) -> Result<Map<String, Value>> {
-    let mut body = body_json(entity)?;
-    if entity.kind == EntityKind::Certificate {
-        body.retain(|k, _| !signpost_wire::CERTIFICATE_PRIVATE_KEYS.contains(&k.as_str()));
-    }
-    Ok(body)
-}
-
-pub(crate) fn body_json(entity: &StoredEntity) -> Result<Map<String, Value>> {
-    serde_json::from_slice(&entity.body)
-        .map_err(|e| Error::Internal(format!("stored entity is not JSON: {e}")))
-}
 
 /// A validated entity ready to be written.
 struct Parsed {
@@ -148,90 +126,6 @@ fn invalid(kind: EntityKind, e: &EntityError) -> String {
     match &e.name {
         Some(n) => format!("Invalid {} '{n}': {}", kind.noun(), e.reason),
         None => format!("Invalid {}: {}", kind.noun(), e.reason),
-    }
-}
-
-impl Principal {
-    /// The owner addressed by `level` for this caller: its tenant's subaccount, and the instance
-    /// (for a subscriber's token, the subscription level: the instance × the subscriber).
-    pub fn owner(&self, level: Level) -> OwnerRef {
-        match level {
-            Level::Subaccount => OwnerRef::subaccount(&self.subaccount_id),
-            Level::Instance if self.provider_subaccount_id.is_some() => {
-                OwnerRef::subscription(&self.instance_id, &self.subaccount_id)
-            }
-            Level::Instance => OwnerRef::instance(&self.instance_id),
-        }
-    }
-
-    /// True for a subscriber's token (a tenant token of one of the provider's bindings).
-    pub fn is_subscriber(&self) -> bool {
-        self.provider_subaccount_id.is_some()
-    }
-}
-
-/// Reading or changing, for [`Signpost::may`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Access {
-    Read,
-    Write,
-}
-
-impl Signpost {
-    /// Whether `who` may read or change `kind`s on `level` through the configuration API. The
-    /// provider's token may; a subscriber's token on its own subaccount level too. On the
-    /// subscription level a subscriber's token needs every scope of the instance's
-    /// `subscriber_access` (`destination` for destinations and fragments, `certificate`):
-    /// `read_scopes` to read, `write_scopes` to change. None granted (the default) or one
-    /// missing is a 403 that names what is needed.
-    pub(crate) async fn may(
-        &self,
-        who: &Principal,
-        level: Level,
-        kind: EntityKind,
-        access: Access,
-    ) -> Result<()> {
-        if !who.is_subscriber() || level == Level::Subaccount {
-            return Ok(());
-        }
-        let section = match kind {
-            EntityKind::Certificate => "certificate",
-            EntityKind::Destination | EntityKind::Fragment => "destination",
-        };
-        let (list, what) = match access {
-            Access::Read => ("read_scopes", "read"),
-            Access::Write => ("write_scopes", "change"),
-        };
-        let granted: Value = self
-            .store()
-            .get_instance(&who.instance_id)
-            .await?
-            .and_then(|i| i.subscriber_access)
-            .and_then(|t| serde_json::from_str(&t).ok())
-            .unwrap_or(Value::Null);
-        let required: Vec<&str> = granted[section][list]
-            .as_array()
-            .map(|a| a.iter().filter_map(Value::as_str).collect())
-            .unwrap_or_default();
-        if required.is_empty() {
-            return Err(Error::Forbidden(format!(
-                "A subscriber's token may not {what} {}s on the subscription level: the instance's subscriber_access.{section}.{list} grants none",
-                kind.noun()
-            )));
-        }
-        let missing: Vec<&str> = required
-            .into_iter()
-            .filter(|s| !who.scopes.iter().any(|have| have == s))
-            .collect();
-        if missing.is_empty() {
-            return Ok(());
-        }
-        Err(Error::Forbidden(format!(
-            "To {what} {}s on the subscription level, a subscriber's token needs the scope{} {} (subscriber_access.{section}.{list})",
-            kind.noun(),
-            if missing.len() == 1 { "" } else { "s" },
-            missing.join(", ")
-        )))
     }
 }
 

@@ -7,7 +7,7 @@ use signpost_oauth::{FlowContext, FlowHeaders};
 use signpost_store::StoredEntity;
 use signpost_wire::{AuthToken, CertificateItem, FindResponse, Owner};
 
-use crate::entities::body_json;
+use crate::body::body_json;
 use crate::{Error, Principal, Result, Signpost};
 
 /// SAP's exact text for an unknown name; SAP's clients treat exactly this as "no destination".

@@ -3,7 +3,9 @@
 //! configuration API and find destination. Handlers in `signpost-api` call exactly one function
 //! here each. Must not depend on axum or any HTTP server code.
 
+mod access;
 pub mod audit;
+mod body;
 mod broker;
 mod ca;
 mod certificates;
@@ -18,12 +20,13 @@ mod tokens;
 
 use std::sync::Arc;
 
+pub use access::Access;
 pub use audit::AuditPage;
 pub use broker::{
     BindOutcome, BrokerError, BrokerResult, ProvisionOutcome, CATALOG_PLAN_ID, CATALOG_SERVICE_ID,
 };
 pub use check::CheckReport;
-pub use entities::{Access, DeleteSummary, ListMode, ListResult, WriteResult};
+pub use entities::{DeleteSummary, ListMode, ListResult, WriteResult};
 pub use error::{Error, Result};
 pub use find::{FindOptions, FindResult};
 pub use signpost_oauth::{parse_trusted_issuers, FlowHeaders, OAuthConfig, TrustedIssuer};
