@@ -10,7 +10,7 @@ use axum::Json;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use signpost_core::{BrokerError, ProvisionOutcome};
+use signpost_core::{BrokerError, BrokerErrorKind, ProvisionOutcome};
 use signpost_wire::OsbError;
 
 use crate::extract::{header_str, RawBody};
@@ -44,8 +44,8 @@ fn osb_error(status: StatusCode, error: &str, description: impl Into<String>) ->
 
 fn from_broker(e: BrokerError) -> Response {
     osb_error(
-        StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-        e.error,
+        StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        e.kind.code(),
         e.description,
     )
 }
@@ -85,8 +85,7 @@ fn supported_version(v: &str) -> bool {
 /// A JSON body of type `T`, or the OSB 400 naming what is wrong.
 fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<(T, Value), BrokerError> {
     let bad = |description: String| BrokerError {
-        status: 400,
-        error: "BadRequest",
+        kind: BrokerErrorKind::BadRequest,
         description,
     };
     let value: Value = serde_json::from_slice(body)

@@ -20,31 +20,74 @@ pub const CATALOG_SERVICE_ID: &str = "7a3d1c2e-5f4b-4e8a-9c61-0d2b8e4f6a10";
 /// The catalog's `lite` plan id.
 pub const CATALOG_PLAN_ID: &str = "7a3d1c2e-5f4b-4e8a-9c61-0d2b8e4f6a11";
 
-/// A broker failure: HTTP status, OSB `error` code and a description naming what was wrong.
+/// What kind of broker failure: it decides the HTTP status and the OSB `error` code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BrokerErrorKind {
+    BadRequest,
+    NotFound,
+    Conflict,
+    Unprocessable,
+    Internal,
+}
+
+impl BrokerErrorKind {
+    /// The HTTP status.
+    pub fn status(self) -> u16 {
+        match self {
+            BrokerErrorKind::BadRequest => 400,
+            BrokerErrorKind::NotFound => 404,
+            BrokerErrorKind::Conflict => 409,
+            BrokerErrorKind::Unprocessable => 422,
+            BrokerErrorKind::Internal => 500,
+        }
+    }
+
+    /// The OSB `error` code.
+    pub fn code(self) -> &'static str {
+        match self {
+            BrokerErrorKind::BadRequest => "BadRequest",
+            BrokerErrorKind::NotFound => "NotFound",
+            BrokerErrorKind::Conflict => "Conflict",
+            BrokerErrorKind::Unprocessable => "UnprocessableEntity",
+            BrokerErrorKind::Internal => "InternalError",
+        }
+    }
+}
+
+/// A broker failure: its kind and a description naming what was wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{description}")]
 pub struct BrokerError {
-    pub status: u16,
-    pub error: &'static str,
+    pub kind: BrokerErrorKind,
     pub description: String,
 }
 
 impl BrokerError {
-    fn new(status: u16, error: &'static str, description: impl Into<String>) -> Self {
+    fn new(kind: BrokerErrorKind, description: impl Into<String>) -> Self {
         Self {
-            status,
-            error,
+            kind,
             description: description.into(),
         }
     }
     fn bad_request(d: impl Into<String>) -> Self {
-        Self::new(400, "BadRequest", d)
+        Self::new(BrokerErrorKind::BadRequest, d)
+    }
+    fn not_found(d: impl Into<String>) -> Self {
+        Self::new(BrokerErrorKind::NotFound, d)
     }
     fn conflict(d: impl Into<String>) -> Self {
-        Self::new(409, "Conflict", d)
+        Self::new(BrokerErrorKind::Conflict, d)
     }
     fn internal() -> Self {
-        Self::new(500, "InternalError", "the store failed; see the server log")
+        Self::new(
+            BrokerErrorKind::Internal,
+            "the store failed; see the server log",
+        )
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> u16 {
+        self.kind.status()
     }
 }
 
@@ -133,7 +176,7 @@ impl Signpost {
         let status = match &result {
             Ok((ProvisionOutcome::Created, _)) => 201,
             Ok((ProvisionOutcome::AlreadyExists, _)) => 200,
-            Err(e) => e.status,
+            Err(e) => e.status(),
         };
         let mut events = vec![(entry, status)];
         if let Ok((_, entities)) = &result {
@@ -222,7 +265,7 @@ impl Signpost {
             entry = entry.subaccount(i.subaccount_id);
         }
         let result = self.update_audited(id, req, raw).await;
-        let mut events = vec![(entry, result.as_ref().map_or_else(|e| e.status, |_| 200))];
+        let mut events = vec![(entry, result.as_ref().map_or_else(|e| e.status(), |_| 200))];
         if let Ok(entities) = &result {
             events.extend(entities.iter().cloned());
         }
@@ -238,11 +281,9 @@ impl Signpost {
     ) -> BrokerResult<Vec<(Entry, u16)>> {
         Self::check_ids(&req.service_id, req.plan_id.as_deref())?;
         let Some(mut record) = self.store().get_instance(id).await? else {
-            return Err(BrokerError::new(
-                404,
-                "NotFound",
-                format!("instance '{id}' does not exist"),
-            ));
+            return Err(BrokerError::not_found(format!(
+                "instance '{id}' does not exist"
+            )));
         };
         let config = InstanceConfig::parse(req.parameters.as_ref())
             .map_err(|e| BrokerError::bad_request(format!("Invalid configuration JSON: {e}")))?;
@@ -336,7 +377,7 @@ impl Signpost {
         let status = match &result {
             Ok(true) => 200,
             Ok(false) => 410,
-            Err(e) => e.status,
+            Err(e) => e.status(),
         };
         self.audit(vec![(entry, status)]).await;
         if result == Ok(true) {
@@ -357,7 +398,7 @@ impl Signpost {
         let status = match &result {
             Ok(o) if o.created => 201,
             Ok(_) => 200,
-            Err(e) => e.status,
+            Err(e) => e.status(),
         };
         let entry = self.binding_entry("bind", instance_id, binding_id).await;
         self.audit(vec![(entry, status)]).await;
@@ -394,18 +435,13 @@ impl Signpost {
             None => (BindKind::Secret, Vec::new()),
         };
         if kind != BindKind::Secret && self.config().cert_url.is_none() {
-            return Err(BrokerError::new(
-                422,
-                "UnprocessableEntity",
-                "X.509 bindings need the HTTPS listener (--tls-listen): it is the certurl where clients present their certificate",
+            return Err(BrokerError::new(BrokerErrorKind::Unprocessable, "X.509 bindings need the HTTPS listener (--tls-listen): it is the certurl where clients present their certificate",
             ));
         }
         let Some(instance) = self.store().get_instance(instance_id).await? else {
-            return Err(BrokerError::new(
-                404,
-                "NotFound",
-                format!("instance '{instance_id}' does not exist"),
-            ));
+            return Err(BrokerError::not_found(format!(
+                "instance '{instance_id}' does not exist"
+            )));
         };
         let digest = self
             .store()
@@ -438,11 +474,9 @@ impl Signpost {
                 )))
             }
             Err(signpost_store::Error::Database(e)) if e.to_string().contains("FOREIGN KEY") => {
-                return Err(BrokerError::new(
-                    404,
-                    "NotFound",
-                    format!("instance '{instance_id}' does not exist"),
-                ))
+                return Err(BrokerError::not_found(format!(
+                    "instance '{instance_id}' does not exist"
+                )))
             }
             Err(e) => return Err(e.into()),
         }
@@ -481,7 +515,7 @@ impl Signpost {
         let status = match &result {
             Ok(true) => 200,
             Ok(false) => 410,
-            Err(e) => e.status,
+            Err(e) => e.status(),
         };
         let entry = self.binding_entry("unbind", instance_id, binding_id).await;
         self.audit(vec![(entry, status)]).await;
@@ -874,7 +908,7 @@ fn config_failure(e: signpost_store::Error, labels: &[(usize, String)]) -> Broke
             "{ALL_OR_NOTHING}: {} already exists. Set \"existing_destinations_policy\" / \"existing_certificates_policy\" to \"update\" or \"ignore\" to handle duplicates",
             label(index)
         )),
-        S::NotFound { index, .. } => BrokerError::new(404, "NotFound", format!("{ALL_OR_NOTHING}: {} does not exist", label(index))),
+        S::NotFound { index, .. } => BrokerError::not_found(format!("{ALL_OR_NOTHING}: {} does not exist", label(index))),
         S::LimitExceeded { .. } => BrokerError::bad_request(format!("{ALL_OR_NOTHING}: {e}")),
         other => other.into(),
     }

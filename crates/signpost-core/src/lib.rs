@@ -23,7 +23,8 @@ use std::sync::Arc;
 pub use access::Access;
 pub use audit::AuditPage;
 pub use broker::{
-    BindOutcome, BrokerError, BrokerResult, ProvisionOutcome, CATALOG_PLAN_ID, CATALOG_SERVICE_ID,
+    BindOutcome, BrokerError, BrokerErrorKind, BrokerResult, ProvisionOutcome, CATALOG_PLAN_ID,
+    CATALOG_SERVICE_ID,
 };
 pub use check::CheckReport;
 pub use entities::{DeleteSummary, ListMode, ListResult, WriteResult};
