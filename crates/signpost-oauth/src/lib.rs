@@ -23,7 +23,7 @@ use signpost_wire::AuthToken;
 pub use cache::CacheKey;
 pub use flows::{FlowHeaders, Grant, TokenReply};
 pub use net::is_private;
-pub use user_token::{parse_trusted_issuers, TrustedIssuer, VerifiedUser};
+pub use user_token::{parse_trusted_issuers, TrustedIssuer, UserTokenError, VerifiedUser};
 
 /// Server-wide settings of the token flows.
 #[derive(Debug, Clone)]
@@ -312,6 +312,7 @@ impl TokenService {
             &client,
         )
         .await
+        .map_err(|e| e.to_string())
     }
 
     async fn verified_user(&self, ctx: &FlowContext<'_>) -> Result<(String, VerifiedUser), String> {

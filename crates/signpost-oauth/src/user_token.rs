@@ -157,6 +157,24 @@ fn algorithms() -> Vec<Algorithm> {
     ]
 }
 
+/// Why a user token was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UserTokenError {
+    /// No key of the JWKS matches the token's `kid`: the issuer may have rotated its keys, so
+    /// a cached JWKS is fetched again once.
+    #[error("no key of the issuer's JWKS matches the user token's kid")]
+    NoMatchingKey,
+    /// Refused for the reason given (a secret-free sentence).
+    #[error("{0}")]
+    Refused(String),
+}
+
+impl From<String> for UserTokenError {
+    fn from(reason: String) -> Self {
+        UserTokenError::Refused(reason)
+    }
+}
+
 /// The unverified `iss` of a token, to pick its keys.
 fn unverified_issuer(token: &str) -> Option<String> {
     let payload = token.split('.').nth(1)?;
@@ -167,20 +185,24 @@ fn unverified_issuer(token: &str) -> Option<String> {
     claims.get("iss").and_then(Value::as_str).map(str::to_owned)
 }
 
-fn verify_with(token: &str, set: &JwkSet, issuer: Option<&str>) -> Result<VerifiedUser, String> {
+fn verify_with(
+    token: &str,
+    set: &JwkSet,
+    issuer: Option<&str>,
+) -> Result<VerifiedUser, UserTokenError> {
     let header = decode_header(token).map_err(|_| "the user token is not a JWT".to_string())?;
     if !algorithms().contains(&header.alg) {
-        return Err(format!(
+        return Err(UserTokenError::Refused(format!(
             "the user token's algorithm {:?} is not accepted",
             header.alg
-        ));
+        )));
     }
     let jwk = match &header.kid {
         Some(kid) => set.find(kid),
         None if set.keys.len() == 1 => set.keys.first(),
         None => None,
     }
-    .ok_or_else(|| "no key of the issuer's JWKS matches the user token's kid".to_string())?;
+    .ok_or(UserTokenError::NoMatchingKey)?;
     let key =
         DecodingKey::from_jwk(jwk).map_err(|_| "the matching JWK is not usable".to_string())?;
     let mut validation = Validation::new(header.alg);
@@ -212,12 +234,12 @@ async fn verify_off(
     token: &str,
     set: Arc<JwkSet>,
     issuer: Option<&str>,
-) -> Result<VerifiedUser, String> {
+) -> Result<VerifiedUser, UserTokenError> {
     let token = token.to_owned();
     let issuer = issuer.map(str::to_owned);
     crate::cpu::run(move || verify_with(&token, &set, issuer.as_deref()))
         .await
-        .map_err(|e| e.to_string())?
+        .map_err(|e| UserTokenError::Refused(e.to_string()))?
 }
 
 /// Verifies `token` for a destination, with its `x_user_token.*` properties.
@@ -227,7 +249,7 @@ pub(crate) async fn verify(
     trusted: &[TrustedIssuer],
     cache: &JwksCache,
     client: &GuardedClient,
-) -> Result<VerifiedUser, String> {
+) -> Result<VerifiedUser, UserTokenError> {
     let prop = |k: &str| {
         destination
             .get(k)
@@ -249,7 +271,7 @@ pub(crate) async fn verify(
     if let Some(url) = prop("x_user_token.jwks_uri") {
         let set = cache.get(client, url, false).await?;
         return match verify_off(token, set, None).await {
-            Err(e) if e.starts_with("no key") => {
+            Err(UserTokenError::NoMatchingKey) => {
                 verify_off(token, cache.get(client, url, true).await?, None).await
             }
             other => other,
@@ -263,7 +285,7 @@ pub(crate) async fn verify(
         .ok_or_else(|| format!("the user token's issuer {iss} is not trusted: set x_user_token.jwks_uri on the destination or add the issuer to SIGNPOST_TRUSTED_ISSUERS"))?;
     let set = cache.get(client, &trusted_issuer.jwks_uri, false).await?;
     match verify_off(token, set, Some(&trusted_issuer.issuer)).await {
-        Err(e) if e.starts_with("no key") => {
+        Err(UserTokenError::NoMatchingKey) => {
             verify_off(
                 token,
                 cache.get(client, &trusted_issuer.jwks_uri, true).await?,
