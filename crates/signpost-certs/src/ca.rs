@@ -658,7 +658,7 @@ impl CertificateAuthority {
     /// Loads a CA from its certificate (PEM) and unencrypted PKCS#8 private key (PEM). The
     /// certificate must be a CA (`basicConstraints CA:true`) and the key must be its key.
     pub fn from_pem(certificate_pem: &str, private_key_pem: &str) -> Result<Self, CaError> {
-        let certificate_der = pem_block(certificate_pem.as_bytes(), &["CERTIFICATE"])
+        let certificate_der = read_pem_block(certificate_pem.as_bytes(), &["CERTIFICATE"])
             .map_err(|reason| CaError::InvalidCaCertificate { reason })?;
         let (_, cert) = X509Certificate::from_der(&certificate_der).map_err(|e| {
             CaError::InvalidCaCertificate {
@@ -1073,7 +1073,7 @@ fn pem_encode(label: &str, der: &[u8]) -> String {
 
 /// The contents of the first PEM block with one of `labels`. The error is a reason without the
 /// input.
-fn pem_block(input: &[u8], labels: &[&str]) -> Result<Vec<u8>, String> {
+fn read_pem_block(input: &[u8], labels: &[&str]) -> Result<Vec<u8>, String> {
     let mut saw_pem = false;
     for pem in x509_parser::pem::Pem::iter_from_buffer(input) {
         match pem {
@@ -1158,7 +1158,7 @@ fn parse_csr(input: &str) -> Result<CsrPublicKey, CaError> {
             .map_err(|_| invalid("neither PEM nor base64-encoded PEM"))?
             .into()
     };
-    let der = pem_block(
+    let der = read_pem_block(
         &pem_text,
         &["CERTIFICATE REQUEST", "NEW CERTIFICATE REQUEST"],
     )

@@ -492,7 +492,7 @@ impl CertInfo {
 
     /// The certificate as a PEM block.
     pub fn to_pem(&self) -> String {
-        pem_block("CERTIFICATE", &self.der)
+        write_pem_block("CERTIFICATE", &self.der)
     }
 
     fn is_self_issued(&self) -> bool {
@@ -2040,7 +2040,7 @@ fn complete_to_root(v: &Verifier, cert: &CertInfo, pool: &[&CertInfo]) -> Result
 // Views for the API
 // ---------------------------------------------------------------------------------------------
 
-fn pem_block(tag: &str, der: &[u8]) -> String {
+fn write_pem_block(tag: &str, der: &[u8]) -> String {
     let b64 = base64::engine::general_purpose::STANDARD.encode(der);
     let mut out = String::with_capacity(b64.len() + b64.len() / 64 + 2 * tag.len() + 40);
     out.push_str("-----BEGIN ");
@@ -2088,7 +2088,7 @@ pub fn client_identity_pem(store: &ParsedStore) -> Option<(String, SecretString)
         let certs: String = e.chain.iter().map(CertInfo::to_pem).collect();
         Some((
             certs,
-            SecretString::from(pem_block("PRIVATE KEY", key.expose_secret())),
+            SecretString::from(write_pem_block("PRIVATE KEY", key.expose_secret())),
         ))
     })
 }
@@ -2124,8 +2124,8 @@ mod tests {
     }
 
     #[test]
-    fn pem_blocks_wrap_at_64() {
-        let pem = pem_block("CERTIFICATE", &[0u8; 100]);
+    fn written_pem_blocks_wrap_at_64() {
+        let pem = write_pem_block("CERTIFICATE", &[0u8; 100]);
         assert!(pem.lines().all(|l| l.len() <= 64));
         assert_eq!(pem::parse(&pem).unwrap().contents(), &[0u8; 100][..]);
     }

@@ -37,7 +37,7 @@ pub use tokens::{
     JWT_BEARER, UNKNOWN_KID_RELOAD_EVERY,
 };
 
-use signpost_oauth::TokenService;
+use signpost_oauth::FlowRunner;
 use signpost_store::{Change, Store, WriteOp, WriteOutcome};
 
 /// Deployment facts the use cases need: where the service is reached.
@@ -67,7 +67,7 @@ struct Inner {
     config: CoreConfig,
     keys: tokens::KeyRing,
     principals: tokens::PrincipalCache,
-    flows: TokenService,
+    flows: FlowRunner,
     saml_signers: saml::SignerCache,
     /// Parsed key and trust stores of token flows, per certificate version.
     key_stores: certificates::KeyStoreCache,
@@ -78,7 +78,7 @@ impl Signpost {
     /// Loads (or on first start creates) the token signing key and returns the service.
     pub async fn new(store: Arc<dyn Store>, config: CoreConfig) -> Result<Self> {
         let keys = tokens::KeyRing::load_or_create(store.as_ref()).await?;
-        let flows = TokenService::new(config.oauth.clone());
+        let flows = FlowRunner::new(config.oauth.clone());
         let ca = ca::load_or_create(store.as_ref()).await?;
         let changes = store.changes();
         let inner = Arc::new(Inner {
@@ -144,7 +144,7 @@ impl Signpost {
     }
 
     /// The outbound token flows and their cache.
-    pub fn flows(&self) -> &TokenService {
+    pub fn flows(&self) -> &FlowRunner {
         &self.inner.flows
     }
 

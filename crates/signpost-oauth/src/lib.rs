@@ -146,8 +146,10 @@ pub const CLIENT_CACHE_MAX: u64 = 256;
 /// How long an unused HTTP client is kept.
 const CLIENT_IDLE: Duration = Duration::from_secs(600);
 
-/// The flows with their caches and HTTP clients. Cheap to share behind an `Arc`.
-pub struct TokenService {
+/// The outbound token flows of destinations (what find destination runs for `authTokens`), with
+/// their caches and HTTP clients. Not the inbound token service of `/oauth/token` (core's `tokens`).
+/// Cheap to share behind an `Arc`.
+pub struct FlowRunner {
     config: OAuthConfig,
     clients: moka::sync::Cache<ClientKey, net::GuardedClient>,
     cache: moka::future::Cache<CacheKey, Arc<cache::Cached>>,
@@ -155,9 +157,9 @@ pub struct TokenService {
     token_requests: AtomicU64,
 }
 
-impl std::fmt::Debug for TokenService {
+impl std::fmt::Debug for FlowRunner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TokenService")
+        f.debug_struct("FlowRunner")
             .field("config", &self.config)
             .field("cached_tokens", &self.cache.entry_count())
             .finish_non_exhaustive()
@@ -206,7 +208,7 @@ fn proxy_type(d: &Map<String, Value>) -> &str {
     flows::prop(d, "ProxyType").unwrap_or("Internet")
 }
 
-impl TokenService {
+impl FlowRunner {
     pub fn new(config: OAuthConfig) -> Self {
         let cache = cache::new_cache(config.cache_capacity);
         Self {
@@ -556,7 +558,7 @@ mod tests {
 
     #[test]
     fn the_client_cache_stays_at_its_capacity() {
-        let flows = TokenService::new(OAuthConfig::default());
+        let flows = FlowRunner::new(OAuthConfig::default());
         let tls = TlsSettings::default();
         for connect in 1..=40 {
             for read in 1..=75 {
