@@ -192,7 +192,49 @@ impl Signpost {
             .map_err(|_| Error::Internal("the database does not answer".into()))
     }
 
-    pub fn store(&self) -> &Arc<dyn Store> {
+    /// The database engine's name ("sqlite", "postgres").
+    pub fn engine(&self) -> &'static str {
+        self.inner.store.engine()
+    }
+
+    /// Takes or extends the lease `name` for `holder` (one process of many runs a job).
+    pub async fn take_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now_ms: i64,
+        ttl_ms: i64,
+    ) -> Result<bool> {
+        Ok(self
+            .inner
+            .store
+            .try_lease(name, holder, now_ms, ttl_ms)
+            .await?)
+    }
+
+    /// True while the database holds no service instance (the first run's test).
+    pub async fn has_no_instances(&self) -> Result<bool> {
+        Ok(self.inner.store.list_instances().await?.is_empty())
+    }
+
+    /// Whether the service instance `id` exists.
+    pub async fn instance_exists(&self, id: &str) -> Result<bool> {
+        Ok(self.inner.store.get_instance(id).await?.is_some())
+    }
+
+    /// Whether the binding `id` exists.
+    pub async fn binding_exists(&self, id: &str) -> Result<bool> {
+        Ok(self.inner.store.get_binding(id).await?.is_some())
+    }
+
+    /// The store, for the use cases of this crate only.
+    pub(crate) fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    /// The store, for tests that set up data no use case writes (old audit events, say).
+    #[doc(hidden)]
+    pub fn store_for_tests(&self) -> &Arc<dyn Store> {
         &self.inner.store
     }
 

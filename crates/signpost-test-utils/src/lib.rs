@@ -224,7 +224,7 @@ impl TestApp {
 
     /// The engine the app runs on ("sqlite" or "postgres").
     pub fn engine(&self) -> &'static str {
-        self.core.store().engine()
+        self.core.engine()
     }
 
     /// Stops this server and starts a new one on the same data and addresses (a restart); an

@@ -369,8 +369,7 @@ async fn certificate_jobs(
             .unwrap_or(i64::MAX / 4)
             .saturating_mul(2);
         match core
-            .store()
-            .try_lease("certificate-renewal", &holder, now_ms, lease_ms)
+            .take_lease("certificate-renewal", &holder, now_ms, lease_ms)
             .await
         {
             Ok(true) => {
@@ -436,7 +435,7 @@ const DEFAULT_KEY_FILE: &str = "default-service-key.json";
 /// First run: on a database without instances, makes a default subaccount, instance and service
 /// key, and writes the key to `<data-dir>/default-service-key.json` (0600). Returns its path.
 async fn bootstrap(core: &Signpost, data_dir: &Path) -> Result<Option<std::path::PathBuf>> {
-    if !core.store().list_instances().await?.is_empty() {
+    if !core.has_no_instances().await? {
         return Ok(None);
     }
     let raw = serde_json::json!({
@@ -448,7 +447,7 @@ async fn bootstrap(core: &Signpost, data_dir: &Path) -> Result<Option<std::path:
     if let Err(e) = core.provision(DEFAULT_INSTANCE, req, &raw).await {
         // Replicas started at once on an empty database race for it: one wins and writes the
         // key; the others start without.
-        if core.store().get_instance(DEFAULT_INSTANCE).await?.is_some() {
+        if core.instance_exists(DEFAULT_INSTANCE).await? {
             tracing::info!("first run: another replica is creating the default instance");
             return Ok(None);
         }
@@ -465,7 +464,7 @@ async fn bootstrap(core: &Signpost, data_dir: &Path) -> Result<Option<std::path:
         .await;
     let bind = match bind {
         Ok(bind) => bind,
-        Err(_) if core.store().get_binding("default-key").await?.is_some() => {
+        Err(_) if core.binding_exists("default-key").await? => {
             tracing::info!("first run: another replica is creating the default service key");
             return Ok(None);
         }

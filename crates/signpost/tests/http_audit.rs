@@ -529,7 +529,7 @@ async fn events_older_than_the_retention_are_pruned() {
         request_id: None,
     };
     app.core
-        .store()
+        .store_for_tests()
         .record_audit(&[old(120, "very-old"), old(91, "old"), old(89, "kept")])
         .await
         .unwrap();
