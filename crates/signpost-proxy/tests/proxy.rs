@@ -1203,28 +1203,6 @@ async fn waits_for_files_another_process_writes() {
         .contains(t.key["clientsecret"].as_str().unwrap()));
 }
 
-/// A token of `t`'s service key in the tenant `zid` (a subscriber of its instance).
-async fn tenant_token(app: &TestApp, t: &Tenant, zid: &str) -> Tenant {
-    let res = app
-        .client
-        .post(app.url("/oauth/token"))
-        .header("x-zid", zid)
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", t.key["clientid"].as_str().unwrap()),
-            ("client_secret", t.key["clientsecret"].as_str().unwrap()),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200, "tenant token of {zid}");
-    let token = res.json::<Value>().await.unwrap()["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    Tenant { token, ..t.clone() }
-}
-
 #[tokio::test]
 async fn shared_tenant_mode_resolves_in_the_tenant_the_request_names() {
     let echo = EchoServer::start().await;
@@ -1235,18 +1213,9 @@ async fn shared_tenant_mode_resolves_in_the_tenant_the_request_names() {
     .await;
     let provider = app.tenant("sub-proxy", "inst-proxy", json!({})).await;
     for tenant in ["customer-a", "customer-b"] {
-        let res = app
-            .broker(
-                Method::PUT,
-                &format!("/signpost/v1/subscriptions/inst-proxy/{tenant}"),
-            )
-            .json(&json!({"subdomain": tenant}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), 201);
+        app.subscribe("inst-proxy", tenant).await;
         // Each subscriber keeps its own `backend` on its subaccount level.
-        let sub = tenant_token(&app, &provider, tenant).await;
+        let sub = app.tenant_of(&provider, tenant).await;
         let res = sub
             .post(
                 "/v1/subaccountDestinations",

@@ -432,6 +432,48 @@ impl TestApp {
             .to_owned()
     }
 
+    /// Subscribes `subaccount` (subdomain = its id) to the provider's `instance`; asserts 201.
+    pub async fn subscribe(&self, instance: &str, subaccount: &str) {
+        let res = self
+            .broker(
+                Method::PUT,
+                &format!("/signpost/v1/subscriptions/{instance}/{subaccount}"),
+            )
+            .json(&json!({"subdomain": subaccount}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 201, "subscribe {subaccount} to {instance}");
+    }
+
+    /// `provider` as the subscribed tenant `zid`: the same key, a tenant token (`x-zid`).
+    pub async fn tenant_of(&self, provider: &Tenant, zid: &str) -> Tenant {
+        let res = self
+            .client
+            .post(self.url("/oauth/token"))
+            .header("x-zid", zid)
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", provider.key["clientid"].as_str().unwrap()),
+                (
+                    "client_secret",
+                    provider.key["clientsecret"].as_str().unwrap(),
+                ),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "tenant token of {zid}");
+        let token = res.json::<Value>().await.unwrap()["access_token"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        Tenant {
+            token,
+            ..provider.clone()
+        }
+    }
+
     /// Provisions an instance, binds it and gets a token: a ready tenant.
     pub async fn tenant(&self, subaccount: &str, instance: &str, parameters: Value) -> Tenant {
         let res = self.provision(instance, subaccount, parameters).await;

@@ -37,6 +37,20 @@ async fn subscribe(app: &TestApp, subaccount: &str, body: Value) -> (u16, Value)
     .await
 }
 
+/// `GET /signpost/v1/subscriptions/{INSTANCE}`: status and body.
+async fn subscriptions_of(app: &TestApp) -> (u16, Value) {
+    status_json(
+        app.broker(
+            Method::GET,
+            &format!("/signpost/v1/subscriptions/{INSTANCE}"),
+        )
+        .send()
+        .await
+        .unwrap(),
+    )
+    .await
+}
+
 /// `POST /oauth/token` with the provider's key, optionally for a tenant (`x-zid`) or at a
 /// tenant's host.
 async fn tenant_token(
@@ -87,16 +101,7 @@ async fn subscriptions_are_managed_with_the_broker_credentials() {
     assert_eq!(v["subdomain"], "customer-a2");
     let (s, _) = subscribe(&app, "customer-b", json!({"subdomain": "customer-b"})).await;
     assert_eq!(s, 201);
-    let (s, list) = status_json(
-        app.broker(
-            Method::GET,
-            &format!("/signpost/v1/subscriptions/{INSTANCE}"),
-        )
-        .send()
-        .await
-        .unwrap(),
-    )
-    .await;
+    let (s, list) = subscriptions_of(&app).await;
     assert_eq!(s, 200);
     let names: Vec<(&str, &str)> = list
         .as_array()
@@ -186,16 +191,7 @@ async fn subscriptions_are_managed_with_the_broker_credentials() {
     )
     .await;
     assert_eq!(s, 404);
-    let (s, after) = status_json(
-        app.broker(
-            Method::GET,
-            &format!("/signpost/v1/subscriptions/{INSTANCE}"),
-        )
-        .send()
-        .await
-        .unwrap(),
-    )
-    .await;
+    let (s, after) = subscriptions_of(&app).await;
     assert_eq!((s, &after), (200, &list), "nothing changed");
 
     // Delete: 200 with what it was; again 404.

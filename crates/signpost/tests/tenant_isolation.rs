@@ -11,46 +11,6 @@ use signpost_test_utils::{pki, status_json, Tenant, TestApp};
 
 const INSTANCE: &str = "iso-app";
 
-async fn subscribe(app: &TestApp, subaccount: &str) {
-    let res = app
-        .broker(
-            Method::PUT,
-            &format!("/signpost/v1/subscriptions/{INSTANCE}/{subaccount}"),
-        )
-        .json(&json!({"subdomain": subaccount}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 201);
-}
-
-async fn tenant_token(app: &TestApp, provider: &Tenant, zid: &str) -> Tenant {
-    let res = app
-        .client
-        .post(app.url("/oauth/token"))
-        .header("x-zid", zid)
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", provider.key["clientid"].as_str().unwrap()),
-            (
-                "client_secret",
-                provider.key["clientsecret"].as_str().unwrap(),
-            ),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
-    let token = res.json::<Value>().await.unwrap()["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    Tenant {
-        token,
-        ..provider.clone()
-    }
-}
-
 /// A's entities, by collection: (collection, name).
 const OWNED: [(&str, &str); 6] = [
     ("subaccountDestinations", "a-dest"),
@@ -198,11 +158,11 @@ async fn no_tenant_sees_or_changes_another_tenants_entities() {
         key,
     };
     for s in ["tenant-a", "tenant-b", "tenant-c"] {
-        subscribe(&app, s).await;
+        app.subscribe(INSTANCE, s).await;
     }
-    let a = tenant_token(&app, &provider, "tenant-a").await;
-    let b = tenant_token(&app, &provider, "tenant-b").await;
-    let c = tenant_token(&app, &provider, "tenant-c").await;
+    let a = app.tenant_of(&provider, "tenant-a").await;
+    let b = app.tenant_of(&provider, "tenant-b").await;
+    let c = app.tenant_of(&provider, "tenant-c").await;
     for (collection, name) in OWNED {
         let res = a
             .post(&format!("/v1/{collection}"), body_of(collection, name))
