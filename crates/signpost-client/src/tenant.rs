@@ -172,9 +172,8 @@ impl TenantClient {
         self.url(&segments)
     }
 
-    /// `GET .../{level}{Kind}`: every entity of the level.
-    pub async fn list(&self, level: Level, kind: Kind) -> Result<Vec<Value>> {
-        let url = self.config(level, kind, None);
+    /// `GET url`, whose answer must be a JSON array.
+    async fn get_array(&self, url: Url) -> Result<Vec<Value>> {
         let (_, bytes) = self.request(Method::GET, url.clone(), None).await?;
         match json_of(Side::DestinationService, &url, &bytes)? {
             Value::Array(items) => Ok(items),
@@ -184,6 +183,12 @@ impl TenantClient {
                 reason: "a list must be a JSON array".into(),
             }),
         }
+    }
+
+    /// `GET .../{level}{Kind}`: every entity of the level.
+    pub async fn list(&self, level: Level, kind: Kind) -> Result<Vec<Value>> {
+        let url = self.config(level, kind, None);
+        self.get_array(url).await
     }
 
     /// `GET .../{level}{Kind}/{name}`: the entity exactly as the server sent it.
@@ -286,15 +291,7 @@ impl TenantClient {
             url.query_pairs_mut()
                 .append_pair("expiringWithinDays", &d.to_string());
         }
-        let (_, bytes) = self.request(Method::GET, url.clone(), None).await?;
-        match json_of(Side::DestinationService, &url, &bytes)? {
-            Value::Array(items) => Ok(items),
-            _ => Err(Error::Decode {
-                side: Side::DestinationService,
-                url: http::shown(&url),
-                reason: "a list must be a JSON array".into(),
-            }),
-        }
+        self.get_array(url).await
     }
 
     /// Uploads a certificate or keystore file (`POST` of `{Name, Type, Content, Password?}`).
