@@ -26,7 +26,7 @@ use crate::routing::{self, RouteEntry};
 use crate::state::{Shared, Snapshot};
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1), never forwarded in either direction.
-const HOP_BY_HOP: &[&str] = &[
+pub(crate) const HOP_BY_HOP: &[&str] = &[
     "connection",
     "keep-alive",
     "proxy-connection",
@@ -38,7 +38,7 @@ const HOP_BY_HOP: &[&str] = &[
     "proxy-authenticate",
 ];
 
-const LOCATION_ID: &str = "sap-connectivity-scc-location_id";
+pub(crate) const LOCATION_ID: &str = "sap-connectivity-scc-location_id";
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
@@ -87,7 +87,12 @@ pub async fn handle(
     }
 }
 
-fn fail(shared: &Shared, route: &str, request_id: &str, e: ProxyError) -> Response<ProxyBody> {
+pub(crate) fn fail(
+    shared: &Shared,
+    route: &str,
+    request_id: &str,
+    e: ProxyError,
+) -> Response<ProxyBody> {
     shared.metrics.request(route, e.status.as_u16());
     shared.metrics.error(e.origin.label());
     tracing::warn!(
@@ -102,7 +107,7 @@ fn fail(shared: &Shared, route: &str, request_id: &str, e: ProxyError) -> Respon
 }
 
 /// The caller's `x-request-id` when it is a sane token, else a new one (`signpost_wire`).
-fn request_id(headers: &HeaderMap) -> String {
+pub(crate) fn request_id(headers: &HeaderMap) -> String {
     signpost_wire::request_id::request_id(
         headers
             .get(signpost_wire::request_id::HEADER)
@@ -136,60 +141,17 @@ async fn forward(
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let lookup = routing::lookup_for(&entry.route, req.headers())?;
     let creds = CallerCredentials::from_headers(req.headers())?;
-    let client = snapshot.clients.get(&entry.instance).ok_or_else(|| {
-        ProxyError::bad_gateway(
-            Origin::Proxy,
-            format!(
-                "The Destination service instance '{}' is not configured",
-                entry.instance
-            ),
-        )
-    })?;
-    // Shared tenant mode: the lookup runs in the tenant the request names, with its own token
-    // and its own cache entries.
     let tenant = tenant_of(snapshot.config.tenant_mode, req.headers())?;
-    let tenant_client;
-    let (client, scope) = match &tenant {
-        None => (client, std::borrow::Cow::Borrowed(entry.instance.as_str())),
-        Some(t) => {
-            tenant_client = client
-                .for_tenant(t)
-                .map_err(|e| ProxyError::bad_request(e.to_string()))?;
-            (
-                &tenant_client,
-                std::borrow::Cow::Owned(format!("{}\u{1f}{t}", entry.instance)),
-            )
-        }
-    };
-    let resolved = shared
-        .resolver
-        .resolve(
-            &scope,
-            client,
-            &lookup,
-            &creds,
-            snapshot.config.cache_ttl,
-            &shared.metrics,
-        )
-        .await
-        .map_err(|e| match &tenant {
-            Some(t) => unknown_tenant(e, t, &entry.instance),
-            None => e,
-        })?;
-    if let Some(reason) = &resolved.stale {
-        tracing::warn!(
-            request_id = %request_id,
-            destination = %lookup.name,
-            error = %reason,
-            "serving a cached destination: the Destination service failed"
-        );
-    }
-    let prepared = resolved
-        .cached
-        .prepared
-        .get_or_try_init(|| Prepared::of(&resolved, &lookup.name, snapshot, shared))
-        .await?
-        .clone();
+    let (resolved, prepared) = prepare(
+        shared,
+        snapshot,
+        entry,
+        &lookup,
+        &creds,
+        tenant.as_ref(),
+        request_id,
+    )
+    .await?;
     // The request's location id wins over the destination's: another egress client then.
     let override_location = match &prepared.profile.on_premise {
         Some((_, location)) => routing::single(req.headers(), LOCATION_ID)?
@@ -344,23 +306,131 @@ async fn forward(
     Ok(res)
 }
 
+/// The destination of a request and what the forwarder made of it: resolved (cached) for
+/// `lookup` with the caller's credentials, in `tenant` when the proxy serves several.
+pub(crate) async fn prepare(
+    shared: &Arc<Shared>,
+    snapshot: &Snapshot,
+    entry: &RouteEntry,
+    lookup: &routing::Lookup,
+    creds: &CallerCredentials,
+    tenant: Option<&Tenant>,
+    request_id: &str,
+) -> Result<(Resolved, Arc<Prepared>), ProxyError> {
+    let client = snapshot.clients.get(&entry.instance).ok_or_else(|| {
+        ProxyError::bad_gateway(
+            Origin::Proxy,
+            format!(
+                "The Destination service instance '{}' is not configured",
+                entry.instance
+            ),
+        )
+    })?;
+    // Shared tenant mode: the lookup runs in the tenant the request names, with its own token
+    // and its own cache entries.
+    let tenant_client;
+    let (client, scope) = match tenant {
+        None => (client, std::borrow::Cow::Borrowed(entry.instance.as_str())),
+        Some(t) => {
+            tenant_client = client
+                .for_tenant(t)
+                .map_err(|e| ProxyError::bad_request(e.to_string()))?;
+            (
+                &tenant_client,
+                std::borrow::Cow::Owned(format!("{}\u{1f}{t}", entry.instance)),
+            )
+        }
+    };
+    let resolved = shared
+        .resolver
+        .resolve(
+            &scope,
+            client,
+            lookup,
+            creds,
+            snapshot.config.cache_ttl,
+            &shared.metrics,
+        )
+        .await
+        .map_err(|e| match tenant {
+            Some(t) => unknown_tenant(e, t, &entry.instance),
+            None => e,
+        })?;
+    if let Some(reason) = &resolved.stale {
+        tracing::warn!(
+            request_id = %request_id,
+            destination = %lookup.name,
+            error = %reason,
+            "serving a cached destination: the Destination service failed"
+        );
+    }
+    let prepared = resolved
+        .cached
+        .prepared
+        .get_or_try_init(|| Prepared::of(&resolved, &lookup.name, snapshot, shared))
+        .await?
+        .clone();
+    Ok((resolved, prepared))
+}
+
 /// What the proxy needs of a resolved destination to call it, made once per cached answer: the
 /// parsed URL, the headers to inject, the egress client.
 #[derive(Debug)]
 pub struct Prepared {
-    url: url::Url,
+    pub(crate) url: url::Url,
     /// The URL's path without its trailing `/`.
-    base_path: String,
-    base_query: Option<String>,
+    pub(crate) base_path: String,
+    pub(crate) base_query: Option<String>,
     authentication: String,
     /// `authTokens[].http_header`: set, replacing the caller's.
-    set_headers: Vec<(HeaderName, HeaderValue)>,
+    pub(crate) set_headers: Vec<(HeaderName, HeaderValue)>,
     /// `URL.headers.*`: added.
-    add_headers: Vec<(HeaderName, HeaderValue)>,
+    pub(crate) add_headers: Vec<(HeaderName, HeaderValue)>,
     /// `URL.queries.*`.
-    queries: Vec<(String, String)>,
-    profile: Profile,
-    client: egress::Clients,
+    pub(crate) queries: Vec<(String, String)>,
+    pub(crate) profile: Profile,
+    pub(crate) client: egress::Clients,
+    /// Where the lean path (`lean`) connects: set for a plain `http://` URL without user
+    /// information reached directly.
+    pub(crate) plain: Option<PlainTarget>,
+}
+
+/// A plain `http://` target: its host (as a name or address literal, without brackets), port,
+/// and the `Host` header its requests carry.
+#[derive(Debug)]
+pub(crate) struct PlainTarget {
+    pub host: String,
+    pub port: u16,
+    pub authority: String,
+    /// The key of its idle connections in the lean path's pool: `host:port`.
+    pub pool_key: String,
+}
+
+impl PlainTarget {
+    fn of(url: &url::Url, on_premise: bool) -> Option<Self> {
+        if on_premise
+            || url.scheme() != "http"
+            || !url.username().is_empty()
+            || url.password().is_some()
+        {
+            return None;
+        }
+        let host = url.host_str()?;
+        let port = url.port_or_known_default()?;
+        let authority = match url.port() {
+            Some(p) => format!("{host}:{p}"),
+            None => host.to_owned(),
+        };
+        Some(Self {
+            host: host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned(),
+            port,
+            pool_key: format!("{host}:{port}"),
+            authority,
+        })
+    }
 }
 
 impl Prepared {
@@ -475,6 +545,7 @@ impl Prepared {
         };
         let client = shared.egress.client(&profile)?;
         Ok(Arc::new(Self {
+            plain: PlainTarget::of(&url, profile.on_premise.is_some()),
             base_path: url.path().trim_end_matches('/').to_owned(),
             base_query: url.query().filter(|q| !q.is_empty()).map(str::to_owned),
             url,
@@ -611,7 +682,7 @@ fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
 }
 
 /// The proxy's answer when the target could not be called.
-fn target_error(e: &egress::SendError, destination: &str) -> ProxyError {
+pub(crate) fn target_error(e: &egress::SendError, destination: &str) -> ProxyError {
     let mut chain = e.source.to_string();
     let mut source = e.source.source();
     if matches!(

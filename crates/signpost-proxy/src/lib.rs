@@ -14,6 +14,7 @@ pub mod direct;
 pub mod egress;
 pub mod error;
 pub mod forward;
+pub(crate) mod lean;
 pub mod metrics;
 pub mod resolve;
 pub mod routing;
@@ -99,6 +100,7 @@ pub async fn run(
         Duration::from_secs(1),
         "admin",
         None,
+        None,
     ));
     let workers = workers::Workers::start(options.workers)
         .map_err(|e| anyhow::anyhow!("cannot start the proxy's worker threads: {e}"))?;
@@ -109,6 +111,7 @@ pub async fn run(
         options.shutdown_grace,
         "proxy",
         Some(&workers),
+        Some(shared.clone()),
     )
     .await;
     // Drained (or the grace period is over): what still runs on the workers ends with them.
@@ -162,6 +165,7 @@ async fn load(options: &Options) -> anyhow::Result<Arc<Shared>> {
             },
             Duration::from_millis(100),
             "admin",
+            None,
             None,
         ))
     };

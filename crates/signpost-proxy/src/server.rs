@@ -18,7 +18,8 @@ use crate::workers::Workers;
 
 /// Serves `listener` with `handler` until `stop` resolves, then drains for at most `grace`.
 /// With `workers`, each connection is served on the next worker thread (docs in `workers`);
-/// without, on the calling runtime.
+/// without, on the calling runtime. With `lean` (the data plane, on workers), connections start
+/// on the lean path (`lean`) and go to hyper with the first request it does not serve.
 pub async fn serve<H, F>(
     listener: TcpListener,
     handler: H,
@@ -26,6 +27,7 @@ pub async fn serve<H, F>(
     grace: Duration,
     name: &'static str,
     workers: Option<&Workers>,
+    lean: Option<Arc<Shared>>,
 ) where
     H: Fn(hyper::Request<hyper::body::Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = hyper::Response<crate::body::ProxyBody>> + Send + 'static,
@@ -38,6 +40,9 @@ pub async fn serve<H, F>(
         .keep_alive(true);
     builder.http2().timer(TokioTimer::new());
     let graceful = GracefulShutdown::new();
+    // Tells connections on the lean path that the proxy is stopping (hyper's are told by
+    // `graceful`); each holds a `graceful` watcher meanwhile, so that draining waits for them.
+    let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
     tokio::pin!(stop);
     loop {
         tokio::select! {
@@ -75,6 +80,8 @@ pub async fn serve<H, F>(
                     }
                 };
                 let builder = builder.clone();
+                let lean = lean.clone();
+                let mut stopping = stopping.clone();
                 workers.spawn(move || async move {
                     let stream = match tokio::net::TcpStream::from_std(stream) {
                         Ok(s) => s,
@@ -83,7 +90,16 @@ pub async fn serve<H, F>(
                             return;
                         }
                     };
-                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    let io = match lean {
+                        Some(shared) => {
+                            match crate::lean::serve(&shared, stream, peer, &mut stopping).await {
+                                Some(rest) => rest,
+                                None => return,
+                            }
+                        }
+                        None => crate::lean::Replay::new(stream, bytes::Bytes::new()),
+                    };
+                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
                     let _ = watcher.watch(conn.into_owned()).await;
                 });
             }
@@ -91,6 +107,7 @@ pub async fn serve<H, F>(
         }
     }
     drop(listener);
+    let _ = stopping_tx.send(true);
     tracing::info!(listener = name, "draining connections");
     tokio::select! {
         () = graceful.shutdown() => tracing::info!(listener = name, "all connections closed"),

@@ -14,7 +14,7 @@ use signpost_core::TrustedIssuer;
 use signpost_test_utils::oauth_peer::OAuthPeer;
 use signpost_test_utils::peers::{ws_echo_roundtrip, EchoServer, ForwardProxy, TcpEcho};
 use signpost_test_utils::{Tenant, TestApp, TestOptions};
-use support::{free_port, write_secret, Proxy};
+use support::{free_port, write_secret, Proxy, Raw};
 
 const CLIENT: &str = "dest-client";
 const SECRET: &str = "dest-secret-Qw3";
@@ -1280,4 +1280,131 @@ async fn shared_tenant_mode_resolves_in_the_tenant_the_request_names() {
     assert!(!proxy
         .log()
         .contains(provider.key["clientsecret"].as_str().unwrap()));
+}
+
+/// The common request (HTTP/1.1 without a body or steering headers, to a plain `http://` target)
+/// takes the lean path (src/lean.rs); anything else goes to hyper, on a connection of its own or
+/// mid-connection. Both must reach the target with the same request and give the workload the
+/// same answers, keep-alive and pipelining included.
+#[tokio::test]
+async fn the_lean_path_and_hyper_send_and_answer_alike() {
+    let echo = EchoServer::start().await;
+    let (_app, t) = signpost(
+        None,
+        vec![http_dest(
+            "basic-dest",
+            &format!("{}/base?fixed=1", echo.url()),
+            json!({"Authentication": "BasicAuthentication", "User": "u", "Password": "p-Secret-9",
+                   "URL.headers.x-extra": "from-destination", "URL.queries.api-key": "k 1"}),
+        ), http_dest("raw-dest", &echo.url(), json!({}))],
+    )
+    .await;
+    let routes = route("basic", "basic-dest") + &route("raw", "raw-dest");
+    let (proxy, _creds) = start(&t, &values(&routes, "", ""), &[]).await;
+    let get = |extra: &str| {
+        format!(
+            "GET /items/1?x=y HTTP/1.1\r\nHost: basic.default:8080\r\nAccept: */*\r\nX-Forwarded-For: 10.9.9.9\r\nX-Request-Id: req-lean-1\r\n{extra}\r\n"
+        )
+        .into_bytes()
+    };
+
+    // The lean path, then hyper for the same request (a `Connection` header naming another
+    // header sends it there): the target sees the same request.
+    let mut lean = Raw::connect(proxy.port).await;
+    lean.send(&get("")).await;
+    let a = lean.answer(false).await;
+    let mut hyper = Raw::connect(proxy.port).await;
+    hyper
+        .send(&get("Connection: keep-alive, x-hop\r\nX-Hop: 1\r\n"))
+        .await;
+    let b = hyper.answer(false).await;
+    assert_eq!(a.status, 200, "{:?} {}", a, proxy.log());
+    assert_eq!(b.status, 200, "{b:?}");
+    let (a, b) = (a.json(), b.json());
+    for field in ["method", "path", "query", "headers"] {
+        assert_eq!(a[field], b[field], "{field}: lean {a} hyper {b}");
+    }
+    assert_eq!(a["path"], "/base/items/1");
+    assert_eq!(a["query"], "fixed=1&x=y&api-key=k+1");
+    assert_eq!(a["headers"]["authorization"][0], "Basic dTpwLVNlY3JldC05");
+    assert_eq!(a["headers"]["x-extra"][0], "from-destination");
+    assert_eq!(a["headers"]["x-forwarded-for"][0], "10.9.9.9, 127.0.0.1");
+    assert_eq!(a["headers"]["x-forwarded-host"][0], "basic.default:8080");
+    assert!(a["headers"].get("x-hop").is_none() && b["headers"].get("x-hop").is_none());
+
+    // Pipelined on the lean connection: answers in order, HEAD without a body, a chunked
+    // answer relayed as chunks, a 204, the proxy's own 404, each leaving the connection usable.
+    let mut batch = Vec::new();
+    batch.extend_from_slice(b"HEAD /bytes/5000 HTTP/1.1\r\nHost: raw\r\n\r\n");
+    batch.extend_from_slice(b"GET /bytes/200000?chunked=1 HTTP/1.1\r\nHost: raw\r\n\r\n");
+    batch.extend_from_slice(b"GET /status/204 HTTP/1.1\r\nHost: raw\r\n\r\n");
+    batch.extend_from_slice(b"GET / HTTP/1.1\r\nHost: nope.default\r\n\r\n");
+    batch.extend_from_slice(b"GET /bytes/70000 HTTP/1.1\r\nHost: raw\r\n\r\n");
+    lean.send(&batch).await;
+    let head = lean.answer(true).await;
+    assert_eq!(
+        (head.status, head.header("content-length")),
+        (200, Some("5000"))
+    );
+    let chunked = lean.answer(false).await;
+    assert_eq!(chunked.status, 200);
+    assert_eq!(chunked.header("transfer-encoding"), Some("chunked"));
+    assert_eq!(chunked.body.len(), 200_000);
+    let pattern: Vec<u8> = (0..200_000u64)
+        .map(signpost_test_utils::peers::pattern_byte)
+        .collect();
+    assert!(
+        chunked.body == pattern,
+        "the chunked body arrives unchanged"
+    );
+    let no_content = lean.answer(false).await;
+    assert_eq!(
+        (no_content.status, no_content.header("x-upstream")),
+        (204, Some("echo"))
+    );
+    let unknown = lean.answer(false).await;
+    assert_eq!(unknown.status, 404);
+    assert_eq!(unknown.header("x-proxy-server"), Some("Transparent Proxy"));
+    assert!(unknown.header("x-error-message").is_some());
+    let sized = lean.answer(false).await;
+    assert_eq!((sized.status, sized.body.len()), (200, 70_000));
+    assert!(
+        sized.body == pattern[..70_000],
+        "the sized body arrives unchanged"
+    );
+
+    // A request with a body on the same connection: handed to hyper, which serves the rest.
+    lean.send(b"POST /upload HTTP/1.1\r\nHost: raw\r\nContent-Length: 3\r\n\r\nabc")
+        .await;
+    let post = lean.answer(false).await;
+    assert_eq!(post.status, 200, "{post:?}");
+    assert_eq!(post.json()["body_len"], 3);
+    lean.send(&get("")).await;
+    let again = lean.answer(false).await;
+    assert_eq!(again.status, 200);
+    assert_eq!(again.json()["headers"], a["headers"]);
+
+    // The target's connections are kept: a burst of lean requests opens few.
+    let before = echo.connections();
+    let mut burst = Raw::connect(proxy.port).await;
+    for _ in 0..30 {
+        burst.send(&get("")).await;
+        assert_eq!(burst.answer(false).await.status, 200);
+    }
+    assert!(echo.connections() - before <= 2, "connections are pooled");
+
+    // `Connection: close` from the workload: answered (by hyper), then closed.
+    let mut closing = Raw::connect(proxy.port).await;
+    closing.send(&get("Connection: close\r\n")).await;
+    assert_eq!(closing.answer(false).await.status, 200);
+    assert!(closing.closed().await);
+
+    let metrics = proxy.admin_text("/metrics").await;
+    assert!(
+        metrics.contains("signpost_proxy_requests_total{route=\"raw.default\",status=\"204\"}"),
+        "{metrics}"
+    );
+    let log = proxy.log();
+    assert!(log.contains("req-lean-1"), "request ids are logged");
+    assert!(!log.contains("p-Secret-9") && !log.contains("dTpwLVNlY3JldC05"));
 }

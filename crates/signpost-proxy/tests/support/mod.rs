@@ -258,3 +258,130 @@ fn uuid_like() -> String {
         N.fetch_add(1, Ordering::Relaxed)
     )
 }
+
+/// A workload speaking HTTP/1.1 over one raw connection: for what a client library hides
+/// (pipelining, one connection across several requests, the exact answer head).
+#[derive(Debug)]
+pub struct Raw {
+    stream: tokio::net::TcpStream,
+    buf: Vec<u8>,
+}
+
+/// An answer as [`Raw`] read it: header names lowercase, the body de-chunked.
+#[derive(Debug)]
+pub struct RawAnswer {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl RawAnswer {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+}
+
+impl Raw {
+    pub async fn connect(port: u16) -> Raw {
+        let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        Raw {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
+    pub async fn send(&mut self, bytes: &[u8]) {
+        use tokio::io::AsyncWriteExt as _;
+        self.stream.write_all(bytes).await.unwrap();
+    }
+
+    /// Reads more; false at the end of the connection.
+    async fn more(&mut self) -> bool {
+        use tokio::io::AsyncReadExt as _;
+        let mut chunk = [0u8; 16 * 1024];
+        let n = tokio::time::timeout(Duration::from_secs(20), self.stream.read(&mut chunk))
+            .await
+            .expect("the proxy answers within 20 s")
+            .unwrap();
+        self.buf.extend_from_slice(&chunk[..n]);
+        n > 0
+    }
+
+    async fn line(&mut self) -> String {
+        loop {
+            if let Some(p) = self.buf.windows(2).position(|w| w == b"\r\n") {
+                let line = String::from_utf8(self.buf[..p].to_vec()).unwrap();
+                self.buf.drain(..p + 2);
+                return line;
+            }
+            assert!(self.more().await, "the connection ended mid-line");
+        }
+    }
+
+    async fn take(&mut self, n: usize) -> Vec<u8> {
+        while self.buf.len() < n {
+            assert!(self.more().await, "the connection ended mid-body");
+        }
+        self.buf.drain(..n).collect()
+    }
+
+    /// True when the proxy closed the connection (nothing more to read).
+    pub async fn closed(&mut self) -> bool {
+        self.buf.is_empty() && !self.more().await
+    }
+
+    /// The next answer; `head_request`: it has no body.
+    pub async fn answer(&mut self, head_request: bool) -> RawAnswer {
+        let status_line = self.line().await;
+        let mut parts = status_line.splitn(3, ' ');
+        assert_eq!(parts.next(), Some("HTTP/1.1"), "{status_line}");
+        let status: u16 = parts.next().unwrap().parse().unwrap();
+        let mut headers = Vec::new();
+        loop {
+            let line = self.line().await;
+            if line.is_empty() {
+                break;
+            }
+            let (n, v) = line.split_once(':').unwrap();
+            headers.push((n.trim().to_ascii_lowercase(), v.trim().to_owned()));
+        }
+        let mut answer = RawAnswer {
+            status,
+            headers,
+            body: Vec::new(),
+        };
+        if head_request || status == 204 || status == 304 {
+            return answer;
+        }
+        if answer.header("transfer-encoding") == Some("chunked") {
+            loop {
+                let size = self.line().await;
+                let size =
+                    usize::from_str_radix(size.split(';').next().unwrap().trim(), 16).unwrap();
+                if size == 0 {
+                    while !self.line().await.is_empty() {}
+                    break;
+                }
+                let data = self.take(size).await;
+                answer.body.extend_from_slice(&data);
+                assert_eq!(self.take(2).await, b"\r\n");
+            }
+        } else if let Some(n) = answer.header("content-length") {
+            let n: usize = n.parse().unwrap();
+            answer.body = self.take(n).await;
+        } else {
+            while self.more().await {}
+            answer.body = std::mem::take(&mut self.buf);
+        }
+        answer
+    }
+}
