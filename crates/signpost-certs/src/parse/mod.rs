@@ -159,6 +159,20 @@ pub struct CertInfo {
     pub der: Vec<u8>,
     subject_raw: Vec<u8>,
     issuer_raw: Vec<u8>,
+    spki_raw: Vec<u8>,
+}
+
+impl CertInfo {
+    /// The certificate's `SubjectPublicKeyInfo`, DER.
+    pub fn public_key_der(&self) -> &[u8] {
+        &self.spki_raw
+    }
+}
+
+/// One DER certificate (RFC 5280), nothing after it; the error says what is wrong without
+/// quoting the input.
+pub fn certificate(der: &[u8]) -> Result<CertInfo, String> {
+    cert_info(der, false)
 }
 
 impl fmt::Debug for CertInfo {

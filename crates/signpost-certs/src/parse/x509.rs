@@ -63,6 +63,7 @@ pub(super) fn cert_info(der: &[u8], allow_trailing: bool) -> Result<CertInfo, St
         is_ca,
         subject_raw: cert.subject().as_raw().to_vec(),
         issuer_raw: cert.issuer().as_raw().to_vec(),
+        spki_raw: cert.public_key().raw.to_vec(),
         der,
     })
 }
