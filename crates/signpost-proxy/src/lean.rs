@@ -30,9 +30,10 @@ use crate::config::TenantMode;
 use crate::egress::{SendError, Sender};
 use crate::error::{Origin, ProxyError};
 use crate::forward::{self, PlainTarget};
-use crate::resolve::CallerCredentials;
+use crate::metrics::Metrics;
+use crate::resolve::{Cached, CallerCredentials};
 use crate::routing;
-use crate::state::Shared;
+use crate::state::{Shared, Snapshot};
 
 /// Longest request or answer head.
 const MAX_HEAD: usize = 64 * 1024;
@@ -57,6 +58,10 @@ pub async fn serve(
     stopping: &mut watch::Receiver<bool>,
 ) -> Option<Replay> {
     let mut buf = BytesMut::with_capacity(4 * 1024);
+    let mut conn = Connection {
+        peer_ip: peer.ip().to_string(),
+        memo: None,
+    };
     loop {
         let mut searched = 0;
         let head_len = loop {
@@ -81,7 +86,7 @@ pub async fn serve(
             }
         };
         let head = buf.split_to(head_len);
-        match handle(shared, &head, peer, &mut stream).await {
+        match handle(shared, &head, &mut conn, &mut stream).await {
             Step::Next if !*stopping.borrow() => {}
             Step::Next | Step::Close => return None,
             Step::Handover => {
@@ -102,6 +107,29 @@ fn head_end(buf: &[u8], from: usize) -> Option<usize> {
         .map(|p| from + p + 4)
 }
 
+/// What the lean path keeps of one workload connection between its requests.
+#[derive(Debug)]
+struct Connection {
+    peer_ip: String,
+    /// What its last request resolved to: a workload sends its requests to one destination,
+    /// mostly, and those then skip routing and the resolver's shared map.
+    memo: Option<Memo>,
+}
+
+/// A request's route and fresh destination, valid while the snapshot is the same one (its
+/// `generation`) and the cached answer fresh.
+#[derive(Debug)]
+struct Memo {
+    generation: u64,
+    host: String,
+    snapshot: Arc<Snapshot>,
+    route: usize,
+    /// The destination's name, for errors.
+    destination: String,
+    cached: Arc<Cached>,
+    prepared: Arc<forward::Prepared>,
+}
+
 /// What comes after one request.
 #[derive(Debug, PartialEq, Eq)]
 enum Step {
@@ -114,7 +142,12 @@ enum Step {
 }
 
 /// Serves the request whose complete head is `head`.
-async fn handle(shared: &Arc<Shared>, head: &[u8], peer: SocketAddr, down: &mut TcpStream) -> Step {
+async fn handle(
+    shared: &Arc<Shared>,
+    head: &[u8],
+    conn: &mut Connection,
+    down: &mut TcpStream,
+) -> Step {
     let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut fields);
     if !matches!(req.parse(head), Ok(httparse::Status::Complete(_))) {
@@ -126,56 +159,78 @@ async fn handle(shared: &Arc<Shared>, head: &[u8], peer: SocketAddr, down: &mut 
     let Some(caller) = Caller::of(method, target, req.headers) else {
         return Step::Handover;
     };
-    let snapshot = shared.snapshot();
-    if snapshot.config.tenant_mode != TenantMode::Dedicated {
-        return Step::Handover;
-    }
     let head_request = method == "HEAD";
     let request_id = signpost_wire::request_id::request_id(caller.request_id);
-    let Some(entry) = snapshot.routes.lookup(caller.host) else {
-        let e = ProxyError::new(
-            StatusCode::NOT_FOUND,
-            Origin::Proxy,
-            format!("No Destination resource serves the host '{}'", caller.host),
-        );
-        return respond(
-            down,
-            forward::fail(shared, "-", &request_id, e),
-            head_request,
-        )
-        .await;
-    };
-    let fail = |e| forward::fail(shared, &entry.id, &request_id, e);
     let started = Instant::now();
-    let lookup = match routing::lookup_for(&entry.route, &HeaderMap::new()) {
-        Ok(l) => l,
-        Err(e) => return respond(down, fail(e), head_request).await,
+    // Read before the snapshot: a swap after this read invalidates what this request memoises.
+    let generation = shared.generation();
+    let memo = conn.memo.take().filter(|m| {
+        m.generation == generation
+            && m.host == caller.host
+            && m.cached.fresh(m.snapshot.config.cache_ttl, started)
+    });
+    let (memo, stale) = match memo {
+        Some(m) => {
+            Metrics::inc(&shared.metrics.cache_hits);
+            (m, false)
+        }
+        None => {
+            let snapshot = shared.snapshot();
+            if snapshot.config.tenant_mode != TenantMode::Dedicated {
+                return Step::Handover;
+            }
+            let Some(route) = snapshot.routes.position(caller.host) else {
+                let e = ProxyError::new(
+                    StatusCode::NOT_FOUND,
+                    Origin::Proxy,
+                    format!("No Destination resource serves the host '{}'", caller.host),
+                );
+                return respond(
+                    down,
+                    forward::fail(shared, "-", &request_id, e),
+                    head_request,
+                )
+                .await;
+            };
+            let entry = &snapshot.routes.routes()[route];
+            let fail = |e| forward::fail(shared, &entry.id, &request_id, e);
+            let lookup = match routing::lookup_for(&entry.route, &HeaderMap::new()) {
+                Ok(l) => l,
+                Err(e) => return respond(down, fail(e), head_request).await,
+            };
+            let creds = CallerCredentials::default();
+            let prepared =
+                forward::prepare(shared, &snapshot, entry, &lookup, &creds, None, &request_id)
+                    .await;
+            let (resolved, prepared) = match prepared {
+                Ok(p) => p,
+                Err(e) => return respond(down, fail(e), head_request).await,
+            };
+            let stale = resolved.stale.is_some();
+            let memo = Memo {
+                generation,
+                host: caller.host.to_owned(),
+                snapshot,
+                route,
+                destination: lookup.name,
+                cached: resolved.cached,
+                prepared,
+            };
+            (memo, stale)
+        }
     };
-    let creds = CallerCredentials::default();
-    let prepared = match forward::prepare(
-        shared,
-        &snapshot,
-        entry,
-        &lookup,
-        &creds,
-        None,
-        &request_id,
-    )
-    .await
-    {
-        Ok((_, p)) => p,
-        Err(e) => return respond(down, fail(e), head_request).await,
-    };
+    let entry = &memo.snapshot.routes.routes()[memo.route];
+    let prepared = &memo.prepared;
     let Some(plain) = &prepared.plain else {
         return Step::Handover;
     };
     if !matches!(prepared.client.get(), Sender::Direct(_)) {
         return Step::Handover;
     }
-    let out = caller.target_head(&prepared, plain, peer);
+    let out = caller.target_head(prepared, plain, &conn.peer_ip);
     let guarded = !shared.egress.allow_private();
     let profile = &prepared.profile;
-    let retry = &snapshot.config.retry;
+    let retry = &memo.snapshot.config.retry;
     let mut attempt = 0u32;
     let answer = loop {
         let sent = Instant::now();
@@ -211,8 +266,9 @@ async fn handle(shared: &Arc<Shared>, head: &[u8], peer: SocketAddr, down: &mut 
         match outcome {
             Ok(a) => break a,
             Err(e) => {
-                let e = forward::target_error(&e, &lookup.name);
-                return respond(down, fail(e), head_request).await;
+                let e = forward::target_error(&e, &memo.destination);
+                let res = forward::fail(shared, &entry.id, &request_id, e);
+                return respond(down, res, head_request).await;
             }
         }
     };
@@ -226,6 +282,10 @@ async fn handle(shared: &Arc<Shared>, head: &[u8], peer: SocketAddr, down: &mut 
         elapsed_ms = started.elapsed().as_millis() as u64,
         "forwarded"
     );
+    // An answer served stale is not memoised: the next request tries the service again.
+    if !stale {
+        conn.memo = Some(memo);
+    }
     step
 }
 
@@ -311,7 +371,7 @@ impl<'h> Caller<'h> {
         &self,
         prepared: &forward::Prepared,
         plain: &PlainTarget,
-        peer: SocketAddr,
+        peer_ip: &str,
     ) -> Vec<u8> {
         let mut out = Vec::with_capacity(512);
         out.extend_from_slice(self.method.as_bytes());
@@ -372,7 +432,6 @@ impl<'h> Caller<'h> {
                 &[name.as_str().as_bytes(), b": ", value.as_bytes(), b"\r\n"],
             );
         }
-        let peer_ip = peer.ip().to_string();
         match self.forwarded_for {
             Some(prev) => push_all(
                 &mut out,
@@ -885,7 +944,7 @@ fn rewrite(
         &mut out,
         &[
             b"HTTP/1.1 ",
-            status.to_string().as_bytes(),
+            &status_digits(status),
             b" ",
             reason.as_bytes(),
             b"\r\n",
@@ -909,6 +968,12 @@ fn rewrite(
     }
     out.extend_from_slice(b"\r\n");
     Ok((out, framing, !close && framing != Framing::Close))
+}
+
+/// A status code's three digits.
+fn status_digits(status: u16) -> [u8; 3] {
+    let digit = |d: u16| b'0' + (d % 10) as u8;
+    [digit(status / 100), digit(status / 10), digit(status)]
 }
 
 /// Finds the end of a chunked body (RFC 9112 §7.1) in the bytes as they come, without decoding

@@ -180,7 +180,7 @@ impl Cached {
     }
 
     /// Usable without asking again: younger than `ttl`, and every token still valid.
-    fn fresh(&self, ttl: Duration, now: Instant) -> bool {
+    pub(crate) fn fresh(&self, ttl: Duration, now: Instant) -> bool {
         now.duration_since(self.at) < ttl && self.tokens_valid(now)
     }
 

@@ -95,6 +95,11 @@ impl RouteTable {
 
     /// The route a `Host` (or `:authority`) names.
     pub fn lookup(&self, host: &str) -> Option<&RouteEntry> {
+        self.position(host).map(|i| &self.routes[i])
+    }
+
+    /// Where in [`Self::routes`] the route a `Host` names is.
+    pub fn position(&self, host: &str) -> Option<usize> {
         let host = strip_port(host).trim_end_matches('.').to_ascii_lowercase();
         let host = host
             .strip_suffix(".svc.cluster.local")
@@ -103,19 +108,16 @@ impl RouteTable {
         let mut parts = host.splitn(2, '.');
         let name = parts.next()?;
         match parts.next() {
-            Some(ns) => self
-                .by_key
-                .get(&(name.to_owned(), ns.to_owned()))
-                .map(|i| &self.routes[*i]),
+            Some(ns) => self.by_key.get(&(name.to_owned(), ns.to_owned())).copied(),
             None => {
                 if let Some(i) = self.by_key.get(&(name.to_owned(), self.namespace.clone())) {
-                    return Some(&self.routes[*i]);
+                    return Some(*i);
                 }
                 // Resource names are unique across namespaces (SAP's
                 // DuplicateDestinationCustomResource), so a bare name is unambiguous when only
                 // one namespace has it.
                 match self.by_name.get(name).map(Vec::as_slice) {
-                    Some([i]) => Some(&self.routes[*i]),
+                    Some([i]) => Some(*i),
                     _ => None,
                 }
             }

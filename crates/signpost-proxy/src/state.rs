@@ -45,6 +45,9 @@ pub struct Shared {
     pub egress: Egress,
     pub tcp: TcpRoutes,
     snapshot: RwLock<Arc<Snapshot>>,
+    /// Counts snapshot swaps (bumped after the resolver forgot what the old one cached): what
+    /// the lean path's per-connection memo is checked against.
+    generation: std::sync::atomic::AtomicU64,
     /// Why the last reload failed, while it does.
     reload_error: RwLock<Option<String>>,
 }
@@ -71,8 +74,14 @@ impl Shared {
             egress: Egress::new(allow_private, workers),
             tcp: TcpRoutes::default(),
             snapshot: RwLock::new(Arc::new(snapshot)),
+            generation: std::sync::atomic::AtomicU64::new(0),
             reload_error: RwLock::new(None),
         }))
+    }
+
+    /// How many times the snapshot was swapped.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// The current configuration.
@@ -126,6 +135,8 @@ impl Shared {
                 if instances_changed {
                     self.resolver.clear();
                 }
+                self.generation
+                    .fetch_add(1, std::sync::atomic::Ordering::Release);
                 Metrics::inc(&self.metrics.reloads_ok);
                 self.set_error(None);
                 tracing::info!("configuration reloaded");

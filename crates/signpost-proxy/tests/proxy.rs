@@ -1393,6 +1393,28 @@ async fn the_lean_path_and_hyper_send_and_answer_alike() {
     }
     assert!(echo.connections() - before <= 2, "connections are pooled");
 
+    // A reload that points the route elsewhere reaches a connection already open on the lean
+    // path (which memoises its route and destination between requests).
+    let path = Proxy::config_path(proxy.dir.path());
+    let next = values(
+        &(route("basic", "raw-dest") + &route("raw", "raw-dest")),
+        "",
+        "",
+    );
+    std::fs::write(path.with_extension("tmp"), next).unwrap();
+    std::fs::rename(path.with_extension("tmp"), &path).unwrap();
+    let mut seen = Value::Null;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        burst.send(&get("")).await;
+        seen = burst.answer(false).await.json();
+        if seen["path"] == "/items/1" {
+            break;
+        }
+    }
+    assert_eq!(seen["path"], "/items/1", "{seen} {}", proxy.log());
+    assert!(seen["headers"].get("authorization").is_none(), "{seen}");
+
     // `Connection: close` from the workload: answered (by hyper), then closed.
     let mut closing = Raw::connect(proxy.port).await;
     closing.send(&get("Connection: close\r\n")).await;
