@@ -8,6 +8,7 @@
 pub mod ca;
 pub mod jks;
 pub mod parse;
+pub mod pem;
 
 /// The SHA-256 fingerprint of a DER certificate as upper-case hex pairs separated by colons, as
 /// `openssl x509 -fingerprint -sha256` prints it: one format everywhere (details view, X.509

@@ -31,8 +31,8 @@
 //!
 //! * `assertion`: what goes into an assertion, its checks, and the signed document;
 //! * `xml`: the writer of exclusive canonical XML and its escaping;
-//! * `keys`: the trust key pair (generated with `rcgen`, read through `pem` and
-//!   `signpost-certs`) and the RSA signer;
+//! * `keys`: the trust key pair (generated with `rcgen`, read through `signpost-certs`) and the
+//!   RSA signer;
 //! * `metadata`: the IdP metadata document.
 
 mod assertion;

@@ -58,16 +58,20 @@ impl CertificateAuthority {
         let cert = params.self_signed(&key).map_err(signing_error)?;
 
         Ok(CaMaterial {
-            certificate_pem: pem_encode("CERTIFICATE", cert.der()),
-            private_key_pem: SecretString::from(pem_encode("PRIVATE KEY", key.serialized_der())),
+            certificate_pem: crate::pem::encode("CERTIFICATE", cert.der()),
+            private_key_pem: SecretString::from(crate::pem::encode(
+                "PRIVATE KEY",
+                key.serialized_der(),
+            )),
         })
     }
 
     /// Loads a CA from its certificate (PEM) and unencrypted PKCS#8 private key (PEM). The
     /// certificate must be a CA (`basicConstraints CA:true`) and the key must be its key.
     pub fn from_pem(certificate_pem: &str, private_key_pem: &str) -> Result<Self, CaError> {
-        let certificate_der = read_pem_block(certificate_pem.as_bytes(), &["CERTIFICATE"])
-            .map_err(|reason| CaError::InvalidCaCertificate { reason })?;
+        let (_, certificate_der) =
+            crate::pem::read_block(certificate_pem.as_bytes(), &["CERTIFICATE"])
+                .map_err(|reason| CaError::InvalidCaCertificate { reason })?;
         let (_, cert) = X509Certificate::from_der(&certificate_der).map_err(|e| {
             CaError::InvalidCaCertificate {
                 reason: format!("not an X.509 certificate ({e})"),
@@ -97,7 +101,7 @@ impl CertificateAuthority {
         let issuer = params.self_signed(&key).map_err(signing_error)?;
 
         Ok(CertificateAuthority {
-            certificate_pem: pem_encode("CERTIFICATE", &certificate_der),
+            certificate_pem: crate::pem::encode("CERTIFICATE", &certificate_der),
             certificate_der,
             subject_raw,
             spki_der,
@@ -168,13 +172,16 @@ impl CertificateAuthority {
             }
         };
 
-        let certificate_pem = pem_encode("CERTIFICATE", &leaf_der);
+        let certificate_pem = crate::pem::encode("CERTIFICATE", &leaf_der);
         let file_bytes = match (req.format, &key, password) {
             (OutputFormat::Pem, key, _) => {
                 let mut pem = certificate_pem.clone();
                 pem.push_str(&self.certificate_pem);
                 if let Some(key) = key {
-                    pem.push_str(&pem_encode("PRIVATE KEY", key.pair.serialized_der()));
+                    pem.push_str(&crate::pem::encode(
+                        "PRIVATE KEY",
+                        key.pair.serialized_der(),
+                    ));
                 }
                 pem.into_bytes()
             }
@@ -246,9 +253,11 @@ impl CertificateAuthority {
                 })?;
                 SecretString::from(pem.as_str())
             }
-            None => SecretString::from(pem_encode("PRIVATE KEY", key.pair.serialized_der())),
+            None => {
+                SecretString::from(crate::pem::encode("PRIVATE KEY", key.pair.serialized_der()))
+            }
         };
-        let mut certificate_chain_pem = pem_encode("CERTIFICATE", &der);
+        let mut certificate_chain_pem = crate::pem::encode("CERTIFICATE", &der);
         certificate_chain_pem.push_str(&self.certificate_pem);
         Ok(ClientCertificate {
             certificate_chain_pem,

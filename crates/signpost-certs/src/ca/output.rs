@@ -3,45 +3,6 @@
 #[allow(clippy::wildcard_imports)]
 use super::*;
 
-/// PEM with 64-character lines and LF line ends.
-pub(super) fn pem_encode(label: &str, der: &[u8]) -> String {
-    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-    let mut out = String::with_capacity(b64.len() + b64.len() / 64 + 2 * label.len() + 40);
-    out.push_str("-----BEGIN ");
-    out.push_str(label);
-    out.push_str("-----\n");
-    let mut rest = b64.as_str();
-    while !rest.is_empty() {
-        let (line, tail) = rest.split_at(rest.len().min(64));
-        out.push_str(line);
-        out.push('\n');
-        rest = tail;
-    }
-    out.push_str("-----END ");
-    out.push_str(label);
-    out.push_str("-----\n");
-    out
-}
-
-/// The contents of the first PEM block with one of `labels`. The error is a reason without the
-/// input.
-pub(super) fn read_pem_block(input: &[u8], labels: &[&str]) -> Result<Vec<u8>, String> {
-    let mut saw_pem = false;
-    for pem in x509_parser::pem::Pem::iter_from_buffer(input) {
-        match pem {
-            Ok(pem) => {
-                saw_pem = true;
-                if labels.contains(&pem.label.as_str()) {
-                    return Ok(pem.contents);
-                }
-            }
-            Err(_) if saw_pem => break,
-            Err(_) => return Err("no PEM block found".to_owned()),
-        }
-    }
-    Err(format!("no PEM block labelled {}", labels.join(" or ")))
-}
-
 /// A generated leaf key: the rcgen pair (PKCS#8 inside) and, for RSA, the rsa-crate key (for
 /// PKCS#1 output).
 pub(super) struct LeafKey {
@@ -110,7 +71,7 @@ pub(super) fn parse_csr(input: &str) -> Result<CsrPublicKey, CaError> {
             .map_err(|_| invalid("neither PEM nor base64-encoded PEM"))?
             .into()
     };
-    let der = read_pem_block(
+    let (_, der) = crate::pem::read_block(
         &pem_text,
         &["CERTIFICATE REQUEST", "NEW CERTIFICATE REQUEST"],
     )

@@ -56,7 +56,6 @@ use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 
-use base64::Engine as _;
 use secrecy::{ExposeSecret, SecretSlice, SecretString};
 use serde::Serialize;
 use sha2::Digest as _;
@@ -506,7 +505,7 @@ impl CertInfo {
 
     /// The certificate as a PEM block.
     pub fn to_pem(&self) -> String {
-        write_pem_block("CERTIFICATE", &self.der)
+        crate::pem::encode("CERTIFICATE", &self.der)
     }
 
     fn is_self_issued(&self) -> bool {
@@ -567,7 +566,6 @@ use chain::*;
 use keys::*;
 use pem_reader::*;
 use pkcs12::*;
-use views::*;
 use x509::*;
 
 pub use assemble::MAX_CERTIFICATES;
@@ -608,7 +606,7 @@ mod tests {
 
     #[test]
     fn written_pem_blocks_wrap_at_64() {
-        let pem = write_pem_block("CERTIFICATE", &[0u8; 100]);
+        let pem = crate::pem::encode("CERTIFICATE", &[0u8; 100]);
         assert!(pem.lines().all(|l| l.len() <= 64));
         assert_eq!(pem::parse(&pem).unwrap().contents(), &[0u8; 100][..]);
     }

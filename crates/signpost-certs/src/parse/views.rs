@@ -3,22 +3,6 @@
 #[allow(clippy::wildcard_imports)]
 use super::*;
 
-pub(super) fn write_pem_block(tag: &str, der: &[u8]) -> String {
-    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-    let mut out = String::with_capacity(b64.len() + b64.len() / 64 + 2 * tag.len() + 40);
-    out.push_str("-----BEGIN ");
-    out.push_str(tag);
-    out.push_str("-----\n");
-    for line in b64.as_bytes().chunks(64) {
-        out.push_str(std::str::from_utf8(line).unwrap_or_default());
-        out.push('\n');
-    }
-    out.push_str("-----END ");
-    out.push_str(tag);
-    out.push_str("-----\n");
-    out
-}
-
 /// SAP's `/publicKeys` items: one per entry with certificates, its chain as PEM (leaf first) and
 /// the leaf's subject DN; `alias` only for keystores (PKCS#12, JKS). The API answers SAP's 400
 /// ("The keystore is password-protected and public keys cannot be retrieved") itself when the
@@ -51,7 +35,7 @@ pub fn client_identity_pem(store: &ParsedStore) -> Option<(String, SecretString)
         let certs: String = e.chain.iter().map(CertInfo::to_pem).collect();
         Some((
             certs,
-            SecretString::from(write_pem_block("PRIVATE KEY", key.expose_secret())),
+            SecretString::from(crate::pem::encode("PRIVATE KEY", key.expose_secret())),
         ))
     })
 }

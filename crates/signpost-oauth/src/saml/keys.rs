@@ -1,5 +1,5 @@
 //! The subaccount's trust key pair: generated (RSA-2048 and a self-signed certificate, with
-//! `rcgen`), loaded from its PEMs (read with `pem`, the certificate parsed by `signpost-certs`),
+//! `rcgen`), loaded from its PEMs (read and the certificate parsed by `signpost-certs`),
 //! and the `ring` signer made from its private key.
 
 use std::fmt;
@@ -190,27 +190,15 @@ impl SigningKey {
     }
 }
 
-/// Reads the first PEM block whose label is one of `labels` (the `pem` crate: surrounding text,
-/// line length and CRLF do not matter); refuses encrypted (RFC 1421 header) blocks. Errors never
-/// quote the input.
+/// The first PEM block whose label is one of `labels` (`signpost_certs::pem`: surrounding
+/// text, line length and CRLF do not matter; encrypted blocks are refused). Errors never quote
+/// the input.
 pub(super) fn read_pem_block(
     text: &str,
     labels: &[&str],
 ) -> Result<(String, Zeroizing<Vec<u8>>), String> {
-    let blocks = pem::parse_many(text).map_err(|e| format!("not valid PEM ({e})"))?;
-    let begins = text.matches("-----BEGIN ").count();
-    if blocks.len() < begins {
-        return Err("a PEM block has no END line".into());
-    }
-    let block = blocks
-        .into_iter()
-        .find(|b| labels.contains(&b.tag()))
-        .ok_or_else(|| format!("no PEM block labelled {}", labels.join(" or ")))?;
-    if block.headers().iter().next().is_some() {
-        return Err("encrypted or annotated PEM blocks are not supported".into());
-    }
-    let label = block.tag().to_owned();
-    Ok((label, Zeroizing::new(block.into_contents())))
+    let (label, der) = signpost_certs::pem::read_block(text.as_bytes(), labels)?;
+    Ok((label, Zeroizing::new(der)))
 }
 
 pub(super) fn certificate_der_from_pem(text: &str) -> Result<Vec<u8>, SamlError> {
