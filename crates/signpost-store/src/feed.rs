@@ -21,6 +21,8 @@ use tokio::sync::broadcast;
 
 use crate::records::WriteOp;
 
+pub(crate) mod postgres;
+
 /// The notification channel of the PostgreSQL engine.
 pub(crate) const CHANNEL: &str = "signpost_changes";
 /// How often a process sends itself a heartbeat through the database.

@@ -14,10 +14,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use secrecy::{ExposeSecret, SecretString};
 use signpost_model::{EntityKind, OwnerRef};
-use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder, Row};
 
 use crate::crypto::{Cipher, MasterKey};
+use crate::feed::postgres::{heartbeat, listen, notify, publish};
 use crate::feed::{self, Change, Feed};
 use crate::records::*;
 use crate::shared::*;
@@ -1119,112 +1120,5 @@ impl Store for PgStore {
 
     fn digest(&self, parts: &[&[u8]]) -> String {
         self.cipher.digest(parts)
-    }
-}
-
-/// Publishes changes from inside a transaction (delivered when it commits).
-async fn publish(conn: &mut PgConnection, changes: &[Change]) -> Result<()> {
-    for note in feed::payloads(changes) {
-        notify(conn, &note).await?;
-    }
-    Ok(())
-}
-
-async fn notify(conn: &mut PgConnection, payload: &str) -> Result<()> {
-    sqlx::query("SELECT pg_notify($1, $2)")
-        .bind(feed::CHANNEL)
-        .bind(payload)
-        .execute(conn)
-        .await?;
-    Ok(())
-}
-
-/// Receives the change feed on a dedicated connection and hands it to the process's caches.
-/// `beat` is this process's own heartbeat payload: its arrival proves the feed works.
-async fn listen(pool: PgPool, feed: Arc<Feed>, beat: String) {
-    let mut reported = false;
-    loop {
-        let listener = async {
-            let mut l = PgListener::connect_with(&pool).await?;
-            l.listen(feed::CHANNEL).await?;
-            Ok::<_, sqlx::Error>(l)
-        };
-        let mut listener = match listener.await {
-            Ok(l) => l,
-            Err(e) => {
-                if !reported {
-                    // CockroachDB and YugabyteDB have no LISTEN: the caches stay off there.
-                    tracing::warn!(error = %e, "cannot listen for changes: in-process caches stay off");
-                    reported = true;
-                }
-                feed.down("cannot listen");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            }
-        };
-        loop {
-            match listener.try_recv().await {
-                Ok(Some(n)) => {
-                    let payload = n.payload();
-                    if payload == beat {
-                        feed.beat();
-                    } else if !payload.starts_with("ping:") {
-                        for change in feed::parse_payload(payload) {
-                            feed.publish(change);
-                        }
-                    }
-                }
-                // The connection was lost; the next call reconnects and listens again.
-                Ok(None) => feed.down("listener connection lost"),
-                Err(e) => {
-                    tracing::debug!(error = %e, "change listener failed");
-                    feed.down("listener failed");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    break;
-                }
-            }
-        }
-    }
-}
-
-/// Sends this process's heartbeat through the database and counts the feed down when it stops
-/// coming back. The heartbeat has a connection of its own, so that a busy pool cannot delay it
-/// into a false alarm.
-async fn heartbeat(opts: PgConnectOptions, feed: Arc<Feed>, beat: String) {
-    let (ticks, mut due) = tokio::sync::watch::channel(0u64);
-    // Ends when `ticks` goes with this task (a slow send skips the ticks it missed).
-    tokio::spawn(async move {
-        let mut conn: Option<PgConnection> = None;
-        while due.changed().await.is_ok() {
-            if conn.is_none() {
-                let connect = <PgConnection as sqlx::Connection>::connect_with(&opts);
-                conn = tokio::time::timeout(feed::STALE_AFTER, connect)
-                    .await
-                    .ok()
-                    .and_then(Result::ok);
-            }
-            if let Some(c) = conn.as_mut() {
-                let send = sqlx::query("SELECT pg_notify($1, $2)")
-                    .bind(feed::CHANNEL)
-                    .bind(&beat)
-                    .execute(c);
-                if !matches!(
-                    tokio::time::timeout(feed::STALE_AFTER, send).await,
-                    Ok(Ok(_))
-                ) {
-                    tracing::debug!("heartbeat not sent; reconnecting");
-                    conn = None;
-                }
-            }
-        }
-    });
-    let mut tick = tokio::time::interval(feed::HEARTBEAT);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut n = 0u64;
-    loop {
-        tick.tick().await;
-        feed.check_staleness();
-        n += 1;
-        let _ = ticks.send(n);
     }
 }
