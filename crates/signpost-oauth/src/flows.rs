@@ -1,6 +1,7 @@
 //! The token flows of every authentication type (API.md §3): building the token request from the
 //! destination's properties and the caller's headers, sending it, and reading the answer.
 
+use crate::FlowError;
 use std::fmt;
 use std::time::Duration;
 
@@ -136,16 +137,17 @@ fn is_true(d: &Map<String, Value>, key: &str, default: bool) -> bool {
     }
 }
 
-fn seconds(d: &Map<String, Value>, key: &str, max: u64) -> Result<Duration, String> {
+fn seconds(d: &Map<String, Value>, key: &str, max: u64) -> Result<Duration, FlowError> {
     match prop(d, key) {
         None => Ok(Duration::from_secs(10)),
         Some(v) => {
-            let n: u64 = v
-                .trim()
-                .parse()
-                .map_err(|_| format!("{key} must be a whole number of seconds"))?;
+            let n: u64 = v.trim().parse().map_err(|_| {
+                FlowError::Destination(format!("{key} must be a whole number of seconds"))
+            })?;
             if n > max {
-                return Err(format!("{key} must be from 0 to {max}"));
+                return Err(FlowError::Destination(format!(
+                    "{key} must be from 0 to {max}"
+                )));
             }
             // 0 means "no limit" in SAP's clients; Signpost caps it at the maximum.
             Ok(Duration::from_secs(if n == 0 { max } else { n }))
@@ -159,44 +161,51 @@ pub(crate) fn token_url(
     tenant: Option<&str>,
     subdomain: &str,
     tenant_aware: bool,
-) -> Result<reqwest::Url, String> {
-    let raw = prop(d, "tokenServiceURL").ok_or("the property tokenServiceURL is required")?;
+) -> Result<reqwest::Url, FlowError> {
+    let destination = |s: &str| FlowError::Destination(s.to_owned());
+    let raw = prop(d, "tokenServiceURL")
+        .ok_or_else(|| destination("the property tokenServiceURL is required"))?;
     let common = prop(d, "tokenServiceURLType").is_some_and(|t| t.eq_ignore_ascii_case("Common"));
     if let Some(t) = prop(d, "tokenServiceURLType") {
         if !t.eq_ignore_ascii_case("Common") && !t.eq_ignore_ascii_case("Dedicated") {
-            return Err(format!(
+            return Err(FlowError::Destination(format!(
                 "tokenServiceURLType must be Dedicated or Common, not '{t}'"
-            ));
+            )));
         }
     }
     let text = if common && tenant_aware {
         let sub = tenant.unwrap_or(subdomain);
         if !sub.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') || sub.is_empty() {
-            return Err("the tenant subdomain must be letters, digits and '-'".into());
+            return Err(FlowError::Request(
+                "the tenant subdomain must be letters, digits and '-'".into(),
+            ));
         }
         if raw.contains("{tenant}") {
             raw.replace("{tenant}", sub)
         } else {
             let mut url = reqwest::Url::parse(raw)
-                .map_err(|_| "tokenServiceURL is not a valid URL".to_string())?;
+                .map_err(|_| destination("tokenServiceURL is not a valid URL"))?;
             let host = url
                 .host_str()
-                .ok_or("tokenServiceURL has no host")?
+                .ok_or_else(|| destination("tokenServiceURL has no host"))?
                 .to_owned();
-            url.set_host(Some(&format!("{sub}.{host}")))
-                .map_err(|_| "the tenant subdomain does not form a valid host".to_string())?;
+            url.set_host(Some(&format!("{sub}.{host}"))).map_err(|_| {
+                FlowError::Request("the tenant subdomain does not form a valid host".into())
+            })?;
             url.to_string()
         }
     } else {
         if tenant.is_some() && tenant_aware {
-            return Err("X-tenant is only allowed with tokenServiceURLType Common".into());
+            return Err(FlowError::Request(
+                "X-tenant is only allowed with tokenServiceURLType Common".into(),
+            ));
         }
         raw.to_owned()
     };
-    let mut url =
-        reqwest::Url::parse(&text).map_err(|_| "tokenServiceURL is not a valid URL".to_string())?;
+    let mut url = reqwest::Url::parse(&text)
+        .map_err(|_| destination("tokenServiceURL is not a valid URL"))?;
     if url.scheme() != "https" && url.scheme() != "http" {
-        return Err("tokenServiceURL must be an http or https URL".into());
+        return Err(destination("tokenServiceURL must be an http or https URL"));
     }
     let extra: Vec<(String, String)> = d
         .iter()
@@ -223,7 +232,7 @@ pub(crate) fn build(
     grant_params: Vec<(String, String)>,
     tenant_aware: bool,
     client_assertion: Option<(String, String)>,
-) -> Result<TokenRequest, String> {
+) -> Result<TokenRequest, FlowError> {
     let url = token_url(d, h.tenant.as_deref(), subdomain, tenant_aware)?;
     let mut form: Vec<(String, String)> = vec![("grant_type".into(), grant.as_str().into())];
     form.extend(grant_params);
@@ -233,14 +242,14 @@ pub(crate) fn build(
         prop(d, "clientId")
     };
     let client_id = client_id.ok_or_else(|| {
-        format!(
+        FlowError::Destination(format!(
             "the property {} is required",
             if grant == Grant::Saml2Bearer {
                 "clientKey"
             } else {
                 "clientId"
             }
-        )
+        ))
     })?;
     let secret = prop(d, "clientSecret");
     let assertion = match (&h.client_assertion, client_assertion) {
@@ -364,10 +373,10 @@ pub(crate) async fn send(
     client: &crate::net::GuardedClient,
     req: &TokenRequest,
     d: &Map<String, Value>,
-) -> Result<TokenReply, String> {
+) -> Result<TokenReply, FlowError> {
     let mut r = client
         .request(reqwest::Method::POST, req.url.clone())
-        .map_err(|e| crate::net::refused("the token service URL", &e))?
+        .map_err(|e| FlowError::Network(crate::net::refused("the token service URL", &e)))?
         .timeout(req.connect_timeout + req.read_timeout)
         .header(reqwest::header::ACCEPT, "application/json")
         .form(&req.form);
@@ -384,18 +393,22 @@ pub(crate) async fn send(
         r = r.header(reqwest::header::AUTHORIZATION, format!("Basic {value}"));
     }
     let where_ = redacted_url(&req.url);
-    let res = r
-        .send()
-        .await
-        .map_err(|e| format!("Token request to {where_} failed: {}", describe(&e)))?;
+    let res = r.send().await.map_err(|e| {
+        FlowError::Network(format!(
+            "Token request to {where_} failed: {}",
+            describe(&e)
+        ))
+    })?;
     let status = res.status();
     let body = crate::net::read_capped(res, crate::net::MAX_BODY_BYTES)
         .await
-        .map_err(|e| match e {
-            signpost_net::BodyError::Read(e) => {
-                format!("Token request to {where_} failed: {}", describe(&e))
-            }
-            too_large => format!("Token request to {where_} failed: {too_large}"),
+        .map_err(|e| {
+            FlowError::Network(match e {
+                signpost_net::BodyError::Read(e) => {
+                    format!("Token request to {where_} failed: {}", describe(&e))
+                }
+                too_large => format!("Token request to {where_} failed: {too_large}"),
+            })
         })?;
     let json: Option<Map<String, Value>> = serde_json::from_slice(&body).ok();
     if !status.is_success() {
@@ -408,19 +421,23 @@ pub(crate) async fn send(
                 msg.push_str(&format!(" ({})", first_line(desc, 200)));
             }
         }
-        return Err(scrub(&msg, d, req));
+        return Err(FlowError::TokenService(scrub(&msg, d, req)));
     }
     let Some(j) = json else {
-        return Err(format!(
+        return Err(FlowError::TokenService(format!(
             "Token service {where_} answered HTTP {} with a body that is not JSON",
             status.as_u16()
-        ));
+        )));
     };
     let access_token = j
         .get("access_token")
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty())
-        .ok_or_else(|| format!("Token service {where_} answered without an access_token"))?
+        .ok_or_else(|| {
+            FlowError::TokenService(format!(
+                "Token service {where_} answered without an access_token"
+            ))
+        })?
         .to_owned();
     let token_type = match j.get("token_type").and_then(Value::as_str) {
         None => "Bearer".to_owned(),
@@ -445,12 +462,15 @@ pub(crate) async fn send(
 
 /// The user token of a user flow: `X-user-token`, else nothing (Signpost's own service tokens
 /// carry no user).
-pub(crate) fn user_token(h: &FlowHeaders) -> Result<&str, String> {
+pub(crate) fn user_token(h: &FlowHeaders) -> Result<&str, FlowError> {
     h.user_token
         .as_deref()
         .filter(|t| !t.is_empty())
         .ok_or_else(|| {
-            "This flow needs a user: send the user's JWT in the X-user-token header".to_string()
+            FlowError::Request(
+                "This flow needs a user: send the user's JWT in the X-user-token header"
+                    .to_string(),
+            )
         })
 }
 
@@ -552,7 +572,7 @@ mod tests {
                 None
             )
             .unwrap_err(),
-            "the property clientId is required"
+            FlowError::Destination("the property clientId is required".into())
         );
     }
 

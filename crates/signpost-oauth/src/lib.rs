@@ -4,6 +4,7 @@
 
 mod cache;
 pub mod cpu;
+mod error;
 mod flows;
 mod net;
 pub mod probe;
@@ -21,6 +22,7 @@ use sha2::{Digest, Sha256};
 use signpost_wire::AuthToken;
 
 pub use cache::CacheKey;
+pub use error::FlowError;
 pub use flows::{FlowHeaders, Grant, TokenReply};
 pub use net::is_private;
 pub use user_token::{parse_trusted_issuers, TrustedIssuer, UserTokenError, VerifiedUser};
@@ -235,7 +237,7 @@ impl FlowRunner {
         connect_timeout: Duration,
         read_timeout: Duration,
         tls: &TlsSettings,
-    ) -> Result<net::GuardedClient, String> {
+    ) -> Result<net::GuardedClient, FlowError> {
         let guarded = !self.config.allow_private_networks;
         let key = (
             connect_timeout.as_secs(),
@@ -247,7 +249,7 @@ impl FlowRunner {
             .try_get_with(key, || {
                 net::client(connect_timeout, read_timeout, guarded, tls)
             })
-            .map_err(|e: Arc<String>| (*e).clone())
+            .map_err(|e: Arc<FlowError>| (*e).clone())
     }
 
     /// How many HTTP clients are kept (after pending evictions ran).
@@ -285,12 +287,12 @@ impl FlowRunner {
             "BasicAuthentication" => basic(d),
             "SAMLAssertion" => match self.saml_assertion(ctx).await {
                 Ok(t) => t,
-                Err(e) => AuthToken::failed(e),
+                Err(e) => AuthToken::failed(e.to_string()),
             },
             other => match OAuthFlow::parse(other) {
                 Some(flow) => match self.oauth(ctx, flow).await {
                     Ok(t) => t,
-                    Err(e) => AuthToken::failed(e),
+                    Err(e) => AuthToken::failed(e.to_string()),
                 },
                 None => AuthToken::failed(format!("Unknown authentication type '{other}'")),
             },
@@ -300,12 +302,17 @@ impl FlowRunner {
 
     /// Verifies a user token presented to Signpost's own token service (the jwt-bearer grant):
     /// its issuer must be one of the trusted issuers, its signature and expiry valid.
-    pub async fn verify_trusted_user_token(&self, token: &str) -> Result<VerifiedUser, String> {
-        let client = self.client(
-            Duration::from_secs(10),
-            Duration::from_secs(10),
-            &TlsSettings::default(),
-        )?;
+    pub async fn verify_trusted_user_token(
+        &self,
+        token: &str,
+    ) -> Result<VerifiedUser, UserTokenError> {
+        let client = self
+            .client(
+                Duration::from_secs(10),
+                Duration::from_secs(10),
+                &TlsSettings::default(),
+            )
+            .map_err(|e| UserTokenError::Refused(e.to_string()))?;
         user_token::verify(
             token,
             &Map::new(),
@@ -314,10 +321,12 @@ impl FlowRunner {
             &client,
         )
         .await
-        .map_err(|e| e.to_string())
     }
 
-    async fn verified_user(&self, ctx: &FlowContext<'_>) -> Result<(String, VerifiedUser), String> {
+    async fn verified_user(
+        &self,
+        ctx: &FlowContext<'_>,
+    ) -> Result<(String, VerifiedUser), FlowError> {
         let token = flows::user_token(ctx.headers)?;
         let client = self.client(
             Duration::from_secs(10),
@@ -332,11 +341,11 @@ impl FlowRunner {
             &client,
         )
         .await
-        .map_err(|e| format!("The user token was refused: {e}"))?;
+        .map_err(FlowError::UserToken)?;
         Ok((token.to_owned(), user))
     }
 
-    async fn oauth(&self, ctx: &FlowContext<'_>, flow: OAuthFlow) -> Result<AuthToken, String> {
+    async fn oauth(&self, ctx: &FlowContext<'_>, flow: OAuthFlow) -> Result<AuthToken, FlowError> {
         let d = ctx.destination;
         let h = ctx.headers;
         let client_provided = flows::prop(d, "SAMLAssertionProvider") == Some("ClientProvided");
@@ -345,17 +354,25 @@ impl FlowRunner {
         } else {
             None
         };
-        let required = |v: &Option<String>, name: &str| -> Result<String, String> {
+        let required = |v: &Option<String>, name: &str| -> Result<String, FlowError> {
             v.clone().filter(|s| !s.is_empty()).ok_or_else(|| {
-                format!("The header {name} is required for this authentication type")
+                FlowError::Request(format!(
+                    "The header {name} is required for this authentication type"
+                ))
             })
+        };
+        let property = |name: &str| {
+            flows::prop(d, name)
+                .ok_or_else(|| FlowError::Destination(format!("the property {name} is required")))
         };
         let mut params: Vec<(String, String)> = Vec::new();
         let (grant, tenant_aware, header_key) = match flow {
             OAuthFlow::ClientCredentials => (Grant::ClientCredentials, true, "Authorization"),
             OAuthFlow::TechnicalUserPropagation => {
                 if proxy_type(d) != "OnPremise" {
-                    return Err("OAuth2TechnicalUserPropagation needs ProxyType OnPremise".into());
+                    return Err(FlowError::Destination(
+                        "OAuth2TechnicalUserPropagation needs ProxyType OnPremise".into(),
+                    ));
                 }
                 (
                     Grant::ClientCredentials,
@@ -364,15 +381,16 @@ impl FlowRunner {
                 )
             }
             OAuthFlow::Password => {
-                let user = flows::prop(d, "User").ok_or("the property User is required")?;
-                let password =
-                    flows::prop(d, "Password").ok_or("the property Password is required")?;
+                let user = property("User")?;
+                let password = property("Password")?;
                 params.push(("username".into(), user.into()));
                 params.push(("password".into(), password.into()));
                 (Grant::Password, true, "Authorization")
             }
             OAuthFlow::UserTokenExchange | OAuthFlow::JwtBearer => {
-                let (token, _) = user.as_ref().ok_or("no user")?;
+                let (token, _) = user
+                    .as_ref()
+                    .ok_or_else(|| FlowError::Request("no user".into()))?;
                 params.push(("assertion".into(), token.clone()));
                 (Grant::JwtBearer, true, "Authorization")
             }
@@ -444,13 +462,13 @@ impl FlowRunner {
                 let client = self.client(req.connect_timeout, req.read_timeout, &ctx.tls)?;
                 self.token_requests.fetch_add(1, Ordering::Relaxed);
                 let reply = flows::send(&client, &req, d).await?;
-                Ok::<_, String>(Arc::new(cache::Cached {
+                Ok::<_, FlowError>(Arc::new(cache::Cached {
                     reply,
                     fetched: Instant::now(),
                 }))
             })
             .await
-            .map_err(|e: Arc<String>| (*e).clone())?;
+            .map_err(|e: Arc<FlowError>| (*e).clone())?;
         let reply = &cached.reply;
         let mut token =
             AuthToken::with_header(&reply.token_type, reply.access_token.clone(), header_key);
@@ -467,7 +485,7 @@ impl FlowRunner {
         &self,
         ctx: &FlowContext<'_>,
         user: Option<&VerifiedUser>,
-    ) -> Result<String, String> {
+    ) -> Result<String, FlowError> {
         let d = ctx.destination;
         if flows::prop(d, "SAMLAssertionProvider") == Some("ClientProvided") {
             return ctx
@@ -475,16 +493,16 @@ impl FlowRunner {
                 .saml_assertion
                 .clone()
                 .filter(|s| !s.is_empty())
-                .ok_or_else(|| "SAMLAssertionProvider is ClientProvided but the X-samlAssertion header is missing".into());
+                .ok_or_else(|| FlowError::Request("SAMLAssertionProvider is ClientProvided but the X-samlAssertion header is missing".into()));
         }
-        let user = user.ok_or("no verified user")?;
+        let user = user.ok_or_else(|| FlowError::Request("no verified user".into()))?;
         let xml = self.build_assertion(ctx, user, true).await?;
         let url_safe = flows::prop(d, "samlAssertionEncoding") != Some("base64");
         Ok(saml::encode(&xml, url_safe))
     }
 
     /// `SAMLAssertion`: the signed assertion itself, as a `SAML2.0` token.
-    async fn saml_assertion(&self, ctx: &FlowContext<'_>) -> Result<AuthToken, String> {
+    async fn saml_assertion(&self, ctx: &FlowContext<'_>) -> Result<AuthToken, FlowError> {
         let (_, user) = self.verified_user(ctx).await?;
         let xml = self.build_assertion(ctx, &user, false).await?;
         let url_safe = flows::prop(ctx.destination, "samlAssertionEncoding") == Some("base64url");
@@ -498,15 +516,15 @@ impl FlowRunner {
         ctx: &FlowContext<'_>,
         user: &VerifiedUser,
         bearer: bool,
-    ) -> Result<String, String> {
+    ) -> Result<String, FlowError> {
         let signer = ctx
             .saml
-            .ok_or("the subaccount has no SAML signing key; create one with POST /destination-configuration/v1/saml2Metadata/certificate")?
+            .ok_or_else(|| FlowError::Saml("the subaccount has no SAML signing key; create one with POST /destination-configuration/v1/saml2Metadata/certificate".into()))?
             .clone();
         let (destination, user) = (ctx.destination.clone(), user.clone());
         cpu::run(move || saml_params::assertion(&destination, &user, &signer, bearer))
             .await
-            .map_err(|e| e.to_string())?
+            .map_err(|e| FlowError::Saml(e.to_string()))?
     }
 }
 

@@ -6,15 +6,17 @@
 use std::time::Duration;
 
 use signpost_net::NotPublic;
+
+use crate::FlowError;
 pub use signpost_net::{read_capped, GuardedClient, MAX_BODY_BYTES};
 
 pub use signpost_net::is_private;
 
 /// Why a URL may not be used as a token service, in the token service's words.
-pub async fn check_public(url: &reqwest::Url) -> Result<(), String> {
+pub async fn check_public(url: &reqwest::Url) -> Result<(), FlowError> {
     signpost_net::check_public(url)
         .await
-        .map_err(|e| refused("the token service URL", &e))
+        .map_err(|e| FlowError::Network(refused("the token service URL", &e)))
 }
 
 /// What a refusal of the guard says in `authTokens`: `what` names the URL ("the token service
@@ -41,7 +43,7 @@ pub fn client(
     read_timeout: Duration,
     guarded: bool,
     tls: &crate::TlsSettings,
-) -> Result<GuardedClient, String> {
+) -> Result<GuardedClient, FlowError> {
     use secrecy::ExposeSecret;
     let mut b = reqwest::Client::builder()
         .connect_timeout(connect_timeout)
@@ -51,19 +53,24 @@ pub fn client(
     if let Some(pem) = &tls.identity_pem {
         let identity =
             reqwest::Identity::from_pem(pem.expose_secret().as_bytes()).map_err(|_| {
-                "the token service key store cannot be used as a TLS client certificate".to_string()
+                FlowError::Tls(
+                    "the token service key store cannot be used as a TLS client certificate"
+                        .to_string(),
+                )
             })?;
         b = b.identity(identity);
     }
     if let Some(pem) = &tls.trust_pem {
-        let roots = reqwest::Certificate::from_pem_bundle(pem.as_bytes())
-            .map_err(|_| "the trust store holds no usable certificate".to_string())?;
+        let roots = reqwest::Certificate::from_pem_bundle(pem.as_bytes()).map_err(|_| {
+            FlowError::Tls("the trust store holds no usable certificate".to_string())
+        })?;
         for root in roots {
             b = b.add_root_certificate(root);
         }
     }
-    GuardedClient::build(b, guarded)
-        .map_err(|_| "the HTTP client for the token service could not be built".to_string())
+    GuardedClient::build(b, guarded).map_err(|_| {
+        FlowError::Tls("the HTTP client for the token service could not be built".to_string())
+    })
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! From a destination's SAML properties and a verified user to a signed assertion (API.md §3.2:
 //! `OAuth2SAMLBearerAssertion` and `SAMLAssertion`).
 
+use crate::FlowError;
 use serde_json::{Map, Value};
 
 use crate::flows::prop;
@@ -11,12 +12,13 @@ const EMAIL_FORMAT: &str = "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddre
 
 /// The NameID: the claim named by `userIdSource`, else `user_name`, `email` (for the e-mail
 /// format) and `sub`, in that order.
-fn name_id(d: &Map<String, Value>, user: &VerifiedUser, format: &str) -> Result<String, String> {
+fn name_id(d: &Map<String, Value>, user: &VerifiedUser, format: &str) -> Result<String, FlowError> {
     if let Some(source) = prop(d, "userIdSource") {
-        return user
-            .claim(source)
-            .map(str::to_owned)
-            .ok_or_else(|| format!("the user token has no '{source}' claim (userIdSource)"));
+        return user.claim(source).map(str::to_owned).ok_or_else(|| {
+            FlowError::Saml(format!(
+                "the user token has no '{source}' claim (userIdSource)"
+            ))
+        });
     }
     let order: &[&str] = if format == EMAIL_FORMAT {
         &["email", "user_name", "sub"]
@@ -27,7 +29,9 @@ fn name_id(d: &Map<String, Value>, user: &VerifiedUser, format: &str) -> Result<
         .iter()
         .find_map(|c| user.claim(c))
         .map(str::to_owned)
-        .ok_or_else(|| "the user token names no user (user_name, email or sub)".to_string())
+        .ok_or_else(|| {
+            FlowError::Saml("the user token names no user (user_name, email or sub)".to_string())
+        })
 }
 
 /// User attributes for the AttributeStatement.
@@ -75,10 +79,13 @@ pub(crate) fn assertion(
     user: &VerifiedUser,
     signer: &SamlSigner,
     bearer: bool,
-) -> Result<String, String> {
-    let audience = prop(d, "audience").ok_or("the property audience is required")?;
-    let class_ref =
-        prop(d, "authnContextClassRef").ok_or("the property authnContextClassRef is required")?;
+) -> Result<String, FlowError> {
+    let required = |name: &str| {
+        prop(d, name)
+            .ok_or_else(|| FlowError::Destination(format!("the property {name} is required")))
+    };
+    let audience = required("audience")?;
+    let class_ref = required("authnContextClassRef")?;
     let recipient = prop(d, "assertionRecipient")
         .or_else(|| {
             if bearer {
@@ -97,5 +104,5 @@ pub(crate) fn assertion(
     params.attributes = attributes(d, user);
     let include = prop(d, "includeSigningCertificateInSAMLAssertion") == Some("true");
     saml::build_signed_assertion(&params, &signer.keys, include)
-        .map_err(|e| format!("The SAML assertion could not be built: {e}"))
+        .map_err(|e| FlowError::Saml(format!("The SAML assertion could not be built: {e}")))
 }
