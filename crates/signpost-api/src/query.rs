@@ -347,3 +347,80 @@ mod tests {
         );
     }
 }
+
+/// Property tests: whatever text arrives, the parser answers (a filter or a 400, never a panic),
+/// and every list of names, however odd, survives being written the way SAP's clients write it.
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// A name as a client puts it into `Name in (...)`: percent-encoded, in single quotes.
+    fn quoted(name: &str) -> String {
+        let encoded =
+            percent_encoding::utf8_percent_encode(name, percent_encoding::NON_ALPHANUMERIC);
+        format!("'{encoded}'")
+    }
+
+    proptest! {
+        #[test]
+        fn any_text_is_parsed_or_refused(text in any::<String>()) {
+            for kind in [EntityKind::Destination, EntityKind::Certificate] {
+                match parse_filter(&text, kind) {
+                    Ok(_) => {}
+                    Err(e) => prop_assert_eq!(e.status, axum::http::StatusCode::BAD_REQUEST),
+                }
+            }
+        }
+
+        #[test]
+        fn near_misses_of_the_grammar_are_parsed_or_refused(
+            parts in proptest::collection::vec(
+                prop_oneof![
+                    Just("Name".to_owned()), Just(" in ".to_owned()), Just("(".to_owned()),
+                    Just(")".to_owned()), Just(",".to_owned()), Just("'".to_owned()),
+                    Just("''".to_owned()), Just("startswith".to_owned()),
+                    Just("endswith".to_owned()), Just("modifiedwithin".to_owned()),
+                    Just("'minutes'".to_owned()), Just("%".to_owned()), Just("%2".to_owned()),
+                    "[a-z0-9 ]{0,3}",
+                ],
+                0..12,
+            )
+        ) {
+            let text = parts.concat();
+            let _ = parse_filter(&text, EntityKind::Destination);
+            let _ = parse_filter(&text, EntityKind::Certificate);
+        }
+
+        #[test]
+        fn names_written_as_clients_write_them_come_back(
+            names in proptest::collection::vec(any::<String>(), 1..6),
+            spaced in any::<bool>(),
+        ) {
+            let sep = if spaced { ", " } else { "," };
+            let text = format!(
+                "Name in ({})",
+                names.iter().map(|n| quoted(n)).collect::<Vec<_>>().join(sep)
+            );
+            for kind in [EntityKind::Destination, EntityKind::Certificate] {
+                prop_assert_eq!(parse_filter(&text, kind).unwrap(), NameFilter::In(names.clone()));
+            }
+        }
+
+        #[test]
+        fn prefixes_and_suffixes_keep_their_quotes(value in any::<String>()) {
+            let literal = format!("'{}'", value.replace('\'', "''"));
+            prop_assert_eq!(
+                parse_filter(&format!("startswith(Name, {literal})"), EntityKind::Destination)
+                    .unwrap(),
+                NameFilter::StartsWith(value.clone())
+            );
+            prop_assert_eq!(
+                parse_filter(&format!("endswith(Name,{literal})"), EntityKind::Destination)
+                    .unwrap(),
+                NameFilter::EndsWith(value)
+            );
+        }
+    }
+}
