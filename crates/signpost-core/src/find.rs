@@ -114,11 +114,7 @@ impl Signpost {
             let owner = flevel.clone().unwrap_or_else(|| dest.owner.clone());
             match self.lookup(&owner, EntityKind::Fragment, fname).await? {
                 Some(frag) => {
-                    for (k, v) in body_json(&frag)? {
-                        if k != "FragmentName" {
-                            config.insert(k, v);
-                        }
-                    }
+                    apply_fragment(&mut config, body_json(&frag)?);
                     etag_parts.push(frag.etag.into_bytes());
                     applied.push(fname.clone());
                 }
@@ -386,4 +382,76 @@ fn needs_saml_key(auth: &str, config: &Map<String, Value>) -> bool {
     auth == "SAMLAssertion"
         || (auth == "OAuth2SAMLBearerAssertion"
             && prop(config, "SAMLAssertionProvider") != Some("ClientProvided"))
+}
+
+/// Merges a fragment into a destination's properties: each of the fragment's properties but its
+/// own `FragmentName` replaces the destination's of the same name (or adds it); the rest of the
+/// destination stays as it was.
+pub(crate) fn apply_fragment(config: &mut Map<String, Value>, fragment: Map<String, Value>) {
+    for (k, v) in fragment {
+        if k != "FragmentName" {
+            config.insert(k, v);
+        }
+    }
+}
+
+/// Property tests of fragment merging.
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Properties with names that collide often (`FragmentName` among them).
+    fn properties() -> impl Strategy<Value = Map<String, Value>> {
+        proptest::collection::vec(
+            (
+                prop_oneof![
+                    Just("FragmentName".to_owned()),
+                    Just("URL".to_owned()),
+                    Just("Authentication".to_owned()),
+                    "[a-c]{1,2}",
+                ],
+                any::<String>(),
+            ),
+            0..8,
+        )
+        .prop_map(|pairs| {
+            pairs
+                .into_iter()
+                .map(|(k, v)| (k, Value::String(v)))
+                .collect()
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn a_fragment_overrides_what_it_names_and_leaves_the_rest(
+            destination in properties(),
+            fragment in properties(),
+        ) {
+            let mut merged = destination.clone();
+            apply_fragment(&mut merged, fragment.clone());
+            for (k, v) in &fragment {
+                if k != "FragmentName" {
+                    prop_assert_eq!(merged.get(k), Some(v));
+                }
+            }
+            for (k, v) in &destination {
+                if k == "FragmentName" || !fragment.contains_key(k) {
+                    prop_assert_eq!(merged.get(k), Some(v));
+                }
+            }
+            let expected = destination.len()
+                + fragment
+                    .keys()
+                    .filter(|k| *k != "FragmentName" && !destination.contains_key(*k))
+                    .count();
+            prop_assert_eq!(merged.len(), expected);
+            // Applying the same fragment again changes nothing more.
+            let mut again = merged.clone();
+            apply_fragment(&mut again, fragment);
+            prop_assert_eq!(again, merged);
+        }
+    }
 }
