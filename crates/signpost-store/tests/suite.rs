@@ -1,6 +1,7 @@
 //! The store contract, written once against `dyn Store` so that every engine runs it unchanged:
 //! SQLite on a temp file, PostgreSQL on a throwaway cluster (or `SIGNPOST_TEST_DATABASE_URL`, see
-//! `pg/mod.rs`), each test with its own database.
+//! `pg.rs`), with and without the read-through cache. Each behaviour is a test of its own on each
+//! engine (`on_sqlite::lists_order_filter_page_and_count`, ...), on a store of its own.
 #![allow(clippy::unwrap_used)]
 
 use signpost_test_utils::pg;
@@ -53,11 +54,35 @@ async fn names(store: &dyn Store, owner: &OwnerRef, q: ListQuery) -> Vec<String>
         .collect()
 }
 
-/// The whole contract.
-async fn suite(store: &dyn Store) {
-    let sa = OwnerRef::subaccount("s1");
-    let inst = OwnerRef::instance("i1");
+/// The binding the tests store: a secret, a certificate and two scopes.
+fn binding() -> BindingRecord {
+    BindingRecord {
+        id: "b1".into(),
+        instance_id: "i1".into(),
+        client_id: "client-1".into(),
+        client_secret: Some(SecretString::from("s3cr3t".to_owned())),
+        credential_type: "binding-secret".into(),
+        request_digest: "x".into(),
+        created_at: 0,
+        certificate: Some("PEM".into()),
+        certificate_sha256: Some("ab12".into()),
+        scopes: vec!["app!b1.read".into(), "app!b1.write".into()],
+    }
+}
 
+/// Subaccount `s1` with instance `i1`, where most behaviours start.
+async fn tenancy(store: &dyn Store) {
+    store
+        .write(vec![
+            sub("s1"),
+            WriteOp::CreateInstance(instance("i1", "s1")),
+        ])
+        .await
+        .unwrap();
+}
+
+/// Tenancy records; `EnsureSubaccount` keeps the first subdomain.
+async fn tenancy_records_and_the_first_subdomain(store: &dyn Store) {
     // Tenancy records.
     store
         .write(vec![
@@ -96,20 +121,13 @@ async fn suite(store: &dyn Store) {
         store.get_subaccount("s1").await.unwrap().unwrap().subdomain,
         "s1-dom"
     );
+}
 
+/// Bindings: the secret round-trips; client ids are unique.
+async fn bindings_keep_their_secret_and_unique_client_ids(store: &dyn Store) {
+    tenancy(store).await;
     // Bindings: the secret round-trips; client ids are unique.
-    let binding = BindingRecord {
-        id: "b1".into(),
-        instance_id: "i1".into(),
-        client_id: "client-1".into(),
-        client_secret: Some(SecretString::from("s3cr3t".to_owned())),
-        credential_type: "binding-secret".into(),
-        request_digest: "x".into(),
-        created_at: 0,
-        certificate: Some("PEM".into()),
-        certificate_sha256: Some("ab12".into()),
-        scopes: vec!["app!b1.read".into(), "app!b1.write".into()],
-    };
+    let binding = binding();
     store
         .write(vec![WriteOp::CreateBinding(binding.clone())])
         .await
@@ -145,7 +163,13 @@ async fn suite(store: &dyn Store) {
         Error::Conflict { .. }
     ));
     assert_eq!(store.list_bindings("i1").await.unwrap().len(), 1);
+}
 
+/// Entities: the write modes; the same name at the other level or as another kind is another entity.
+async fn entity_write_modes_levels_and_kinds(store: &dyn Store) {
+    tenancy(store).await;
+    let sa = OwnerRef::subaccount("s1");
+    let inst = OwnerRef::instance("i1");
     // Entities: modes.
     let out = store
         .write(vec![put(&sa, "a", "{\"v\":1}", PutMode::Create)])
@@ -211,7 +235,17 @@ async fn suite(store: &dyn Store) {
         .await
         .unwrap()
         .is_none());
+}
 
+/// Atomic batches: a failure at the end undoes the beginning.
+async fn a_failing_batch_undoes_its_beginning(store: &dyn Store) {
+    tenancy(store).await;
+    let sa = OwnerRef::subaccount("s1");
+    let inst = OwnerRef::instance("i1");
+    store
+        .write(vec![put(&sa, "a", "{\"v\":3}", PutMode::Create)])
+        .await
+        .unwrap();
     // Atomic batches: a failure at the end undoes the beginning.
     let err = store
         .write(vec![
@@ -232,7 +266,16 @@ async fn suite(store: &dyn Store) {
         .await
         .unwrap()
         .is_none());
+}
 
+/// Lists: order, filters, paging, counts.
+async fn lists_order_filter_page_and_count(store: &dyn Store) {
+    tenancy(store).await;
+    let sa = OwnerRef::subaccount("s1");
+    store
+        .write(vec![put(&sa, "a", "{\"v\":3}", PutMode::Create)])
+        .await
+        .unwrap();
     // Lists: order, filters, paging, counts.
     let batch = ["b", "ab", "abc", "xb", "c"]
         .iter()
@@ -319,7 +362,16 @@ async fn suite(store: &dyn Store) {
             .collect::<Vec<_>>(),
         ["abc", "b", "c"]
     );
+}
 
+/// Deletes: deleted or missing, in one batch.
+async fn deletes_say_what_they_deleted(store: &dyn Store) {
+    tenancy(store).await;
+    let sa = OwnerRef::subaccount("s1");
+    store
+        .write(vec![put(&sa, "c", "{}", PutMode::Create)])
+        .await
+        .unwrap();
     // Deletes.
     let out = store
         .write(vec![
@@ -337,7 +389,21 @@ async fn suite(store: &dyn Store) {
         .await
         .unwrap();
     assert_eq!(out, [WriteOutcome::Deleted, WriteOutcome::Missing]);
+}
 
+/// Deleting an instance removes its bindings and instance-level entities, not the subaccount's.
+async fn deleting_an_instance_takes_its_bindings_and_entities(store: &dyn Store) {
+    tenancy(store).await;
+    let sa = OwnerRef::subaccount("s1");
+    let inst = OwnerRef::instance("i1");
+    store
+        .write(vec![
+            WriteOp::CreateBinding(binding()),
+            put(&sa, "a", "{}", PutMode::Create),
+            put(&inst, "a", "{}", PutMode::Create),
+        ])
+        .await
+        .unwrap();
     // Deleting an instance removes its bindings and instance-level entities, not the subaccount's.
     assert_eq!(
         store
@@ -365,7 +431,10 @@ async fn suite(store: &dyn Store) {
             .unwrap()[0],
         WriteOutcome::Missing
     );
+}
 
+/// Signing keys round-trip and are deleted one by one (rotation prunes them).
+async fn signing_keys_round_trip_and_are_deleted_one_by_one(store: &dyn Store) {
     // Signing keys round-trip.
     store
         .insert_signing_key(SigningKeyRecord {
@@ -394,7 +463,11 @@ async fn suite(store: &dyn Store) {
     assert!(store.delete_signing_key("k0").await.unwrap());
     assert!(!store.delete_signing_key("k0").await.unwrap());
     assert_eq!(kids(store.signing_keys().await.unwrap()), ["k1"]);
+}
 
+/// SAML key pairs: slots, replacement, rotation in one batch, deletion, create-if-absent.
+async fn saml_key_slots_rotation_and_create_if_absent(store: &dyn Store) {
+    tenancy(store).await;
     // SAML key pairs: slots, replacement, rotation in one batch, deletion.
     let saml = |slot, pem: &str, cert: &str| SamlKeyRecord {
         subaccount_id: "s1".into(),
@@ -486,7 +559,10 @@ async fn suite(store: &dyn Store) {
         }])
         .await
         .unwrap();
+}
 
+/// Named secrets: `if_absent` keeps the first; values round-trip.
+async fn named_secrets_keep_the_first_if_absent(store: &dyn Store) {
     // Named secrets: if_absent keeps the first; values round-trip.
     assert!(store.get_secret("ca").await.unwrap().is_none());
     let put_secret = |v: &str, if_absent| WriteOp::PutSecret {
@@ -518,12 +594,44 @@ async fn suite(store: &dyn Store) {
             .expose_secret(),
         "third"
     );
+}
 
+/// Entities of one kind across owners.
+async fn entities_of_one_kind_across_owners(store: &dyn Store) {
+    tenancy(store).await;
+    let sa = OwnerRef::subaccount("s1");
+    let inst = OwnerRef::instance("i1");
+    store
+        .write(vec![
+            put(&sa, "a", "{}", PutMode::Create),
+            put(&inst, "b", "{}", PutMode::Create),
+            WriteOp::PutEntity {
+                owner: sa.clone(),
+                kind: EntityKind::Fragment,
+                name: "f".into(),
+                body: b"{}".to_vec(),
+                mode: PutMode::Create,
+            },
+        ])
+        .await
+        .unwrap();
     // Entities of one kind across owners.
     let all = store.all_entities(EntityKind::Destination).await.unwrap();
     assert!(all.iter().any(|e| e.owner == sa && e.name == "a"));
     assert!(all.iter().all(|e| e.kind == EntityKind::Destination));
 
+    assert!(all.iter().any(|e| e.owner == inst && e.name == "b"));
+    assert_eq!(all.len(), 2);
+}
+
+/// A precondition (If-Match): the writes after it happen only while the entity's ETag is one of those expected; otherwise nothing of the batch does.
+async fn preconditions_guard_the_whole_batch(store: &dyn Store) {
+    tenancy(store).await;
+    let sa = OwnerRef::subaccount("s1");
+    store
+        .write(vec![put(&sa, "a", "{\"v\":3}", PutMode::Create)])
+        .await
+        .unwrap();
     // A precondition (If-Match): the writes after it happen only while the entity's ETag is
     // one of those expected; otherwise nothing of the batch does.
     let expect = |name: &str, etags: Vec<String>| WriteOp::ExpectEntity {
@@ -577,20 +685,23 @@ async fn suite(store: &dyn Store) {
         Err(Error::Precondition { current: None, .. }) => {}
         other => panic!("{other:?}"),
     }
+}
 
+/// Leases: one holder at a time until expiry; the holder may extend.
+async fn leases_have_one_holder_until_they_expire(store: &dyn Store) {
     // Leases: one holder at a time until expiry; the holder may extend.
     assert!(store.try_lease("renewal", "p1", 1_000, 100).await.unwrap());
     assert!(!store.try_lease("renewal", "p2", 1_050, 100).await.unwrap());
     assert!(store.try_lease("renewal", "p1", 1_050, 100).await.unwrap());
     assert!(!store.try_lease("renewal", "p2", 1_149, 100).await.unwrap());
     assert!(store.try_lease("renewal", "p2", 1_151, 100).await.unwrap());
+}
 
+/// Digests are keyed and deterministic.
+async fn digests_are_keyed_and_deterministic(store: &dyn Store) {
     // Digests are keyed and deterministic.
     assert_eq!(store.digest(&[b"a", b"b"]), store.digest(&[b"a", b"b"]));
     assert_ne!(store.digest(&[b"ab"]), store.digest(&[b"a", b"b"]));
-
-    paging_suite(store).await;
-    subscription_suite(store).await;
 }
 
 async fn subscription_entities(store: &dyn Store, owner: &OwnerRef) -> Vec<String> {
@@ -1069,14 +1180,6 @@ async fn sqlite(dir: &std::path::Path, master: &MasterKey, max: u32) -> SqliteSt
 }
 
 #[tokio::test]
-async fn sqlite_contract() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = sqlite(dir.path(), &MasterKey::generate(), 1000).await;
-    suite(&store).await;
-    audit_suite(&store).await;
-}
-
-#[tokio::test]
 async fn sqlite_limits() {
     let dir = tempfile::tempdir().unwrap();
     let store = sqlite(dir.path(), &MasterKey::generate(), 2).await;
@@ -1101,16 +1204,6 @@ async fn sqlite_refuses_a_wrong_master_key() {
     // The right key opens it again.
     let again = sqlite(dir.path(), &master, 10).await;
     assert!(again.get_subaccount("s").await.unwrap().is_some());
-}
-
-#[tokio::test]
-async fn cached_sqlite_contract() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = CachedStore::new(std::sync::Arc::new(
-        sqlite(dir.path(), &MasterKey::generate(), 1000).await,
-    ));
-    suite(&store).await;
-    audit_suite(&store).await;
 }
 
 #[tokio::test]
@@ -1164,16 +1257,114 @@ async fn postgres(db: &pg::TestDb, master: &MasterKey, max: u32) -> PgStore {
     PgStore::open(&db.url, master, max).await.unwrap()
 }
 
-#[tokio::test]
-async fn postgres_contract() {
-    let server = pg::PgServer::start();
-    let db = server.create_db().await;
-    let store = postgres(&db, &MasterKey::generate(), 1000).await;
-    suite(&store).await;
-    audit_suite(&store).await;
-    store.close().await;
-    db.drop_db().await;
+/// Calls `$engine!` with every behaviour of the contract.
+macro_rules! behaviours {
+    ($engine:ident) => {
+        $engine!(
+            tenancy_records_and_the_first_subdomain,
+            bindings_keep_their_secret_and_unique_client_ids,
+            entity_write_modes_levels_and_kinds,
+            a_failing_batch_undoes_its_beginning,
+            lists_order_filter_page_and_count,
+            deletes_say_what_they_deleted,
+            deleting_an_instance_takes_its_bindings_and_entities,
+            signing_keys_round_trip_and_are_deleted_one_by_one,
+            saml_key_slots_rotation_and_create_if_absent,
+            named_secrets_keep_the_first_if_absent,
+            entities_of_one_kind_across_owners,
+            preconditions_guard_the_whole_batch,
+            leases_have_one_holder_until_they_expire,
+            digests_are_keyed_and_deterministic,
+            paging_suite,
+            subscription_suite,
+            audit_suite
+        );
+    };
 }
+
+/// One test per behaviour on SQLite (`on_sqlite::<behaviour>`), each on a store of its own, so
+/// that one failure hides no other.
+macro_rules! on_sqlite {
+    ($($behaviour:ident),* $(,)?) => {
+        mod on_sqlite {
+            use super::*;
+            $(
+                #[tokio::test]
+                async fn $behaviour() {
+                    let dir = tempfile::tempdir().unwrap();
+                    let store = sqlite(dir.path(), &MasterKey::generate(), 1000).await;
+                    super::$behaviour(&store).await;
+                }
+            )*
+        }
+    };
+}
+
+/// The same behind the read-through cache.
+macro_rules! on_cached_sqlite {
+    ($($behaviour:ident),* $(,)?) => {
+        mod on_cached_sqlite {
+            use super::*;
+            $(
+                #[tokio::test]
+                async fn $behaviour() {
+                    let dir = tempfile::tempdir().unwrap();
+                    let store = CachedStore::new(std::sync::Arc::new(
+                        sqlite(dir.path(), &MasterKey::generate(), 1000).await,
+                    ));
+                    super::$behaviour(&store).await;
+                }
+            )*
+        }
+    };
+}
+
+/// The same on PostgreSQL, each behaviour with its own database.
+macro_rules! on_postgres {
+    ($($behaviour:ident),* $(,)?) => {
+        mod on_postgres {
+            use super::*;
+            $(
+                #[tokio::test]
+                async fn $behaviour() {
+                    let server = pg::PgServer::start();
+                    let db = server.create_db().await;
+                    let store = postgres(&db, &MasterKey::generate(), 1000).await;
+                    super::$behaviour(&store).await;
+                    store.close().await;
+                    db.drop_db().await;
+                }
+            )*
+        }
+    };
+}
+
+/// The same on PostgreSQL behind the read-through cache.
+macro_rules! on_cached_postgres {
+    ($($behaviour:ident),* $(,)?) => {
+        mod on_cached_postgres {
+            use super::*;
+            $(
+                #[tokio::test]
+                async fn $behaviour() {
+                    let server = pg::PgServer::start();
+                    let db = server.create_db().await;
+                    let pg = std::sync::Arc::new(postgres(&db, &MasterKey::generate(), 1000).await);
+                    let store = CachedStore::new(pg.clone());
+                    super::$behaviour(&store).await;
+                    drop(store);
+                    pg.close().await;
+                    db.drop_db().await;
+                }
+            )*
+        }
+    };
+}
+
+behaviours!(on_sqlite);
+behaviours!(on_cached_sqlite);
+behaviours!(on_postgres);
+behaviours!(on_cached_postgres);
 
 #[tokio::test]
 async fn postgres_limits() {
@@ -1290,19 +1481,6 @@ async fn join_all<T>(handles: Vec<tokio::task::JoinHandle<T>>) -> Vec<T> {
         out.push(h.await.unwrap());
     }
     out
-}
-
-#[tokio::test]
-async fn cached_postgres_contract() {
-    let server = pg::PgServer::start();
-    let db = server.create_db().await;
-    let pg = std::sync::Arc::new(postgres(&db, &MasterKey::generate(), 1000).await);
-    let store = CachedStore::new(pg.clone());
-    suite(&store).await;
-    audit_suite(&store).await;
-    drop(store);
-    pg.close().await;
-    db.drop_db().await;
 }
 
 /// Polls `read` until it returns `want`, for at most five seconds; the time it took.
