@@ -7,8 +7,8 @@
 //! HTTP/2, TLS targets, a connectivity or corporate proxy, shared tenant mode, the headers of
 //! PROXY.md §3.2) goes to hyper (`forward`): the connection is handed over with the bytes read so
 //! far ([`Replay`]) and stays with hyper. Resolution, the injected headers and the errors are
-//! `forward`'s own, so both paths answer alike (tests/proxy.rs, `the_lean_path_and_hyper_send_and_answer_alike`, compares them).
-
+//! `forward`'s own, so both paths answer alike (`tests/proxy.rs` compares them in
+//! `the_lean_path_and_hyper_send_and_answer_alike`).
 //!
 //! Its modules: `target` (the worker's pool of target connections, the exchange, the answer's
 //! framing and relay), `chunked` (where a chunked body ends), `replay` (the handover to hyper).
