@@ -13,7 +13,7 @@ use signpost_oauth::saml::{
     build_signed_assertion, generate_trust_keypair, idp_metadata, AssertionParams, TrustKeyPair,
     AUTHN_CONTEXT_PREVIOUS_SESSION, NAME_ID_FORMAT_UNSPECIFIED,
 };
-use signpost_test_utils::signxml::{run_verifier, verify};
+use signpost_test_peers::signxml::{run_verifier, verify};
 use time::{Duration, OffsetDateTime};
 
 /// One key pair per test process.

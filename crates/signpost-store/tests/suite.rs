@@ -4,7 +4,7 @@
 //! engine (`on_sqlite::lists_order_filter_page_and_count`, ...), on a store of its own.
 #![allow(clippy::unwrap_used)]
 
-use signpost_test_utils::pg;
+use signpost_test_peers::pg;
 
 use secrecy::{ExposeSecret, SecretString};
 use signpost_model::{EntityKind, OwnerRef};

@@ -8,19 +8,13 @@
 //! `SIGNPOST_TEST_ENGINE=postgres` is set or when the test binary's name starts with
 //! `on_postgres` (`crates/signpost/tests/on_postgres.rs` includes the HTTP suites that way).
 //!
-//! [`kube`] runs the real `helm` and `kubectl` and a real Kubernetes API server for the chart's and
-//! the operator's tests.
+//! The real peers ([`pg`], [`nginx`], [`oauth_peer`], [`signxml`], [`pki`], [`slow`], [`kube`],
+//! [`peers`]) are `signpost-test-peers`, re-exported here.
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
-pub mod kube;
-pub mod nginx;
-pub mod npm;
-pub mod oauth_peer;
-pub mod peers;
-pub mod pg;
-pub mod pki;
-pub mod signxml;
-pub mod slow;
+// The real peers live in signpost-test-peers (no dependency on Signpost's crates); they are
+// re-exported here for the tests that also run Signpost.
+pub use signpost_test_peers::{kube, nginx, npm, oauth_peer, peers, pg, pki, signxml, slow};
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

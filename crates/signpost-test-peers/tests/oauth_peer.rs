@@ -10,7 +10,7 @@ use base64::Engine as _;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{json, Value};
-use signpost_test_utils::oauth_peer::OAuthPeer;
+use signpost_test_peers::oauth_peer::OAuthPeer;
 
 const CLIENT: &str = "sb-client!b12|app!b3";
 const SECRET: &str = "s3cr3t+/:%é x";

@@ -97,7 +97,7 @@ where
 }
 
 /// A TLS connection to `addr` trusting the CA in `ca_pem`, for the name 127.0.0.1 (the
-/// certificate of [`crate::TestApp`]'s HTTPS listener).
+/// certificate of `signpost_test_utils::TestApp`'s HTTPS listener).
 pub async fn tls_connect(
     addr: SocketAddr,
     ca_pem: &str,

@@ -1,4 +1,4 @@
-//! The upstream peers of the proxy's tests (`signpost_test_utils::peers`) and the nginx shapes,
+//! The upstream peers of the proxy's tests (`signpost_test_peers::peers`) and the nginx shapes,
 //! each exercised on its own with reqwest, hyper or raw TCP.
 #![allow(clippy::unwrap_used)]
 
@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use signpost_test_utils::nginx::Nginx;
-use signpost_test_utils::peers::{
+use signpost_test_peers::nginx::Nginx;
+use signpost_test_peers::peers::{
     pattern_byte, ws_echo_roundtrip, ws_roundtrip, EchoServer, ForwardProxy, TcpEcho,
     WS_REQUEST_MESSAGE,
 };
@@ -555,7 +555,7 @@ async fn nginx_mtls_proxy_demands_a_client_certificate() {
 
     let echo = EchoServer::start().await;
     let (ca, server_cert, server_key, client_p12) =
-        signpost_test_utils::pki::mtls_material("p12-pass");
+        signpost_test_peers::pki::mtls_material("p12-pass");
     let nginx = Nginx::mtls_proxy(&echo.url(), &server_cert, &server_key, &ca);
     assert_eq!(nginx.url(), format!("https://127.0.0.1:{}", nginx.port));
 
