@@ -247,7 +247,7 @@ async fn handle(
                 guarded,
                 profile.connect_timeout,
                 &out,
-                &caller,
+                caller.idempotent,
                 head_request,
             ),
         )
@@ -350,7 +350,10 @@ impl<'h> Caller<'h> {
                 }
             } else if is("x-request-id") {
                 request_id = Some(value);
-            } else if is("expect") || steers(name) || forward::HOP_BY_HOP.iter().any(|h| is(h)) {
+            } else if is("expect")
+                || routing::steers(name)
+                || forward::HOP_BY_HOP.iter().any(|h| is(h))
+            {
                 // A body in chunks, an upgrade, a header of PROXY.md §3.2: hyper's and
                 // `forward`'s.
                 return None;
@@ -472,73 +475,43 @@ fn push_all(out: &mut Vec<u8>, parts: &[&[u8]]) {
     }
 }
 
-/// A header of PROXY.md §3.2 (the control headers, `x-chain-var-*`, `Authorization`, the location
-/// id): `forward` reads those.
-fn steers(name: &str) -> bool {
-    let lower = |n: &str| name.eq_ignore_ascii_case(n);
-    name.get(..12)
-        .is_some_and(|p| p.eq_ignore_ascii_case("x-chain-var-"))
-        || routing::CONTROL_HEADERS.iter().any(|h| lower(h))
-        || routing::OTHER_SINGLE_HEADERS.iter().any(|h| lower(h))
-}
-
 /// A path the URL parser keeps as it is (no dot segments, nothing it would percent-encode), so
 /// that joining it here gives what `forward` gives.
 fn plain_path(path: &str) -> bool {
     !path.contains("/.")
         && !path.to_ascii_lowercase().contains("%2e")
-        && path.bytes().all(|b| {
-            b.is_ascii_alphanumeric()
-                || matches!(
-                    b,
-                    b'-' | b'.'
-                        | b'_'
-                        | b'~'
-                        | b'!'
-                        | b'$'
-                        | b'&'
-                        | b'\''
-                        | b'('
-                        | b')'
-                        | b'*'
-                        | b'+'
-                        | b','
-                        | b';'
-                        | b'='
-                        | b':'
-                        | b'@'
-                        | b'/'
-                        | b'%'
-                )
-        })
+        && path.bytes().all(|b| kept_by_url(b) || b == b'\'')
 }
 
-/// A query the URL parser keeps as it is.
+/// A query the URL parser keeps as it is (it encodes `'` in a query, not in a path).
 fn plain_query(query: &str) -> bool {
-    query.bytes().all(|b| {
-        b.is_ascii_alphanumeric()
-            || matches!(
-                b,
-                b'-' | b'.'
-                    | b'_'
-                    | b'~'
-                    | b'!'
-                    | b'$'
-                    | b'&'
-                    | b'('
-                    | b')'
-                    | b'*'
-                    | b'+'
-                    | b','
-                    | b';'
-                    | b'='
-                    | b':'
-                    | b'@'
-                    | b'/'
-                    | b'?'
-                    | b'%'
-            )
-    })
+    query.bytes().all(|b| kept_by_url(b) || b == b'?')
+}
+
+/// Bytes the URL parser leaves alone in a path and in a query: unreserved characters, the
+/// sub-delimiters but `'`, `:`, `@`, `/` and `%` (escapes stay as they are).
+fn kept_by_url(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'-' | b'.'
+                | b'_'
+                | b'~'
+                | b'!'
+                | b'$'
+                | b'&'
+                | b'('
+                | b')'
+                | b'*'
+                | b'+'
+                | b','
+                | b';'
+                | b'='
+                | b':'
+                | b'@'
+                | b'/'
+                | b'%'
+        )
 }
 
 /// Writes `res` (one of the proxy's own answers, small) and keeps the connection.

@@ -181,13 +181,21 @@ fn canonical(name: &str) -> String {
 /// headers, `x-chain-var-*`, `Authorization`, the location id). Most requests carry none; one
 /// pass over their few headers then spares them the dozens of lookups by name.
 pub fn steered(headers: &HeaderMap) -> bool {
-    headers.keys().any(|name| {
-        let n = name.as_str();
-        (n.starts_with("x-") || n.starts_with("sap-") || n == "authorization")
-            && (CONTROL_HEADERS.contains(&n)
-                || OTHER_SINGLE_HEADERS.contains(&n)
-                || n.starts_with("x-chain-var-"))
-    })
+    headers.keys().any(|name| steers(name.as_str()))
+}
+
+/// True when the header `name` (in any case) steers the proxy: one of [`CONTROL_HEADERS`],
+/// [`OTHER_SINGLE_HEADERS`] or `x-chain-var-*`.
+pub fn steers(name: &str) -> bool {
+    let is = |n: &str| name.eq_ignore_ascii_case(n);
+    let starts = |p: &str| {
+        name.get(..p.len())
+            .is_some_and(|s| s.eq_ignore_ascii_case(p))
+    };
+    (starts("x-") || starts("sap-") || is("authorization"))
+        && (CONTROL_HEADERS.iter().any(|h| is(h))
+            || OTHER_SINGLE_HEADERS.iter().any(|h| is(h))
+            || starts("x-chain-var-"))
 }
 
 /// Every header of PROXY.md §3.2 at most once.

@@ -14,7 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::chunked::ChunkScanner;
-use super::{push_all, Caller, Step, CHUNK, MAX_HEAD, MAX_HEADERS, POOL_IDLE, POOL_MAX};
+use super::{push_all, Step, CHUNK, MAX_HEAD, MAX_HEADERS, POOL_IDLE, POOL_MAX};
 use crate::egress::SendError;
 use crate::forward::{self, PlainTarget};
 
@@ -117,10 +117,10 @@ pub(super) async fn exchange(
     guarded: bool,
     connect_timeout: Duration,
     out: &[u8],
-    caller: &Caller<'_>,
+    idempotent: bool,
     head_request: bool,
 ) -> Result<Answer, SendError> {
-    let mut kept = if caller.idempotent {
+    let mut kept = if idempotent {
         take_idle(&plain.pool_key)
     } else {
         None
@@ -326,7 +326,9 @@ fn rewrite(
     res: &httparse::Response<'_, '_>,
     head_request: bool,
 ) -> Result<(Vec<u8>, Framing, bool), &'static str> {
-    let status = res.code.unwrap_or(0);
+    let code = StatusCode::from_u16(res.code.unwrap_or(0))
+        .map_err(|_| "the target's answer has no valid status code")?;
+    let status = code.as_u16();
     let mut named: Vec<&str> = Vec::new();
     let mut close = res.version != Some(1);
     let mut chunked = None;
@@ -371,18 +373,14 @@ fn rewrite(
     let reason = res
         .reason
         .filter(|r| !r.is_empty())
-        .or_else(|| {
-            StatusCode::from_u16(status)
-                .ok()
-                .and_then(|s| s.canonical_reason())
-        })
+        .or_else(|| code.canonical_reason())
         .unwrap_or("");
     let mut out = Vec::with_capacity(512);
     push_all(
         &mut out,
         &[
             b"HTTP/1.1 ",
-            &status_digits(status),
+            code.as_str().as_bytes(),
             b" ",
             reason.as_bytes(),
             b"\r\n",
@@ -406,12 +404,6 @@ fn rewrite(
     }
     out.extend_from_slice(b"\r\n");
     Ok((out, framing, !close && framing != Framing::Close))
-}
-
-/// A status code's three digits.
-fn status_digits(status: u16) -> [u8; 3] {
-    let digit = |d: u16| b'0' + (d % 10) as u8;
-    [digit(status / 100), digit(status / 10), digit(status)]
 }
 
 #[cfg(test)]
