@@ -4,6 +4,10 @@
 //! engine (`on_sqlite::lists_order_filter_page_and_count`, ...), on a store of its own.
 #![allow(clippy::unwrap_used)]
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
 use signpost_test_peers::pg;
 
 use secrecy::{ExposeSecret, SecretString};
@@ -1209,7 +1213,7 @@ async fn sqlite_refuses_a_wrong_master_key() {
 #[tokio::test]
 async fn cached_sqlite_limits() {
     let dir = tempfile::tempdir().unwrap();
-    let store = CachedStore::new(std::sync::Arc::new(
+    let store = CachedStore::new(Arc::new(
         sqlite(dir.path(), &MasterKey::generate(), 2).await,
     ));
     limit_suite(&store).await;
@@ -1219,7 +1223,7 @@ async fn cached_sqlite_limits() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cache_never_keeps_a_stale_entity() {
     let dir = tempfile::tempdir().unwrap();
-    let store = std::sync::Arc::new(CachedStore::new(std::sync::Arc::new(
+    let store = Arc::new(CachedStore::new(Arc::new(
         sqlite(dir.path(), &MasterKey::generate(), 1000).await,
     )));
     let owner = OwnerRef::subaccount("race");
@@ -1257,11 +1261,51 @@ async fn postgres(db: &pg::TestDb, master: &MasterKey, max: u32) -> PgStore {
     PgStore::open(&db.url, master, max).await.unwrap()
 }
 
-/// Calls `$engine!` with every behaviour of the contract.
-macro_rules! behaviours {
-    ($engine:ident) => {
-        $engine!(
-            tenancy_records_and_the_first_subdomain,
+/// A behaviour of the contract, run on a store it is given.
+type Behaviour = for<'a> fn(&'a dyn Store) -> Pin<Box<dyn Future<Output = ()> + 'a>>;
+
+async fn run_on_sqlite(behaviour: Behaviour) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = sqlite(dir.path(), &MasterKey::generate(), 1000).await;
+    behaviour(&store).await;
+}
+
+async fn run_on_cached_sqlite(behaviour: Behaviour) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = CachedStore::new(Arc::new(
+        sqlite(dir.path(), &MasterKey::generate(), 1000).await,
+    ));
+    behaviour(&store).await;
+}
+
+/// Each behaviour with a database of its own.
+async fn run_on_postgres(behaviour: Behaviour) {
+    let server = pg::PgServer::start();
+    let db = server.create_db().await;
+    let store = postgres(&db, &MasterKey::generate(), 1000).await;
+    behaviour(&store).await;
+    store.close().await;
+    db.drop_db().await;
+}
+
+async fn run_on_cached_postgres(behaviour: Behaviour) {
+    let server = pg::PgServer::start();
+    let db = server.create_db().await;
+    let pg = Arc::new(postgres(&db, &MasterKey::generate(), 1000).await);
+    let store = CachedStore::new(pg.clone());
+    behaviour(&store).await;
+    drop(store);
+    pg.close().await;
+    db.drop_db().await;
+}
+
+/// One test per behaviour on one engine (`on_sqlite::<behaviour>`), each on a store of its
+/// own, so that one failure hides no other.
+macro_rules! on_engine {
+    ($module:ident, $run:ident) => {
+        mod $module {
+            on_engine!(@tests $run,
+                tenancy_records_and_the_first_subdomain,
             bindings_keep_their_secret_and_unique_client_ids,
             entity_write_modes_levels_and_kinds,
             a_failing_batch_undoes_its_beginning,
@@ -1278,93 +1322,23 @@ macro_rules! behaviours {
             paging_suite,
             subscription_suite,
             audit_suite
-        );
-    };
-}
-
-/// One test per behaviour on SQLite (`on_sqlite::<behaviour>`), each on a store of its own, so
-/// that one failure hides no other.
-macro_rules! on_sqlite {
-    ($($behaviour:ident),* $(,)?) => {
-        mod on_sqlite {
-            use super::*;
-            $(
-                #[tokio::test]
-                async fn $behaviour() {
-                    let dir = tempfile::tempdir().unwrap();
-                    let store = sqlite(dir.path(), &MasterKey::generate(), 1000).await;
-                    super::$behaviour(&store).await;
-                }
-            )*
+            );
         }
     };
-}
-
-/// The same behind the read-through cache.
-macro_rules! on_cached_sqlite {
-    ($($behaviour:ident),* $(,)?) => {
-        mod on_cached_sqlite {
-            use super::*;
-            $(
-                #[tokio::test]
-                async fn $behaviour() {
-                    let dir = tempfile::tempdir().unwrap();
-                    let store = CachedStore::new(std::sync::Arc::new(
-                        sqlite(dir.path(), &MasterKey::generate(), 1000).await,
-                    ));
-                    super::$behaviour(&store).await;
-                }
-            )*
-        }
+    (@tests $run:ident, $($behaviour:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $behaviour() {
+                super::$run(|store| Box::pin(super::$behaviour(store))).await;
+            }
+        )*
     };
 }
 
-/// The same on PostgreSQL, each behaviour with its own database.
-macro_rules! on_postgres {
-    ($($behaviour:ident),* $(,)?) => {
-        mod on_postgres {
-            use super::*;
-            $(
-                #[tokio::test]
-                async fn $behaviour() {
-                    let server = pg::PgServer::start();
-                    let db = server.create_db().await;
-                    let store = postgres(&db, &MasterKey::generate(), 1000).await;
-                    super::$behaviour(&store).await;
-                    store.close().await;
-                    db.drop_db().await;
-                }
-            )*
-        }
-    };
-}
-
-/// The same on PostgreSQL behind the read-through cache.
-macro_rules! on_cached_postgres {
-    ($($behaviour:ident),* $(,)?) => {
-        mod on_cached_postgres {
-            use super::*;
-            $(
-                #[tokio::test]
-                async fn $behaviour() {
-                    let server = pg::PgServer::start();
-                    let db = server.create_db().await;
-                    let pg = std::sync::Arc::new(postgres(&db, &MasterKey::generate(), 1000).await);
-                    let store = CachedStore::new(pg.clone());
-                    super::$behaviour(&store).await;
-                    drop(store);
-                    pg.close().await;
-                    db.drop_db().await;
-                }
-            )*
-        }
-    };
-}
-
-behaviours!(on_sqlite);
-behaviours!(on_cached_sqlite);
-behaviours!(on_postgres);
-behaviours!(on_cached_postgres);
+on_engine!(on_sqlite, run_on_sqlite);
+on_engine!(on_cached_sqlite, run_on_cached_sqlite);
+on_engine!(on_postgres, run_on_postgres);
+on_engine!(on_cached_postgres, run_on_cached_postgres);
 
 #[tokio::test]
 async fn postgres_limits() {
@@ -1417,7 +1391,7 @@ async fn postgres_concurrent_writers() {
     let master = MasterKey::generate();
     let mut stores = Vec::new();
     for _ in 0..4 {
-        stores.push(std::sync::Arc::new(postgres(&db, &master, 5).await));
+        stores.push(Arc::new(postgres(&db, &master, 5).await));
     }
     let owner = OwnerRef::subaccount("race");
     let same: Vec<_> = (0..8)
@@ -1487,7 +1461,7 @@ async fn join_all<T>(handles: Vec<tokio::task::JoinHandle<T>>) -> Vec<T> {
 async fn eventually<F, Fut>(want: &str, read: F) -> std::time::Duration
 where
     F: Fn() -> Fut,
-    Fut: std::future::Future<Output = String>,
+    Fut: Future<Output = String>,
 {
     let start = std::time::Instant::now();
     loop {
@@ -1512,8 +1486,8 @@ async fn postgres_replica_caches_follow_the_change_feed() {
     let server = pg::PgServer::start();
     let db = server.create_db().await;
     let master = MasterKey::generate();
-    let pg_a = std::sync::Arc::new(postgres(&db, &master, 100).await);
-    let pg_b = std::sync::Arc::new(postgres(&db, &master, 100).await);
+    let pg_a = Arc::new(postgres(&db, &master, 100).await);
+    let pg_b = Arc::new(postgres(&db, &master, 100).await);
     let a = CachedStore::new(pg_a.clone());
     let b = CachedStore::new(pg_b.clone());
     let start = std::time::Instant::now();
