@@ -10,15 +10,26 @@ pub fn encode(label: &str, der: &[u8]) -> String {
     )
 }
 
+/// Every PEM block of `input`, refusing the whole when one is not base64 or a `BEGIN` line has
+/// no matching `END` line (the `pem` crate skips those silently). The error never quotes the
+/// input.
+pub fn blocks(input: &[u8]) -> Result<Vec<pem::Pem>, String> {
+    let blocks = pem::parse_many(input).map_err(|e| format!("not valid PEM ({e})"))?;
+    let begins = input.windows(11).filter(|w| *w == b"-----BEGIN ").count();
+    if blocks.len() < begins {
+        return Err(format!(
+            "{} of its {begins} PEM blocks have no matching END line",
+            begins - blocks.len()
+        ));
+    }
+    Ok(blocks)
+}
+
 /// The label and contents of the first block labelled one of `labels`. A block without its END
 /// line, one that is not base64, and one with RFC 1421 headers (OpenSSL's legacy encryption) are
 /// refused. The error is a reason that never quotes the input.
 pub fn read_block(input: &[u8], labels: &[&str]) -> Result<(String, Vec<u8>), String> {
-    let blocks = pem::parse_many(input).map_err(|e| format!("not valid PEM ({e})"))?;
-    let begins = input.windows(11).filter(|w| *w == b"-----BEGIN ").count();
-    if blocks.len() < begins {
-        return Err("a PEM block has no END line".to_owned());
-    }
+    let blocks = blocks(input)?;
     if blocks.is_empty() {
         return Err("no PEM block found".to_owned());
     }
@@ -63,7 +74,7 @@ mod tests {
     fn what_cannot_be_read_whole_is_refused() {
         for (input, reason) in [
             ("nothing here", "no PEM block"),
-            ("-----BEGIN CERTIFICATE-----\nAAAA", "no END line"),
+            ("-----BEGIN CERTIFICATE-----\nAAAA", "no matching END line"),
             ("-----BEGIN CERTIFICATE-----\n!!!\n-----END CERTIFICATE-----\n", "not valid PEM"),
             (
                 "-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-128-CBC,00\n\nAAAA\n-----END RSA PRIVATE KEY-----\n",

@@ -8,14 +8,7 @@ pub(super) fn parse_pem(bytes: &[u8], password: Option<&str>) -> Result<ParsedSt
         format: Format::Pem,
         reason,
     };
-    let blocks = pem::parse_many(bytes).map_err(|e| corrupt(format!("{e}")))?;
-    let begins = bytes.windows(11).filter(|w| *w == b"-----BEGIN ").count();
-    if blocks.len() < begins {
-        return Err(corrupt(format!(
-            "{} of its {begins} PEM blocks have no matching END line",
-            begins - blocks.len()
-        )));
-    }
+    let blocks = crate::pem::blocks(bytes).map_err(corrupt)?;
     let mut certs = Vec::new();
     let mut keys = Vec::new();
     let mut locked = false;
