@@ -38,7 +38,7 @@ pub(crate) const HOP_BY_HOP: &[&str] = &[
     "proxy-authenticate",
 ];
 
-pub(crate) const LOCATION_ID: &str = "sap-connectivity-scc-location_id";
+const LOCATION_ID: &str = "sap-connectivity-scc-location_id";
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
@@ -107,7 +107,7 @@ pub(crate) fn fail(
 }
 
 /// The caller's `x-request-id` when it is a sane token, else a new one (`signpost_wire`).
-pub(crate) fn request_id(headers: &HeaderMap) -> String {
+fn request_id(headers: &HeaderMap) -> String {
     signpost_wire::request_id::request_id(
         headers
             .get(signpost_wire::request_id::HEADER)
