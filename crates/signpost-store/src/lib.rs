@@ -10,6 +10,7 @@ mod cache;
 pub mod copy;
 pub mod crypto;
 pub mod feed;
+mod ops;
 mod postgres;
 mod records;
 mod shared;

@@ -20,6 +20,7 @@ use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder, Row};
 use crate::crypto::{Cipher, MasterKey};
 use crate::feed::postgres::{heartbeat, listen, notify, publish};
 use crate::feed::{self, Change, Feed};
+use crate::ops::{Arg, Dialect, Statements, Writer};
 use crate::records::*;
 use crate::shared::*;
 use crate::{Error, Result, Store};
@@ -170,454 +171,15 @@ impl PgStore {
         })
     }
 
-    /// After a new entity was inserted: fails with LimitExceeded when the owner now has more than
-    /// the limit. The upsert of the owner's `entity_owners` row locks it until the transaction
-    /// ends, so concurrent creates for one owner count one after the other and each sees the
-    /// others' committed rows (READ COMMITTED takes a new snapshot per statement).
-    /// Counts a created entity in its owner's row (which also serialises the owner's creates,
-    /// so concurrent creates on several connections cannot together pass the limit).
-    async fn check_limit(
-        &self,
-        conn: &mut PgConnection,
-        owner: &OwnerRef,
-        kind: EntityKind,
-    ) -> Result<()> {
-        let count: i64 = sqlx::query_scalar(
-            "INSERT INTO entity_owners (level, owner_id, kind, entity_count) VALUES ($1, $2, $3, 1)
-             ON CONFLICT (level, owner_id, kind) DO UPDATE SET entity_count = entity_owners.entity_count + 1
-             RETURNING entity_count",
-        )
-        .bind(owner.level.as_str())
-        .bind(&owner.id)
-        .bind(kind.as_str())
-        .fetch_one(&mut *conn)
-        .await?;
-        if count > i64::from(self.max_entities) {
-            return Err(Error::LimitExceeded {
-                kind: kind.noun(),
-                level: owner.level.as_str(),
-                limit: self.max_entities,
-            });
-        }
-        Ok(())
-    }
-
-    async fn apply(
-        &self,
-        conn: &mut PgConnection,
-        index: usize,
-        op: &WriteOp,
-        now: i64,
-    ) -> Result<WriteOutcome> {
-        match op {
-            WriteOp::EnsureSubaccount(s) => {
-                let r = sqlx::query(
-                    "INSERT INTO subaccounts (id, subdomain, created_at) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING",
-                )
-                .bind(&s.id)
-                .bind(&s.subdomain)
-                .bind(now)
-                .execute(&mut *conn)
-                .await?;
-                Ok(if r.rows_affected() == 1 {
-                    WriteOutcome::Created { etag: None }
-                } else {
-                    WriteOutcome::Unchanged
-                })
-            }
-            WriteOp::CreateInstance(i) => {
-                let r = sqlx::query(
-                    "INSERT INTO instances (id, subaccount_id, service_id, plan_id, organization_guid, space_guid, context, request_digest, created_at, updated_at, subscriber_access)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (id) DO NOTHING",
-                )
-                .bind(&i.id)
-                .bind(&i.subaccount_id)
-                .bind(&i.service_id)
-                .bind(&i.plan_id)
-                .bind(&i.organization_guid)
-                .bind(&i.space_guid)
-                .bind(&i.context)
-                .bind(&i.request_digest)
-                .bind(now)
-                .bind(now)
-                .bind(&i.subscriber_access)
-                .execute(&mut *conn)
-                .await?;
-                if r.rows_affected() == 0 {
-                    return Err(Error::Conflict {
-                        index,
-                        kind: "instance",
-                        name: i.id.clone(),
-                    });
-                }
-                Ok(WriteOutcome::Created { etag: None })
-            }
-            WriteOp::UpdateInstance(i) => {
-                let r = sqlx::query(
-                    "UPDATE instances SET plan_id = $1, context = $2, request_digest = $3, updated_at = $4, subscriber_access = $6 WHERE id = $5",
-                )
-                .bind(&i.plan_id)
-                .bind(&i.context)
-                .bind(&i.request_digest)
-                .bind(now)
-                .bind(&i.id)
-                .bind(&i.subscriber_access)
-                .execute(&mut *conn)
-                .await?;
-                if r.rows_affected() == 0 {
-                    return Err(Error::NotFound {
-                        index,
-                        kind: "instance",
-                        name: i.id.clone(),
-                    });
-                }
-                Ok(WriteOutcome::Updated { etag: None })
-            }
-            WriteOp::DeleteInstance { id } => {
-                sqlx::query("DELETE FROM bindings WHERE instance_id = $1")
-                    .bind(id)
-                    .execute(&mut *conn)
-                    .await?;
-                sqlx::query("DELETE FROM entities WHERE level = 'instance' AND owner_id = $1")
-                    .bind(id)
-                    .execute(&mut *conn)
-                    .await?;
-                sqlx::query("DELETE FROM entity_owners WHERE level = 'instance' AND owner_id = $1")
-                    .bind(id)
-                    .execute(&mut *conn)
-                    .await?;
-                // The subscription levels of the instance ('<id>/<subaccount>').
-                let prefix = format!("{id}/");
-                for table in ["entities", "entity_owners"] {
-                    sqlx::query(&format!(
-                        "DELETE FROM {table} WHERE level = 'instance' AND starts_with(owner_id, $1)"
-                    ))
-                    .bind(&prefix)
-                    .execute(&mut *conn)
-                    .await?;
-                }
-                sqlx::query("DELETE FROM subscriptions WHERE instance_id = $1")
-                    .bind(id)
-                    .execute(&mut *conn)
-                    .await?;
-                let r = sqlx::query("DELETE FROM instances WHERE id = $1")
-                    .bind(id)
-                    .execute(&mut *conn)
-                    .await?;
-                Ok(deleted(r.rows_affected()))
-            }
-            WriteOp::Subscribe(sub) => {
-                let known: Option<i64> = sqlx::query_scalar(
-                    "SELECT (SELECT COUNT(*) FROM instances WHERE id = $1) + (SELECT COUNT(*) FROM subaccounts WHERE id = $2)",
-                )
-                .bind(&sub.instance_id)
-                .bind(&sub.subaccount_id)
-                .fetch_one(&mut *conn)
-                .await?;
-                if known != Some(2) {
-                    return Err(Error::NotFound {
-                        index,
-                        kind: "instance or subaccount",
-                        name: format!("{}/{}", sub.instance_id, sub.subaccount_id),
-                    });
-                }
-                let r = sqlx::query(
-                    "INSERT INTO subscriptions (instance_id, subaccount_id, created_at) VALUES ($1, $2, $3) ON CONFLICT (instance_id, subaccount_id) DO NOTHING",
-                )
-                .bind(&sub.instance_id)
-                .bind(&sub.subaccount_id)
-                .bind(now)
-                .execute(&mut *conn)
-                .await?;
-                Ok(if r.rows_affected() == 1 {
-                    WriteOutcome::Created { etag: None }
-                } else {
-                    WriteOutcome::Unchanged
-                })
-            }
-            WriteOp::Unsubscribe {
-                instance_id,
-                subaccount_id,
-            } => {
-                let r = sqlx::query(
-                    "DELETE FROM subscriptions WHERE instance_id = $1 AND subaccount_id = $2",
-                )
-                .bind(instance_id)
-                .bind(subaccount_id)
-                .execute(&mut *conn)
-                .await?;
-                if r.rows_affected() == 0 {
-                    return Err(Error::NotFound {
-                        index,
-                        kind: "subscription",
-                        name: format!("{instance_id}/{subaccount_id}"),
-                    });
-                }
-                let owner = OwnerRef::subscription(instance_id, subaccount_id);
-                for table in ["entities", "entity_owners"] {
-                    sqlx::query(&format!(
-                        "DELETE FROM {table} WHERE level = 'instance' AND owner_id = $1"
-                    ))
-                    .bind(&owner.id)
-                    .execute(&mut *conn)
-                    .await?;
-                }
-                Ok(WriteOutcome::Deleted)
-            }
-            WriteOp::SetSubdomain {
-                subaccount_id,
-                subdomain,
-            } => {
-                let r = sqlx::query("UPDATE subaccounts SET subdomain = $1 WHERE id = $2")
-                    .bind(subdomain)
-                    .bind(subaccount_id)
-                    .execute(&mut *conn)
-                    .await?;
-                if r.rows_affected() == 0 {
-                    return Err(Error::NotFound {
-                        index,
-                        kind: "subaccount",
-                        name: subaccount_id.clone(),
-                    });
-                }
-                Ok(WriteOutcome::Updated { etag: None })
-            }
-            WriteOp::CreateBinding(b) => {
-                let secret = b.client_secret.as_ref().map(|s| {
-                    self.cipher
-                        .encrypt(s.expose_secret().as_bytes(), &binding_aad(&b.id))
-                });
-                let r = sqlx::query(
-                    "INSERT INTO bindings (id, instance_id, client_id, secret, credential_type, request_digest, created_at, certificate, certificate_sha256, scopes)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING",
-                )
-                .bind(&b.id)
-                .bind(&b.instance_id)
-                .bind(&b.client_id)
-                .bind(secret)
-                .bind(&b.credential_type)
-                .bind(&b.request_digest)
-                .bind(now)
-                .bind(&b.certificate)
-                .bind(&b.certificate_sha256)
-                .bind(scopes_to_column(&b.scopes))
-                .execute(&mut *conn)
-                .await?;
-                if r.rows_affected() == 0 {
-                    return Err(Error::Conflict {
-                        index,
-                        kind: "binding",
-                        name: b.id.clone(),
-                    });
-                }
-                Ok(WriteOutcome::Created { etag: None })
-            }
-            WriteOp::DeleteBinding { id } => {
-                let r = sqlx::query("DELETE FROM bindings WHERE id = $1")
-                    .bind(id)
-                    .execute(&mut *conn)
-                    .await?;
-                Ok(deleted(r.rows_affected()))
-            }
-            WriteOp::PutEntity {
-                owner,
-                kind,
-                name,
-                body,
-                mode,
-            } => {
-                self.put_entity(conn, index, owner, *kind, name, body, *mode, now)
-                    .await
-            }
-            WriteOp::PutSamlKey(k) => {
-                let blob = self.cipher.encrypt(
-                    k.private_key_pem.expose_secret().as_bytes(),
-                    &saml_aad(&k.subaccount_id, k.slot),
-                );
-                sqlx::query(
-                    "INSERT INTO saml_keys (subaccount_id, slot, private_key, certificate, created_at) VALUES ($1, $2, $3, $4, $5)
-                     ON CONFLICT (subaccount_id, slot) DO UPDATE SET private_key = excluded.private_key, certificate = excluded.certificate, created_at = excluded.created_at",
-                )
-                .bind(&k.subaccount_id)
-                .bind(k.slot.as_str())
-                .bind(blob)
-                .bind(&k.certificate_pem)
-                .bind(now)
-                .execute(&mut *conn)
-                .await?;
-                Ok(WriteOutcome::Updated { etag: None })
-            }
-            WriteOp::CreateSamlKey(k) => {
-                let blob = self.cipher.encrypt(
-                    k.private_key_pem.expose_secret().as_bytes(),
-                    &saml_aad(&k.subaccount_id, k.slot),
-                );
-                let r = sqlx::query(
-                    "INSERT INTO saml_keys (subaccount_id, slot, private_key, certificate, created_at) VALUES ($1, $2, $3, $4, $5)
-                     ON CONFLICT (subaccount_id, slot) DO NOTHING",
-                )
-                .bind(&k.subaccount_id)
-                .bind(k.slot.as_str())
-                .bind(blob)
-                .bind(&k.certificate_pem)
-                .bind(now)
-                .execute(&mut *conn)
-                .await?;
-                Ok(if r.rows_affected() == 1 {
-                    WriteOutcome::Created { etag: None }
-                } else {
-                    WriteOutcome::Unchanged
-                })
-            }
-            WriteOp::PutSecret {
-                name,
-                value,
-                if_absent,
-            } => {
-                let blob = self
-                    .cipher
-                    .encrypt(value.expose_secret().as_bytes(), &secret_aad(name));
-                let sql = if *if_absent {
-                    "INSERT INTO secrets (name, value, created_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING"
-                } else {
-                    "INSERT INTO secrets (name, value, created_at) VALUES ($1, $2, $3)
-                     ON CONFLICT (name) DO UPDATE SET value = excluded.value, created_at = excluded.created_at"
-                };
-                let r = sqlx::query(sql)
-                    .bind(name)
-                    .bind(blob)
-                    .bind(now)
-                    .execute(&mut *conn)
-                    .await?;
-                Ok(if r.rows_affected() == 1 {
-                    WriteOutcome::Created { etag: None }
-                } else {
-                    WriteOutcome::Unchanged
-                })
-            }
-            WriteOp::DeleteSamlKey {
-                subaccount_id,
-                slot,
-            } => {
-                let r = sqlx::query("DELETE FROM saml_keys WHERE subaccount_id = $1 AND slot = $2")
-                    .bind(subaccount_id)
-                    .bind(slot.as_str())
-                    .execute(&mut *conn)
-                    .await?;
-                Ok(deleted(r.rows_affected()))
-            }
-            WriteOp::ExpectEntity {
-                owner,
-                kind,
-                name,
-                etags,
-            } => {
-                // FOR UPDATE: the row stays as checked until the batch commits.
-                let current: Option<String> = sqlx::query_scalar(
-                    "SELECT etag FROM entities WHERE level = $1 AND owner_id = $2 AND kind = $3 AND name = $4 FOR UPDATE",
-                )
-                .bind(owner.level.as_str())
-                .bind(&owner.id)
-                .bind(kind.as_str())
-                .bind(name)
-                .fetch_optional(&mut *conn)
-                .await?;
-                expect(index, *kind, name, etags, current)
-            }
-            WriteOp::DeleteEntity { owner, kind, name } => {
-                let r = sqlx::query(
-                    "DELETE FROM entities WHERE level = $1 AND owner_id = $2 AND kind = $3 AND name = $4",
-                )
-                .bind(owner.level.as_str())
-                .bind(&owner.id)
-                .bind(kind.as_str())
-                .bind(name)
-                .execute(&mut *conn)
-                .await?;
-                if r.rows_affected() > 0 {
-                    sqlx::query(
-                        "UPDATE entity_owners SET entity_count = entity_count - 1 WHERE level = $1 AND owner_id = $2 AND kind = $3",
-                    )
-                    .bind(owner.level.as_str())
-                    .bind(&owner.id)
-                    .bind(kind.as_str())
-                    .execute(&mut *conn)
-                    .await?;
-                }
-                Ok(deleted(r.rows_affected()))
-            }
-        }
-    }
-
-    /// One entity write. Each mode is decided by the database in one statement where it can be
-    /// (insert-if-absent, update-if-present), never by a read followed by a blind write, so
-    /// concurrent writers of one name get the same answers as serial ones.
-    #[allow(clippy::too_many_arguments)]
-    async fn put_entity(
-        &self,
-        conn: &mut PgConnection,
-        index: usize,
-        owner: &OwnerRef,
-        kind: EntityKind,
-        name: &str,
-        body: &[u8],
-        mode: PutMode,
-        now: i64,
-    ) -> Result<WriteOutcome> {
-        let etag = self.cipher.digest(&[kind.as_str().as_bytes(), body]);
-        let blob = self.cipher.encrypt(body, &entity_aad(owner, kind, name));
-        let row = EntityRow {
-            owner,
-            kind,
-            name,
-            blob: &blob,
-            etag: &etag,
-            now,
-        };
-        let created = match mode {
-            PutMode::Create => {
-                if row.insert(conn).await? == 0 {
-                    return Err(Error::Conflict {
-                        index,
-                        kind: kind.noun(),
-                        name: name.to_owned(),
-                    });
-                }
-                true
-            }
-            PutMode::CreateIfAbsent => {
-                if row.insert(conn).await? == 0 {
-                    return Ok(WriteOutcome::Unchanged);
-                }
-                true
-            }
-            PutMode::Replace => {
-                if row.update(conn).await? == 0 {
-                    return Err(Error::NotFound {
-                        index,
-                        kind: kind.noun(),
-                        name: name.to_owned(),
-                    });
-                }
-                false
-            }
-            PutMode::Upsert => {
-                // Update, else insert; if a concurrent writer inserted in between, update that.
-                if row.update(conn).await? == 1 {
-                    false
-                } else if row.insert(conn).await? == 1 {
-                    true
-                } else {
-                    row.update(conn).await?;
-                    false
-                }
-            }
-        };
-        if created {
-            self.check_limit(conn, owner, kind).await?;
-            Ok(WriteOutcome::Created { etag: Some(etag) })
-        } else {
-            Ok(WriteOutcome::Updated { etag: Some(etag) })
+    /// The writer of batches, with this database's data key. A checked row stays locked until
+    /// the batch commits.
+    fn writer(&self) -> Writer<'_> {
+        Writer {
+            cipher: &self.cipher,
+            max_entities: self.max_entities,
+            dialect: Dialect {
+                lock_row: " FOR UPDATE",
+            },
         }
     }
 
@@ -625,10 +187,11 @@ impl PgStore {
     /// (`pg_notify` delivers them only if, and once, the transaction commits).
     async fn write_once(&self, ops: &[WriteOp], notes: &[String]) -> Result<Vec<WriteOutcome>> {
         let now = now_ms();
+        let writer = self.writer();
         let mut tx = self.pool.begin().await?;
         let mut outcomes = Vec::with_capacity(ops.len());
         for (index, op) in ops.iter().enumerate() {
-            match self.apply(&mut tx, index, op, now).await {
+            match writer.apply(&mut *tx, index, op, now).await {
                 Ok(outcome) => outcomes.push(outcome),
                 Err(e) => {
                     if let Err(rollback) = tx.rollback().await {
@@ -646,51 +209,43 @@ impl PgStore {
     }
 }
 
-/// The values of one entity write, for its insert-if-absent and update-if-present statements.
-struct EntityRow<'a> {
-    owner: &'a OwnerRef,
-    kind: EntityKind,
-    name: &'a str,
-    blob: &'a [u8],
-    etag: &'a str,
-    now: i64,
+fn bind_args<'q>(
+    mut q: sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>,
+    args: &[Arg<'q>],
+) -> sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments> {
+    for arg in args {
+        q = match *arg {
+            Arg::Text(v) => q.bind(v),
+            Arg::OptText(v) => q.bind(v),
+            Arg::Int(v) => q.bind(v),
+            Arg::Blob(v) => q.bind(v),
+            Arg::OptBlob(v) => q.bind(v),
+        };
+    }
+    q
 }
 
-impl EntityRow<'_> {
-    /// Inserts unless the name exists; the number of rows inserted.
-    async fn insert(&self, conn: &mut PgConnection) -> Result<u64> {
-        let r = sqlx::query(
-            "INSERT INTO entities (level, owner_id, kind, name, body, etag, modified_at) VALUES ($1, $2, $3, $4, $5, $6, $7)
-             ON CONFLICT (level, owner_id, kind, name) DO NOTHING",
-        )
-        .bind(self.owner.level.as_str())
-        .bind(&self.owner.id)
-        .bind(self.kind.as_str())
-        .bind(self.name)
-        .bind(self.blob)
-        .bind(self.etag)
-        .bind(self.now)
-        .execute(conn)
-        .await?;
-        Ok(r.rows_affected())
+#[async_trait]
+impl Statements for PgConnection {
+    async fn execute(&mut self, sql: &str, args: &[Arg<'_>]) -> Result<u64> {
+        Ok(bind_args(sqlx::query(sql), args)
+            .execute(self)
+            .await?
+            .rows_affected())
     }
 
-    /// Replaces the body if the name exists; the number of rows updated.
-    async fn update(&self, conn: &mut PgConnection) -> Result<u64> {
-        let r = sqlx::query(
-            "UPDATE entities SET body = $1, etag = $2, modified_at = $3
-             WHERE level = $4 AND owner_id = $5 AND kind = $6 AND name = $7",
-        )
-        .bind(self.blob)
-        .bind(self.etag)
-        .bind(self.now)
-        .bind(self.owner.level.as_str())
-        .bind(&self.owner.id)
-        .bind(self.kind.as_str())
-        .bind(self.name)
-        .execute(conn)
-        .await?;
-        Ok(r.rows_affected())
+    async fn int(&mut self, sql: &str, args: &[Arg<'_>]) -> Result<Option<i64>> {
+        let row = bind_args(sqlx::query(sql), args)
+            .fetch_optional(self)
+            .await?;
+        Ok(row.map(|r| r.try_get(0)).transpose()?)
+    }
+
+    async fn text(&mut self, sql: &str, args: &[Arg<'_>]) -> Result<Option<String>> {
+        let row = bind_args(sqlx::query(sql), args)
+            .fetch_optional(self)
+            .await?;
+        Ok(row.map(|r| r.try_get(0)).transpose()?)
     }
 }
 

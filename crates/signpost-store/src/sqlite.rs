@@ -12,6 +12,7 @@ use sqlx::{Row, SqliteConnection, SqlitePool};
 use tokio::sync::Mutex;
 
 use crate::crypto::{Cipher, MasterKey};
+use crate::ops::{Arg, Dialect, Statements, Writer};
 use crate::records::*;
 use crate::shared::*;
 use crate::{Error, Result, Store};
@@ -148,411 +149,54 @@ impl SqliteStore {
         })
     }
 
-    async fn apply(
-        &self,
-        conn: &mut SqliteConnection,
-        index: usize,
-        op: &WriteOp,
-        now: i64,
-    ) -> Result<WriteOutcome> {
-        match op {
-            WriteOp::EnsureSubaccount(s) => {
-                let r = sqlx::query(
-                    "INSERT INTO subaccounts (id, subdomain, created_at) VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING",
-                )
-                .bind(&s.id)
-                .bind(&s.subdomain)
-                .bind(now)
-                .execute(&mut *conn)
-                .await?;
-                Ok(if r.rows_affected() == 1 {
-                    WriteOutcome::Created { etag: None }
-                } else {
-                    WriteOutcome::Unchanged
-                })
-            }
-            WriteOp::CreateInstance(i) => {
-                let r = sqlx::query(
-                    "INSERT INTO instances (id, subaccount_id, service_id, plan_id, organization_guid, space_guid, context, request_digest, created_at, updated_at, subscriber_access)
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
-                )
-                .bind(&i.id)
-                .bind(&i.subaccount_id)
-                .bind(&i.service_id)
-                .bind(&i.plan_id)
-                .bind(&i.organization_guid)
-                .bind(&i.space_guid)
-                .bind(&i.context)
-                .bind(&i.request_digest)
-                .bind(now)
-                .bind(now)
-                .bind(&i.subscriber_access)
-                .execute(&mut *conn)
-                .await?;
-                if r.rows_affected() == 0 {
-                    return Err(Error::Conflict {
-                        index,
-                        kind: "instance",
-                        name: i.id.clone(),
-                    });
-                }
-                Ok(WriteOutcome::Created { etag: None })
-            }
-            WriteOp::UpdateInstance(i) => {
-                let r = sqlx::query(
-                    "UPDATE instances SET plan_id = ?, context = ?, request_digest = ?, updated_at = ?, subscriber_access = ? WHERE id = ?",
-                )
-                .bind(&i.plan_id)
-                .bind(&i.context)
-                .bind(&i.request_digest)
-                .bind(now)
-                .bind(&i.subscriber_access)
-                .bind(&i.id)
-                .execute(&mut *conn)
-                .await?;
-                if r.rows_affected() == 0 {
-                    return Err(Error::NotFound {
-                        index,
-                        kind: "instance",
-                        name: i.id.clone(),
-                    });
-                }
-                Ok(WriteOutcome::Updated { etag: None })
-            }
-            WriteOp::DeleteInstance { id } => {
-                sqlx::query("DELETE FROM bindings WHERE instance_id = ?")
-                    .bind(id)
-                    .execute(&mut *conn)
-                    .await?;
-                sqlx::query("DELETE FROM entities WHERE level = 'instance' AND owner_id = ?")
-                    .bind(id)
-                    .execute(&mut *conn)
-                    .await?;
-                sqlx::query("DELETE FROM entity_owners WHERE level = 'instance' AND owner_id = ?")
-                    .bind(id)
-                    .execute(&mut *conn)
-                    .await?;
-                // The subscription levels of the instance ('<id>/<subaccount>').
-                let prefix = format!("{id}/");
-                for table in ["entities", "entity_owners"] {
-                    sqlx::query(&format!(
-                        "DELETE FROM {table} WHERE level = 'instance' AND substr(owner_id, 1, length(?1)) = ?1"
-                    ))
-                    .bind(&prefix)
-                    .execute(&mut *conn)
-                    .await?;
-                }
-                sqlx::query("DELETE FROM subscriptions WHERE instance_id = ?")
-                    .bind(id)
-                    .execute(&mut *conn)
-                    .await?;
-                let r = sqlx::query("DELETE FROM instances WHERE id = ?")
-                    .bind(id)
-                    .execute(&mut *conn)
-                    .await?;
-                Ok(deleted(r.rows_affected()))
-            }
-            WriteOp::Subscribe(sub) => {
-                let known: Option<i64> = sqlx::query_scalar(
-                    "SELECT (SELECT COUNT(*) FROM instances WHERE id = ?) + (SELECT COUNT(*) FROM subaccounts WHERE id = ?)",
-                )
-                .bind(&sub.instance_id)
-                .bind(&sub.subaccount_id)
-                .fetch_one(&mut *conn)
-                .await?;
-                if known != Some(2) {
-                    return Err(Error::NotFound {
-                        index,
-                        kind: "instance or subaccount",
-                        name: format!("{}/{}", sub.instance_id, sub.subaccount_id),
-                    });
-                }
-                let r = sqlx::query(
-                    "INSERT INTO subscriptions (instance_id, subaccount_id, created_at) VALUES (?, ?, ?) ON CONFLICT (instance_id, subaccount_id) DO NOTHING",
-                )
-                .bind(&sub.instance_id)
-                .bind(&sub.subaccount_id)
-                .bind(now)
-                .execute(&mut *conn)
-                .await?;
-                Ok(if r.rows_affected() == 1 {
-                    WriteOutcome::Created { etag: None }
-                } else {
-                    WriteOutcome::Unchanged
-                })
-            }
-            WriteOp::Unsubscribe {
-                instance_id,
-                subaccount_id,
-            } => {
-                let r = sqlx::query(
-                    "DELETE FROM subscriptions WHERE instance_id = ? AND subaccount_id = ?",
-                )
-                .bind(instance_id)
-                .bind(subaccount_id)
-                .execute(&mut *conn)
-                .await?;
-                if r.rows_affected() == 0 {
-                    return Err(Error::NotFound {
-                        index,
-                        kind: "subscription",
-                        name: format!("{instance_id}/{subaccount_id}"),
-                    });
-                }
-                let owner = OwnerRef::subscription(instance_id, subaccount_id);
-                for table in ["entities", "entity_owners"] {
-                    sqlx::query(&format!(
-                        "DELETE FROM {table} WHERE level = 'instance' AND owner_id = ?"
-                    ))
-                    .bind(&owner.id)
-                    .execute(&mut *conn)
-                    .await?;
-                }
-                Ok(WriteOutcome::Deleted)
-            }
-            WriteOp::SetSubdomain {
-                subaccount_id,
-                subdomain,
-            } => {
-                let r = sqlx::query("UPDATE subaccounts SET subdomain = ? WHERE id = ?")
-                    .bind(subdomain)
-                    .bind(subaccount_id)
-                    .execute(&mut *conn)
-                    .await?;
-                if r.rows_affected() == 0 {
-                    return Err(Error::NotFound {
-                        index,
-                        kind: "subaccount",
-                        name: subaccount_id.clone(),
-                    });
-                }
-                Ok(WriteOutcome::Updated { etag: None })
-            }
-            WriteOp::CreateBinding(b) => {
-                let secret = b.client_secret.as_ref().map(|s| {
-                    self.cipher
-                        .encrypt(s.expose_secret().as_bytes(), &binding_aad(&b.id))
-                });
-                let r = sqlx::query(
-                    "INSERT INTO bindings (id, instance_id, client_id, secret, credential_type, request_digest, created_at, certificate, certificate_sha256, scopes)
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                )
-                .bind(&b.id)
-                .bind(&b.instance_id)
-                .bind(&b.client_id)
-                .bind(secret)
-                .bind(&b.credential_type)
-                .bind(&b.request_digest)
-                .bind(now)
-                .bind(&b.certificate)
-                .bind(&b.certificate_sha256)
-                .bind(scopes_to_column(&b.scopes))
-                .execute(&mut *conn)
-                .await?;
-                if r.rows_affected() == 0 {
-                    return Err(Error::Conflict {
-                        index,
-                        kind: "binding",
-                        name: b.id.clone(),
-                    });
-                }
-                Ok(WriteOutcome::Created { etag: None })
-            }
-            WriteOp::DeleteBinding { id } => {
-                let r = sqlx::query("DELETE FROM bindings WHERE id = ?")
-                    .bind(id)
-                    .execute(&mut *conn)
-                    .await?;
-                Ok(deleted(r.rows_affected()))
-            }
-            WriteOp::PutEntity {
-                owner,
-                kind,
-                name,
-                body,
-                mode,
-            } => {
-                let exists: Option<i64> = sqlx::query_scalar(
-                    "SELECT 1 FROM entities WHERE level = ? AND owner_id = ? AND kind = ? AND name = ?",
-                )
-                .bind(owner.level.as_str())
-                .bind(&owner.id)
-                .bind(kind.as_str())
-                .bind(name)
-                .fetch_optional(&mut *conn)
-                .await?;
-                let exists = exists.is_some();
-                match (mode, exists) {
-                    (PutMode::Create, true) => {
-                        return Err(Error::Conflict {
-                            index,
-                            kind: kind.noun(),
-                            name: name.clone(),
-                        })
-                    }
-                    (PutMode::Replace, false) => {
-                        return Err(Error::NotFound {
-                            index,
-                            kind: kind.noun(),
-                            name: name.clone(),
-                        })
-                    }
-                    (PutMode::CreateIfAbsent, true) => return Ok(WriteOutcome::Unchanged),
-                    _ => {}
-                }
-                let etag = self.cipher.digest(&[kind.as_str().as_bytes(), body]);
-                let blob = self.cipher.encrypt(body, &entity_aad(owner, *kind, name));
-                sqlx::query(
-                    "INSERT INTO entities (level, owner_id, kind, name, body, etag, modified_at) VALUES (?, ?, ?, ?, ?, ?, ?)
-                     ON CONFLICT (level, owner_id, kind, name) DO UPDATE SET body = excluded.body, etag = excluded.etag, modified_at = excluded.modified_at",
-                )
-                .bind(owner.level.as_str())
-                .bind(&owner.id)
-                .bind(kind.as_str())
-                .bind(name)
-                .bind(blob)
-                .bind(&etag)
-                .bind(now)
-                .execute(&mut *conn)
-                .await?;
-                if exists {
-                    return Ok(WriteOutcome::Updated { etag: Some(etag) });
-                }
-                let count: i64 = sqlx::query_scalar(
-                    "INSERT INTO entity_owners (level, owner_id, kind, entity_count) VALUES (?, ?, ?, 1)
-                     ON CONFLICT (level, owner_id, kind) DO UPDATE SET entity_count = entity_count + 1
-                     RETURNING entity_count",
-                )
-                .bind(owner.level.as_str())
-                .bind(&owner.id)
-                .bind(kind.as_str())
-                .fetch_one(&mut *conn)
-                .await?;
-                if count > i64::from(self.max_entities) {
-                    return Err(Error::LimitExceeded {
-                        kind: kind.noun(),
-                        level: owner.level.as_str(),
-                        limit: self.max_entities,
-                    });
-                }
-                Ok(WriteOutcome::Created { etag: Some(etag) })
-            }
-            WriteOp::PutSamlKey(k) => {
-                let blob = self.cipher.encrypt(
-                    k.private_key_pem.expose_secret().as_bytes(),
-                    &saml_aad(&k.subaccount_id, k.slot),
-                );
-                let r = sqlx::query(
-                    "INSERT INTO saml_keys (subaccount_id, slot, private_key, certificate, created_at) VALUES (?, ?, ?, ?, ?)
-                     ON CONFLICT (subaccount_id, slot) DO UPDATE SET private_key = excluded.private_key, certificate = excluded.certificate, created_at = excluded.created_at",
-                )
-                .bind(&k.subaccount_id)
-                .bind(k.slot.as_str())
-                .bind(blob)
-                .bind(&k.certificate_pem)
-                .bind(now)
-                .execute(&mut *conn)
-                .await?;
-                let _ = r;
-                Ok(WriteOutcome::Updated { etag: None })
-            }
-            WriteOp::CreateSamlKey(k) => {
-                let blob = self.cipher.encrypt(
-                    k.private_key_pem.expose_secret().as_bytes(),
-                    &saml_aad(&k.subaccount_id, k.slot),
-                );
-                let r = sqlx::query(
-                    "INSERT INTO saml_keys (subaccount_id, slot, private_key, certificate, created_at) VALUES (?, ?, ?, ?, ?)
-                     ON CONFLICT (subaccount_id, slot) DO NOTHING",
-                )
-                .bind(&k.subaccount_id)
-                .bind(k.slot.as_str())
-                .bind(blob)
-                .bind(&k.certificate_pem)
-                .bind(now)
-                .execute(&mut *conn)
-                .await?;
-                Ok(if r.rows_affected() == 1 {
-                    WriteOutcome::Created { etag: None }
-                } else {
-                    WriteOutcome::Unchanged
-                })
-            }
-            WriteOp::PutSecret {
-                name,
-                value,
-                if_absent,
-            } => {
-                let blob = self
-                    .cipher
-                    .encrypt(value.expose_secret().as_bytes(), &secret_aad(name));
-                let sql = if *if_absent {
-                    "INSERT INTO secrets (name, value, created_at) VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING"
-                } else {
-                    "INSERT INTO secrets (name, value, created_at) VALUES (?, ?, ?)
-                     ON CONFLICT (name) DO UPDATE SET value = excluded.value, created_at = excluded.created_at"
-                };
-                let r = sqlx::query(sql)
-                    .bind(name)
-                    .bind(blob)
-                    .bind(now)
-                    .execute(&mut *conn)
-                    .await?;
-                Ok(if r.rows_affected() == 1 {
-                    WriteOutcome::Created { etag: None }
-                } else {
-                    WriteOutcome::Unchanged
-                })
-            }
-            WriteOp::DeleteSamlKey {
-                subaccount_id,
-                slot,
-            } => {
-                let r = sqlx::query("DELETE FROM saml_keys WHERE subaccount_id = ? AND slot = ?")
-                    .bind(subaccount_id)
-                    .bind(slot.as_str())
-                    .execute(&mut *conn)
-                    .await?;
-                Ok(deleted(r.rows_affected()))
-            }
-            WriteOp::ExpectEntity {
-                owner,
-                kind,
-                name,
-                etags,
-            } => {
-                // Batches run one at a time (the store's write lock) in one transaction, so
-                // nothing changes the row between this read and the writes after it.
-                let current: Option<String> = sqlx::query_scalar(
-                    "SELECT etag FROM entities WHERE level = ? AND owner_id = ? AND kind = ? AND name = ?",
-                )
-                .bind(owner.level.as_str())
-                .bind(&owner.id)
-                .bind(kind.as_str())
-                .bind(name)
-                .fetch_optional(&mut *conn)
-                .await?;
-                expect(index, *kind, name, etags, current)
-            }
-            WriteOp::DeleteEntity { owner, kind, name } => {
-                let r = sqlx::query("DELETE FROM entities WHERE level = ? AND owner_id = ? AND kind = ? AND name = ?")
-                    .bind(owner.level.as_str())
-                    .bind(&owner.id)
-                    .bind(kind.as_str())
-                    .bind(name)
-                    .execute(&mut *conn)
-                    .await?;
-                if r.rows_affected() > 0 {
-                    sqlx::query("UPDATE entity_owners SET entity_count = entity_count - 1 WHERE level = ? AND owner_id = ? AND kind = ?")
-                        .bind(owner.level.as_str())
-                        .bind(&owner.id)
-                        .bind(kind.as_str())
-                        .execute(&mut *conn)
-                        .await?;
-                }
-                Ok(deleted(r.rows_affected()))
-            }
+    /// The writer of batches, with this database's data key. SQLite's single writer (the write
+    /// lock) keeps a checked row as it was, so no row lock is needed.
+    fn writer(&self) -> Writer<'_> {
+        Writer {
+            cipher: &self.cipher,
+            max_entities: self.max_entities,
+            dialect: Dialect { lock_row: "" },
         }
+    }
+}
+
+fn bind_args<'q>(
+    mut q: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
+    args: &[Arg<'q>],
+) -> sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>> {
+    for arg in args {
+        q = match *arg {
+            Arg::Text(v) => q.bind(v),
+            Arg::OptText(v) => q.bind(v),
+            Arg::Int(v) => q.bind(v),
+            Arg::Blob(v) => q.bind(v),
+            Arg::OptBlob(v) => q.bind(v),
+        };
+    }
+    q
+}
+
+#[async_trait]
+impl Statements for SqliteConnection {
+    async fn execute(&mut self, sql: &str, args: &[Arg<'_>]) -> Result<u64> {
+        Ok(bind_args(sqlx::query(sql), args)
+            .execute(self)
+            .await?
+            .rows_affected())
+    }
+
+    async fn int(&mut self, sql: &str, args: &[Arg<'_>]) -> Result<Option<i64>> {
+        let row = bind_args(sqlx::query(sql), args)
+            .fetch_optional(self)
+            .await?;
+        Ok(row.map(|r| r.try_get(0)).transpose()?)
+    }
+
+    async fn text(&mut self, sql: &str, args: &[Arg<'_>]) -> Result<Option<String>> {
+        let row = bind_args(sqlx::query(sql), args)
+            .fetch_optional(self)
+            .await?;
+        Ok(row.map(|r| r.try_get(0)).transpose()?)
     }
 }
 
@@ -802,10 +446,11 @@ impl Store for SqliteStore {
     async fn write(&self, ops: Vec<WriteOp>) -> Result<Vec<WriteOutcome>> {
         let _guard = self.write_lock.lock().await;
         let now = now_ms();
+        let writer = self.writer();
         let mut tx = self.pool.begin().await?;
         let mut outcomes = Vec::with_capacity(ops.len());
         for (index, op) in ops.iter().enumerate() {
-            match self.apply(&mut tx, index, op, now).await {
+            match writer.apply(&mut *tx, index, op, now).await {
                 Ok(outcome) => outcomes.push(outcome),
                 Err(e) => {
                     // Roll back now: a dropped transaction is only rolled back when its connection
