@@ -23,9 +23,12 @@
 //! a wrong password is [`JksError::WrongPassword`]. Nothing here panics on any input; every length
 //! read from the file is checked against the bytes that are left.
 
+use der::asn1::ObjectIdentifier;
+use der::{Decode as _, Encode as _};
 use rand::RngCore;
 use secrecy::{ExposeSecret, SecretSlice};
 use sha1::{Digest, Sha1};
+use spki::AlgorithmIdentifierRef;
 
 /// The magic number every JKS file starts with.
 pub const MAGIC: u32 = 0xFEED_FEED;
@@ -41,7 +44,7 @@ const DIGEST_LEN: usize = 20;
 const SALT_LEN: usize = 20;
 const CERT_TYPE_X509: &str = "X.509";
 /// DER contents of OID 1.3.6.1.4.1.42.2.17.1.1 (Sun's JKS key protector).
-const KEY_PROTECTOR_OID: &[u8] = &[0x2b, 0x06, 0x01, 0x04, 0x01, 0x2a, 0x02, 0x11, 0x01, 0x01];
+const KEY_PROTECTOR_OID: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.4.1.42.2.17.1.1");
 
 /// What can go wrong reading or writing a JKS keystore. Messages never contain a password or key
 /// material.
@@ -259,7 +262,7 @@ impl Keystore {
         if chain.is_empty() {
             return Err(JksError::EmptyChain(alias));
         }
-        let protected_key = protect_key(pkcs8_der, key_password);
+        let protected_key = protect_key(pkcs8_der, key_password)?;
         self.entries.push(JksEntry::PrivateKey(PrivateKeyEntry {
             alias,
             created_millis: millis(created),
@@ -370,35 +373,28 @@ impl PrivateKeyEntry {
                 self.alias
             ))
         };
-        let (epki, rest) = der::read(&self.protected_key).ok_or_else(corrupt)?;
-        if epki.tag != der::SEQUENCE || !rest.is_empty() {
-            return Err(corrupt());
-        }
-        let (alg, rest) = der::read(epki.value).ok_or_else(corrupt)?;
-        let (data, rest) = der::read(rest).ok_or_else(corrupt)?;
-        if alg.tag != der::SEQUENCE || data.tag != der::OCTET_STRING || !rest.is_empty() {
-            return Err(corrupt());
-        }
-        let (oid, params) = der::read(alg.value).ok_or_else(corrupt)?;
-        if oid.tag != der::OID {
-            return Err(corrupt());
-        }
-        if oid.value != KEY_PROTECTOR_OID {
+        let info = EncryptedKeyInfo::from_der(&self.protected_key).map_err(|_| corrupt())?;
+        if info.algorithm.oid != KEY_PROTECTOR_OID {
             return Err(JksError::UnsupportedKeyProtection {
                 alias: self.alias.clone(),
-                oid: der::oid_to_string(oid.value),
+                oid: info.algorithm.oid.to_string(),
             });
         }
         // Java writes NULL parameters; accept them absent too.
-        if !(params.is_empty() || params == [der::NULL, 0]) {
+        if info
+            .algorithm
+            .parameters
+            .is_some_and(|p| p != der::asn1::AnyRef::NULL)
+        {
             return Err(corrupt());
         }
-        Ok(data.value)
+        Ok(info.data.as_bytes())
     }
 }
 
-/// Protect a PKCS#8 key with Sun's JKS key protector; returns the DER `EncryptedPrivateKeyInfo`.
-pub fn protect_key(pkcs8_der: &[u8], password: &str) -> Vec<u8> {
+/// Protect a PKCS#8 key with Sun's JKS key protector; returns the DER `EncryptedPrivateKeyInfo`
+/// (an error only for a key too large for DER's lengths).
+pub fn protect_key(pkcs8_der: &[u8], password: &str) -> Result<Vec<u8>, JksError> {
     let mut salt = [0u8; SALT_LEN];
     rand::thread_rng().fill_bytes(&mut salt);
     let pw = password_bytes(password);
@@ -416,15 +412,24 @@ pub fn protect_key(pkcs8_der: &[u8], password: &str) -> Vec<u8> {
     protected.extend_from_slice(&encrypted);
     protected.extend_from_slice(&check);
 
-    let mut alg = Vec::new();
-    der::write(der::OID, KEY_PROTECTOR_OID, &mut alg);
-    der::write(der::NULL, &[], &mut alg);
-    let mut body = Vec::new();
-    der::write(der::SEQUENCE, &alg, &mut body);
-    der::write(der::OCTET_STRING, &protected, &mut body);
-    let mut out = Vec::new();
-    der::write(der::SEQUENCE, &body, &mut out);
-    out
+    let too_large = |_| JksError::Corrupt("the private key is too large for a keystore".into());
+    EncryptedKeyInfo {
+        algorithm: AlgorithmIdentifierRef {
+            oid: KEY_PROTECTOR_OID,
+            parameters: Some(der::asn1::AnyRef::NULL),
+        },
+        data: der::asn1::OctetStringRef::new(&protected).map_err(too_large)?,
+    }
+    .to_der()
+    .map_err(too_large)
+}
+
+/// An `EncryptedPrivateKeyInfo` (PKCS#8) with any algorithm: Sun's key protector is no PBES
+/// scheme, so `pkcs8`'s own type, which knows only those, does not fit.
+#[derive(der::Sequence)]
+struct EncryptedKeyInfo<'a> {
+    algorithm: AlgorithmIdentifierRef<'a>,
+    data: &'a der::asn1::OctetStringRef,
 }
 
 /// The keystream: SHA-1(pw ‖ salt), SHA-1(pw ‖ previous digest), … cut to `len` bytes.
@@ -577,117 +582,6 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// A minimal DER reader and writer (single-byte tags, definite lengths), enough for the few
-/// structures this crate walks by hand. Shared with [`crate::parse`].
-pub(crate) mod der {
-    pub const INTEGER: u8 = 0x02;
-    pub const OCTET_STRING: u8 = 0x04;
-    pub const NULL: u8 = 0x05;
-    pub const OID: u8 = 0x06;
-    pub const SEQUENCE: u8 = 0x30;
-    pub const SET: u8 = 0x31;
-    pub const BMP_STRING: u8 = 0x1e;
-
-    /// One TLV: its tag, its contents and its whole encoding.
-    #[derive(Debug, Clone, Copy)]
-    pub struct Tlv<'a> {
-        pub tag: u8,
-        pub value: &'a [u8],
-        pub raw: &'a [u8],
-    }
-
-    /// The header of a TLV: tag, header length and declared content length (which may exceed the
-    /// data, for a truncated input).
-    pub fn header(input: &[u8]) -> Option<(u8, usize, usize)> {
-        let tag = *input.first()?;
-        if tag & 0x1f == 0x1f {
-            return None; // multi-byte tags: not needed here
-        }
-        let first = *input.get(1)?;
-        if first < 0x80 {
-            return Some((tag, 2, usize::from(first)));
-        }
-        let n = usize::from(first & 0x7f);
-        if n == 0 || n > 4 {
-            return None; // indefinite (BER) or absurd lengths
-        }
-        let mut len = 0usize;
-        for i in 0..n {
-            len = (len << 8) | usize::from(*input.get(2 + i)?);
-        }
-        Some((tag, 2 + n, len))
-    }
-
-    /// Read one TLV; `None` when the input is too short or malformed.
-    pub fn read(input: &[u8]) -> Option<(Tlv<'_>, &[u8])> {
-        let (tag, hlen, len) = header(input)?;
-        let end = hlen.checked_add(len)?;
-        let raw = input.get(..end)?;
-        let value = raw.get(hlen..)?;
-        Some((Tlv { tag, value, raw }, input.get(end..)?))
-    }
-
-    /// Read all TLVs of `input`; `None` if anything is malformed.
-    pub fn read_all(mut input: &[u8]) -> Option<Vec<Tlv<'_>>> {
-        let mut out = Vec::new();
-        while !input.is_empty() {
-            let (tlv, rest) = read(input)?;
-            out.push(tlv);
-            input = rest;
-        }
-        Some(out)
-    }
-
-    /// Append a TLV.
-    pub fn write(tag: u8, value: &[u8], out: &mut Vec<u8>) {
-        out.push(tag);
-        let len = value.len();
-        if len < 0x80 {
-            out.push(len as u8);
-        } else {
-            let bytes = len.to_be_bytes();
-            let skip = bytes.iter().take_while(|b| **b == 0).count();
-            out.push(0x80 | (bytes.len() - skip) as u8);
-            out.extend_from_slice(bytes.get(skip..).unwrap_or_default());
-        }
-        out.extend_from_slice(value);
-    }
-
-    /// Dotted form of an OID's contents (for messages).
-    pub fn oid_to_string(value: &[u8]) -> String {
-        let mut parts: Vec<String> = Vec::new();
-        let mut acc: u128 = 0;
-        for (i, b) in value.iter().enumerate() {
-            acc = (acc << 7) | u128::from(b & 0x7f);
-            if acc > u128::from(u64::MAX) {
-                return "(invalid OID)".into();
-            }
-            if b & 0x80 == 0 {
-                if parts.is_empty() {
-                    let (first, second) = if acc < 40 {
-                        (0, acc)
-                    } else if acc < 80 {
-                        (1, acc - 40)
-                    } else {
-                        (2, acc - 80)
-                    };
-                    parts.push(first.to_string());
-                    parts.push(second.to_string());
-                } else {
-                    parts.push(acc.to_string());
-                }
-                acc = 0;
-            } else if i + 1 == value.len() {
-                return "(invalid OID)".into();
-            }
-        }
-        if parts.is_empty() {
-            return "(invalid OID)".into();
-        }
-        parts.join(".")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -710,7 +604,7 @@ mod tests {
         let entry = PrivateKeyEntry {
             alias: "a".into(),
             created_millis: 0,
-            protected_key: protect_key(&key, "pw"),
+            protected_key: protect_key(&key, "pw").unwrap(),
             chain: vec![],
         };
         assert_eq!(
@@ -720,18 +614,6 @@ mod tests {
         assert_eq!(
             entry.decrypt_key("other").unwrap_err(),
             JksError::WrongKeyPassword { alias: "a".into() }
-        );
-    }
-
-    #[test]
-    fn oid_strings() {
-        assert_eq!(
-            der::oid_to_string(KEY_PROTECTOR_OID),
-            "1.3.6.1.4.1.42.2.17.1.1"
-        );
-        assert_eq!(
-            der::oid_to_string(&[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d]),
-            "1.2.840.113549"
         );
     }
 

@@ -90,12 +90,12 @@ pub(super) fn rsa_fallback(
 pub(super) fn pss_params(contents: &[u8]) -> Option<(&'static str, usize)> {
     let mut hash = None;
     let mut salt = 20usize;
-    for item in der::read_all(contents)? {
+    for item in tlv::read_all(contents)? {
         match item.tag {
             0xa0 => {
-                let (alg, _) = der::read(item.value)?;
-                let (oid, _) = der::read(alg.value)?;
-                hash = match der::oid_to_string(oid.value).as_str() {
+                let (alg, _) = tlv::read(item.value)?;
+                let (oid, _) = tlv::read(alg.value)?;
+                hash = match tlv::oid_to_string(oid.value).as_str() {
                     "2.16.840.1.101.3.4.2.1" => Some("2.16.840.1.101.3.4.2.1"),
                     "2.16.840.1.101.3.4.2.2" => Some("2.16.840.1.101.3.4.2.2"),
                     "2.16.840.1.101.3.4.2.3" => Some("2.16.840.1.101.3.4.2.3"),
@@ -103,8 +103,8 @@ pub(super) fn pss_params(contents: &[u8]) -> Option<(&'static str, usize)> {
                 };
             }
             0xa2 => {
-                let (n, _) = der::read(item.value)?;
-                if n.tag != der::INTEGER || n.value.len() > 4 {
+                let (n, _) = tlv::read(item.value)?;
+                if n.tag != tlv::INTEGER || n.value.len() > 4 {
                     return None;
                 }
                 salt = n

@@ -24,7 +24,7 @@ pub fn parse(bytes: &[u8], password: Option<&str>) -> Result<ParsedStore, ParseE
     if find(bytes, b"-----BEGIN ").is_some() {
         return parse_pem(bytes, password);
     }
-    if bytes.first() == Some(&der::SEQUENCE) {
+    if bytes.first() == Some(&tlv::SEQUENCE) {
         return parse_der(bytes, password);
     }
     Err(ParseError::NotACertificate)
@@ -43,19 +43,19 @@ pub(super) enum DerKind {
 }
 
 pub(super) fn classify_der(bytes: &[u8]) -> DerKind {
-    let Some((_, hlen, _)) = der::header(bytes) else {
+    let Some((_, hlen, _)) = tlv::header(bytes) else {
         return DerKind::Unknown;
     };
     let inner = bytes.get(hlen..).unwrap_or_default();
-    match der::header(inner) {
-        Some((der::SEQUENCE, _, _)) => DerKind::Certificate,
-        Some((der::INTEGER, ihlen, 1)) => match inner.get(ihlen) {
+    match tlv::header(inner) {
+        Some((tlv::SEQUENCE, _, _)) => DerKind::Certificate,
+        Some((tlv::INTEGER, ihlen, 1)) => match inner.get(ihlen) {
             Some(3) => DerKind::Pkcs12,
             Some(0 | 1) => DerKind::PrivateKey,
             _ => DerKind::Unknown,
         },
-        Some((der::OID, _, _)) => match der::read(inner) {
-            Some((oid, _)) if der::oid_to_string(oid.value) == "1.2.840.113549.1.7.2" => {
+        Some((tlv::OID, _, _)) => match tlv::read(inner) {
+            Some((oid, _)) if tlv::oid_to_string(oid.value) == "1.2.840.113549.1.7.2" => {
                 DerKind::Pkcs7
             }
             _ => DerKind::Unknown,
@@ -82,7 +82,7 @@ pub(super) fn parse_der(bytes: &[u8], password: Option<&str>) -> Result<ParsedSt
         DerKind::PrivateKey => return Err(ParseError::KeyWithoutCertificate),
         DerKind::Unknown => return Err(ParseError::NotACertificate),
     };
-    if let Some((_, hlen, len)) = der::header(bytes) {
+    if let Some((_, hlen, len)) = tlv::header(bytes) {
         let declared = hlen.saturating_add(len);
         if declared > bytes.len() {
             return Err(ParseError::Corrupt {

@@ -3,6 +3,7 @@
 
 #[allow(clippy::wildcard_imports)]
 use super::*;
+use der::{Decode as _, Encode as _};
 
 pub(super) const OID_RSA: &str = "1.2.840.113549.1.1.1";
 pub(super) const OID_RSA_PSS: &str = "1.2.840.113549.1.1.10";
@@ -35,8 +36,8 @@ pub(super) struct RawCert {
     pub(super) info: CertInfo,
 }
 
-/// The parts of a PKCS#8 `PrivateKeyInfo`: algorithm OID (dotted), its parameters' TLV, the
-/// private key octets and the optional public key (`[1]`, PKCS#8 v2).
+/// The parts of a PKCS#8 `PrivateKeyInfo`: algorithm OID (dotted), the private key octets and
+/// the optional public key (`[1]`, PKCS#8 v2).
 pub(super) struct Pkcs8Parts<'a> {
     pub(super) algorithm: String,
     pub(super) private_key: &'a [u8],
@@ -44,33 +45,11 @@ pub(super) struct Pkcs8Parts<'a> {
 }
 
 pub(super) fn pkcs8_parts(der: &[u8]) -> Option<Pkcs8Parts<'_>> {
-    let (seq, rest) = der::read(der)?;
-    if seq.tag != der::SEQUENCE || !rest.is_empty() {
-        return None;
-    }
-    let items = der::read_all(seq.value)?;
-    let mut it = items.into_iter();
-    let version = it.next()?;
-    let alg = it.next()?;
-    let key = it.next()?;
-    if version.tag != der::INTEGER || alg.tag != der::SEQUENCE || key.tag != der::OCTET_STRING {
-        return None;
-    }
-    let (oid, _) = der::read(alg.value)?;
-    if oid.tag != der::OID {
-        return None;
-    }
-    let public_key = it.find(|t| t.tag == 0x81 || t.tag == 0xa1).and_then(|t| {
-        if t.tag == 0x81 {
-            t.value.get(1..) // implicit BIT STRING: skip the unused-bits byte
-        } else {
-            None
-        }
-    });
+    let info = pkcs8::PrivateKeyInfoRef::from_der(der).ok()?;
     Some(Pkcs8Parts {
-        algorithm: der::oid_to_string(oid.value),
-        private_key: key.value,
-        public_key,
+        algorithm: info.algorithm.oid.to_string(),
+        private_key: info.private_key.as_bytes(),
+        public_key: info.public_key.and_then(|k| k.as_bytes()),
     })
 }
 
@@ -80,97 +59,73 @@ pub(super) fn check_pkcs8(der: &[u8]) -> Result<(), String> {
         .ok_or_else(|| "is not a valid PKCS#8 private key".to_string())
 }
 
-pub(super) fn wrap_pkcs8(algorithm: &[u8], private_key: &[u8]) -> Vec<u8> {
-    let mut body = Vec::new();
-    der::write(der::INTEGER, &[0], &mut body);
-    der::write(der::SEQUENCE, algorithm, &mut body);
-    der::write(der::OCTET_STRING, private_key, &mut body);
-    let mut out = Vec::new();
-    der::write(der::SEQUENCE, &body, &mut out);
-    out
+/// A PKCS#8 `PrivateKeyInfo` (v1) holding `private_key` of the algorithm `oid` with `parameters`.
+fn wrap_pkcs8(
+    oid: der::asn1::ObjectIdentifier,
+    parameters: der::asn1::AnyRef<'_>,
+    private_key: &[u8],
+) -> Result<Vec<u8>, String> {
+    let too_large = |_| "is too large".to_string();
+    let info = pkcs8::PrivateKeyInfoRef::new(
+        spki::AlgorithmIdentifierRef {
+            oid,
+            parameters: Some(parameters),
+        },
+        der::asn1::OctetStringRef::new(private_key).map_err(too_large)?,
+    );
+    info.to_der().map_err(too_large)
 }
 
 /// PKCS#1 `RSAPrivateKey` → PKCS#8.
 pub(super) fn pkcs1_to_pkcs8(pkcs1: &[u8]) -> Result<Vec<u8>, String> {
-    let bad = || "is not a valid PKCS#1 RSA private key".to_string();
-    let (seq, rest) = der::read(pkcs1).ok_or_else(bad)?;
-    let items = der::read_all(seq.value).ok_or_else(bad)?;
-    if seq.tag != der::SEQUENCE
-        || !rest.is_empty()
-        || items.len() < 9
-        || items.iter().any(|i| i.tag != der::INTEGER)
-    {
-        return Err(bad());
-    }
-    let mut alg = Vec::new();
-    der::write(
-        der::OID,
-        &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01],
-        &mut alg,
-    );
-    der::write(der::NULL, &[], &mut alg);
-    Ok(wrap_pkcs8(&alg, pkcs1))
+    pkcs1::RsaPrivateKeyRef::from_der(pkcs1)
+        .map_err(|_| "is not a valid PKCS#1 RSA private key".to_string())?;
+    wrap_pkcs8(pkcs1::ALGORITHM_OID, der::asn1::AnyRef::NULL, pkcs1)
 }
 
 /// SEC1 `ECPrivateKey` (with its curve in `[0]`) → PKCS#8.
 pub(super) fn sec1_to_pkcs8(sec1: &[u8]) -> Result<Vec<u8>, String> {
-    let bad = || "is not a valid SEC1 EC private key".to_string();
-    let (seq, rest) = der::read(sec1).ok_or_else(bad)?;
-    if seq.tag != der::SEQUENCE || !rest.is_empty() {
-        return Err(bad());
-    }
-    let items = der::read_all(seq.value).ok_or_else(bad)?;
-    let params = items
-        .iter()
-        .find(|t| t.tag == 0xa0)
-        .ok_or_else(|| "has no curve parameters".to_string())?;
-    let (curve, _) = der::read(params.value).ok_or_else(bad)?;
-    if curve.tag != der::OID {
-        return Err("uses explicit curve parameters, which are not supported".into());
-    }
-    let mut alg = Vec::new();
-    der::write(
-        der::OID,
-        &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01],
-        &mut alg,
-    );
-    alg.extend_from_slice(curve.raw);
-    Ok(wrap_pkcs8(&alg, sec1))
+    let key = sec1::EcPrivateKey::from_der(sec1)
+        .map_err(|_| "is not a valid SEC1 EC private key".to_string())?;
+    let curve = key
+        .parameters
+        .ok_or_else(|| "has no curve parameters".to_string())?
+        .named_curve()
+        .ok_or_else(|| "uses explicit curve parameters, which are not supported".to_string())?;
+    let curve = curve
+        .to_der()
+        .map_err(|_| "has an invalid curve".to_string())?;
+    let curve =
+        der::asn1::AnyRef::from_der(&curve).map_err(|_| "has an invalid curve".to_string())?;
+    wrap_pkcs8(sec1::ALGORITHM_OID, curve, sec1)
 }
 
 /// Decrypt a PKCS#8 `EncryptedPrivateKeyInfo` protected with PBES2.
 pub(super) fn decrypt_pkcs8(der: &[u8], password: &str) -> Result<SecretSlice<u8>, ParseError> {
-    use pkcs5::der::Decode as _;
     let corrupt = || ParseError::Corrupt {
         format: Format::Pem,
         reason: "the encrypted private key is not a valid PKCS#8 EncryptedPrivateKeyInfo".into(),
     };
-    let (seq, rest) = der::read(der).ok_or_else(corrupt)?;
-    if seq.tag != der::SEQUENCE || !rest.is_empty() {
-        return Err(corrupt());
-    }
-    let items = der::read_all(seq.value).ok_or_else(corrupt)?;
-    let [alg, data] = items.as_slice() else {
-        return Err(corrupt());
-    };
-    if alg.tag != der::SEQUENCE || data.tag != der::OCTET_STRING {
-        return Err(corrupt());
-    }
-    let (oid, params) = der::read(alg.value).ok_or_else(corrupt)?;
-    let oid = der::oid_to_string(oid.value);
+    let info = EncryptedKeyInfo::from_der(der).map_err(|_| corrupt())?;
+    let oid = info.algorithm.oid.to_string();
     if oid != OID_PBES2 {
         return Err(ParseError::UnsupportedAlgorithm(format!(
             "the private key is encrypted with {oid}; only PBES2 (openssl pkcs8 -topk8 -v2 aes-256-cbc) is supported"
         )));
     }
-    let params = pkcs5::pbes2::Parameters::from_der(params).map_err(|_| {
+    let params = info
+        .algorithm
+        .parameters
+        .and_then(|p| p.to_der().ok())
+        .unwrap_or_default();
+    let params = pkcs5::pbes2::Parameters::from_der(&params).map_err(|_| {
         ParseError::UnsupportedAlgorithm(
             "the PBES2 parameters of the private key are not supported".into(),
         )
     })?;
     KdfBudget::default().pbes2("the private key", &params)?;
     let plain = params
-        .decrypt(password.as_bytes(), data.value)
+        .decrypt(password.as_bytes(), info.data.as_bytes())
         .map_err(|e| match e {
             pkcs5::Error::DecryptFailed => ParseError::WrongPassword {
                 format: Format::Pem,
@@ -210,28 +165,31 @@ pub(super) fn key_matches(pkcs8: &[u8], cert: &CertInfo) -> Option<bool> {
     }
     match key.algorithm.as_str() {
         OID_RSA | OID_RSA_PSS => {
-            let (seq, _) = der::read(key.private_key)?;
-            let items = der::read_all(seq.value)?;
-            let n = items.get(1)?;
-            let (cseq, _) = der::read(cert_key)?;
-            let cn = der::read_all(cseq.value)?.into_iter().next()?;
-            Some(strip_zeros(n.value) == strip_zeros(cn.value))
+            let private = pkcs1::RsaPrivateKeyRef::from_der(key.private_key).ok()?;
+            let public = pkcs1::RsaPublicKeyRef::from_der(cert_key).ok()?;
+            Some(private.modulus.as_bytes() == public.modulus.as_bytes())
         }
         OID_EC => {
-            let (seq, _) = der::read(key.private_key)?;
-            let items = der::read_all(seq.value)?;
-            let public = items.iter().find(|t| t.tag == 0xa1)?;
-            let (bits, _) = der::read(public.value)?;
-            Some(bits.value.get(1..)? == cert_key)
+            let private = sec1::EcPrivateKey::from_der(key.private_key).ok()?;
+            Some(private.public_key? == cert_key)
         }
         OID_ED25519 => {
             if let Some(public) = key.public_key {
                 return Some(public == cert_key);
             }
-            let (seed, _) = der::read(key.private_key)?;
-            let pair = ring::signature::Ed25519KeyPair::from_seed_unchecked(seed.value).ok()?;
+            let seed = <&der::asn1::OctetStringRef>::from_der(key.private_key).ok()?;
+            let pair =
+                ring::signature::Ed25519KeyPair::from_seed_unchecked(seed.as_bytes()).ok()?;
             Some(ring::signature::KeyPair::public_key(&pair).as_ref() == cert_key)
         }
         _ => key.public_key.map(|p| p == cert_key),
     }
+}
+
+/// A PKCS#8 `EncryptedPrivateKeyInfo` with its algorithm undecided: `pkcs8`'s own type decodes
+/// only the schemes it supports, and an unsupported one deserves its name in the error.
+#[derive(der::Sequence)]
+struct EncryptedKeyInfo<'a> {
+    algorithm: spki::AlgorithmIdentifierRef<'a>,
+    data: &'a der::asn1::OctetStringRef,
 }

@@ -62,7 +62,7 @@ use sha2::Digest as _;
 use time::OffsetDateTime;
 use x509_parser::prelude::{FromDer as _, GeneralName, X509Certificate, X509Error, X509Name};
 
-use crate::jks::{self, der};
+use crate::jks;
 
 /// The format of an uploaded file, detected from its content.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -390,23 +390,23 @@ impl KdfBudget {
 
     /// An `AlgorithmIdentifier` of a PKCS#12 safe or key bag: PBES2, or a PKCS#12 PBE scheme
     /// (`SEQUENCE { salt, iterations }`). Others are left to the decoder, which refuses them.
-    fn algorithm(&mut self, what: &str, alg: &der::Tlv<'_>) -> Result<(), ParseError> {
+    fn algorithm(&mut self, what: &str, alg: &tlv::Tlv<'_>) -> Result<(), ParseError> {
         use pkcs5::der::Decode as _;
-        let Some((oid, params)) = der::read(alg.value) else {
+        let Some((oid, params)) = tlv::read(alg.value) else {
             return Ok(());
         };
-        let oid = der::oid_to_string(oid.value);
+        let oid = tlv::oid_to_string(oid.value);
         if oid == OID_PBES2 {
             if let Ok(p) = pkcs5::pbes2::Parameters::from_der(params) {
                 return self.pbes2(what, &p);
             }
         } else if oid.starts_with("1.2.840.113549.1.12.1.") {
-            let iterations = der::read(params)
-                .and_then(|(seq, _)| der::read_all(seq.value))
+            let iterations = tlv::read(params)
+                .and_then(|(seq, _)| tlv::read_all(seq.value))
                 .and_then(|items| {
                     items
                         .get(1)
-                        .filter(|i| i.tag == der::INTEGER)
+                        .filter(|i| i.tag == tlv::INTEGER)
                         .map(|i| uint(i.value))
                 });
             if let Some(n) = iterations {
@@ -557,6 +557,7 @@ mod detect;
 mod keys;
 mod pem_reader;
 mod pkcs12;
+mod tlv;
 mod views;
 mod x509;
 

@@ -112,15 +112,15 @@ pub(super) fn p12_outline(bytes: &[u8]) -> Result<P12Outline, ParseError> {
         format: Format::Pkcs12,
         reason: reason.to_string(),
     };
-    let (pfx, _) = der::read(bytes).ok_or_else(|| corrupt("the PFX structure is not valid DER"))?;
+    let (pfx, _) = tlv::read(bytes).ok_or_else(|| corrupt("the PFX structure is not valid DER"))?;
     let items =
-        der::read_all(pfx.value).ok_or_else(|| corrupt("the PFX structure is not valid DER"))?;
+        tlv::read_all(pfx.value).ok_or_else(|| corrupt("the PFX structure is not valid DER"))?;
     let (version, auth_safe, mac) = match items.as_slice() {
         [v, a] => (v, a, None),
         [v, a, m] => (v, a, Some(m)),
         _ => return Err(corrupt("the PFX structure has the wrong number of fields")),
     };
-    if version.tag != der::INTEGER || version.value != [3] {
+    if version.tag != tlv::INTEGER || version.value != [3] {
         return Err(corrupt("unsupported PFX version (expected 3)"));
     }
     let mut out = P12Outline {
@@ -129,11 +129,11 @@ pub(super) fn p12_outline(bytes: &[u8]) -> Result<P12Outline, ParseError> {
     };
     // MacData ::= SEQUENCE { mac DigestInfo, macSalt OCTET STRING, iterations INTEGER DEFAULT 1 }
     if let Some(mac) = mac {
-        let iterations = der::read_all(mac.value)
+        let iterations = tlv::read_all(mac.value)
             .and_then(|items| {
                 items
                     .get(2)
-                    .filter(|i| i.tag == der::INTEGER)
+                    .filter(|i| i.tag == tlv::INTEGER)
                     .map(|i| uint(i.value))
             })
             .unwrap_or(1);
@@ -147,8 +147,8 @@ pub(super) fn p12_outline(bytes: &[u8]) -> Result<P12Outline, ParseError> {
         ));
     }
     let safes = octet_string(content)
-        .and_then(|d| der::read(d).filter(|(s, rest)| s.tag == der::SEQUENCE && rest.is_empty()))
-        .and_then(|(s, _)| der::read_all(s.value))
+        .and_then(|d| tlv::read(d).filter(|(s, rest)| s.tag == tlv::SEQUENCE && rest.is_empty()))
+        .and_then(|(s, _)| tlv::read_all(s.value))
         .ok_or_else(|| {
             corrupt("the authenticated safe is malformed (BER-encoded PKCS#12 is not supported)")
         })?;
@@ -166,9 +166,9 @@ pub(super) fn p12_outline(bytes: &[u8]) -> Result<P12Outline, ParseError> {
                 out.encrypted = true;
                 // EncryptedData ::= SEQUENCE { version, EncryptedContentInfo ::= SEQUENCE {
                 //   contentType, contentEncryptionAlgorithm, [0] encryptedContent } }
-                let alg = der::read_all(content.value)
+                let alg = tlv::read_all(content.value)
                     .and_then(|items| items.get(1).copied())
-                    .and_then(|eci| der::read_all(eci.value))
+                    .and_then(|eci| tlv::read_all(eci.value))
                     .and_then(|items| items.get(1).copied());
                 if let Some(alg) = alg {
                     out.budget.algorithm("an encrypted PKCS#12 safe", &alg)?;
@@ -185,24 +185,24 @@ pub(super) fn p12_outline(bytes: &[u8]) -> Result<P12Outline, ParseError> {
 }
 
 /// `ContentInfo ::= SEQUENCE { contentType OID, content [0] EXPLICIT ANY }` → (OID, content TLV).
-pub(super) fn content_info<'a>(tlv: &der::Tlv<'a>) -> Option<(String, der::Tlv<'a>)> {
-    if tlv.tag != der::SEQUENCE {
+pub(super) fn content_info<'a>(tlv: &tlv::Tlv<'a>) -> Option<(String, tlv::Tlv<'a>)> {
+    if tlv.tag != tlv::SEQUENCE {
         return None;
     }
-    let items = der::read_all(tlv.value)?;
+    let items = tlv::read_all(tlv.value)?;
     let [oid, explicit] = items.as_slice() else {
         return None;
     };
-    if oid.tag != der::OID || explicit.tag != 0xa0 {
+    if oid.tag != tlv::OID || explicit.tag != 0xa0 {
         return None;
     }
-    let (content, rest) = der::read(explicit.value)?;
+    let (content, rest) = tlv::read(explicit.value)?;
     rest.is_empty()
-        .then(|| (der::oid_to_string(oid.value), content))
+        .then(|| (tlv::oid_to_string(oid.value), content))
 }
 
-pub(super) fn octet_string(tlv: der::Tlv<'_>) -> Option<&[u8]> {
-    (tlv.tag == der::OCTET_STRING).then_some(tlv.value)
+pub(super) fn octet_string(tlv: tlv::Tlv<'_>) -> Option<&[u8]> {
+    (tlv.tag == tlv::OCTET_STRING).then_some(tlv.value)
 }
 
 pub(super) fn walk_bags(data: &[u8], out: &mut P12Outline, depth: u8) -> Result<(), &'static str> {
@@ -210,24 +210,24 @@ pub(super) fn walk_bags(data: &[u8], out: &mut P12Outline, depth: u8) -> Result<
     if depth > 4 {
         return Err("safe contents are nested too deeply");
     }
-    let (seq, rest) = der::read(data).ok_or(BAD)?;
-    if seq.tag != der::SEQUENCE || !rest.is_empty() {
+    let (seq, rest) = tlv::read(data).ok_or(BAD)?;
+    if seq.tag != tlv::SEQUENCE || !rest.is_empty() {
         return Err(BAD);
     }
-    for bag in der::read_all(seq.value).ok_or(BAD)? {
-        if bag.tag != der::SEQUENCE {
+    for bag in tlv::read_all(seq.value).ok_or(BAD)? {
+        if bag.tag != tlv::SEQUENCE {
             return Err(BAD);
         }
-        let items = der::read_all(bag.value).ok_or(BAD)?;
+        let items = tlv::read_all(bag.value).ok_or(BAD)?;
         let (id, value, attrs) = match items.as_slice() {
             [id, value] => (id, value, None),
             [id, value, attrs] => (id, value, Some(attrs)),
             _ => return Err(BAD),
         };
-        if id.tag != der::OID || value.tag != 0xa0 {
+        if id.tag != tlv::OID || value.tag != 0xa0 {
             return Err(BAD);
         }
-        let (value, rest) = der::read(value.value).ok_or(BAD)?;
+        let (value, rest) = tlv::read(value.value).ok_or(BAD)?;
         if !rest.is_empty() {
             return Err(BAD);
         }
@@ -235,20 +235,20 @@ pub(super) fn walk_bags(data: &[u8], out: &mut P12Outline, depth: u8) -> Result<
         let mut local_key_id = None;
         let mut trusted = false;
         if let Some(attrs) = attrs {
-            if attrs.tag != der::SET {
+            if attrs.tag != tlv::SET {
                 return Err(BAD);
             }
-            for attr in der::read_all(attrs.value).ok_or(BAD)? {
-                let parts = der::read_all(attr.value).ok_or(BAD)?;
+            for attr in tlv::read_all(attrs.value).ok_or(BAD)? {
+                let parts = tlv::read_all(attr.value).ok_or(BAD)?;
                 let [oid, values] = parts.as_slice() else {
                     return Err(BAD);
                 };
-                let first = der::read_all(values.value).ok_or(BAD)?.into_iter().next();
-                match (der::oid_to_string(oid.value).as_str(), first) {
-                    (OID_FRIENDLY_NAME, Some(v)) if v.tag == der::BMP_STRING => {
+                let first = tlv::read_all(values.value).ok_or(BAD)?.into_iter().next();
+                match (tlv::oid_to_string(oid.value).as_str(), first) {
+                    (OID_FRIENDLY_NAME, Some(v)) if v.tag == tlv::BMP_STRING => {
                         alias = utf16be(v.value)
                     }
-                    (OID_LOCAL_KEY_ID, Some(v)) if v.tag == der::OCTET_STRING => {
+                    (OID_LOCAL_KEY_ID, Some(v)) if v.tag == tlv::OCTET_STRING => {
                         local_key_id = Some(v.value.to_vec())
                     }
                     (OID_JAVA_TRUSTED, Some(_)) => trusted = true,
@@ -256,7 +256,7 @@ pub(super) fn walk_bags(data: &[u8], out: &mut P12Outline, depth: u8) -> Result<
                 }
             }
         }
-        match der::oid_to_string(id.value).as_str() {
+        match tlv::oid_to_string(id.value).as_str() {
             OID_KEY_BAG => {
                 check_pkcs8(value.raw).map_err(|_| "a key bag does not hold a PKCS#8 key")?;
                 out.keys.push(RawKey {
@@ -268,7 +268,7 @@ pub(super) fn walk_bags(data: &[u8], out: &mut P12Outline, depth: u8) -> Result<
             OID_SHROUDED_KEY_BAG => {
                 out.encrypted = true;
                 // EncryptedPrivateKeyInfo ::= SEQUENCE { encryptionAlgorithm, encryptedData }
-                if let Some(alg) = der::read_all(value.value).and_then(|i| i.first().copied()) {
+                if let Some(alg) = tlv::read_all(value.value).and_then(|i| i.first().copied()) {
                     if let Err(e) = out.budget.algorithm("a PKCS#12 key", &alg) {
                         out.refused.get_or_insert(e);
                     }
@@ -280,14 +280,14 @@ pub(super) fn walk_bags(data: &[u8], out: &mut P12Outline, depth: u8) -> Result<
                 });
             }
             OID_CERT_BAG => {
-                let parts = der::read_all(value.value).ok_or(BAD)?;
+                let parts = tlv::read_all(value.value).ok_or(BAD)?;
                 let [cert_id, explicit] = parts.as_slice() else {
                     return Err(BAD);
                 };
-                if der::oid_to_string(cert_id.value) != OID_X509_CERT {
+                if tlv::oid_to_string(cert_id.value) != OID_X509_CERT {
                     continue;
                 }
-                let (cert, _) = der::read(explicit.value).ok_or(BAD)?;
+                let (cert, _) = tlv::read(explicit.value).ok_or(BAD)?;
                 let der = octet_string(cert).ok_or(BAD)?;
                 let info = cert_info(der, false)
                     .map_err(|_| "a certificate bag does not hold a valid X.509 certificate")?;

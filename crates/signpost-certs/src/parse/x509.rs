@@ -84,8 +84,8 @@ pub(super) fn key_description(
     let oid = spki.algorithm.algorithm.to_id_string();
     let key: &[u8] = &spki.subject_public_key.data;
     let rsa_bits = || {
-        let (seq, _) = der::read(key)?;
-        let n = der::read_all(seq.value)?.into_iter().next()?;
+        let (seq, _) = tlv::read(key)?;
+        let n = tlv::read_all(seq.value)?.into_iter().next()?;
         let n = strip_zeros(n.value);
         let first = *n.first()?;
         u32::try_from((n.len() - 1) * 8)
@@ -161,7 +161,8 @@ pub(super) fn rfc4514(name: &X509Name<'_>) -> String {
                                 0
                             }
                             | (value.header.tag().0 & 0x1f) as u8;
-                        der::write(tag, value.data, &mut tlv);
+                        // A value that came out of a parsed certificate always fits a DER length.
+                        let _ = tlv::write(tag, value.data, &mut tlv);
                         format!(
                             "{}=#{}",
                             k.map(str::to_string).unwrap_or(oid),
