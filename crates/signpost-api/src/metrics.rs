@@ -1,12 +1,22 @@
-//! `/metrics` in the Prometheus text format: a few gauges and counters kept in atomics.
+//! `/metrics`: the service's counters and gauges (kept in atomics where they are counted), read
+//! per scrape and written in the OpenMetrics text format by `prometheus-client`.
 
+use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{text, DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
 
 use crate::AppState;
+
+/// The media type of the exposition.
+const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 static EXPIRING_UPLOADED: AtomicU64 = AtomicU64::new(0);
 
@@ -15,26 +25,65 @@ pub fn set_expiring_uploaded(n: usize) {
     EXPIRING_UPLOADED.store(n as u64, Ordering::Relaxed);
 }
 
+/// The values of one scrape.
+#[derive(Debug)]
+struct Snapshot {
+    expiring_uploaded: u64,
+    token_requests: u64,
+    rate_limited: u64,
+    unknown_kid_reloads: u64,
+}
+
+impl Collector for Snapshot {
+    fn encode(&self, mut enc: DescriptorEncoder) -> fmt::Result {
+        let expiring = ConstGauge::new(i64::try_from(self.expiring_uploaded).unwrap_or(i64::MAX));
+        one(
+            &mut enc,
+            "signpost_uploaded_certificates_expiring",
+            "Uploaded certificates that expire within 30 days.",
+            expiring,
+        )?;
+        for (name, help, n) in [
+            (
+                "signpost_token_requests",
+                "Token requests sent to destinations' token services (cache misses).",
+                self.token_requests,
+            ),
+            (
+                "signpost_rate_limited",
+                "Requests refused with 429 (SIGNPOST_RATE_LIMIT).",
+                self.rate_limited,
+            ),
+            (
+                "signpost_unknown_kid_reloads",
+                "Reads of the signing keys caused by bearer tokens with an unknown kid.",
+                self.unknown_kid_reloads,
+            ),
+        ] {
+            one(&mut enc, name, help, ConstCounter::new(n))?;
+        }
+        Ok(())
+    }
+}
+
+/// One metric without labels (a counter's sample is `<name>_total`).
+fn one(enc: &mut DescriptorEncoder, name: &str, help: &str, m: impl EncodeMetric) -> fmt::Result {
+    m.encode(enc.encode_descriptor(name, help, None, m.metric_type())?)
+}
+
 #[utoipa::path(get, path = "/metrics", tag = "health",
-    responses((status = 200, description = "Prometheus text", content_type = "text/plain", body = String)))]
+    responses((status = 200, description = "OpenMetrics text", content_type = "application/openmetrics-text", body = String)))]
 pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
-    let body = format!(
-        "# HELP signpost_uploaded_certificates_expiring Uploaded certificates that expire within 30 days.\n\
-         # TYPE signpost_uploaded_certificates_expiring gauge\n\
-         signpost_uploaded_certificates_expiring {}\n\
-         # HELP signpost_token_requests_total Token requests sent to destinations' token services (cache misses).\n\
-         # TYPE signpost_token_requests_total counter\n\
-         signpost_token_requests_total {}\n\
-         # HELP signpost_rate_limited_total Requests refused with 429 (SIGNPOST_RATE_LIMIT).\n\
-         # TYPE signpost_rate_limited_total counter\n\
-         signpost_rate_limited_total {}\n\
-         # HELP signpost_unknown_kid_reloads_total Reads of the signing keys caused by bearer tokens with an unknown kid.\n\
-         # TYPE signpost_unknown_kid_reloads_total counter\n\
-         signpost_unknown_kid_reloads_total {}\n",
-        EXPIRING_UPLOADED.load(Ordering::Relaxed),
-        state.core.flows().token_requests(),
-        state.limits.rate_limited(),
-        state.core.unknown_kid_reloads(),
-    );
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+    let snapshot = Snapshot {
+        expiring_uploaded: EXPIRING_UPLOADED.load(Ordering::Relaxed),
+        token_requests: state.core.flows().token_requests(),
+        rate_limited: state.limits.rate_limited(),
+        unknown_kid_reloads: state.core.unknown_kid_reloads(),
+    };
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(snapshot));
+    let mut body = String::new();
+    // Writing to a `String` does not fail.
+    let _ = text::encode(&mut body, &registry);
+    ([(header::CONTENT_TYPE, CONTENT_TYPE)], body).into_response()
 }

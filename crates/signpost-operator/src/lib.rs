@@ -211,7 +211,7 @@ async fn serve_metrics(listener: tokio::net::TcpListener, metrics: metrics::Metr
                     let metrics = metrics.clone();
                     async move {
                         let (status, body, kind) = match req.uri().path() {
-                            "/metrics" => (200, metrics.render(), "text/plain; version=0.0.4"),
+                            "/metrics" => (200, metrics.render(), metrics::CONTENT_TYPE),
                             "/healthz" | "/readyz" => {
                                 (200, "{\"status\":\"ok\"}".to_owned(), "application/json")
                             }

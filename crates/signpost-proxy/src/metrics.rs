@@ -1,13 +1,22 @@
-//! Prometheus metrics of the proxy, kept in atomics and a few small labelled maps and rendered
-//! in the text exposition format at `/metrics` on the admin port. SAP's metric names
+//! Prometheus metrics of the proxy, kept in atomics and a few small labelled maps (counting a
+//! request takes no lock shared between routes and allocates nothing) and written at `/metrics`
+//! on the admin port in the OpenMetrics text format by `prometheus-client`, from a snapshot taken
+//! per scrape. SAP's metric names
 //! (`tp_received_requests_total`, `tp_target_system_requests_total`, `tp_open_tcp_connections`,
 //! `tp_tcp_connections_total`) are served beside Signpost's own.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
+use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{text, DescriptorEncoder, EncodeMetric as _, NoLabelSet};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
 
 /// Upper bounds (seconds) of the target latency histogram's buckets.
 const BUCKETS: [f64; 12] = [
@@ -81,14 +90,13 @@ impl Metrics {
         }
     }
 
-    /// A call to a target system took `d` until its response head.
+    /// A call to a target system took `d` until its response head: one bucket counted (the
+    /// first whose bound holds it; none past the last bound, which is `+Inf`'s share).
     pub fn target_latency(&self, d: Duration) {
         self.target_requests.fetch_add(1, Ordering::Relaxed);
         let secs = d.as_secs_f64();
-        for (i, le) in BUCKETS.iter().enumerate() {
-            if secs <= *le {
-                self.latency_buckets[i].fetch_add(1, Ordering::Relaxed);
-            }
+        if let Some(i) = BUCKETS.iter().position(|le| secs <= *le) {
+            self.latency_buckets[i].fetch_add(1, Ordering::Relaxed);
         }
         self.latency_count.fetch_add(1, Ordering::Relaxed);
         self.latency_sum_micros.fetch_add(
@@ -101,97 +109,183 @@ impl Metrics {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// The text exposition format; `token_fetches` is the instances' clients' count.
+    /// The OpenMetrics text exposition ([`CONTENT_TYPE`]), written by `prometheus-client` from
+    /// a snapshot of the counters; `token_fetches` is the instances' clients' count.
     pub fn render(&self, token_fetches: u64) -> String {
-        let mut out = String::new();
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let requests: Vec<(String, Vec<(u16, u64)>)> = self
+        let requests = self
             .routes
             .read()
             .map(|m| m.iter().map(|(r, c)| (r.clone(), c.snapshot())).collect())
             .unwrap_or_default();
-        let total: u64 = requests
+        let count = get(&self.latency_count);
+        let mut latency: Vec<(f64, u64)> = BUCKETS
+            .iter()
+            .zip(&self.latency_buckets)
+            .map(|(le, n)| (*le, get(n)))
+            .collect();
+        let below: u64 = latency.iter().map(|(_, n)| n).sum();
+        // `f64::MAX` is prometheus-client's `+Inf` bound.
+        latency.push((f64::MAX, count.saturating_sub(below)));
+        let snapshot = Snapshot {
+            requests,
+            target_requests: get(&self.target_requests),
+            latency,
+            latency_count: count,
+            latency_sum: get(&self.latency_sum_micros) as f64 / 1e6,
+            cache: [
+                get(&self.cache_hits),
+                get(&self.cache_misses),
+                get(&self.cache_stale),
+            ],
+            token_fetches,
+            errors: self.errors.lock().map(|m| m.clone()).unwrap_or_default(),
+            tcp_open: get(&self.tcp_open),
+            tcp_total: get(&self.tcp_total),
+            reloads: [get(&self.reloads_ok), get(&self.reloads_failed)],
+        };
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(snapshot));
+        let mut out = String::new();
+        // Writing to a `String` does not fail.
+        let _ = text::encode(&mut out, &registry);
+        out
+    }
+}
+
+/// The media type of [`Metrics::render`]'s exposition.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// The values of one scrape, encoded by prometheus-client.
+#[derive(Debug)]
+struct Snapshot {
+    requests: Vec<(String, Vec<(u16, u64)>)>,
+    target_requests: u64,
+    /// Per-bucket (not cumulative) counts, the last one `+Inf`'s.
+    latency: Vec<(f64, u64)>,
+    latency_count: u64,
+    latency_sum: f64,
+    /// hit, miss, stale.
+    cache: [u64; 3],
+    token_fetches: u64,
+    errors: BTreeMap<&'static str, u64>,
+    tcp_open: u64,
+    tcp_total: u64,
+    /// ok, failed.
+    reloads: [u64; 2],
+}
+
+impl Collector for Snapshot {
+    fn encode(&self, mut enc: DescriptorEncoder) -> fmt::Result {
+        let total: u64 = self
+            .requests
             .iter()
             .flat_map(|(_, v)| v.iter().map(|(_, n)| n))
             .sum();
-        out.push_str("# HELP signpost_proxy_requests_total HTTP requests answered, by route and status.\n# TYPE signpost_proxy_requests_total counter\n");
-        for (route, status, n) in requests
-            .iter()
-            .flat_map(|(r, v)| v.iter().map(move |(s, n)| (r, s, n)))
-        {
-            let _ = writeln!(
-                out,
-                "signpost_proxy_requests_total{{route=\"{}\",status=\"{status}\"}} {n}",
-                escape(route)
-            );
+        let mut family = enc.encode_descriptor(
+            "signpost_proxy_requests",
+            "HTTP requests answered, by route and status.",
+            None,
+            MetricType::Counter,
+        )?;
+        for (route, statuses) in &self.requests {
+            // prometheus-client writes label values as they are: the route is escaped here.
+            let route = escape(route);
+            for (status, n) in statuses {
+                let labels = [("route", route.clone()), ("status", status.to_string())];
+                ConstCounter::new(*n).encode(family.encode_family(&labels)?)?;
+            }
         }
-        out.push_str("# HELP tp_received_requests_total HTTP requests received (SAP's name).\n# TYPE tp_received_requests_total counter\n");
-        let _ = writeln!(out, "tp_received_requests_total {total}");
-        out.push_str("# HELP tp_target_system_requests_total Requests sent to target systems (SAP's name).\n# TYPE tp_target_system_requests_total counter\n");
-        let _ = writeln!(
-            out,
-            "tp_target_system_requests_total {}",
-            get(&self.target_requests)
-        );
-        out.push_str("# HELP signpost_proxy_target_latency_seconds Time from sending a request to a target system until its response head.\n# TYPE signpost_proxy_target_latency_seconds histogram\n");
-        for (i, le) in BUCKETS.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "signpost_proxy_target_latency_seconds_bucket{{le=\"{le}\"}} {}",
-                get(&self.latency_buckets[i])
-            );
-        }
-        let count = get(&self.latency_count);
-        let _ = writeln!(
-            out,
-            "signpost_proxy_target_latency_seconds_bucket{{le=\"+Inf\"}} {count}"
-        );
-        let _ = writeln!(
-            out,
-            "signpost_proxy_target_latency_seconds_sum {}",
-            get(&self.latency_sum_micros) as f64 / 1e6
-        );
-        let _ = writeln!(out, "signpost_proxy_target_latency_seconds_count {count}");
-        out.push_str("# HELP signpost_proxy_destination_cache_total Find-destination cache lookups by result: hit, miss, or stale (served while the Destination service failed).\n# TYPE signpost_proxy_destination_cache_total counter\n");
-        for (label, a) in [
-            ("hit", &self.cache_hits),
-            ("miss", &self.cache_misses),
-            ("stale", &self.cache_stale),
-        ] {
-            let _ = writeln!(
-                out,
-                "signpost_proxy_destination_cache_total{{result=\"{label}\"}} {}",
-                get(a)
-            );
-        }
-        out.push_str("# HELP signpost_proxy_token_fetches_total Tokens fetched from the token services of the Destination service instances.\n# TYPE signpost_proxy_token_fetches_total counter\n");
-        let _ = writeln!(out, "signpost_proxy_token_fetches_total {token_fetches}");
-        out.push_str("# HELP signpost_proxy_errors_total Errors the proxy answered itself, by origin.\n# TYPE signpost_proxy_errors_total counter\n");
-        let errors = self.errors.lock().map(|m| m.clone()).unwrap_or_default();
-        for origin in ["proxy", "token_service", "destination_service"] {
-            let _ = writeln!(
-                out,
-                "signpost_proxy_errors_total{{origin=\"{origin}\"}} {}",
-                errors.get(origin).copied().unwrap_or(0)
-            );
-        }
-        out.push_str("# HELP tp_open_tcp_connections Open relayed TCP connections (SAP's name).\n# TYPE tp_open_tcp_connections gauge\n");
-        let _ = writeln!(out, "tp_open_tcp_connections {}", get(&self.tcp_open));
-        out.push_str("# HELP tp_tcp_connections_total Relayed TCP connections (SAP's name).\n# TYPE tp_tcp_connections_total counter\n");
-        let _ = writeln!(out, "tp_tcp_connections_total {}", get(&self.tcp_total));
-        out.push_str("# HELP signpost_proxy_config_reloads_total Configuration reloads by result.\n# TYPE signpost_proxy_config_reloads_total counter\n");
-        let _ = writeln!(
-            out,
-            "signpost_proxy_config_reloads_total{{result=\"ok\"}} {}",
-            get(&self.reloads_ok)
-        );
-        let _ = writeln!(
-            out,
-            "signpost_proxy_config_reloads_total{{result=\"failed\"}} {}",
-            get(&self.reloads_failed)
-        );
-        out
+        counter(
+            &mut enc,
+            "tp_received_requests",
+            "HTTP requests received (SAP's name).",
+            total,
+        )?;
+        counter(
+            &mut enc,
+            "tp_target_system_requests",
+            "Requests sent to target systems (SAP's name).",
+            self.target_requests,
+        )?;
+        enc.encode_descriptor(
+            "signpost_proxy_target_latency_seconds",
+            "Time from sending a request to a target system until its response head.",
+            None,
+            MetricType::Histogram,
+        )?
+        .encode_histogram::<NoLabelSet>(
+            self.latency_sum,
+            self.latency_count,
+            &self.latency,
+            None,
+        )?;
+        let cache = ["hit", "miss", "stale"].into_iter().zip(self.cache);
+        labelled(
+            &mut enc,
+            "signpost_proxy_destination_cache",
+            "Find-destination cache lookups by result: hit, miss, or stale (served while the Destination service failed).",
+            "result",
+            cache,
+        )?;
+        counter(
+            &mut enc,
+            "signpost_proxy_token_fetches",
+            "Tokens fetched from the token services of the Destination service instances.",
+            self.token_fetches,
+        )?;
+        let errors = ["proxy", "token_service", "destination_service"]
+            .into_iter()
+            .map(|origin| (origin, self.errors.get(origin).copied().unwrap_or(0)));
+        labelled(
+            &mut enc,
+            "signpost_proxy_errors",
+            "Errors the proxy answered itself, by origin.",
+            "origin",
+            errors,
+        )?;
+        let open = ConstGauge::new(i64::try_from(self.tcp_open).unwrap_or(i64::MAX));
+        open.encode(enc.encode_descriptor(
+            "tp_open_tcp_connections",
+            "Open relayed TCP connections (SAP's name).",
+            None,
+            open.metric_type(),
+        )?)?;
+        counter(
+            &mut enc,
+            "tp_tcp_connections",
+            "Relayed TCP connections (SAP's name).",
+            self.tcp_total,
+        )?;
+        labelled(
+            &mut enc,
+            "signpost_proxy_config_reloads",
+            "Configuration reloads by result.",
+            "result",
+            ["ok", "failed"].into_iter().zip(self.reloads),
+        )
     }
+}
+
+/// A counter without labels (its sample is `<name>_total`).
+fn counter(enc: &mut DescriptorEncoder, name: &str, help: &str, n: u64) -> fmt::Result {
+    let c = ConstCounter::new(n);
+    c.encode(enc.encode_descriptor(name, help, None, c.metric_type())?)
+}
+
+/// A counter with one label of fixed values.
+fn labelled(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    label: &str,
+    values: impl IntoIterator<Item = (&'static str, u64)>,
+) -> fmt::Result {
+    let mut family = enc.encode_descriptor(name, help, None, MetricType::Counter)?;
+    for (value, n) in values {
+        ConstCounter::new(n).encode(family.encode_family(&[(label, value)])?)?;
+    }
+    Ok(())
 }
 
 fn escape(label: &str) -> String {
@@ -199,4 +293,48 @@ fn escape(label: &str) -> String {
         .replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_openmetrics_with_sap_names_and_a_cumulative_histogram() {
+        let m = Metrics::default();
+        m.request("basic.default", 200);
+        m.request("basic.default", 200);
+        m.request("we\"ird\\route", 502);
+        m.error("destination_service");
+        Metrics::inc(&m.cache_hits);
+        m.target_latency(Duration::from_millis(3));
+        m.target_latency(Duration::from_millis(40));
+        m.target_latency(Duration::from_secs(30));
+        let text = m.render(7);
+        for line in [
+            "# TYPE signpost_proxy_requests counter",
+            "signpost_proxy_requests_total{route=\"basic.default\",status=\"200\"} 2",
+            "signpost_proxy_requests_total{route=\"we\\\"ird\\\\route\",status=\"502\"} 1",
+            "tp_received_requests_total 3",
+            "tp_target_system_requests_total 3",
+            "signpost_proxy_target_latency_seconds_bucket{le=\"0.0025\"} 0",
+            "signpost_proxy_target_latency_seconds_bucket{le=\"0.005\"} 1",
+            "signpost_proxy_target_latency_seconds_bucket{le=\"0.05\"} 2",
+            "signpost_proxy_target_latency_seconds_bucket{le=\"10.0\"} 2",
+            "signpost_proxy_target_latency_seconds_bucket{le=\"+Inf\"} 3",
+            "signpost_proxy_target_latency_seconds_count 3",
+            "signpost_proxy_target_latency_seconds_sum 30.043",
+            "signpost_proxy_destination_cache_total{result=\"hit\"} 1",
+            "signpost_proxy_destination_cache_total{result=\"stale\"} 0",
+            "signpost_proxy_token_fetches_total 7",
+            "signpost_proxy_errors_total{origin=\"destination_service\"} 1",
+            "signpost_proxy_errors_total{origin=\"proxy\"} 0",
+            "# TYPE tp_open_tcp_connections gauge",
+            "tp_open_tcp_connections 0",
+            "signpost_proxy_config_reloads_total{result=\"failed\"} 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in:\n{text}");
+        }
+        assert!(text.ends_with("# EOF\n"), "{text}");
+    }
 }

@@ -564,7 +564,23 @@ async fn metrics_and_ca_are_served() {
     let app = TestApp::start().await;
     let res = app.client.get(app.url("/metrics")).send().await.unwrap();
     assert_eq!(res.status(), 200);
+    assert_eq!(
+        res.headers()["content-type"],
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
     let text = res.text().await.unwrap();
-    assert!(text.contains("signpost_token_requests_total"));
-    assert!(text.contains("signpost_uploaded_certificates_expiring"));
+    // OpenMetrics: a counter's family is named without `_total`, its sample with it; `# EOF` ends.
+    assert!(
+        text.contains("# TYPE signpost_token_requests counter\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("\nsignpost_token_requests_total 0\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("# TYPE signpost_uploaded_certificates_expiring gauge\nsignpost_uploaded_certificates_expiring 0\n"),
+        "{text}"
+    );
+    assert!(text.ends_with("# EOF\n"), "{text}");
 }
