@@ -6,6 +6,7 @@
 //!
 //! Must not depend on the API or OAuth crates.
 
+pub mod backup;
 mod cache;
 pub mod copy;
 pub mod crypto;

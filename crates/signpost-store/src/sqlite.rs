@@ -66,6 +66,11 @@ impl SqliteStore {
         })
     }
 
+    /// Closes the pool (its last connection checkpoints the WAL into the main file).
+    pub(crate) async fn close(&self) {
+        self.pool.close().await;
+    }
+
     /// Where a plain path URL points, for callers that want to create its directory.
     pub fn file_path(url: &str) -> Option<&Path> {
         let p = url

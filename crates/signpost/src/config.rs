@@ -41,6 +41,35 @@ pub struct CopyArgs {
     pub data_dir: PathBuf,
 }
 
+/// `signpost store backup`.
+#[derive(Clone, Args)]
+pub struct BackupArgs {
+    /// The new file to write the snapshot to; it must not exist.
+    #[arg(long)]
+    pub to: PathBuf,
+    /// The data directory of the server whose database is backed up.
+    #[arg(long, env = "SIGNPOST_DATA_DIR", default_value = "./signpost-data")]
+    pub data_dir: PathBuf,
+    /// The SQLite database URL, when it is not `<data-dir>/signpost.db`.
+    #[arg(long, env = "SIGNPOST_DATABASE_URL")]
+    pub database_url: Option<String>,
+}
+
+/// `signpost store restore`.
+#[derive(Clone, Args)]
+pub struct RestoreArgs {
+    /// The backup file written by `signpost store backup`.
+    #[arg(long)]
+    pub from: PathBuf,
+    /// The data directory to restore into; it must hold no database. The master key the backup
+    /// was made under comes from `SIGNPOST_MASTER_KEY` or this directory's `master.key`.
+    #[arg(long, env = "SIGNPOST_DATA_DIR", default_value = "./signpost-data")]
+    pub data_dir: PathBuf,
+    /// The SQLite database URL to restore to, when it is not `<data-dir>/signpost.db`.
+    #[arg(long, env = "SIGNPOST_DATABASE_URL")]
+    pub database_url: Option<String>,
+}
+
 /// A database URL without its password (`postgres://user:password@host/db` holds one) or
 /// query (`?password=` is possible too): what `Debug` and messages may show.
 pub fn redacted_database_url(url: &str) -> String {
@@ -78,6 +107,32 @@ impl std::fmt::Debug for CopyArgs {
             .field("from", &redacted_database_url(&self.from))
             .field("to", &redacted_database_url(&self.to))
             .field("data_dir", &self.data_dir)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for BackupArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BackupArgs")
+            .field("to", &self.to)
+            .field("data_dir", &self.data_dir)
+            .field(
+                "database_url",
+                &self.database_url.as_deref().map(redacted_database_url),
+            )
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for RestoreArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RestoreArgs")
+            .field("from", &self.from)
+            .field("data_dir", &self.data_dir)
+            .field(
+                "database_url",
+                &self.database_url.as_deref().map(redacted_database_url),
+            )
             .finish()
     }
 }

@@ -39,4 +39,12 @@ pub enum StoreCommand {
     /// and verify the counts, e.g. `signpost store copy --from sqlite://signpost-data/signpost.db
     /// --to postgres://signpost@db/signpost`. Both are opened with the same master key.
     Copy(config::CopyArgs),
+    /// Write a consistent snapshot of the SQLite database of a server, running or not, to a new
+    /// file, e.g. `signpost store backup --to signpost-2026-12-03.db`. Secrets stay encrypted in
+    /// it: keep the master key apart from the backup.
+    Backup(config::BackupArgs),
+    /// Bring a backup back as the database of a data directory that has none, after checking it
+    /// (integrity, the master key opens it, every secret decrypts), e.g. `signpost store restore
+    /// --from signpost-2026-12-03.db --data-dir ./signpost-data`.
+    Restore(config::RestoreArgs),
 }

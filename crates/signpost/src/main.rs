@@ -25,6 +25,8 @@ fn main() -> ExitCode {
             Command::Serve(args) => serve::run(args).await,
             Command::Migrate(args) => serve::migrate(args).await,
             Command::Store(StoreCommand::Copy(args)) => serve::copy(args).await,
+            Command::Store(StoreCommand::Backup(args)) => serve::backup(args).await,
+            Command::Store(StoreCommand::Restore(args)) => serve::restore(args).await,
             Command::Cli(cmd) => cli::run(cmd).await,
         }
     });

@@ -228,6 +228,57 @@ pub async fn copy(args: crate::config::CopyArgs) -> Result<()> {
     Ok(())
 }
 
+/// `signpost store backup --to FILE`: a consistent snapshot of the SQLite database, taken while
+/// the server may be writing (signpost_store::backup).
+pub async fn backup(args: crate::config::BackupArgs) -> Result<()> {
+    init_tracing(false);
+    let url = database_url(&StoreArgs {
+        data_dir: args.data_dir.clone(),
+        database_url: args.database_url.clone(),
+        max_entities: u32::MAX,
+    })?;
+    let summary = signpost_store::backup::backup(&url, &args.to)
+        .await
+        .map_err(|e| anyhow::anyhow!("backup failed: {e}"))?;
+    tracing::info!(
+        file = %args.to.display(),
+        bytes = summary.bytes,
+        instances = summary.instances,
+        bindings = summary.bindings,
+        entities = summary.entities,
+        "backup written; the master key is not in it"
+    );
+    Ok(())
+}
+
+/// `signpost store restore --from FILE`: the backup checked and moved into place as the database
+/// of a data directory without one, under the master key it was made with (never a new one).
+pub async fn restore(args: crate::config::RestoreArgs) -> Result<()> {
+    init_tracing(false);
+    check_secret_env()?;
+    let store_args = StoreArgs {
+        data_dir: args.data_dir.clone(),
+        database_url: args.database_url.clone(),
+        max_entities: u32::MAX,
+    };
+    let url = database_url(&store_args)?;
+    let key_file = args.data_dir.join(MASTER_KEY_FILE);
+    if std::env::var_os("SIGNPOST_MASTER_KEY").is_none() && !key_file.exists() {
+        return Err(ConfigError(format!(
+            "restore needs the master key the backup was made under: set SIGNPOST_MASTER_KEY or put its master.key into {}",
+            args.data_dir.display()
+        ))
+        .into());
+    }
+    data_dir(&args.data_dir)?;
+    let master = master_key(&args.data_dir)?;
+    let restored = signpost_store::backup::restore(&args.from, &url, &master)
+        .await
+        .map_err(|e| anyhow::anyhow!("restore failed, nothing was written: {e}"))?;
+    tracing::info!(?restored, database = %crate::config::redacted_database_url(&url), "restored and verified");
+    Ok(())
+}
+
 pub async fn migrate(args: StoreArgs) -> Result<()> {
     init_tracing(false);
     let store = open_store(&args).await?;

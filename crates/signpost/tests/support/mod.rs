@@ -343,6 +343,17 @@ impl ServerProcess {
         format!("https://127.0.0.1:{}", self.tls_port.unwrap())
     }
 
+    /// SIGKILL, as a crash or the OOM killer would end it, and the exit. Stderr stays readable.
+    pub fn kill(&mut self) -> ExitStatus {
+        if let Some(status) = self.exit {
+            return status;
+        }
+        let _ = self.child.kill();
+        let status = self.child.wait().unwrap();
+        self.exit = Some(status);
+        status
+    }
+
     /// Sends SIGTERM and waits for the exit; panics (with stderr) if it does not exit in time.
     /// Stderr stays readable afterwards.
     pub async fn stop(&mut self) -> ExitStatus {
