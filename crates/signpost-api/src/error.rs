@@ -50,7 +50,8 @@ impl From<Error> for ApiError {
             status,
             message: e.to_string(),
             etag,
-            retry_after: None,
+            // A database outage is short, as a rule: clients may retry after a second.
+            retry_after: matches!(e, Error::Unavailable(_)).then_some(1),
         }
     }
 }

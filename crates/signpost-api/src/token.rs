@@ -205,6 +205,18 @@ async fn token(
         Err(TokenError::InvalidGrant(m)) => {
             oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", &m)
         }
+        Err(TokenError::Unavailable) => {
+            let mut res = oauth_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                "The database is not available; try again shortly",
+            );
+            res.headers_mut().insert(
+                header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("1"),
+            );
+            res
+        }
         Err(TokenError::Server) => oauth_error(
             StatusCode::INTERNAL_SERVER_ERROR,
             "server_error",

@@ -27,6 +27,8 @@ pub enum BrokerErrorKind {
     NotFound,
     Conflict,
     Unprocessable,
+    /// The database is not available now (503): nothing was changed.
+    Unavailable,
     Internal,
 }
 
@@ -38,6 +40,7 @@ impl BrokerErrorKind {
             BrokerErrorKind::NotFound => 404,
             BrokerErrorKind::Conflict => 409,
             BrokerErrorKind::Unprocessable => 422,
+            BrokerErrorKind::Unavailable => 503,
             BrokerErrorKind::Internal => 500,
         }
     }
@@ -49,6 +52,7 @@ impl BrokerErrorKind {
             BrokerErrorKind::NotFound => "NotFound",
             BrokerErrorKind::Conflict => "Conflict",
             BrokerErrorKind::Unprocessable => "UnprocessableEntity",
+            BrokerErrorKind::Unavailable => "ServiceUnavailable",
             BrokerErrorKind::Internal => "InternalError",
         }
     }
@@ -93,6 +97,10 @@ impl BrokerError {
 
 impl From<signpost_store::Error> for BrokerError {
     fn from(e: signpost_store::Error) -> Self {
+        if e.outage().is_some() {
+            let answer = crate::error::outage(&e);
+            return BrokerError::new(BrokerErrorKind::Unavailable, answer.to_string());
+        }
         tracing::error!(error = %e, "store failure in the broker");
         BrokerError::internal()
     }

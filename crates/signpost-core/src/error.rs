@@ -16,6 +16,12 @@ pub enum Error {
     Unprocessable(String),
     #[error("The entity's current ETag does not match If-Match")]
     PreconditionFailed { etag: String },
+    /// The database cannot be reached now (503, with `Retry-After`): nothing was changed.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The database has no room for the write (507): nothing was changed.
+    #[error("{0}")]
+    InsufficientStorage(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -33,6 +39,8 @@ impl Error {
             Error::Conflict(_) => 409,
             Error::Unprocessable(_) => 422,
             Error::PreconditionFailed { .. } => 412,
+            Error::Unavailable(_) => 503,
+            Error::InsufficientStorage(_) => 507,
             Error::Internal(_) => 500,
         }
     }
@@ -60,10 +68,25 @@ impl From<signpost_store::Error> for Error {
             } => Error::NotFound(format!("The {kind} '{name}' does not exist")),
             S::LimitExceeded { .. } => Error::Conflict(format!("{e}")),
             S::Invalid(m) => Error::BadRequest(m),
+            other if other.outage().is_some() => outage(&other),
             other => {
                 tracing::error!(error = %other, "store failure");
                 Error::Internal("the store failed; see the server log".into())
             }
         }
+    }
+}
+
+/// The answer to a store failure that is an outage of the database (logged as a warning: it is
+/// the database's state, not a bug).
+pub(crate) fn outage(e: &signpost_store::Error) -> Error {
+    tracing::warn!(error = %e, "the database is not available");
+    match e.outage() {
+        Some(signpost_store::Outage::Full) => Error::InsufficientStorage(
+            "The database has no room for this write; nothing was changed".into(),
+        ),
+        _ => Error::Unavailable(
+            "The database is not available; nothing was changed, try again shortly".into(),
+        ),
     }
 }

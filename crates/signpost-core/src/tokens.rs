@@ -52,6 +52,9 @@ pub enum TokenError {
     /// The jwt-bearer grant's assertion was refused (the sentence says why).
     #[error("invalid_grant")]
     InvalidGrant(String),
+    /// The database is not available now (503, `temporarily_unavailable`).
+    #[error("temporarily_unavailable")]
+    Unavailable,
     #[error("server_error")]
     Server,
 }
@@ -64,7 +67,26 @@ impl TokenError {
             TokenError::UnsupportedGrantType(_)
             | TokenError::InvalidRequest(_)
             | TokenError::InvalidGrant(_) => 400,
+            TokenError::Unavailable => 503,
             TokenError::Server => 500,
+        }
+    }
+
+    /// A store failure: `Unavailable` when the database is down or busy, else `Server`.
+    fn from_store(e: signpost_store::Error) -> Self {
+        if e.outage().is_some() {
+            crate::error::outage(&e);
+            return TokenError::Unavailable;
+        }
+        tracing::error!(error = %e, "store failure in the token service");
+        TokenError::Server
+    }
+
+    /// A core failure on the way to a token.
+    fn from_core(e: Error) -> Self {
+        match e {
+            Error::Unavailable(_) | Error::InsufficientStorage(_) => TokenError::Unavailable,
+            _ => TokenError::Server,
         }
     }
 }
@@ -609,7 +631,7 @@ impl Signpost {
         let binding = store
             .get_binding_by_client(client_id)
             .await
-            .map_err(|_| TokenError::Server)?
+            .map_err(TokenError::from_store)?
             .ok_or(TokenError::InvalidClient)?;
         // Only secret bindings authenticate with a secret (an X.509 binding's stored secret is
         // its private key).
@@ -652,7 +674,7 @@ impl Signpost {
             .store()
             .get_binding_by_client(client_id)
             .await
-            .map_err(|_| TokenError::Server)?
+            .map_err(TokenError::from_store)?
             .ok_or(TokenError::InvalidClient)?;
         let expected = binding
             .certificate_sha256
@@ -807,7 +829,7 @@ impl Signpost {
                 Some(zdn) => self
                     .tenant_of_subdomain(zdn)
                     .await
-                    .map_err(|_| TokenError::Server)?,
+                    .map_err(TokenError::from_core)?,
                 None => None,
             },
         };
@@ -851,7 +873,7 @@ impl Signpost {
         let instance = match store.get_instance(instance_id).await {
             Ok(Some(i)) => i,
             Ok(None) => return (entry, Err(TokenError::InvalidClient)),
-            Err(_) => return (entry, Err(TokenError::Server)),
+            Err(e) => return (entry, Err(TokenError::from_store(e))),
         };
         let entry = entry.subaccount(instance.subaccount_id.as_str());
         // A tenant token: the provider's own tenant, or a subscriber of the instance.
@@ -861,7 +883,7 @@ impl Signpost {
             Some(z) => match store.get_subscription(instance_id, z).await {
                 Ok(Some(_)) => z.to_owned(),
                 Ok(None) => return (entry, Err(TokenError::InvalidClient)),
-                Err(_) => return (entry, Err(TokenError::Server)),
+                Err(e) => return (entry, Err(TokenError::from_store(e))),
             },
         };
         // The event belongs to the tenant whose token it is.
@@ -885,7 +907,7 @@ impl Signpost {
         let subdomain = store
             .get_subaccount(zid)
             .await
-            .map_err(|_| TokenError::Server)?
+            .map_err(TokenError::from_store)?
             .map(|s| s.subdomain)
             .unwrap_or_else(|| zid.to_owned());
         if !store.coherent() {
@@ -902,7 +924,7 @@ impl Signpost {
             user,
         )
         .await
-        .map_err(|_| TokenError::Server)
+        .map_err(TokenError::from_core)
     }
 
     /// The subaccount whose subdomain is `subdomain` (tenant token URLs start with it); `None`

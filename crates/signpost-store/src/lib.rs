@@ -72,6 +72,49 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// A failure that is the database's state, not the request's: worth a 503 or 507 and a retry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outage {
+    /// The database cannot be reached or is not accepting work now (down, restarting,
+    /// connections exhausted, locked past the busy timeout).
+    Unavailable,
+    /// The database has no room for the write (a full disk).
+    Full,
+}
+
+impl Error {
+    /// The outage behind this error, if it is one.
+    pub fn outage(&self) -> Option<Outage> {
+        let Error::Database(e) = self else {
+            return None;
+        };
+        match e {
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed => Some(Outage::Unavailable),
+            sqlx::Error::Database(db) => {
+                let code = db.code()?;
+                match code.as_ref() {
+                    // PostgreSQL: connection exceptions, shutdown and start-up, too many
+                    // connections; disk full.
+                    c if c.starts_with("08") => Some(Outage::Unavailable),
+                    "57P01" | "57P02" | "57P03" | "53300" => Some(Outage::Unavailable),
+                    "53100" => Some(Outage::Full),
+                    // SQLite's (extended) result codes: SQLITE_FULL, SQLITE_BUSY, SQLITE_LOCKED.
+                    c => match c.parse::<i32>().map(|n| n & 0xff) {
+                        Ok(13) => Some(Outage::Full),
+                        Ok(5 | 6) => Some(Outage::Unavailable),
+                        _ => None,
+                    },
+                }
+            }
+            _ => None,
+        }
+    }
+}
+
 /// The storage contract. Engines must make [`Store::write`] atomic: every operation of the batch
 /// takes effect, or none does.
 #[async_trait]

@@ -78,7 +78,9 @@ impl PgStore {
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .min_connections(1)
-            .acquire_timeout(Duration::from_secs(10))
+            // While the database is down a request waits this long for a connection, then is
+            // answered 503 (an outage, `Error::outage`) rather than hanging.
+            .acquire_timeout(Duration::from_secs(3))
             .connect_with(opts.clone())
             .await?;
         MIGRATOR.run(&pool).await?;

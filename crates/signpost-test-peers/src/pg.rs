@@ -23,6 +23,9 @@ struct Cluster {
     bin: PathBuf,
     data: PathBuf,
     run_as: Option<&'static str>,
+    /// `pg_ctl start`'s server options and log file, for a restart on the same port.
+    opts: String,
+    log: PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -112,7 +115,7 @@ impl PgServer {
         // The free port may be taken between the probe and the start: try a few.
         let log = dir.path().join("server.log");
         let mut attempt = 0;
-        let port = loop {
+        let (port, opts) = loop {
             let port = free_port();
             let opts = format!(
                 "-F -c fsync=off -c listen_addresses=127.0.0.1 -p {port} -k {}",
@@ -135,7 +138,7 @@ impl PgServer {
                 ],
             );
             match started {
-                Ok(()) => break port,
+                Ok(()) => break (port, opts),
                 Err(_) if attempt < 2 => attempt += 1,
                 Err(out) => {
                     let log = std::fs::read_to_string(&log).unwrap_or_default();
@@ -149,6 +152,8 @@ impl PgServer {
                 bin,
                 data,
                 run_as,
+                opts,
+                log,
                 _dir: dir,
             }),
         }
@@ -178,6 +183,52 @@ impl PgServer {
             name,
             admin_url: self.admin_url.clone(),
         }
+    }
+}
+
+impl PgServer {
+    /// True when this is a cluster the tests started (and so may stop); false for a server
+    /// given by the environment.
+    pub fn owns_cluster(&self) -> bool {
+        self.cluster.is_some()
+    }
+
+    /// Stops the cluster (fast shutdown: open connections are ended, as in a failover or a
+    /// restart for maintenance). Panics for a server given by the environment.
+    pub fn stop(&self) {
+        let c = self
+            .cluster
+            .as_ref()
+            .expect("only a cluster the tests started can be stopped");
+        run(
+            c.run_as,
+            &c.bin.join("pg_ctl"),
+            &["-D", path_str(&c.data), "-m", "fast", "-w", "stop"],
+        );
+    }
+
+    /// Starts the stopped cluster again on its port.
+    pub fn restart(&self) {
+        let c = self
+            .cluster
+            .as_ref()
+            .expect("only a cluster the tests started can be started");
+        run(
+            c.run_as,
+            &c.bin.join("pg_ctl"),
+            &[
+                "-D",
+                path_str(&c.data),
+                "-l",
+                path_str(&c.log),
+                "-o",
+                &c.opts,
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ],
+        );
     }
 }
 
