@@ -599,7 +599,29 @@ async fn failures_are_errors_in_auth_tokens() {
     let e = error_of(&find(&t, "down", &[]).await);
     assert!(e.contains("connection failed"), "{e}");
     peer.configure(json!({"delay_ms": 2500})).await;
-    let e = error_of(&find(&t, "slow", &[]).await);
+    // While a find waits on the slow token service, the server answers others.
+    let slow_done = std::sync::atomic::AtomicBool::new(false);
+    let (slow, meanwhile) = tokio::join!(
+        async {
+            let v = find(&t, "slow", &[]).await;
+            slow_done.store(true, std::sync::atomic::Ordering::SeqCst);
+            v
+        },
+        async {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            let res = app.client.get(app.url("/healthz")).send().await.unwrap();
+            (
+                res.status().as_u16(),
+                slow_done.load(std::sync::atomic::Ordering::SeqCst),
+            )
+        }
+    );
+    assert_eq!(
+        meanwhile,
+        (200, false),
+        "answered while the slow find waited"
+    );
+    let e = error_of(&slow);
     assert!(e.contains("timed out"), "{e}");
     peer.configure(json!({"delay_ms": 0, "fail": {"status": 503, "body": "{\"error\":\"temporarily_unavailable\",\"error_description\":\"try later\"}", "count": 1}})).await;
     let e = error_of(&find(&t, "flaky", &[]).await);
