@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{text, DescriptorEncoder, EncodeMetric as _, NoLabelSet};
+use prometheus_client::encoding::{text, DescriptorEncoder, EncodeMetric, NoLabelSet};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
@@ -244,13 +244,12 @@ impl Collector for Snapshot {
             "origin",
             errors,
         )?;
-        let open = ConstGauge::new(i64::try_from(self.tcp_open).unwrap_or(i64::MAX));
-        open.encode(enc.encode_descriptor(
+        one(
+            &mut enc,
             "tp_open_tcp_connections",
             "Open relayed TCP connections (SAP's name).",
-            None,
-            open.metric_type(),
-        )?)?;
+            ConstGauge::new(i64::try_from(self.tcp_open).unwrap_or(i64::MAX)),
+        )?;
         counter(
             &mut enc,
             "tp_tcp_connections",
@@ -269,8 +268,12 @@ impl Collector for Snapshot {
 
 /// A counter without labels (its sample is `<name>_total`).
 fn counter(enc: &mut DescriptorEncoder, name: &str, help: &str, n: u64) -> fmt::Result {
-    let c = ConstCounter::new(n);
-    c.encode(enc.encode_descriptor(name, help, None, c.metric_type())?)
+    one(enc, name, help, ConstCounter::new(n))
+}
+
+/// One metric without labels.
+fn one(enc: &mut DescriptorEncoder, name: &str, help: &str, m: impl EncodeMetric) -> fmt::Result {
+    m.encode(enc.encode_descriptor(name, help, None, m.metric_type())?)
 }
 
 /// A counter with one label of fixed values.

@@ -35,6 +35,66 @@ pub(crate) trait Statements: Send {
     async fn text(&mut self, sql: &str, args: &[Arg<'_>]) -> Result<Option<String>>;
 }
 
+/// [`Statements`] for an engine's connection type (`$conn`, of the sqlx database `$db`): binding
+/// the [`Arg`]s and reading the first column are the same on every engine, only the types differ.
+macro_rules! impl_statements {
+    ($conn:ty, $db:ty) => {
+        #[async_trait::async_trait]
+        impl $crate::ops::Statements for $conn {
+            async fn execute(
+                &mut self,
+                sql: &str,
+                args: &[$crate::ops::Arg<'_>],
+            ) -> $crate::Result<u64> {
+                Ok(bind_args(sqlx::query(sql), args)
+                    .execute(self)
+                    .await?
+                    .rows_affected())
+            }
+
+            async fn int(
+                &mut self,
+                sql: &str,
+                args: &[$crate::ops::Arg<'_>],
+            ) -> $crate::Result<Option<i64>> {
+                let row = bind_args(sqlx::query(sql), args)
+                    .fetch_optional(self)
+                    .await?;
+                Ok(row.map(|r| sqlx::Row::try_get(&r, 0)).transpose()?)
+            }
+
+            async fn text(
+                &mut self,
+                sql: &str,
+                args: &[$crate::ops::Arg<'_>],
+            ) -> $crate::Result<Option<String>> {
+                let row = bind_args(sqlx::query(sql), args)
+                    .fetch_optional(self)
+                    .await?;
+                Ok(row.map(|r| sqlx::Row::try_get(&r, 0)).transpose()?)
+            }
+        }
+
+        fn bind_args<'q>(
+            mut q: sqlx::query::Query<'q, $db, <$db as sqlx::Database>::Arguments<'q>>,
+            args: &[$crate::ops::Arg<'q>],
+        ) -> sqlx::query::Query<'q, $db, <$db as sqlx::Database>::Arguments<'q>> {
+            use $crate::ops::Arg;
+            for arg in args {
+                q = match *arg {
+                    Arg::Text(v) => q.bind(v),
+                    Arg::OptText(v) => q.bind(v),
+                    Arg::Int(v) => q.bind(v),
+                    Arg::Blob(v) => q.bind(v),
+                    Arg::OptBlob(v) => q.bind(v),
+                };
+            }
+            q
+        }
+    };
+}
+pub(crate) use impl_statements;
+
 /// Where the engines' SQL differs.
 #[derive(Clone, Copy)]
 pub(crate) struct Dialect {

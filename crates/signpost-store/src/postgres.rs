@@ -20,7 +20,7 @@ use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder, Row};
 use crate::crypto::{Cipher, MasterKey};
 use crate::feed::postgres::{heartbeat, listen, notify, publish};
 use crate::feed::{self, Change, Feed};
-use crate::ops::{Arg, Dialect, Statements, Writer};
+use crate::ops::{Dialect, Writer};
 use crate::records::*;
 use crate::shared::*;
 use crate::{Error, Result, Store};
@@ -211,45 +211,7 @@ impl PgStore {
     }
 }
 
-fn bind_args<'q>(
-    mut q: sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>,
-    args: &[Arg<'q>],
-) -> sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments> {
-    for arg in args {
-        q = match *arg {
-            Arg::Text(v) => q.bind(v),
-            Arg::OptText(v) => q.bind(v),
-            Arg::Int(v) => q.bind(v),
-            Arg::Blob(v) => q.bind(v),
-            Arg::OptBlob(v) => q.bind(v),
-        };
-    }
-    q
-}
-
-#[async_trait]
-impl Statements for PgConnection {
-    async fn execute(&mut self, sql: &str, args: &[Arg<'_>]) -> Result<u64> {
-        Ok(bind_args(sqlx::query(sql), args)
-            .execute(self)
-            .await?
-            .rows_affected())
-    }
-
-    async fn int(&mut self, sql: &str, args: &[Arg<'_>]) -> Result<Option<i64>> {
-        let row = bind_args(sqlx::query(sql), args)
-            .fetch_optional(self)
-            .await?;
-        Ok(row.map(|r| r.try_get(0)).transpose()?)
-    }
-
-    async fn text(&mut self, sql: &str, args: &[Arg<'_>]) -> Result<Option<String>> {
-        let row = bind_args(sqlx::query(sql), args)
-            .fetch_optional(self)
-            .await?;
-        Ok(row.map(|r| r.try_get(0)).transpose()?)
-    }
-}
+crate::ops::impl_statements!(PgConnection, Postgres);
 
 /// Appends the WHERE clause selecting an owner's entities of a kind that pass `filter`.
 fn push_entity_filter(

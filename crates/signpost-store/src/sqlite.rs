@@ -12,7 +12,7 @@ use sqlx::{Row, SqliteConnection, SqlitePool};
 use tokio::sync::Mutex;
 
 use crate::crypto::{Cipher, MasterKey};
-use crate::ops::{Arg, Dialect, Statements, Writer};
+use crate::ops::{Dialect, Writer};
 use crate::records::*;
 use crate::shared::*;
 use crate::{Error, Result, Store};
@@ -165,45 +165,7 @@ impl SqliteStore {
     }
 }
 
-fn bind_args<'q>(
-    mut q: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
-    args: &[Arg<'q>],
-) -> sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>> {
-    for arg in args {
-        q = match *arg {
-            Arg::Text(v) => q.bind(v),
-            Arg::OptText(v) => q.bind(v),
-            Arg::Int(v) => q.bind(v),
-            Arg::Blob(v) => q.bind(v),
-            Arg::OptBlob(v) => q.bind(v),
-        };
-    }
-    q
-}
-
-#[async_trait]
-impl Statements for SqliteConnection {
-    async fn execute(&mut self, sql: &str, args: &[Arg<'_>]) -> Result<u64> {
-        Ok(bind_args(sqlx::query(sql), args)
-            .execute(self)
-            .await?
-            .rows_affected())
-    }
-
-    async fn int(&mut self, sql: &str, args: &[Arg<'_>]) -> Result<Option<i64>> {
-        let row = bind_args(sqlx::query(sql), args)
-            .fetch_optional(self)
-            .await?;
-        Ok(row.map(|r| r.try_get(0)).transpose()?)
-    }
-
-    async fn text(&mut self, sql: &str, args: &[Arg<'_>]) -> Result<Option<String>> {
-        let row = bind_args(sqlx::query(sql), args)
-            .fetch_optional(self)
-            .await?;
-        Ok(row.map(|r| r.try_get(0)).transpose()?)
-    }
-}
+crate::ops::impl_statements!(SqliteConnection, sqlx::Sqlite);
 
 /// Appends the WHERE clause of a name filter, with its bind values.
 fn filter_sql(filter: &NameFilter, sql: &mut String, binds: &mut Vec<FilterBind>) {

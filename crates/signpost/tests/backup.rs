@@ -6,11 +6,13 @@
 
 mod support;
 
+use std::path::Path;
+use std::process::ExitStatus;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use serde_json::{json, Value};
-use support::{http_client, request_token, run_to_exit, ServerOptions, ServerProcess};
+use support::{http_client, run_to_exit, ServerOptions, ServerProcess};
 use tempfile::TempDir;
 
 const API: &str = "/destination-configuration/v1";
@@ -28,22 +30,39 @@ fn destination(i: usize) -> Value {
 }
 
 /// A server with one instance and its service key.
-async fn server(data: &std::path::Path) -> (ServerProcess, Value) {
+async fn server(data: &Path) -> (ServerProcess, Value) {
     let server = ServerProcess::start(ServerOptions::new(data)).await;
     server.provision("inst", "sub", json!({})).await;
     let key = server.bind("inst", "key").await;
     (server, key)
 }
 
-async fn token_at(server: &ServerProcess, key: &Value) -> String {
-    let (status, body) = request_token(&http_client(), &server.url(""), key).await;
-    assert_eq!(status, 200, "{body}");
-    body["access_token"].as_str().unwrap().to_owned()
+/// `signpost store backup --to <to> --data-dir <data>`: success and stderr.
+fn run_backup(to: &Path, data: &Path) -> (bool, String) {
+    let (status, stderr) = run_to_exit(
+        &["store", "backup", "--to", arg(to), "--data-dir", arg(data)],
+        &[],
+    );
+    (status.success(), stderr)
 }
 
-fn run(args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
-    let (status, stderr) = run_to_exit(args, env);
-    (status.success(), stderr)
+/// `signpost store restore --from <from> --data-dir <data>` with `env`: exit status and stderr.
+fn run_restore(from: &Path, data: &Path, env: &[(&str, &str)]) -> (ExitStatus, String) {
+    run_to_exit(
+        &[
+            "store",
+            "restore",
+            "--from",
+            arg(from),
+            "--data-dir",
+            arg(data),
+        ],
+        env,
+    )
+}
+
+fn arg(path: &Path) -> &str {
+    path.to_str().unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -51,7 +70,7 @@ async fn a_backup_during_writes_is_a_consistent_prefix_and_restores_with_the_sam
     let dir = TempDir::new().unwrap();
     let data = dir.path().join("data");
     let (server, key) = server(&data).await;
-    let token = token_at(&server, &key).await;
+    let token = server.token(&key).await;
 
     // One writer creates d-00000, d-00001, ... one after the other; `acked` counts the answers.
     let acked = Arc::new(AtomicUsize::new(0));
@@ -88,21 +107,9 @@ async fn a_backup_during_writes_is_a_consistent_prefix_and_restores_with_the_sam
     let before = acked.load(Ordering::SeqCst);
     let (ok, stderr) = {
         let (data, backup) = (data.clone(), backup.clone());
-        tokio::task::spawn_blocking(move || {
-            run(
-                &[
-                    "store",
-                    "backup",
-                    "--to",
-                    backup.to_str().unwrap(),
-                    "--data-dir",
-                    data.to_str().unwrap(),
-                ],
-                &[],
-            )
-        })
-        .await
-        .unwrap()
+        tokio::task::spawn_blocking(move || run_backup(&backup, &data))
+            .await
+            .unwrap()
     };
     let after = acked.load(Ordering::SeqCst);
     assert!(ok, "{stderr}");
@@ -120,38 +127,21 @@ async fn a_backup_during_writes_is_a_consistent_prefix_and_restores_with_the_sam
     // Restored into an empty data directory, with the master key of the first.
     let master = std::fs::read_to_string(data.join("master.key")).unwrap();
     let restored = dir.path().join("restored");
-    let (ok, stderr) = run(
-        &[
-            "store",
-            "restore",
-            "--from",
-            backup.to_str().unwrap(),
-            "--data-dir",
-            restored.to_str().unwrap(),
-        ],
+    let (status, stderr) = run_restore(
+        &backup,
+        &restored,
         &[("SIGNPOST_MASTER_KEY", master.trim())],
     );
-    assert!(ok, "{stderr}");
+    assert!(status.success(), "{stderr}");
     let second = ServerProcess::start(
         ServerOptions::new(&restored).env("SIGNPOST_MASTER_KEY", master.trim()),
     )
     .await;
     // The binding's secret and the signing keys came back: the same service key gets a token.
-    let token = token_at(&second, &key).await;
-    let client = http_client();
-    let res = client
-        .get(second.url(&format!("{API}/instanceDestinations")))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
-    let list: Vec<Value> = res.json().await.unwrap();
-    let mut names: Vec<String> = list
-        .iter()
-        .map(|d| d["Name"].as_str().unwrap().to_owned())
-        .collect();
-    names.sort();
+    let token = second.token(&key).await;
+    let names = second
+        .destination_names(&token, "instanceDestinations")
+        .await;
     let held = names.len();
     // A prefix: every destination acknowledged before the backup began, none after it ended
     // (one in flight may have committed), and no gap.
@@ -167,7 +157,8 @@ async fn a_backup_during_writes_is_a_consistent_prefix_and_restores_with_the_sam
     assert_eq!(names, expected);
     // Secrets decrypt under the same master key.
     let last = held - 1;
-    let res = client
+    let res = second
+        .client
         .get(second.url(&format!("{API}/instanceDestinations/d-{last:05}")))
         .bearer_auth(&token)
         .send()
@@ -183,45 +174,24 @@ async fn refusals_leave_what_exists_untouched() {
     let data = dir.path().join("data");
     let (mut server, _key) = server(&data).await;
     server.stop().await;
-    let data_arg = data.to_str().unwrap();
     let master = std::fs::read_to_string(data.join("master.key")).unwrap();
-    let master = master.trim();
+    let with_key = [("SIGNPOST_MASTER_KEY", master.trim())];
 
     // A backup never overwrites a file.
     let existing = dir.path().join("existing.db");
     std::fs::write(&existing, "keep me").unwrap();
-    let (ok, stderr) = run(
-        &[
-            "store",
-            "backup",
-            "--to",
-            existing.to_str().unwrap(),
-            "--data-dir",
-            data_arg,
-        ],
-        &[],
-    );
+    let (ok, stderr) = run_backup(&existing, &data);
     assert!(!ok);
     assert!(stderr.contains("exists already"), "{stderr}");
     assert_eq!(std::fs::read_to_string(&existing).unwrap(), "keep me");
 
     // No database to back up.
-    let (ok, stderr) = run(
-        &[
-            "store",
-            "backup",
-            "--to",
-            dir.path().join("x.db").to_str().unwrap(),
-            "--data-dir",
-            dir.path().join("none").to_str().unwrap(),
-        ],
-        &[],
-    );
+    let (ok, stderr) = run_backup(&dir.path().join("x.db"), &dir.path().join("none"));
     assert!(!ok);
     assert!(stderr.contains("there is no database"), "{stderr}");
 
     // PostgreSQL: pg_dump.
-    let (ok, stderr) = run(
+    let (status, stderr) = run_to_exit(
         &[
             "store",
             "backup",
@@ -232,92 +202,41 @@ async fn refusals_leave_what_exists_untouched() {
         ],
         &[],
     );
-    assert!(!ok);
+    assert!(!status.success());
     assert!(stderr.contains("pg_dump"), "{stderr}");
     assert!(!stderr.contains("pw@"), "{stderr}");
 
     let backup = dir.path().join("backup.db");
-    let (ok, stderr) = run(
-        &[
-            "store",
-            "backup",
-            "--to",
-            backup.to_str().unwrap(),
-            "--data-dir",
-            data_arg,
-        ],
-        &[],
-    );
+    let (ok, stderr) = run_backup(&backup, &data);
     assert!(ok, "{stderr}");
 
     // Into a directory that has a database: refused, the database unchanged.
     let db = data.join("signpost.db");
     let before = std::fs::read(&db).unwrap();
-    let (ok, stderr) = run(
-        &[
-            "store",
-            "restore",
-            "--from",
-            backup.to_str().unwrap(),
-            "--data-dir",
-            data_arg,
-        ],
-        &[],
-    );
-    assert!(!ok);
+    let (status, stderr) = run_restore(&backup, &data, &[]);
+    assert!(!status.success());
     assert!(stderr.contains("without a database"), "{stderr}");
     assert_eq!(std::fs::read(&db).unwrap(), before);
 
     // Without the master key: refused (a new key would never open it), nothing written.
     let empty = dir.path().join("empty");
-    let empty_arg = empty.to_str().unwrap();
-    let (status, stderr) = run_to_exit(
-        &[
-            "store",
-            "restore",
-            "--from",
-            backup.to_str().unwrap(),
-            "--data-dir",
-            empty_arg,
-        ],
-        &[],
-    );
+    let (status, stderr) = run_restore(&backup, &empty, &[]);
     assert_eq!(status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("needs the master key"), "{stderr}");
     assert!(!empty.join("master.key").exists());
 
     // With another master key: refused, nothing left behind.
     let other = "A".repeat(43) + "=";
-    let (ok, stderr) = run(
-        &[
-            "store",
-            "restore",
-            "--from",
-            backup.to_str().unwrap(),
-            "--data-dir",
-            empty_arg,
-        ],
-        &[("SIGNPOST_MASTER_KEY", &other)],
-    );
-    assert!(!ok);
+    let (status, stderr) = run_restore(&backup, &empty, &[("SIGNPOST_MASTER_KEY", &other)]);
+    assert!(!status.success());
     assert!(stderr.contains("master key does not open"), "{stderr}");
     assert_eq!(leftovers(&empty), Vec::<String>::new());
 
     // Not a database, and a damaged one: refused, nothing left behind.
     let garbage = dir.path().join("garbage.db");
     std::fs::write(&garbage, vec![7u8; 8192]).unwrap();
-    let (ok, stderr) = run(
-        &[
-            "store",
-            "restore",
-            "--from",
-            garbage.to_str().unwrap(),
-            "--data-dir",
-            empty_arg,
-        ],
-        &[("SIGNPOST_MASTER_KEY", master)],
-    );
-    assert!(!ok);
+    let (status, stderr) = run_restore(&garbage, &empty, &with_key);
+    assert!(!status.success());
     assert!(stderr.contains("not a SQLite database"), "{stderr}");
     assert_eq!(leftovers(&empty), Vec::<String>::new());
     let mut damaged = std::fs::read(&backup).unwrap();
@@ -325,38 +244,18 @@ async fn refusals_leave_what_exists_untouched() {
     damaged.truncate(half);
     let truncated = dir.path().join("truncated.db");
     std::fs::write(&truncated, damaged).unwrap();
-    let (ok, stderr) = run(
-        &[
-            "store",
-            "restore",
-            "--from",
-            truncated.to_str().unwrap(),
-            "--data-dir",
-            empty_arg,
-        ],
-        &[("SIGNPOST_MASTER_KEY", master)],
-    );
-    assert!(!ok, "{stderr}");
+    let (status, stderr) = run_restore(&truncated, &empty, &with_key);
+    assert!(!status.success(), "{stderr}");
     assert_eq!(leftovers(&empty), Vec::<String>::new());
 
     // And the good one with the right key.
-    let (ok, stderr) = run(
-        &[
-            "store",
-            "restore",
-            "--from",
-            backup.to_str().unwrap(),
-            "--data-dir",
-            empty_arg,
-        ],
-        &[("SIGNPOST_MASTER_KEY", master)],
-    );
-    assert!(ok, "{stderr}");
+    let (status, stderr) = run_restore(&backup, &empty, &with_key);
+    assert!(status.success(), "{stderr}");
     assert_eq!(leftovers(&empty), vec!["signpost.db".to_owned()]);
 }
 
 /// The files in `dir` (none if it does not exist).
-fn leftovers(dir: &std::path::Path) -> Vec<String> {
+fn leftovers(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .map(|d| {
             d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())

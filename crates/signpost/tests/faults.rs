@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use reqwest::Method;
 use serde_json::{json, Value};
-use support::{http_client, request_token, ServerOptions, ServerProcess};
+use support::{http_client, ServerOptions, ServerProcess};
 use tempfile::TempDir;
 
 const API: &str = "/destination-configuration/v1";
@@ -43,30 +43,6 @@ fn options(data: &std::path::Path) -> ServerOptions {
     ServerOptions::new(data)
         .arg("--max-entities")
         .arg((LARGE * (DELAYS_MS.len() + 1)).to_string())
-}
-
-async fn token_at(server: &ServerProcess, key: &Value) -> String {
-    let (status, body) = request_token(&http_client(), &server.url(""), key).await;
-    assert_eq!(status, 200, "{body}");
-    body["access_token"].as_str().unwrap().to_owned()
-}
-
-/// The names at `path` (`instanceDestinations` or `subaccountDestinations`), sorted.
-async fn names(server: &ServerProcess, token: &str, path: &str) -> Vec<String> {
-    let res = http_client()
-        .get(server.url(&format!("{API}/{path}")))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
-    let list: Vec<Value> = res.json().await.unwrap();
-    let mut names: Vec<String> = list
-        .iter()
-        .map(|d| d["Name"].as_str().unwrap().to_owned())
-        .collect();
-    names.sort();
-    names
 }
 
 fn expected(prefix: &str, n: usize) -> Vec<String> {
@@ -127,25 +103,21 @@ async fn a_crash_during_a_large_provisioning_leaves_all_or_nothing() {
         drop(server);
 
         let server = ServerProcess::start(options(&data)).await;
-        let bound = server
-            .broker(
-                Method::PUT,
-                &format!("/v2/service_instances/{instance}/service_bindings/key-{n}"),
-            )
-            .json(&json!({"service_id": service_id, "plan_id": plan_id}))
-            .send()
-            .await
-            .unwrap();
-        let outcome = if bound.status().is_success() {
+        let (bound, body) = server.try_bind(&instance, &format!("key-{n}")).await;
+        let outcome = if bound == 201 {
             // All of it: both levels whole, secrets readable.
-            let key = bound.json::<Value>().await.unwrap()["credentials"].clone();
-            let token = token_at(&server, &key).await;
+            let key = body["credentials"].clone();
+            let token = server.token(&key).await;
             assert_eq!(
-                names(&server, &token, "instanceDestinations").await,
+                server
+                    .destination_names(&token, "instanceDestinations")
+                    .await,
                 expected("i", LARGE)
             );
             assert_eq!(
-                names(&server, &token, "subaccountDestinations").await,
+                server
+                    .destination_names(&token, "subaccountDestinations")
+                    .await,
                 expected("s", LARGE)
             );
             let last = format!("i-{:05}", LARGE - 1);
@@ -157,7 +129,7 @@ async fn a_crash_during_a_large_provisioning_leaves_all_or_nothing() {
         } else {
             // Nothing: the instance is unknown, the subaccount holds no destination, and
             // provisioning again works.
-            assert_eq!(bound.status(), 404, "{}", bound.text().await.unwrap());
+            assert_eq!(bound, 404, "{body}");
             assert_ne!(
                 answered,
                 Some(201),
@@ -169,9 +141,11 @@ async fn a_crash_during_a_large_provisioning_leaves_all_or_nothing() {
             let key = server
                 .bind(&format!("probe-{n}"), &format!("probe-key-{n}"))
                 .await;
-            let token = token_at(&server, &key).await;
+            let token = server.token(&key).await;
             assert_eq!(
-                names(&server, &token, "subaccountDestinations").await,
+                server
+                    .destination_names(&token, "subaccountDestinations")
+                    .await,
                 Vec::<String>::new()
             );
             server.provision(&instance, &subaccount, config).await;
@@ -197,7 +171,7 @@ async fn a_crash_during_an_array_post_leaves_a_prefix_of_whole_items() {
     for (n, delay) in DELAYS_MS.iter().enumerate() {
         let prefix = format!("a{n}");
         let mut server = ServerProcess::start(options(&data)).await;
-        let token = token_at(&server, &key).await;
+        let token = server.token(&key).await;
         let items: Vec<Value> = (0..LARGE).map(|i| destination(&prefix, i)).collect();
         let request = http_client()
             .post(server.url(&format!("{API}/instanceDestinations")))
@@ -211,8 +185,9 @@ async fn a_crash_during_an_array_post_leaves_a_prefix_of_whole_items() {
         drop(server);
 
         let server = ServerProcess::start(options(&data)).await;
-        let token = token_at(&server, &key).await;
-        let stored: Vec<String> = names(&server, &token, "instanceDestinations")
+        let token = server.token(&key).await;
+        let stored: Vec<String> = server
+            .destination_names(&token, "instanceDestinations")
             .await
             .into_iter()
             .filter(|name| name.starts_with(&format!("{prefix}-")))

@@ -21,17 +21,6 @@ fn on(db: &str, data: &std::path::Path) -> ServerOptions {
         .arg("--no-bootstrap")
 }
 
-/// A token from one replica's token endpoint (the key's `url` names the load balancer).
-async fn token_from(
-    client: &reqwest::Client,
-    server: &ServerProcess,
-    key: &serde_json::Value,
-) -> String {
-    let (s, v) = support::request_token(client, &server.url(""), key).await;
-    assert_eq!(s, 200, "{v}");
-    v["access_token"].as_str().unwrap().to_owned()
-}
-
 /// Finds `name` through `server` until the answer has `status` (and, when given, the first
 /// token `value`), for at most five seconds: replicas learn of each other's writes through the
 /// database's change feed, within milliseconds.
@@ -74,7 +63,7 @@ async fn two_processes_on_one_postgres_database() {
     let key = a.bind("i-pg", "k-pg").await;
     let client = support::http_client();
     // A token issued by one process is accepted by the other (shared signing keys).
-    let tok = token_from(&client, &a, &key).await;
+    let tok = a.token(&key).await;
     let (s, v) = find(&client, &b.url(""), &tok, "pg-basic").await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["authTokens"][0]["value"], "dTpwdw==");
@@ -161,7 +150,7 @@ async fn migrate_and_restart_on_postgres() {
     server.stop().await;
     let server = ServerProcess::start(on(&db.url, &tmp.path().join("s")).port(port)).await;
     let client = support::http_client();
-    let tok = token_from(&client, &server, &key).await;
+    let tok = server.token(&key).await;
     let (s, _) = find(&client, &server.url(""), &tok, "none").await;
     assert_eq!(s, 404);
     drop(server);
@@ -192,7 +181,7 @@ async fn store_copy_moves_everything_from_sqlite_to_postgres() {
     .await;
     let key = lite.bind("i-move", "k-move").await;
     let client = support::http_client();
-    let old_token = token_from(&client, &lite, &key).await;
+    let old_token = lite.token(&key).await;
     lite.stop().await;
 
     let sqlite_url = format!("sqlite://{}", data.join("signpost.db").display());
@@ -224,7 +213,7 @@ async fn store_copy_moves_everything_from_sqlite_to_postgres() {
     let (s, v) = find(&client, &on_pg.url(""), &old_token, "moved").await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["destinationConfiguration"]["Password"], "moved-secret");
-    let fresh = token_from(&client, &on_pg, &key).await;
+    let fresh = on_pg.token(&key).await;
     let res = client
         .get(on_pg.url("/destination-configuration/v1/subaccountCertificates/c.pem"))
         .bearer_auth(&fresh)
@@ -267,7 +256,7 @@ async fn three_replicas_and_clashing_provisionings() {
         .await;
     let key = replicas[1].bind("i-three", "k-three").await;
     let client = support::http_client();
-    let tok = token_from(&client, &replicas[2], &key).await;
+    let tok = replicas[2].token(&key).await;
     let res = client
         .post(replicas[0].url("/destination-configuration/v1/instanceDestinations"))
         .bearer_auth(&tok)
@@ -387,7 +376,7 @@ async fn a_replica_killed_during_a_large_provisioning_leaves_all_or_nothing() {
         201 => {
             let key = res.json::<serde_json::Value>().await.unwrap()["credentials"].clone();
             let client = support::http_client();
-            let tok = token_from(&client, &survivor, &key).await;
+            let tok = survivor.token(&key).await;
             let list: serde_json::Value = client
                 .get(
                     survivor.url("/destination-configuration/v1/instanceDestinations?$select=Name"),
@@ -457,7 +446,7 @@ async fn replicas_bootstrapping_one_empty_database_at_once_all_start() {
     assert!(!keys.is_empty(), "no replica wrote the default service key");
     assert!(keys.iter().all(|k| k["clientid"] == keys[0]["clientid"]));
     let client = support::http_client();
-    let tok = token_from(&client, &replicas[2], &keys[0]).await;
+    let tok = replicas[2].token(&keys[0]).await;
     let (s, _) = find(&client, &replicas[1].url(""), &tok, "nothing-here").await;
     assert_eq!(s, 404, "the token works on another replica");
     drop(replicas);
@@ -482,7 +471,7 @@ async fn postgres_stopped_and_restarted_under_load() {
     server.provision("i-outage", "sub-outage", json!({})).await;
     let key = server.bind("i-outage", "k-outage").await;
     let client = support::http_client();
-    let tok = token_from(&client, &server, &key).await;
+    let tok = server.token(&key).await;
     let url = server.url("/destination-configuration/v1/instanceDestinations");
 
     // One writer and one reader; every answer is recorded with the phase it was sent in.

@@ -432,6 +432,13 @@ impl ServerProcess {
 
     /// Binds and returns the service key (`credentials`); asserts 201.
     pub async fn bind(&self, instance: &str, binding: &str) -> Value {
+        let (status, body) = self.try_bind(instance, binding).await;
+        assert_eq!(status, 201, "bind failed: {body}");
+        body["credentials"].clone()
+    }
+
+    /// Binds: the status and the JSON body (or the text, if it is not JSON).
+    pub async fn try_bind(&self, instance: &str, binding: &str) -> (u16, Value) {
         let (service_id, plan_id) = self.catalog_ids().await;
         let res = self
             .broker(
@@ -442,10 +449,39 @@ impl ServerProcess {
             .send()
             .await
             .unwrap();
-        let status = res.status();
-        let body = res.text().await.unwrap();
-        assert_eq!(status, 201, "bind failed: {body}");
-        serde_json::from_str::<Value>(&body).unwrap()["credentials"].clone()
+        let status = res.status().as_u16();
+        let text = res.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    /// An access token for `key` from this server's own token endpoint (whatever URL the key
+    /// names: a restarted or restored server listens elsewhere); asserts 200.
+    pub async fn token(&self, key: &Value) -> String {
+        let (status, body) = request_token(&self.client, &self.url(""), key).await;
+        assert_eq!(status, 200, "token request failed: {body}");
+        body["access_token"].as_str().unwrap().to_owned()
+    }
+
+    /// The names of the destinations at `path` (e.g. `instanceDestinations`), sorted.
+    pub async fn destination_names(&self, token: &str, path: &str) -> Vec<String> {
+        let res = self
+            .client
+            .get(self.url(&format!("/destination-configuration/v1/{path}")))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        let list: Vec<Value> = res.json().await.unwrap();
+        let mut names: Vec<String> = list
+            .iter()
+            .map(|d| d["Name"].as_str().unwrap().to_owned())
+            .collect();
+        names.sort();
+        names
     }
 }
 
