@@ -61,9 +61,19 @@ impl Proxy {
     async fn start_in_env(dir: tempfile::TempDir, args: &[&str], env: &[(&str, &str)]) -> Proxy {
         let mut proxy = Self::spawn_in_env(dir, args, env);
         let deadline = Instant::now() + Duration::from_secs(30);
+        let mut attempts = 0;
         loop {
             if let Some(status) = proxy.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("signpost-proxy exited with {status}: {}", proxy.log());
+                let log = proxy.log();
+                // A port picked as free was taken in between: again, on other ports.
+                if log.contains("Address already in use") && attempts < 3 {
+                    attempts += 1;
+                    let dir = std::mem::replace(&mut proxy.dir, tempfile::tempdir().unwrap());
+                    drop(proxy);
+                    proxy = Self::spawn_in_env(dir, args, env);
+                    continue;
+                }
+                panic!("signpost-proxy exited with {status}: {log}");
             }
             if let Ok(r) = proxy.client.get(proxy.admin_url("/healthz")).send().await {
                 if r.status() == 200 {
