@@ -80,13 +80,18 @@ impl From<signpost_store::Error> for Error {
 /// The answer to a store failure that is an outage of the database (logged as a warning: it is
 /// the database's state, not a bug).
 pub(crate) fn outage(e: &signpost_store::Error) -> Error {
-    tracing::warn!(error = %e, "the database is not available");
     match e.outage() {
-        Some(signpost_store::Outage::Full) => Error::InsufficientStorage(
-            "The database has no room for this write; nothing was changed".into(),
-        ),
-        _ => Error::Unavailable(
-            "The database is not available; nothing was changed, try again shortly".into(),
-        ),
+        Some(signpost_store::Outage::Full) => {
+            tracing::warn!(error = %e, "the database has no room for a write");
+            Error::InsufficientStorage(
+                "The database has no room for this write; nothing was changed".into(),
+            )
+        }
+        _ => {
+            tracing::warn!(error = %e, "the database is not available");
+            Error::Unavailable(
+                "The database is not available; nothing was changed, try again shortly".into(),
+            )
+        }
     }
 }

@@ -71,6 +71,40 @@ impl SqliteStore {
         self.pool.close().await;
     }
 
+    /// Runs `body` in one write transaction (`BEGIN IMMEDIATE`) on one connection, committed when
+    /// it succeeds. When a statement or the `COMMIT` fails (a full disk fails a `COMMIT` and
+    /// leaves the transaction open), the transaction is rolled back before the connection goes
+    /// back to the pool, and a connection that cannot roll back is closed: one left in an open
+    /// transaction would keep the write lock from the others and take the next writes on it
+    /// into a transaction that is never committed (acknowledged, then lost).
+    async fn transaction<T>(
+        &self,
+        body: impl AsyncFnOnce(&mut SqliteConnection) -> Result<T>,
+    ) -> Result<T> {
+        let mut conn = self.pool.acquire().await?;
+        sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+        let result = match body(&mut conn).await {
+            Ok(value) => sqlx::query("COMMIT")
+                .execute(&mut *conn)
+                .await
+                .map(|_| value)
+                .map_err(Error::from),
+            Err(e) => Err(e),
+        };
+        if result.is_err() {
+            match sqlx::query("ROLLBACK").execute(&mut *conn).await {
+                Ok(_) => {}
+                // SQLite rolled it back itself (as it does after some errors).
+                Err(e) if e.to_string().contains("no transaction is active") => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "rollback failed; closing the connection");
+                    conn.close_on_drop();
+                }
+            }
+        }
+        result
+    }
+
     /// Where a plain path URL points, for callers that want to create its directory.
     pub fn file_path(url: &str) -> Option<&Path> {
         let p = url
@@ -414,23 +448,14 @@ impl Store for SqliteStore {
         let _guard = self.write_lock.lock().await;
         let now = now_ms();
         let writer = self.writer();
-        let mut tx = self.pool.begin().await?;
-        let mut outcomes = Vec::with_capacity(ops.len());
-        for (index, op) in ops.iter().enumerate() {
-            match writer.apply(&mut *tx, index, op, now).await {
-                Ok(outcome) => outcomes.push(outcome),
-                Err(e) => {
-                    // Roll back now: a dropped transaction is only rolled back when its connection
-                    // is next used, and until then it keeps the write lock from other connections.
-                    if let Err(rollback) = tx.rollback().await {
-                        tracing::error!(error = %rollback, "rollback failed");
-                    }
-                    return Err(e);
-                }
+        self.transaction(async |conn| {
+            let mut outcomes = Vec::with_capacity(ops.len());
+            for (index, op) in ops.iter().enumerate() {
+                outcomes.push(writer.apply(&mut *conn, index, op, now).await?);
             }
-        }
-        tx.commit().await?;
-        Ok(outcomes)
+            Ok(outcomes)
+        })
+        .await
     }
 
     async fn saml_keys(&self, subaccount_id: &str) -> Result<Vec<SamlKeyRecord>> {
@@ -569,27 +594,28 @@ impl Store for SqliteStore {
             return Ok(());
         }
         let _guard = self.write_lock.lock().await;
-        let mut tx = self.pool.begin().await?;
-        for e in events {
-            sqlx::query(
-                "INSERT INTO audit_events (at_ms, actor, subaccount_id, instance_id, action, entity_kind, entity_name, outcome, status, request_id)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(e.at_ms)
-            .bind(&e.actor)
-            .bind(&e.subaccount_id)
-            .bind(&e.instance_id)
-            .bind(&e.action)
-            .bind(&e.entity_kind)
-            .bind(&e.entity_name)
-            .bind(e.outcome())
-            .bind(i64::from(e.status))
-            .bind(&e.request_id)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        self.transaction(async |conn| {
+            for e in events {
+                sqlx::query(
+                    "INSERT INTO audit_events (at_ms, actor, subaccount_id, instance_id, action, entity_kind, entity_name, outcome, status, request_id)
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                )
+                .bind(e.at_ms)
+                .bind(&e.actor)
+                .bind(&e.subaccount_id)
+                .bind(&e.instance_id)
+                .bind(&e.action)
+                .bind(&e.entity_kind)
+                .bind(&e.entity_name)
+                .bind(e.outcome())
+                .bind(i64::from(e.status))
+                .bind(&e.request_id)
+                .execute(&mut *conn)
+                .await?;
+            }
+            Ok(())
+        })
+        .await
     }
 
     async fn audit_events(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>> {
