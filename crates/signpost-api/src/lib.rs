@@ -12,7 +12,9 @@ mod limits;
 pub mod listener;
 pub mod metrics;
 pub mod openapi;
-mod query;
+/// Public so that the fuzz target `list_options` (crates/signpost-fuzz) parses query strings as
+/// the list handlers do.
+pub mod query;
 pub mod request_id;
 mod routes;
 mod saml;

@@ -2,8 +2,9 @@
 //! describe it (the details view), and generate certificates from Signpost's own CA. No I/O
 //! beyond byte slices; must not depend on the store or the API.
 //!
-//! Fuzzing (nightly, `cargo install cargo-fuzz`): `cd crates/signpost-certs/fuzz && ./seed.sh &&
-//! cargo +nightly fuzz run parse corpus/parse -- -max_total_time=60` (likewise `jks corpus/jks`).
+//! Fuzzed by the targets `certs_parse` and `jks` of `crates/signpost-fuzz` (nightly, `cargo install
+//! cargo-fuzz`): `cd fuzz && cargo +nightly fuzz run certs_parse -- -max_total_time=60` from the
+//! repository root (docs/RELIABILITY.md, Fuzzing).
 
 pub mod ca;
 pub mod jks;

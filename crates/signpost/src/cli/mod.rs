@@ -16,6 +16,10 @@ mod target;
 mod tenant;
 mod transfer;
 
+/// The reader of SAP cockpit's properties export, as `import` uses it; public so that the fuzz
+/// target `properties_import` (crates/signpost-fuzz) feeds it outside input.
+pub use transfer::parse_properties;
+
 use std::path::Path;
 
 use clap::Subcommand;
@@ -120,7 +124,7 @@ pub fn read_entities(path: &Path) -> anyhow::Result<Value> {
         Err(e) if text.trim_start().starts_with(['{', '[']) => {
             Err(usage(format!("{}: {e}", path.display())))
         }
-        Err(structured) => transfer::parse_properties(&text).map_err(|props| {
+        Err(structured) => parse_properties(&text).map_err(|props| {
             usage(format!(
                 "{}: not JSON, YAML or a properties file ({structured}; as properties: {props})",
                 path.display()

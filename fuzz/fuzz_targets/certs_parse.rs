@@ -1,0 +1,4 @@
+//! `signpost_fuzz::certs_parse` under libFuzzer (its doc says what it checks).
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| signpost_fuzz::certs_parse(data));
