@@ -158,7 +158,7 @@ async fn update(
 }
 
 #[utoipa::path(delete, path = "/destination-configuration/v1/{collection}", tag = "configuration", security(("bearer" = [])),
-    params(("$filter" = String, Query, description = "Name in ('a','b',...)")),
+    params(("$filter" = String, Query, description = "Name in ('a','b',...)", pattern = r"^Name in \('[^'%]+'(, ?'[^'%]+')*\)$")),
     responses((status = 200, body = BulkDeleteResponse), (status = 400, body = signpost_wire::ErrorBody), (status = 409, body = signpost_wire::ErrorBody)))]
 async fn bulk_delete(
     State(state): State<AppState>,
@@ -173,7 +173,7 @@ async fn bulk_delete(
         .find(|(k, _)| k == "$filter")
         .map(|(_, v)| v.as_str())
         .ok_or_else(|| ApiError::bad_request("A bulk delete needs $filter=Name in ('a', 'b')"))?;
-    let NameFilter::In(names) = parse_filter(filter, EntityKind::Certificate)? else {
+    let NameFilter::In(names) = parse_filter(filter, kind)? else {
         return Err(ApiError::bad_request(
             "A bulk delete takes only $filter=Name in (...)",
         ));
@@ -332,7 +332,7 @@ fn found(headers: &HeaderMap, result: FindResult) -> Response {
 #[utoipa::path(get, path = "/destination-configuration/v1/destinations/{name}", tag = "find", security(("bearer" = [])),
     description = "Find a destination (instance level, then subaccount level) with its auth tokens and certificates. Headers `X-fragment-name`, `X-user-token`, `X-tenant`, `X-refresh-token`, `X-code`, `X-redirect-uri`, `X-code-verifier`, `X-chain-name`, `X-chain-var-*`, `If-None-Match`, `If-Match`.",
     params(("name" = String, Path), ("$skipCredentials" = Option<bool>, Query), ("$skipTokenRetrieval" = Option<bool>, Query)),
-    responses((status = 200, body = signpost_wire::FindResponse), (status = 304, description = "Not modified"), (status = 401, body = signpost_wire::ErrorBody), (status = 404, body = signpost_wire::ErrorBody), (status = 412, body = signpost_wire::ErrorBody)))]
+    responses((status = 200, body = signpost_wire::FindResponse), (status = 304, description = "Not modified"), (status = 400, body = signpost_wire::ErrorBody), (status = 401, body = signpost_wire::ErrorBody), (status = 404, body = signpost_wire::ErrorBody), (status = 412, body = signpost_wire::ErrorBody)))]
 async fn find(
     State(state): State<AppState>,
     Caller(who): Caller,
@@ -348,7 +348,7 @@ async fn find(
 #[utoipa::path(get, path = "/destination-configuration/v2/destinations/{name}", tag = "find", security(("bearer" = [])),
     description = "The v2 lookup: `{name}` or `{name}@{level}` (`@subaccount`, `@instance`, `@first`...).",
     params(("name" = String, Path, description = "name or name@level")),
-    responses((status = 200, body = signpost_wire::FindResponse), (status = 401, body = signpost_wire::ErrorBody), (status = 404, body = signpost_wire::ErrorBody)))]
+    responses((status = 200, body = signpost_wire::FindResponse), (status = 304, description = "Not modified"), (status = 400, body = signpost_wire::ErrorBody), (status = 401, body = signpost_wire::ErrorBody), (status = 404, body = signpost_wire::ErrorBody)))]
 async fn consume(
     State(state): State<AppState>,
     Caller(who): Caller,

@@ -5,8 +5,13 @@
 
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use utoipa::openapi::path::{Operation, ParameterIn, PathItem};
+use utoipa::openapi::request_body::RequestBody;
+use utoipa::openapi::schema::{
+    ArrayBuilder, ObjectBuilder, OneOfBuilder, Schema, SchemaType, Type,
+};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
-use utoipa::openapi::OpenApi as Document;
+use utoipa::openapi::{ContentBuilder, OpenApi as Document, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 #[derive(OpenApi)]
@@ -58,7 +63,7 @@ use utoipa::{Modify, OpenApi};
         crate::subscriptions::unsubscribe,
         crate::subscriptions::list,
     ),
-    modifiers(&Security, &Collections)
+    modifiers(&Security, &Collections, &CommonAnswers)
 )]
 struct Api;
 
@@ -109,7 +114,9 @@ pub const COLLECTIONS: &[&str] = &[
     "instanceCertificates",
 ];
 
-/// The `{collection}` routes become one path per collection (`publicKeys` for certificates).
+/// The `{collection}` routes become one path per collection (`publicKeys` for certificates),
+/// each with its own entity body: one entity (an object with its name property) or an array of
+/// them, whose items are answered one by one (207). Fragment lists take no query options.
 struct Collections;
 
 impl Modify for Collections {
@@ -129,10 +136,144 @@ impl Modify for Collections {
                 .iter()
                 .filter(|c| !only_certificates || c.ends_with("Certificates"))
             {
+                let mut item = item.clone();
+                let name = if c.ends_with("Fragments") {
+                    "FragmentName"
+                } else {
+                    "Name"
+                };
+                for op in [&mut item.post, &mut item.put].into_iter().flatten() {
+                    if let Some(body) = &mut op.request_body {
+                        entity_body(body, name);
+                    }
+                }
+                if c.ends_with("Fragments") && !template.contains("{name}") {
+                    if let Some(list) = &mut item.get {
+                        list.parameters = None;
+                    }
+                }
                 doc.paths
                     .paths
-                    .insert(template.replace("{collection}", c), item.clone());
+                    .insert(template.replace("{collection}", c), item);
             }
         }
     }
+}
+
+/// One entity (an object with `name`) or an array of them; the items of an array are not
+/// described, because each one is answered on its own (207 with its status) whatever it is.
+fn entity_body(body: &mut RequestBody, name: &str) {
+    let one = ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .property(name, ObjectBuilder::new().schema_type(Type::String))
+        .required(name);
+    let many = ArrayBuilder::new()
+        .items(ObjectBuilder::new().schema_type(SchemaType::AnyValue))
+        .min_items(Some(1));
+    let schema = OneOfBuilder::new().item(one).item(many).build();
+    for content in body.content.values_mut() {
+        content.schema = Some(RefOr::T(Schema::OneOf(schema.clone())));
+    }
+}
+
+/// Answers every operation of a kind can give, added where its annotation does not list them:
+/// 414 for every operation and 413 for every one with a body (the server's limits, before any
+/// handler), 401 for every operation with a security scheme (a missing, expired or wrong credential;
+/// OSB's `{error, description}` under `/v2/`, `{"ErrorMessage"}` elsewhere), and 412 for the
+/// broker's operations (a missing or unsupported `X-Broker-API-Version`, as OSB says), whose
+/// version header is described by its pattern.
+struct CommonAnswers;
+
+/// `X-Broker-API-Version`: 2.x from 2.11.
+const BROKER_API_VERSION: &str = r"^2\.(1[1-9]|[2-9][0-9])$";
+
+impl Modify for CommonAnswers {
+    fn modify(&self, doc: &mut Document) {
+        for (path, item) in doc.paths.paths.iter_mut() {
+            let broker = path.starts_with("/v2/");
+            for op in operations(item) {
+                let body = if broker { "OsbError" } else { "ErrorBody" };
+                // The server's limits (docs/API.md), before any handler.
+                add_answer(
+                    op,
+                    "414",
+                    "The request URI is longer than 4000 characters",
+                    "ErrorBody",
+                );
+                if op.request_body.is_some() {
+                    add_answer(
+                        op,
+                        "413",
+                        "The request body is larger than the limit",
+                        "ErrorBody",
+                    );
+                }
+                if secured(op) {
+                    add_answer(op, "401", "The credentials are missing or wrong", body);
+                }
+                if broker {
+                    add_answer(
+                        op,
+                        "412",
+                        "X-Broker-API-Version is missing or not supported",
+                        body,
+                    );
+                    for p in op.parameters.iter_mut().flatten() {
+                        if p.name == "X-Broker-API-Version" && p.parameter_in == ParameterIn::Header
+                        {
+                            p.schema = Some(RefOr::T(Schema::Object(
+                                ObjectBuilder::new()
+                                    .schema_type(Type::String)
+                                    .pattern(Some(BROKER_API_VERSION))
+                                    .build(),
+                            )));
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn operations(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
+    [
+        &mut item.get,
+        &mut item.put,
+        &mut item.post,
+        &mut item.delete,
+        &mut item.patch,
+    ]
+    .into_iter()
+    .flatten()
+}
+
+/// Whether the operation needs a credential (a requirement other than the empty one).
+fn secured(op: &Operation) -> bool {
+    op.security.iter().flatten().any(|req| {
+        serde_json::to_value(req)
+            .ok()
+            .and_then(|v| v.as_object().map(|m| !m.is_empty()))
+            .unwrap_or(false)
+    }) && !op.security.iter().flatten().any(|req| {
+        serde_json::to_value(req).is_ok_and(|v| v.as_object().is_some_and(|m| m.is_empty()))
+    })
+}
+
+fn add_answer(op: &mut Operation, status: &str, description: &str, schema: &str) {
+    op.responses
+        .responses
+        .entry(status.into())
+        .or_insert_with(|| {
+            RefOr::T(
+                ResponseBuilder::new()
+                    .description(description)
+                    .content(
+                        "application/json",
+                        ContentBuilder::new()
+                            .schema(Some(Ref::from_schema_name(schema)))
+                            .build(),
+                    )
+                    .build(),
+            )
+        });
 }

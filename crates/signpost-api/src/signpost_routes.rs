@@ -154,7 +154,7 @@ const DEFAULT_AUDIT_LIMIT: u32 = 100;
 /// page; a `Link: <...>; rel="next"` header when there are older events (docs/API.md).
 #[utoipa::path(get, path = "/signpost/v1/audit", tag = "signpost", security(("broker" = [])),
     params(("since" = Option<String>, Query, description = "RFC 3339: only events at or after this time"),
-        ("limit" = Option<u32>, Query, description = "1 to 1000 events per page, default 100"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "1 to 1000 events per page, default 100"),
         ("cursor" = Option<String>, Query, description = "Where the page starts, from the previous page's Link header")),
     responses((status = 200, description = "Audit events newest first; `Link: <...>; rel=\"next\"` when older ones follow", body = Vec<signpost_wire::AuditEntry>),
         (status = 400, body = signpost_wire::ErrorBody), (status = 401, body = signpost_wire::ErrorBody)))]

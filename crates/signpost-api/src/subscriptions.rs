@@ -47,7 +47,7 @@ fn subdomain_of(body: &[u8]) -> Result<String, ApiError> {
 /// when new) to the provider's instance with its subdomain; 201 when new, 200 when it was
 /// subscribed already (the subdomain is set either way).
 #[utoipa::path(put, path = "/signpost/v1/subscriptions/{instance}/{subaccount}", tag = "signpost", security(("broker" = [])),
-    params(("instance" = String, Path, description = "The provider's service instance"), ("subaccount" = String, Path, description = "The subscriber subaccount")),
+    params(("instance" = String, Path, pattern = r"^[A-Za-z0-9._-]{1,200}$", description = "The provider's service instance"), ("subaccount" = String, Path, pattern = r"^[A-Za-z0-9._-]{1,200}$", description = "The subscriber subaccount")),
     request_body(content = Object, description = "`{\"subdomain\": \"...\"}`: the subscriber's subdomain (a DNS label); its tenant token URL is `<scheme>://<subdomain>.<uaadomain>/oauth/token`"),
     responses((status = 201, description = "Subscribed: `{instanceId, subaccountId, subdomain, createdAt}`"), (status = 200, description = "Subscribed already; the subdomain is set"),
         (status = 400, body = signpost_wire::ErrorBody), (status = 401, body = signpost_wire::ErrorBody), (status = 404, description = "No such instance", body = signpost_wire::ErrorBody),
@@ -74,7 +74,7 @@ async fn subscribe(
 /// `DELETE /signpost/v1/subscriptions/{instance}/{subaccount}`: ends the subscription and
 /// deletes its subscription-level destinations, fragments and certificates, all or nothing.
 #[utoipa::path(delete, path = "/signpost/v1/subscriptions/{instance}/{subaccount}", tag = "signpost", security(("broker" = [])),
-    params(("instance" = String, Path), ("subaccount" = String, Path)),
+    params(("instance" = String, Path, pattern = r"^[A-Za-z0-9._-]{1,200}$"), ("subaccount" = String, Path, pattern = r"^[A-Za-z0-9._-]{1,200}$")),
     responses((status = 200, description = "Unsubscribed (the subscription as it was); the subscriber's tokens stop working"), (status = 400, body = signpost_wire::ErrorBody),
         (status = 401, body = signpost_wire::ErrorBody), (status = 404, description = "Not subscribed", body = signpost_wire::ErrorBody)))]
 async fn unsubscribe(
@@ -87,7 +87,7 @@ async fn unsubscribe(
 
 /// `GET /signpost/v1/subscriptions/{instance}`: the instance's subscriptions.
 #[utoipa::path(get, path = "/signpost/v1/subscriptions/{instance}", tag = "signpost", security(("broker" = [])),
-    params(("instance" = String, Path)),
+    params(("instance" = String, Path, pattern = r"^[A-Za-z0-9._-]{1,200}$")),
     responses((status = 200, description = "`[{instanceId, subaccountId, subdomain, createdAt}]` by subaccount"),
         (status = 401, body = signpost_wire::ErrorBody), (status = 404, description = "No such instance", body = signpost_wire::ErrorBody)))]
 async fn list(

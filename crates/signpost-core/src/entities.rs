@@ -157,7 +157,12 @@ impl Signpost {
             } => (
                 ListQuery {
                     filter: NameFilter::All,
-                    offset: (page - 1) * page_size,
+                    // A page far past the end is an empty page, never an overflow: both engines
+                    // take a signed 64-bit OFFSET.
+                    offset: page
+                        .saturating_sub(1)
+                        .saturating_mul(*page_size)
+                        .min(i64::MAX as u64),
                     limit: Some(*page_size),
                     count_total: true,
                     from: None,

@@ -178,6 +178,14 @@ async fn list_modes_filters_and_paging() {
     assert_eq!(v.as_array().unwrap().len(), 6);
     let (s, _) = list("?$page=9&$pageSize=2").await;
     assert_eq!(s, 400);
+    // Found by schemathesis: a page number whose offset overflowed panicked the handler.
+    for q in [
+        "?$page=9223372036854775808",
+        "?$page=18446744073709551615&$pageSize=1000",
+    ] {
+        let (s, v) = list(q).await;
+        assert_eq!(s, 400, "{q}: {v}");
+    }
 
     // Bad list requests: invalid $filter, mixed modes, unknown options.
     for q in [
