@@ -16,6 +16,8 @@
 // re-exported here for the tests that also run Signpost.
 pub use signpost_test_peers::{kube, nginx, npm, oauth_peer, peers, pg, pki, signxml, slow};
 
+pub mod leaks;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -496,6 +498,12 @@ impl Drop for TestApp {
         if let Some(tx) = self.https.as_mut().and_then(|h| h.stop.take()) {
             let _ = tx.send(true);
         }
+        leaks::check_server(
+            self.dir.path(),
+            Some(&self.master),
+            &[],
+            &[("the broker password", BROKER_PASSWORD)],
+        );
     }
 }
 

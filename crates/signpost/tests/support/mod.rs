@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::{Method, RequestBuilder};
 use serde_json::{json, Value};
+use signpost_store::MasterKey;
 use tempfile::TempDir;
 
 pub const BROKER_USER: &str = "process-broker";
@@ -200,6 +201,8 @@ pub struct ServerProcess {
     stderr_path: PathBuf,
     _logs: TempDir,
     exit: Option<ExitStatus>,
+    /// `SIGNPOST_MASTER_KEY` when the test set it (else the data directory's `master.key`).
+    master_key: Option<String>,
 }
 
 /// Why a start did not give a healthy server.
@@ -283,6 +286,10 @@ impl ServerProcess {
             stderr_path,
             _logs: logs,
             exit: None,
+            master_key: env
+                .iter()
+                .find(|(k, _)| k == "SIGNPOST_MASTER_KEY")
+                .map(|(_, v)| v.clone()),
         };
         server.wait_healthy().await?;
         if !opts.broker_env {
@@ -491,6 +498,21 @@ impl Drop for ServerProcess {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+        // Every secret it held, searched for in its logs and its data directory's files.
+        let master = self
+            .master_key
+            .clone()
+            .or_else(|| fs::read_to_string(self.data_dir.join("master.key")).ok())
+            .and_then(|text| MasterKey::parse(&text).ok());
+        signpost_test_utils::leaks::check_server(
+            &self.data_dir,
+            master.as_ref(),
+            &[
+                self.stderr_path.clone(),
+                self.stderr_path.with_extension("stdout"),
+            ],
+            &[("the broker password", &self.broker_password)],
+        );
     }
 }
 
