@@ -8,7 +8,7 @@ use secrecy::ExposeSecret;
 use signpost_model::{EntityKind, OwnerRef};
 
 use crate::crypto::Cipher;
-use crate::records::{PutMode, SamlKeyRecord, WriteOp, WriteOutcome};
+use crate::records::{AuditEvent, PutMode, SamlKeyRecord, WriteOp, WriteOutcome};
 use crate::shared::{
     binding_aad, deleted, entity_aad, expect, saml_aad, scopes_to_column, secret_aad,
 };
@@ -512,6 +512,33 @@ impl Writer<'_> {
         }
         Ok(WriteOutcome::Created { etag: Some(etag) })
     }
+}
+
+/// Records audit events (inside the caller's transaction), one row each.
+pub(crate) async fn insert_audit<S: Statements + ?Sized>(
+    conn: &mut S,
+    events: &[AuditEvent],
+) -> Result<()> {
+    for e in events {
+        conn.execute(
+            "INSERT INTO audit_events (at_ms, actor, subaccount_id, instance_id, action, entity_kind, entity_name, outcome, status, request_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            &[
+                Arg::Int(e.at_ms),
+                Arg::Text(&e.actor),
+                Arg::OptText(e.subaccount_id.as_deref()),
+                Arg::OptText(e.instance_id.as_deref()),
+                Arg::Text(&e.action),
+                Arg::OptText(e.entity_kind.as_deref()),
+                Arg::OptText(e.entity_name.as_deref()),
+                Arg::Text(e.outcome()),
+                Arg::Int(i64::from(e.status)),
+                Arg::OptText(e.request_id.as_deref()),
+            ],
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 /// Inserts an entity unless its name exists (arguments: the key, then body, etag, modified_at).

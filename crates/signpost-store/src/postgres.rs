@@ -591,24 +591,7 @@ impl Store for PgStore {
             return Ok(());
         }
         let mut tx = self.pool.begin().await?;
-        for e in events {
-            sqlx::query(
-                "INSERT INTO audit_events (at_ms, actor, subaccount_id, instance_id, action, entity_kind, entity_name, outcome, status, request_id)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-            )
-            .bind(e.at_ms)
-            .bind(&e.actor)
-            .bind(&e.subaccount_id)
-            .bind(&e.instance_id)
-            .bind(&e.action)
-            .bind(&e.entity_kind)
-            .bind(&e.entity_name)
-            .bind(e.outcome())
-            .bind(i64::from(e.status))
-            .bind(&e.request_id)
-            .execute(&mut *tx)
-            .await?;
-        }
+        crate::ops::insert_audit(&mut *tx, events).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -594,28 +594,8 @@ impl Store for SqliteStore {
             return Ok(());
         }
         let _guard = self.write_lock.lock().await;
-        self.transaction(async |conn| {
-            for e in events {
-                sqlx::query(
-                    "INSERT INTO audit_events (at_ms, actor, subaccount_id, instance_id, action, entity_kind, entity_name, outcome, status, request_id)
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                )
-                .bind(e.at_ms)
-                .bind(&e.actor)
-                .bind(&e.subaccount_id)
-                .bind(&e.instance_id)
-                .bind(&e.action)
-                .bind(&e.entity_kind)
-                .bind(&e.entity_name)
-                .bind(e.outcome())
-                .bind(i64::from(e.status))
-                .bind(&e.request_id)
-                .execute(&mut *conn)
-                .await?;
-            }
-            Ok(())
-        })
-        .await
+        self.transaction(async |conn| crate::ops::insert_audit(conn, events).await)
+            .await
     }
 
     async fn audit_events(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>> {
