@@ -6,8 +6,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Json;
 use signpost_core::{FindOptions, FindResult, FlowHeaders, ListMode, WriteResult};
-use signpost_model::NameFilter;
-use signpost_model::{EntityKind, Level};
+use signpost_model::{EntityKind, Label, LabelPatch, Level, NameFilter};
 use signpost_wire::{split_body, BulkDeleteResponse, Count};
 
 use crate::auth::Caller;
@@ -37,6 +36,10 @@ pub fn routes() -> Routes {
         .route(
             "/destination-configuration/v1/{collection}/{name}/publicKeys",
             get(public_keys),
+        )
+        .route(
+            "/destination-configuration/v1/{collection}/{name}/labels",
+            get(get_labels).put(put_labels).patch(patch_labels),
         )
 }
 
@@ -363,6 +366,67 @@ async fn consume(
         .consume_destination(&who, name, level, &opts)
         .await?;
     Ok(found(&headers, result))
+}
+
+/// A labels body: JSON of type `T`, or a 400 that says what is wrong with it.
+fn labels_body<T: serde::de::DeserializeOwned>(body: &[u8], shape: &str) -> Result<T, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("The labels body must be {shape}: {e}")))
+}
+
+#[utoipa::path(get, path = "/destination-configuration/v1/{collection}/{name}/labels", tag = "configuration", security(("bearer" = [])),
+    params(("name" = String, Path)),
+    responses((status = 200, description = "The entity's labels (an empty array when it has none)", body = Vec<Label>), (status = 404, body = signpost_wire::ErrorBody)))]
+async fn get_labels(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    Path((segment, name)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let (level, kind) = collection(&segment)?;
+    let labels = state.core.entity_labels(&who, level, kind, &name).await?;
+    Ok(json_ok(StatusCode::OK, labels))
+}
+
+#[utoipa::path(put, path = "/destination-configuration/v1/{collection}/{name}/labels", tag = "configuration", security(("bearer" = [])),
+    params(("name" = String, Path)),
+    request_body(content = Vec<Label>, description = "All of the entity's labels, replacing those it has"),
+    responses((status = 200, description = "The entity's labels now", body = Vec<Label>), (status = 400, body = signpost_wire::ErrorBody), (status = 404, body = signpost_wire::ErrorBody)))]
+async fn put_labels(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    Path((segment, name)): Path<(String, String)>,
+    RawBody(body): RawBody,
+) -> Result<Response, ApiError> {
+    let (level, kind) = collection(&segment)?;
+    let labels: Vec<Label> =
+        labels_body(&body, r#"an array of {"key": "...", "values": ["..."]}"#)?;
+    state
+        .core
+        .set_entity_labels(&who, level, kind, &name, labels)
+        .await?;
+    get_labels(State(state), Caller(who), Path((segment, name))).await
+}
+
+#[utoipa::path(patch, path = "/destination-configuration/v1/{collection}/{name}/labels", tag = "configuration", security(("bearer" = [])),
+    params(("name" = String, Path)),
+    request_body(content = LabelPatch, description = "`ADD` puts the values into their keys (new keys are added); `DELETE` takes them out (a key left empty, or given without values, goes)"),
+    responses((status = 200, description = "The entity's labels now", body = Vec<Label>), (status = 400, body = signpost_wire::ErrorBody), (status = 404, body = signpost_wire::ErrorBody)))]
+async fn patch_labels(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    Path((segment, name)): Path<(String, String)>,
+    RawBody(body): RawBody,
+) -> Result<Response, ApiError> {
+    let (level, kind) = collection(&segment)?;
+    let patch: LabelPatch = labels_body(
+        &body,
+        r#"{"action": "ADD" or "DELETE", "labels": [{"key": "...", "values": ["..."]}]}"#,
+    )?;
+    state
+        .core
+        .patch_entity_labels(&who, level, kind, &name, patch.action, patch.labels)
+        .await?;
+    get_labels(State(state), Caller(who), Path((segment, name))).await
 }
 
 #[utoipa::path(get, path = "/destination-configuration/v1/{collection}/{name}/publicKeys", tag = "configuration", security(("bearer" = [])),

@@ -43,6 +43,9 @@ use utoipa::{Modify, OpenApi};
         crate::destinations::get_one,
         crate::destinations::delete_one,
         crate::destinations::public_keys,
+        crate::destinations::get_labels,
+        crate::destinations::put_labels,
+        crate::destinations::patch_labels,
         crate::saml::metadata,
         crate::saml::active,
         crate::saml::passive,
@@ -116,7 +119,7 @@ pub const COLLECTIONS: &[&str] = &[
 
 /// The `{collection}` routes become one path per collection (`publicKeys` for certificates),
 /// each with its own entity body: one entity (an object with its name property) or an array of
-/// them, whose items are answered one by one (207). Fragment lists take no query options.
+/// them, whose items are answered one by one (207). Fragment lists take only `$filter`.
 struct Collections;
 
 impl Modify for Collections {
@@ -127,6 +130,10 @@ impl Modify for Collections {
             (
                 "/destination-configuration/v1/{collection}/{name}/publicKeys",
                 true,
+            ),
+            (
+                "/destination-configuration/v1/{collection}/{name}/labels",
+                false,
             ),
         ] {
             let Some(item) = doc.paths.paths.remove(template) else {
@@ -142,14 +149,16 @@ impl Modify for Collections {
                 } else {
                     "Name"
                 };
+                let entity_bodies = !template.ends_with("/labels");
                 for op in [&mut item.post, &mut item.put].into_iter().flatten() {
-                    if let Some(body) = &mut op.request_body {
+                    if let Some(body) = op.request_body.as_mut().filter(|_| entity_bodies) {
                         entity_body(body, name);
                     }
                 }
                 if c.ends_with("Fragments") && !template.contains("{name}") {
-                    if let Some(list) = &mut item.get {
-                        list.parameters = None;
+                    // Fragment lists take `$filter` alone.
+                    if let Some(params) = item.get.as_mut().and_then(|l| l.parameters.as_mut()) {
+                        params.retain(|p| p.name == "$filter");
                     }
                 }
                 doc.paths

@@ -2,8 +2,7 @@
 //! the paging options, with the rule that their modes do not mix.
 
 use signpost_core::ListMode;
-use signpost_model::EntityKind;
-use signpost_model::NameFilter;
+use signpost_model::{validate_label_key, validate_label_value, EntityKind, Label, NameFilter};
 
 use crate::ApiError;
 
@@ -36,13 +35,27 @@ const PAGE_KEYS: &[&str] = &["$page", "$pageSize", "$pageCount", "$entityCount"]
 pub fn list_mode(kind: EntityKind, pairs: &[(String, String)]) -> Result<ListMode, ApiError> {
     let dollar: Vec<&(String, String)> = pairs.iter().filter(|(k, _)| k.starts_with('$')).collect();
     if kind == EntityKind::Fragment {
-        if let Some((k, _)) = dollar.first() {
-            return Err(ApiError::bad_request(format!(
-                "Fragment lists take no query options; got {k}"
-            )));
+        // Fragment lists take a `$filter` (names, labels) and nothing else.
+        let mut filter = None;
+        for (k, v) in &dollar {
+            if k != "$filter" {
+                return Err(ApiError::bad_request(format!(
+                    "Fragment lists take only $filter; got {k}"
+                )));
+            }
+            if filter.replace(v).is_some() {
+                return Err(ApiError::bad_request(
+                    "The query option $filter is given twice",
+                ));
+            }
         }
+        let (filter, labels) = match filter {
+            None => (NameFilter::All, Vec::new()),
+            Some(f) => parse_list_filter(f, kind)?,
+        };
         return Ok(ListMode::Default {
-            filter: NameFilter::All,
+            filter,
+            labels,
             include_metadata: false,
         });
     }
@@ -129,12 +142,13 @@ pub fn list_mode(kind: EntityKind, pairs: &[(String, String)]) -> Result<ListMod
             true
         }
     };
-    let filter = match get("$filter") {
-        None => NameFilter::All,
-        Some(f) => parse_filter(f, kind)?,
+    let (filter, labels) = match get("$filter") {
+        None => (NameFilter::All, Vec::new()),
+        Some(f) => parse_list_filter(f, kind)?,
     };
     Ok(ListMode::Default {
         filter,
+        labels,
         include_metadata,
     })
 }
@@ -143,7 +157,114 @@ fn unreachable_mode() -> Result<ListMode, ApiError> {
     Err(ApiError::bad_request("$select needs a value"))
 }
 
-/// Parses a `$filter` expression.
+/// Parses a whole `$filter`: clauses joined by `and` (any case), each a label clause
+/// `Label['key'] HAS ('v1', 'v2')` (the entity has the key with one of the values; keys and
+/// values percent-decoded, as the SAP Cloud SDK for Python encodes them) or a name filter of
+/// [`parse_filter`], of which there is at most one. Every clause must hold.
+pub fn parse_list_filter(
+    text: &str,
+    kind: EntityKind,
+) -> Result<(NameFilter, Vec<Label>), ApiError> {
+    let bad = |why: &str| ApiError::bad_request(format!("Invalid $filter '{text}': {why}"));
+    let mut names = None;
+    let mut labels: Vec<Label> = Vec::new();
+    for clause in split_and(text).ok_or_else(|| bad("a clause is missing around 'and'"))? {
+        if let Some(rest) = clause.trim_start().strip_prefix("Label[") {
+            let label = label_clause(rest).map_err(|why| bad(&why))?;
+            if labels.iter().any(|l| l.key == label.key) {
+                return Err(bad(&format!(
+                    "the label key '{}' is filtered twice; list its values in one HAS (...)",
+                    label.key
+                )));
+            }
+            labels.push(label);
+        } else if names.replace(parse_filter(clause, kind)?).is_some() {
+            return Err(bad("only one name filter may be given"));
+        }
+    }
+    Ok((names.unwrap_or(NameFilter::All), labels))
+}
+
+/// The clauses of `text` between top-level `and`s (outside quotes and parentheses); `None` when
+/// one of them is empty.
+fn split_and(text: &str) -> Option<Vec<&str>> {
+    let bytes = text.as_bytes();
+    let (mut depth, mut quoted, mut start) = (0usize, false, 0usize);
+    let mut clauses = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\'' => quoted = !quoted,
+            b'(' | b'[' if !quoted => depth += 1,
+            b')' | b']' if !quoted => depth = depth.saturating_sub(1),
+            b' ' if !quoted && depth == 0 => {
+                let word = bytes.get(i + 1..i + 5);
+                if word.is_some_and(|w| w[..3].eq_ignore_ascii_case(b"and") && w[3] == b' ') {
+                    clauses.push(&text[start..i]);
+                    start = i + 5;
+                    i += 4;
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    clauses.push(&text[start..]);
+    clauses
+        .iter()
+        .all(|c| !c.trim().is_empty())
+        .then_some(clauses)
+}
+
+/// `'key'] HAS ('v1', 'v2')` after `Label[`.
+fn label_clause(rest: &str) -> Result<Label, String> {
+    let decode = |lit: &str, what: &str| {
+        percent_encoding::percent_decode_str(lit)
+            .decode_utf8()
+            .map(std::borrow::Cow::into_owned)
+            .map_err(|_| format!("the label {what} is not valid percent-encoded UTF-8"))
+    };
+    let (key, after) =
+        literal(rest.trim_start()).ok_or("the label key must be in single quotes: Label['key']")?;
+    let key = decode(&key, "key")?;
+    validate_label_key(&key).map_err(|e| e.to_string())?;
+    let after = after
+        .trim_start()
+        .strip_prefix(']')
+        .ok_or("expected ']' after the label key")?;
+    let after =
+        strip_keyword(after, "HAS").ok_or("expected HAS ('value', ...) after Label['key']")?;
+    let inner = after
+        .trim()
+        .strip_prefix('(')
+        .and_then(|r| r.strip_suffix(')'))
+        .ok_or("the values must be in parentheses: HAS ('a', 'b')")?;
+    let mut values = Vec::new();
+    let mut rest = inner.trim();
+    while !rest.is_empty() {
+        let (lit, after) = literal(rest).ok_or("label values must be in single quotes")?;
+        let value = decode(&lit, "value")?;
+        validate_label_value(&key, &value).map_err(|e| e.to_string())?;
+        if !values.contains(&value) {
+            values.push(value);
+        }
+        rest = after.trim_start();
+        if let Some(r) = rest.strip_prefix(',') {
+            rest = r.trim_start();
+            if rest.is_empty() {
+                return Err("a value is missing after ','".into());
+            }
+        } else if !rest.is_empty() {
+            return Err("label values must be separated by ','".into());
+        }
+    }
+    if values.is_empty() {
+        return Err("HAS needs at least one value".into());
+    }
+    Ok(Label { key, values })
+}
+
+/// Parses a `$filter` expression on names.
 pub fn parse_filter(text: &str, kind: EntityKind) -> Result<NameFilter, ApiError> {
     let t = text.trim();
     let bad = |why: &str| ApiError::bad_request(format!("Invalid $filter '{text}': {why}"));
@@ -309,6 +430,58 @@ mod tests {
     }
 
     #[test]
+    fn label_filters() {
+        let d = EntityKind::Destination;
+        let label = |key: &str, values: &[&str]| Label {
+            key: key.into(),
+            values: values.iter().map(|v| (*v).to_owned()).collect(),
+        };
+        // As the SAP Cloud SDK for Python writes them (keys and values percent-encoded).
+        assert_eq!(
+            parse_list_filter(
+                "Label['env'] HAS ('prod', 'eu%20west') AND Label['team%2Fa'] HAS ('x')",
+                d
+            )
+            .unwrap(),
+            (
+                NameFilter::All,
+                vec![label("env", &["prod", "eu west"]), label("team/a", &["x"])]
+            )
+        );
+        assert_eq!(
+            parse_list_filter("Name in ('a and b') and Label['env'] HAS ('it''s')", d).unwrap(),
+            (
+                NameFilter::In(vec!["a and b".into()]),
+                vec![label("env", &["it's"])]
+            )
+        );
+        assert_eq!(
+            parse_list_filter("Label['env'] HAS ('p')", EntityKind::Certificate)
+                .unwrap()
+                .1,
+            vec![label("env", &["p"])]
+        );
+        for bad in [
+            "Label['env'] HAS ()",
+            "Label['env'] HAS ('a',)",
+            "Label['env'] HAS 'a'",
+            "Label[env] HAS ('a')",
+            "Label['env'] IS ('a')",
+            "Label['env'] HAS ('a') AND",
+            "AND Label['env'] HAS ('a')",
+            "Label['env'] HAS ('a') AND Label['env'] HAS ('b')",
+            "Label['bad key'] HAS ('a')",
+            "Label['env'] HAS ('%FF')",
+            "Name in ('a') and Name in ('b')",
+            "Label['env'] HAS ('a') or Label['x'] HAS ('b')",
+        ] {
+            assert!(parse_list_filter(bad, d).is_err(), "{bad}");
+        }
+        let long = format!("Label['env'] HAS ('{}')", "v".repeat(300));
+        assert!(parse_list_filter(&long, d).is_err());
+    }
+
+    #[test]
     fn modes() {
         let d = EntityKind::Destination;
         assert_eq!(
@@ -332,6 +505,10 @@ mod tests {
         assert!(list_mode(d, &q("$select=Name&$page=1")).is_err());
         assert!(list_mode(d, &q("$top=1")).is_err());
         assert!(list_mode(EntityKind::Fragment, &q("$select=Name")).is_err());
+        assert!(matches!(
+            list_mode(EntityKind::Fragment, &q("$filter=Label['env'] HAS ('prod')")).unwrap(),
+            ListMode::Default { labels, .. } if labels.len() == 1
+        ));
         assert!(list_mode(EntityKind::Certificate, &q("$includeMetadata=etag")).is_err());
         assert!(matches!(
             list_mode(d, &q("$includeMetadata=modification_time;etag")).unwrap(),

@@ -12,8 +12,10 @@ use tokio::sync::watch;
 use tokio_rustls::rustls::client::danger::HandshakeSignatureValid;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 use tokio_rustls::rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use tokio_rustls::rustls::server::{ResolvesServerCert, WantsServerCert};
+use tokio_rustls::rustls::sign::CertifiedKey;
 use tokio_rustls::rustls::{
-    self, DigitallySignedStruct, DistinguishedName, ServerConfig, SignatureScheme,
+    self, ConfigBuilder, DigitallySignedStruct, DistinguishedName, ServerConfig, SignatureScheme,
 };
 use tokio_rustls::TlsAcceptor;
 
@@ -97,13 +99,36 @@ pub fn server_config(
     certs: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
 ) -> Result<Arc<ServerConfig>, rustls::Error> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_client_cert_verifier(Arc::new(AnyClientCertificate::new()))
-        .with_single_cert(certs, key)?;
+    let mut config = builder()?.with_single_cert(certs, key)?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
+}
+
+/// As [`server_config`], with the certificate chosen by `resolver` at each handshake: a
+/// certificate renewed while the listener runs is served from the next handshake on.
+pub fn server_config_with_resolver(
+    resolver: Arc<dyn ResolvesServerCert>,
+) -> Result<Arc<ServerConfig>, rustls::Error> {
+    let mut config = builder()?.with_cert_resolver(resolver);
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// A certificate and key as rustls serves them (for a [`ResolvesServerCert`]); an error when
+/// the key is not one the ring provider signs with.
+pub fn certified_key(
+    certs: Vec<CertificateDer<'static>>,
+    key: &PrivateKeyDer<'static>,
+) -> Result<CertifiedKey, rustls::Error> {
+    let signing = rustls::crypto::ring::sign::any_supported_type(key)?;
+    Ok(CertifiedKey::new(certs, signing))
+}
+
+fn builder() -> Result<ConfigBuilder<ServerConfig, WantsServerCert>, rustls::Error> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_client_cert_verifier(Arc::new(AnyClientCertificate::new())))
 }
 
 /// Serves `app` over TLS on `listener` until `stop` turns true (or its sender is dropped):

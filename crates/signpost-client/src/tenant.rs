@@ -175,14 +175,7 @@ impl TenantClient {
     /// `GET url`, whose answer must be a JSON array.
     async fn get_array(&self, url: Url) -> Result<Vec<Value>> {
         let (_, bytes) = self.request(Method::GET, url.clone(), None).await?;
-        match json_of(Side::DestinationService, &url, &bytes)? {
-            Value::Array(items) => Ok(items),
-            _ => Err(Error::Decode {
-                side: Side::DestinationService,
-                url: http::shown(&url),
-                reason: "a list must be a JSON array".into(),
-            }),
-        }
+        array_of(&url, &bytes)
     }
 
     /// `GET .../{level}{Kind}`: every entity of the level.
@@ -247,6 +240,61 @@ impl TenantClient {
     pub async fn delete(&self, level: Level, kind: Kind, name: &str) -> Result<()> {
         let url = self.config(level, kind, Some(name));
         self.request(Method::DELETE, url, None).await.map(drop)
+    }
+
+    /// `GET .../{level}{Kind}/{name}/labels`: the entity's labels, `[{"key", "values"}]`.
+    pub async fn labels(&self, level: Level, kind: Kind, name: &str) -> Result<Vec<Value>> {
+        self.get_array(self.labels_url(level, kind, name)).await
+    }
+
+    /// `PUT .../labels`: all labels (`[{"key", "values"}]`), replacing the entity's; the labels
+    /// it has afterwards.
+    pub async fn set_labels(
+        &self,
+        level: Level,
+        kind: Kind,
+        name: &str,
+        labels: &Value,
+    ) -> Result<Vec<Value>> {
+        self.write_labels(Method::PUT, level, kind, name, labels)
+            .await
+    }
+
+    /// `PATCH .../labels` with `{"action": "ADD"|"DELETE", "labels": [...]}`; the labels the
+    /// entity has afterwards.
+    pub async fn patch_labels(
+        &self,
+        level: Level,
+        kind: Kind,
+        name: &str,
+        patch: &Value,
+    ) -> Result<Vec<Value>> {
+        self.write_labels(Method::PATCH, level, kind, name, patch)
+            .await
+    }
+
+    async fn write_labels(
+        &self,
+        method: Method,
+        level: Level,
+        kind: Kind,
+        name: &str,
+        body: &Value,
+    ) -> Result<Vec<Value>> {
+        let url = self.labels_url(level, kind, name);
+        let (_, bytes) = self.request(method, url.clone(), Some(body)).await?;
+        array_of(&url, &bytes)
+    }
+
+    fn labels_url(&self, level: Level, kind: Kind, name: &str) -> Url {
+        let collection = kind.collection(level);
+        self.url(&[
+            "destination-configuration",
+            "v1",
+            collection.as_str(),
+            name,
+            "labels",
+        ])
     }
 
     /// Finds a destination (v1, or v2 with `request.level`), like [`DestinationClient::find`].
@@ -325,5 +373,17 @@ impl TenantClient {
         self.create(level, Kind::Certificate, &request.to_json())
             .await
             .map(drop)
+    }
+}
+
+/// The Destination service's answer from `url`, which must be a JSON array.
+fn array_of(url: &Url, bytes: &[u8]) -> Result<Vec<Value>> {
+    match json_of(Side::DestinationService, url, bytes)? {
+        Value::Array(items) => Ok(items),
+        _ => Err(Error::Decode {
+            side: Side::DestinationService,
+            url: http::shown(url),
+            reason: "the answer must be a JSON array".into(),
+        }),
     }
 }

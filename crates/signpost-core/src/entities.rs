@@ -2,7 +2,7 @@
 //! destinations, fragments and certificates on subaccount and instance level.
 
 use serde_json::{json, Map, Value};
-use signpost_model::{EntityKind, Level, OwnerRef};
+use signpost_model::{EntityKind, Label, Level, OwnerRef};
 use signpost_store::{ListQuery, NameFilter, PutMode, WriteOp, WriteOutcome};
 use signpost_wire::{
     certificate_from_json, destination_from_json, fragment_from_json, BodyShape, BulkDeleteItem,
@@ -19,6 +19,8 @@ use crate::{Error, Principal, Result, Signpost};
 pub enum ListMode {
     Default {
         filter: NameFilter,
+        /// `Label['key'] HAS ('v', ...)` clauses, all of which an entity must satisfy.
+        labels: Vec<Label>,
         include_metadata: bool,
     },
     /// `$select=Name`.
@@ -142,10 +144,12 @@ impl Signpost {
         let (query, metadata, names_only) = match &mode {
             ListMode::Default {
                 filter,
+                labels,
                 include_metadata,
             } => (
                 ListQuery {
                     filter: filter.clone(),
+                    labels: labels.clone(),
                     ..Default::default()
                 },
                 *include_metadata,
@@ -166,6 +170,7 @@ impl Signpost {
                     limit: Some(*page_size),
                     count_total: true,
                     from: None,
+                    labels: Vec::new(),
                 },
                 false,
                 false,

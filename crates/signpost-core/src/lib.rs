@@ -14,6 +14,7 @@ mod entities;
 mod epoch_map;
 mod error;
 mod find;
+mod labels;
 mod saml;
 mod subscriptions;
 mod tokens;
@@ -141,6 +142,18 @@ impl Signpost {
     /// The built-in CA's certificate (PEM), for servers that should trust what it issues.
     pub fn ca_certificate_pem(&self) -> &str {
         self.inner.ca.certificate_pem()
+    }
+
+    /// A TLS server certificate from the built-in CA for `names` (the HTTPS listener's own,
+    /// when no `--tls-cert`/`--tls-key` is given); nothing is stored.
+    pub fn issue_server_certificate(
+        &self,
+        names: &[signpost_certs::ca::SubjectAltName],
+    ) -> Result<signpost_certs::ca::ServerCertificate> {
+        self.inner
+            .ca
+            .issue_server_certificate(names, time::OffsetDateTime::now_utc())
+            .map_err(|e| Error::Internal(e.to_string()))
     }
 
     /// The outbound token flows and their cache.

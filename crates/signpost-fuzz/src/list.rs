@@ -56,6 +56,12 @@ fn check_mode(mode: &ListMode) {
             filter: NameFilter::ModifiedWithin { minutes, .. },
             ..
         } => assert!((1..=1440).contains(minutes)),
+        ListMode::Default { labels, .. } if !labels.is_empty() => {
+            for l in labels {
+                assert!(!l.values.is_empty(), "a label clause without values");
+                signpost_model::validate_label_key(&l.key).expect("a filtered key is valid");
+            }
+        }
         ListMode::Page {
             page, page_size, ..
         } => {
@@ -80,9 +86,10 @@ fn query_of(mode: &ListMode) -> String {
     match mode {
         ListMode::Default {
             filter,
+            labels,
             include_metadata,
         } => {
-            let filter = match filter {
+            let names = match filter {
                 NameFilter::All => None,
                 NameFilter::In(names) => Some(format!(
                     "Name in ({})",
@@ -98,8 +105,19 @@ fn query_of(mode: &ListMode) -> String {
                     Some(format!("modifiedwithin('{minutes}', 'minutes')"))
                 }
             };
-            if let Some(f) = filter {
-                q.push(("$filter", f));
+            let clauses: Vec<String> = names
+                .into_iter()
+                .chain(labels.iter().map(|l| {
+                    let values: Vec<String> = l.values.iter().map(|v| quoted(&enc(v))).collect();
+                    format!(
+                        "Label[{}] HAS ({})",
+                        quoted(&enc(&l.key)),
+                        values.join(", ")
+                    )
+                }))
+                .collect();
+            if !clauses.is_empty() {
+                q.push(("$filter", clauses.join(" and ")));
             }
             if *include_metadata {
                 q.push(("$includeMetadata", "modification_time;etag".into()));
@@ -130,13 +148,15 @@ fn same_mode(a: &ListMode, b: &ListMode) -> bool {
         (
             ListMode::Default {
                 filter: NameFilter::ModifiedWithin { minutes: x, .. },
+                labels: k,
                 include_metadata: i,
             },
             ListMode::Default {
                 filter: NameFilter::ModifiedWithin { minutes: y, .. },
+                labels: l,
                 include_metadata: j,
             },
-        ) => x == y && i == j,
+        ) => x == y && i == j && k == l,
         _ => a == b,
     }
 }

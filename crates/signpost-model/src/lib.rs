@@ -4,12 +4,18 @@
 //! Every type that can hold a secret prints it redacted in `Debug`.
 
 mod entity;
+mod labels;
 mod names;
 mod redact;
 
 pub use entity::{
     is_secret_property, Certificate, Destination, EntityKind, Fragment, Level, NameFilter,
     OwnerRef, Properties, ValidationError,
+};
+pub use labels::{
+    labels_match, patch_labels, validate_label_key, validate_label_patch, validate_label_value,
+    validate_labels, Label, LabelAction, LabelMatch, LabelPatch, MAX_LABEL_KEYS, MAX_LABEL_KEY_LEN,
+    MAX_LABEL_VALUES, MAX_LABEL_VALUE_LEN,
 };
 pub use names::{validate_certificate_name, validate_entity_name, MAX_NAME_LEN};
 pub use redact::{RedactedJson, RedactedObject, REDACTED};

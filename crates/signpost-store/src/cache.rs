@@ -347,6 +347,7 @@ impl Store for CachedStore {
     ) -> Result<ListPage> {
         let deep = query.offset >= ANCHOR_EVERY
             && query.filter == NameFilter::All
+            && query.labels.is_empty()
             && query.from.is_none()
             && self.state.usable(self.inner.as_ref());
         if !deep {

@@ -78,6 +78,12 @@ pub async fn copy_all(from: &dyn Store, to: &dyn Store) -> Result<Counts> {
         EntityKind::Destination,
     ] {
         for e in from.all_entities(kind).await? {
+            let labels = (!e.labels.is_empty()).then(|| WriteOp::SetLabels {
+                owner: e.owner.clone(),
+                kind,
+                name: e.name.clone(),
+                labels: e.labels,
+            });
             ops.push(WriteOp::PutEntity {
                 owner: e.owner,
                 kind,
@@ -85,6 +91,7 @@ pub async fn copy_all(from: &dyn Store, to: &dyn Store) -> Result<Counts> {
                 body: e.body,
                 mode: PutMode::Create,
             });
+            ops.extend(labels);
         }
     }
     for s in &subaccounts {

@@ -106,7 +106,14 @@ pub fn changes_of(ops: &[WriteOp]) -> Vec<Change> {
             WriteOp::PutEntity {
                 owner, kind, name, ..
             }
-            | WriteOp::DeleteEntity { owner, kind, name } => Change::entity(owner, *kind, name),
+            | WriteOp::DeleteEntity { owner, kind, name }
+            // Cached entities carry their labels.
+            | WriteOp::SetLabels {
+                owner, kind, name, ..
+            }
+            | WriteOp::PatchLabels {
+                owner, kind, name, ..
+            } => Change::entity(owner, *kind, name),
             // The instance's subscription levels go with it: every cache is dropped (rare).
             WriteOp::DeleteInstance { .. } => Change::Everything,
             // The subscriber's tokens stop working; its subscription level is gone.

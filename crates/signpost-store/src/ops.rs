@@ -5,12 +5,13 @@
 
 use async_trait::async_trait;
 use secrecy::ExposeSecret;
-use signpost_model::{EntityKind, OwnerRef};
+use signpost_model::{patch_labels, validate_labels, EntityKind, OwnerRef};
 
 use crate::crypto::Cipher;
 use crate::records::{AuditEvent, PutMode, SamlKeyRecord, WriteOp, WriteOutcome};
 use crate::shared::{
-    binding_aad, deleted, entity_aad, expect, saml_aad, scopes_to_column, secret_aad,
+    binding_aad, deleted, entity_aad, expect, labels_from_column, labels_to_column, saml_aad,
+    scopes_to_column, secret_aad,
 };
 use crate::{Error, Result};
 
@@ -382,6 +383,43 @@ impl Writer<'_> {
                 let current = conn.text(&sql, &entity_key(owner, *kind, name)).await?;
                 expect(index, *kind, name, etags, current)
             }
+            WriteOp::SetLabels {
+                owner,
+                kind,
+                name,
+                labels,
+            } => {
+                let column = labels_to_column(labels);
+                self.set_labels(conn, index, owner, *kind, name, column.as_deref())
+                    .await
+            }
+            WriteOp::PatchLabels {
+                owner,
+                kind,
+                name,
+                action,
+                labels,
+            } => {
+                // Whether the row exists and what it holds: its labels, or '' for none.
+                let sql = format!(
+                    "SELECT COALESCE(labels, '') FROM entities WHERE level = $1 AND owner_id = $2 AND kind = $3 AND name = $4{}",
+                    self.dialect.lock_row
+                );
+                let current = conn
+                    .text(&sql, &entity_key(owner, *kind, name))
+                    .await?
+                    .ok_or_else(|| Error::NotFound {
+                        index,
+                        kind: kind.noun(),
+                        name: name.to_owned(),
+                    })?;
+                let current = labels_from_column((!current.is_empty()).then_some(current))?;
+                let next = patch_labels(&current, *action, labels);
+                validate_labels(&next).map_err(|e| Error::Invalid(e.to_string()))?;
+                let column = labels_to_column(&next);
+                self.set_labels(conn, index, owner, *kind, name, column.as_deref())
+                    .await
+            }
             WriteOp::DeleteEntity { owner, kind, name } => {
                 let key = entity_key(owner, *kind, name);
                 let rows = conn
@@ -400,6 +438,33 @@ impl Writer<'_> {
                 Ok(deleted(rows))
             }
         }
+    }
+
+    /// Writes an entity's labels column; NotFound when the entity does not exist.
+    async fn set_labels<S: Statements + ?Sized>(
+        &self,
+        conn: &mut S,
+        index: usize,
+        owner: &OwnerRef,
+        kind: EntityKind,
+        name: &str,
+        column: Option<&str>,
+    ) -> Result<WriteOutcome> {
+        let key = entity_key(owner, kind, name);
+        let rows = conn
+            .execute(
+                "UPDATE entities SET labels = $5 WHERE level = $1 AND owner_id = $2 AND kind = $3 AND name = $4",
+                &[key[0], key[1], key[2], key[3], Arg::OptText(column)],
+            )
+            .await?;
+        if rows == 0 {
+            return Err(Error::NotFound {
+                index,
+                kind: kind.noun(),
+                name: name.to_owned(),
+            });
+        }
+        Ok(WriteOutcome::Updated { etag: None })
     }
 
     /// Inserts a SAML key pair; `on_conflict` says what an occupied slot does. The rows changed.

@@ -141,6 +141,7 @@ impl PgStore {
             body,
             etag: row.try_get("etag")?,
             modified_at: row.try_get("modified_at")?,
+            labels: labels_from_column(row.try_get("labels")?)?,
         })
     }
 
@@ -373,7 +374,7 @@ impl Store for PgStore {
         name: &str,
     ) -> Result<Option<StoredEntity>> {
         let row = sqlx::query(
-            "SELECT name, body, etag, modified_at FROM entities WHERE level = $1 AND owner_id = $2 AND kind = $3 AND name = $4",
+            "SELECT name, body, etag, modified_at, labels FROM entities WHERE level = $1 AND owner_id = $2 AND kind = $3 AND name = $4",
         )
         .bind(owner.level.as_str())
         .bind(&owner.id)
@@ -390,6 +391,10 @@ impl Store for PgStore {
         kind: EntityKind,
         query: &ListQuery,
     ) -> Result<ListPage> {
+        if !query.labels.is_empty() {
+            let all = self.list_entities(owner, kind, &unlabelled(query)).await?;
+            return Ok(select_labelled(all.items, query));
+        }
         let total = if query.count_total && query.filter == NameFilter::All {
             let n: Option<i64> = sqlx::query_scalar(
                 "SELECT entity_count FROM entity_owners WHERE level = $1 AND owner_id = $2 AND kind = $3",
@@ -408,7 +413,8 @@ impl Store for PgStore {
         } else {
             None
         };
-        let mut qb = QueryBuilder::new("SELECT name, body, etag, modified_at FROM entities");
+        let mut qb =
+            QueryBuilder::new("SELECT name, body, etag, modified_at, labels FROM entities");
         push_entity_filter(&mut qb, owner, kind, &query.filter);
         if let Some(from) = &query.from {
             qb.push(" AND name >= ").push_bind(from.clone());
@@ -503,7 +509,7 @@ impl Store for PgStore {
 
     async fn all_entities(&self, kind: EntityKind) -> Result<Vec<StoredEntity>> {
         let rows = sqlx::query(
-            "SELECT level, owner_id, name, body, etag, modified_at FROM entities WHERE kind = $1 ORDER BY level, owner_id, name",
+            "SELECT level, owner_id, name, body, etag, modified_at, labels FROM entities WHERE kind = $1 ORDER BY level, owner_id, name",
         )
         .bind(kind.as_str())
         .fetch_all(&self.pool)

@@ -1,7 +1,7 @@
 use std::fmt;
 
 use secrecy::SecretString;
-use signpost_model::{EntityKind, OwnerRef};
+use signpost_model::{EntityKind, Label, LabelAction, OwnerRef};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SubaccountRecord {
@@ -129,6 +129,8 @@ pub struct StoredEntity {
     pub etag: String,
     /// Unix time in milliseconds.
     pub modified_at: i64,
+    /// Its labels (not secret), in the order they were set.
+    pub labels: Vec<Label>,
 }
 
 impl fmt::Debug for StoredEntity {
@@ -157,6 +159,8 @@ pub struct ListQuery {
     pub limit: Option<u64>,
     /// Also count all matches (for `Page-Count` and `Entity-Count`).
     pub count_total: bool,
+    /// Only entities with every one of these labels (each: the key with any of its values).
+    pub labels: Vec<Label>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -222,6 +226,24 @@ pub enum WriteOp {
         owner: OwnerRef,
         kind: EntityKind,
         name: String,
+    },
+    /// Replaces an entity's labels (its body and ETag stay); NotFound when it does not exist.
+    /// The labels must be valid ([`signpost_model::validate_labels`]).
+    SetLabels {
+        owner: OwnerRef,
+        kind: EntityKind,
+        name: String,
+        labels: Vec<Label>,
+    },
+    /// Adds or removes labels of an entity ([`signpost_model::patch_labels`]) on its current
+    /// labels, read in the batch's transaction with the row locked where the engine can;
+    /// NotFound when it does not exist, Invalid when the result breaks a limit.
+    PatchLabels {
+        owner: OwnerRef,
+        kind: EntityKind,
+        name: String,
+        action: LabelAction,
+        labels: Vec<Label>,
     },
     /// A precondition (`If-Match`): fails with [`crate::Error::Precondition`] unless the entity
     /// exists with one of `etags`. Checked in the batch's transaction, with the row locked where
@@ -292,6 +314,32 @@ impl fmt::Debug for WriteOp {
                 .field("name", name)
                 .field("body", &format_args!("<{} bytes>", body.len()))
                 .field("mode", mode)
+                .finish(),
+            WriteOp::SetLabels {
+                owner,
+                kind,
+                name,
+                labels,
+            } => f
+                .debug_struct("SetLabels")
+                .field("owner", owner)
+                .field("kind", kind)
+                .field("name", name)
+                .field("labels", labels)
+                .finish(),
+            WriteOp::PatchLabels {
+                owner,
+                kind,
+                name,
+                action,
+                labels,
+            } => f
+                .debug_struct("PatchLabels")
+                .field("owner", owner)
+                .field("kind", kind)
+                .field("name", name)
+                .field("action", action)
+                .field("labels", labels)
                 .finish(),
             WriteOp::DeleteEntity { owner, kind, name } => f
                 .debug_struct("DeleteEntity")

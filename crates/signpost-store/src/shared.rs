@@ -2,10 +2,10 @@
 //! binds each ciphertext to its row, and the bootstrap of the data key wrapped by the master key.
 
 use secrecy::SecretString;
-use signpost_model::{EntityKind, OwnerRef};
+use signpost_model::{labels_match, EntityKind, Label, OwnerRef};
 
 use crate::crypto::{Cipher, MasterKey};
-use crate::records::SamlSlot;
+use crate::records::{ListPage, ListQuery, SamlSlot, StoredEntity};
 use crate::{Error, Result};
 
 /// The `meta` row holding the wrapped data key.
@@ -197,5 +197,54 @@ pub(crate) fn expect(
             name: name.to_owned(),
             current,
         }),
+    }
+}
+
+/// An entity's labels from their column (NULL when it has none).
+pub(crate) fn labels_from_column(column: Option<String>) -> Result<Vec<Label>> {
+    match column {
+        None => Ok(Vec::new()),
+        Some(text) => serde_json::from_str(&text)
+            .map_err(|e| Error::Invalid(format!("stored labels could not be read: {e}"))),
+    }
+}
+
+/// The column value of a set of labels (NULL for none).
+pub(crate) fn labels_to_column(labels: &[Label]) -> Option<String> {
+    if labels.is_empty() {
+        None
+    } else {
+        Some(serde_json::to_string(labels).unwrap_or_else(|_| "[]".into()))
+    }
+}
+
+/// The query without its label filter and without its window: every entity the rest of the
+/// filter selects, for [`select_labelled`] to filter and cut.
+pub(crate) fn unlabelled(query: &ListQuery) -> ListQuery {
+    ListQuery {
+        labels: Vec::new(),
+        offset: 0,
+        limit: None,
+        count_total: false,
+        ..query.clone()
+    }
+}
+
+/// The page of `query` out of `all` (in name order): the entities whose labels match every
+/// clause of the query's label filter, counted, then offset and limited.
+pub(crate) fn select_labelled(all: Vec<StoredEntity>, query: &ListQuery) -> ListPage {
+    let matching: Vec<StoredEntity> = all
+        .into_iter()
+        .filter(|e| labels_match(&e.labels, &query.labels))
+        .collect();
+    let total = query.count_total.then_some(matching.len() as u64);
+    let offset = usize::try_from(query.offset).unwrap_or(usize::MAX);
+    let limit = query
+        .limit
+        .and_then(|l| usize::try_from(l).ok())
+        .unwrap_or(usize::MAX);
+    ListPage {
+        items: matching.into_iter().skip(offset).take(limit).collect(),
+        total,
     }
 }

@@ -147,6 +147,7 @@ impl SqliteStore {
             body,
             etag: row.try_get("etag")?,
             modified_at: row.try_get("modified_at")?,
+            labels: labels_from_column(row.try_get("labels")?)?,
         })
     }
 
@@ -365,7 +366,7 @@ impl Store for SqliteStore {
         name: &str,
     ) -> Result<Option<StoredEntity>> {
         let row = sqlx::query(
-            "SELECT name, body, etag, modified_at FROM entities WHERE level = ? AND owner_id = ? AND kind = ? AND name = ?",
+            "SELECT name, body, etag, modified_at, labels FROM entities WHERE level = ? AND owner_id = ? AND kind = ? AND name = ?",
         )
         .bind(owner.level.as_str())
         .bind(&owner.id)
@@ -382,6 +383,10 @@ impl Store for SqliteStore {
         kind: EntityKind,
         query: &ListQuery,
     ) -> Result<ListPage> {
+        if !query.labels.is_empty() {
+            let all = self.list_entities(owner, kind, &unlabelled(query)).await?;
+            return Ok(select_labelled(all.items, query));
+        }
         let mut where_sql = String::from(" WHERE level = ? AND owner_id = ? AND kind = ?");
         let mut binds = Vec::new();
         filter_sql(&query.filter, &mut where_sql, &mut binds);
@@ -411,7 +416,7 @@ impl Store for SqliteStore {
         }
         let limit = query.limit.map(|l| l as i64).unwrap_or(-1);
         let sql = format!(
-            "SELECT name, body, etag, modified_at FROM entities{where_sql} ORDER BY name LIMIT {limit} OFFSET {}",
+            "SELECT name, body, etag, modified_at, labels FROM entities{where_sql} ORDER BY name LIMIT {limit} OFFSET {}",
             query.offset
         );
         let rows = bind_filters(&sql, owner, kind, &binds)
@@ -506,7 +511,7 @@ impl Store for SqliteStore {
 
     async fn all_entities(&self, kind: EntityKind) -> Result<Vec<StoredEntity>> {
         let rows = sqlx::query(
-            "SELECT level, owner_id, name, body, etag, modified_at FROM entities WHERE kind = ? ORDER BY level, owner_id, name",
+            "SELECT level, owner_id, name, body, etag, modified_at, labels FROM entities WHERE kind = ? ORDER BY level, owner_id, name",
         )
         .bind(kind.as_str())
         .fetch_all(&self.pool)

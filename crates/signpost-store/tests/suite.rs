@@ -11,7 +11,7 @@ use std::sync::Arc;
 use signpost_test_peers::pg;
 
 use secrecy::{ExposeSecret, SecretString};
-use signpost_model::{EntityKind, OwnerRef};
+use signpost_model::{EntityKind, Label, LabelAction, NameFilter, OwnerRef};
 use signpost_store::*;
 
 fn instance(id: &str, sub: &str) -> InstanceRecord {
@@ -393,6 +393,183 @@ async fn deletes_say_what_they_deleted(store: &dyn Store) {
         .await
         .unwrap();
     assert_eq!(out, [WriteOutcome::Deleted, WriteOutcome::Missing]);
+}
+
+fn label(key: &str, values: &[&str]) -> Label {
+    Label {
+        key: key.into(),
+        values: values.iter().map(|v| (*v).into()).collect(),
+    }
+}
+
+async fn labels_of(store: &dyn Store, owner: &OwnerRef, name: &str) -> Option<Vec<Label>> {
+    store
+        .get_entity(owner, EntityKind::Destination, name)
+        .await
+        .unwrap()
+        .map(|e| e.labels)
+}
+
+/// Labels: set and patched without touching the body or the ETag, kept by updates of the body,
+/// filtered on in lists (every clause, any value), refused past a limit with nothing changed,
+/// and gone with their entity.
+async fn labels_live_with_their_entity(store: &dyn Store) {
+    tenancy(store).await;
+    let sa = OwnerRef::subaccount("s1");
+    store
+        .write(vec![
+            put(&sa, "a", r#"{"v":1}"#, PutMode::Create),
+            put(&sa, "b", "{}", PutMode::Create),
+            put(&sa, "c", "{}", PutMode::Create),
+        ])
+        .await
+        .unwrap();
+    let etag = store
+        .get_entity(&sa, EntityKind::Destination, "a")
+        .await
+        .unwrap()
+        .unwrap()
+        .etag;
+    assert_eq!(labels_of(store, &sa, "a").await.unwrap(), vec![]);
+    let set = |name: &str, labels: Vec<Label>| WriteOp::SetLabels {
+        owner: sa.clone(),
+        kind: EntityKind::Destination,
+        name: name.into(),
+        labels,
+    };
+    let patch = |name: &str, action: LabelAction, labels: Vec<Label>| WriteOp::PatchLabels {
+        owner: sa.clone(),
+        kind: EntityKind::Destination,
+        name: name.into(),
+        action,
+        labels,
+    };
+    store
+        .write(vec![
+            set(
+                "a",
+                vec![label("env", &["prod", "eu"]), label("team", &["x"])],
+            ),
+            set("b", vec![label("env", &["dev"])]),
+        ])
+        .await
+        .unwrap();
+    let a = store
+        .get_entity(&sa, EntityKind::Destination, "a")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(a.etag, etag);
+    assert_eq!(a.body, br#"{"v":1}"#);
+    assert_eq!(
+        a.labels,
+        vec![label("env", &["prod", "eu"]), label("team", &["x"])]
+    );
+    // An update of the body keeps the labels.
+    store
+        .write(vec![put(&sa, "a", r#"{"v":2}"#, PutMode::Replace)])
+        .await
+        .unwrap();
+    assert_eq!(labels_of(store, &sa, "a").await.unwrap().len(), 2);
+    // Patches.
+    store
+        .write(vec![
+            patch("a", LabelAction::Add, vec![label("env", &["us"])]),
+            patch("b", LabelAction::Delete, vec![label("env", &["dev"])]),
+            patch("c", LabelAction::Add, vec![label("env", &["dev"])]),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        labels_of(store, &sa, "a").await.unwrap(),
+        vec![label("env", &["prod", "eu", "us"]), label("team", &["x"])]
+    );
+    assert_eq!(labels_of(store, &sa, "b").await.unwrap(), vec![]);
+    // Lists by label, alone and with a name filter, and counted.
+    let by = |labels: Vec<Label>| ListQuery {
+        labels,
+        ..Default::default()
+    };
+    assert_eq!(
+        names(store, &sa, by(vec![label("env", &["dev", "us"])])).await,
+        ["a", "c"]
+    );
+    assert_eq!(
+        names(
+            store,
+            &sa,
+            by(vec![label("env", &["prod"]), label("team", &["x"])])
+        )
+        .await,
+        ["a"]
+    );
+    assert!(names(store, &sa, by(vec![label("team", &["y"])]))
+        .await
+        .is_empty());
+    let q = ListQuery {
+        filter: NameFilter::In(vec!["c".into(), "b".into()]),
+        count_total: true,
+        ..by(vec![label("env", &["dev"])])
+    };
+    let page = store
+        .list_entities(&sa, EntityKind::Destination, &q)
+        .await
+        .unwrap();
+    assert_eq!(page.total, Some(1));
+    assert_eq!(page.items[0].name, "c");
+    let window = ListQuery {
+        offset: 1,
+        limit: Some(1),
+        ..by(vec![label("env", &["dev", "us"])])
+    };
+    assert_eq!(names(store, &sa, window).await, ["c"]);
+    // A patch past a limit, or of a missing entity, changes nothing in its batch.
+    let eleven: Vec<String> = (0..10).map(|i| format!("v{i}")).collect();
+    let many = Label {
+        key: "env".into(),
+        values: eleven,
+    };
+    let err = store
+        .write(vec![
+            set("c", vec![]),
+            patch("a", LabelAction::Add, vec![many]),
+        ])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Invalid(ref m) if m.contains("at most 10")),
+        "{err}"
+    );
+    assert_eq!(
+        labels_of(store, &sa, "c").await.unwrap(),
+        vec![label("env", &["dev"])]
+    );
+    for op in [
+        set("nope", vec![label("k", &[])]),
+        patch("nope", LabelAction::Add, vec![label("k", &[])]),
+    ] {
+        let err = store.write(vec![op]).await.unwrap_err();
+        assert!(matches!(err, Error::NotFound { ref name, .. } if name == "nope"));
+    }
+    // Deleted with the entity: a new one of the same name starts without labels.
+    store
+        .write(vec![WriteOp::DeleteEntity {
+            owner: sa.clone(),
+            kind: EntityKind::Destination,
+            name: "a".into(),
+        }])
+        .await
+        .unwrap();
+    assert!(labels_of(store, &sa, "a").await.is_none());
+    store
+        .write(vec![put(&sa, "a", "{}", PutMode::Create)])
+        .await
+        .unwrap();
+    assert_eq!(labels_of(store, &sa, "a").await.unwrap(), vec![]);
+    // Carried by all_entities (what copies between engines read).
+    let all = store.all_entities(EntityKind::Destination).await.unwrap();
+    let c = all.iter().find(|e| e.name == "c").unwrap();
+    assert_eq!(c.labels, vec![label("env", &["dev"])]);
 }
 
 /// Deleting an instance removes its bindings and instance-level entities, not the subaccount's.
@@ -1311,6 +1488,7 @@ macro_rules! on_engine {
             a_failing_batch_undoes_its_beginning,
             lists_order_filter_page_and_count,
             deletes_say_what_they_deleted,
+            labels_live_with_their_entity,
             deleting_an_instance_takes_its_bindings_and_entities,
             signing_keys_round_trip_and_are_deleted_one_by_one,
             saml_key_slots_rotation_and_create_if_absent,

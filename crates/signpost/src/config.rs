@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::Args;
+use signpost_certs::ca::SubjectAltName;
 
 /// The longest audit retention (a hundred years).
 const MAX_AUDIT_RETENTION_DAYS: u32 = 36_500;
@@ -144,13 +145,16 @@ pub struct ServeArgs {
     /// Address of the HTTP listener.
     #[arg(long, env = "SIGNPOST_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: String,
-    /// Base URL written into service keys (`url`, `uri`); default `http://<listen>`.
+    /// Base URL written into service keys (`url`, `uri`); default `https://<tls-listen>` when the
+    /// HTTPS listener runs, else `http://<listen>`.
     #[arg(long, env = "SIGNPOST_PUBLIC_URL")]
     pub public_url: Option<String>,
-    /// Address of an HTTPS listener serving the same routes (needs --tls-cert and --tls-key).
+    /// Address of an HTTPS listener serving the same routes. Without --tls-cert/--tls-key its
+    /// certificate comes from the built-in CA (written to `<data-dir>/ca.pem`), renewed
+    /// automatically.
     #[arg(long, env = "SIGNPOST_TLS_LISTEN")]
     pub tls_listen: Option<String>,
-    /// PEM certificate chain of the HTTPS listener.
+    /// PEM certificate chain of the HTTPS listener (with --tls-key; instead of the built-in CA's).
     #[arg(long, env = "SIGNPOST_TLS_CERT")]
     pub tls_cert: Option<PathBuf>,
     /// PEM private key of the HTTPS listener.
@@ -214,8 +218,62 @@ pub struct ServeConfig {
 #[derive(Debug, Clone)]
 pub struct TlsConfig {
     pub listen: SocketAddr,
-    pub cert: PathBuf,
-    pub key: PathBuf,
+    pub certificate: TlsCertificate,
+}
+
+/// Where the HTTPS listener's certificate comes from.
+#[derive(Debug, Clone)]
+pub enum TlsCertificate {
+    /// `--tls-cert` and `--tls-key`: PEM files.
+    Files { cert: PathBuf, key: PathBuf },
+    /// Issued by the built-in CA for these names, renewed before it expires.
+    BuiltIn { names: Vec<SubjectAltName> },
+}
+
+/// The names a built-in server certificate is valid for: the public URL's host (and its
+/// subdomains, for tenant token URLs, when it is a DNS name of two labels or more), the TLS
+/// listener's address when it is a specific one, `localhost`, `127.0.0.1` and `::1`.
+fn server_names(public_url: &str, listen: SocketAddr) -> Result<Vec<SubjectAltName>, ConfigError> {
+    let mut names = Vec::new();
+    if let Some(host) = url_host(public_url).map(host_without_port) {
+        let name = SubjectAltName::from_host(host)
+            .map_err(|e| ConfigError(format!("--public-url '{public_url}': {e}")))?;
+        if let SubjectAltName::Dns(dns) = &name {
+            if dns.contains('.') {
+                names.push(name.clone());
+                names.push(SubjectAltName::Dns(format!("*.{dns}")));
+            }
+        }
+        names.push(name);
+    }
+    if !listen.ip().is_unspecified() {
+        names.push(SubjectAltName::Ip(listen.ip()));
+    }
+    names.extend([
+        SubjectAltName::Dns("localhost".into()),
+        SubjectAltName::Ip(std::net::Ipv4Addr::LOCALHOST.into()),
+        SubjectAltName::Ip(std::net::Ipv6Addr::LOCALHOST.into()),
+    ]);
+    let mut unique: Vec<SubjectAltName> = Vec::with_capacity(names.len());
+    for name in names {
+        if !unique.contains(&name) {
+            unique.push(name);
+        }
+    }
+    Ok(unique)
+}
+
+/// `host` of `host[:port]`, an IPv6 literal keeping its brackets.
+fn host_without_port(host: &str) -> &str {
+    match host.rsplit_once(':') {
+        Some((h, port))
+            if port.bytes().all(|b| b.is_ascii_digit())
+                && (!h.contains(':') || (h.starts_with('[') && h.ends_with(']'))) =>
+        {
+            h
+        }
+        _ => host,
+    }
 }
 
 fn addr(flag: &str, value: &str) -> Result<SocketAddr, ConfigError> {
@@ -236,6 +294,11 @@ fn url_host(url: &str) -> Option<&str> {
 impl ServeArgs {
     pub fn validate(&self) -> Result<ServeConfig, ConfigError> {
         let listen = addr("--listen", &self.listen)?;
+        let tls_listen = self
+            .tls_listen
+            .as_deref()
+            .map(|l| addr("--tls-listen", l))
+            .transpose()?;
         let public_url = match &self.public_url {
             Some(u) => {
                 let u = u.trim_end_matches('/').to_owned();
@@ -248,21 +311,40 @@ impl ServeArgs {
                 }
                 u
             }
-            None => format!("http://{listen}"),
+            None => match tls_listen {
+                Some(l) if l.ip().is_unspecified() => format!("https://localhost:{}", l.port()),
+                Some(l) => format!("https://{l}"),
+                None => format!("http://{listen}"),
+            },
         };
-        let tls =
-            match (&self.tls_listen, &self.tls_cert, &self.tls_key) {
-                (None, None, None) => None,
-                (Some(l), Some(cert), Some(key)) => Some(TlsConfig {
-                    listen: addr("--tls-listen", l)?,
+        let tls = match (tls_listen, &self.tls_cert, &self.tls_key) {
+            (None, None, None) => None,
+            (Some(listen), Some(cert), Some(key)) => Some(TlsConfig {
+                listen,
+                certificate: TlsCertificate::Files {
                     cert: cert.clone(),
                     key: key.clone(),
-                }),
-                _ => return Err(ConfigError(
-                    "--tls-listen, --tls-cert and --tls-key go together: give all three or none"
+                },
+            }),
+            (Some(listen), None, None) => Some(TlsConfig {
+                listen,
+                certificate: TlsCertificate::BuiltIn {
+                    names: server_names(&public_url, listen)?,
+                },
+            }),
+            (None, _, _) => {
+                return Err(ConfigError(
+                    "--tls-cert and --tls-key need --tls-listen, the address of the HTTPS listener"
                         .into(),
-                )),
-            };
+                ))
+            }
+            _ => {
+                return Err(ConfigError(
+                    "--tls-cert and --tls-key go together: give both, or neither for a certificate from the built-in CA"
+                        .into(),
+                ))
+            }
+        };
         let uaadomain = match &tls {
             Some(t) if !t.listen.ip().is_unspecified() => t.listen.to_string(),
             Some(t) => {
@@ -384,7 +466,9 @@ mod tests {
         assert_eq!(c.public_url, "http://127.0.0.1:8080");
         assert_eq!(c.uaadomain, "127.0.0.1:8080");
         assert!(parse(&["--listen", "nope"]).is_err());
-        assert!(parse(&["--tls-listen", "127.0.0.1:8443"]).is_err());
+        assert!(parse(&["--tls-cert", "c", "--tls-key", "k"]).is_err());
+        assert!(parse(&["--tls-listen", "127.0.0.1:8443", "--tls-cert", "c"]).is_err());
+        assert!(parse(&["--tls-listen", "127.0.0.1:8443", "--tls-key", "k"]).is_err());
         assert!(parse(&["--public-url", "ftp://x"]).is_err());
         let c = parse(&[
             "--tls-listen",
@@ -409,6 +493,61 @@ mod tests {
         .unwrap();
         assert_eq!(c.public_url, "https://dest.example.com");
         assert_eq!(c.uaadomain, "dest.example.com:8443");
+    }
+
+    #[test]
+    fn built_in_certificate_names() {
+        let names = |c: &ServeConfig| match &c.tls.as_ref().unwrap().certificate {
+            TlsCertificate::BuiltIn { names } => {
+                names.iter().map(ToString::to_string).collect::<Vec<_>>()
+            }
+            TlsCertificate::Files { .. } => panic!("files"),
+        };
+        let c = parse(&["--tls-listen", "127.0.0.1:8443"]).unwrap();
+        assert_eq!(c.public_url, "https://127.0.0.1:8443");
+        assert_eq!(c.uaadomain, "127.0.0.1:8443");
+        assert_eq!(c.cert_url.as_deref(), Some("https://127.0.0.1:8443"));
+        assert_eq!(names(&c), ["IP:127.0.0.1", "DNS:localhost", "IP:::1"]);
+
+        let c = parse(&["--tls-listen", "0.0.0.0:8443"]).unwrap();
+        assert_eq!(c.public_url, "https://localhost:8443");
+        assert_eq!(names(&c), ["DNS:localhost", "IP:127.0.0.1", "IP:::1"]);
+
+        let c = parse(&[
+            "--public-url",
+            "https://Dest.Example.com:8443/",
+            "--tls-listen",
+            "0.0.0.0:8443",
+        ])
+        .unwrap();
+        assert_eq!(
+            names(&c),
+            [
+                "DNS:dest.example.com",
+                "DNS:*.dest.example.com",
+                "DNS:localhost",
+                "IP:127.0.0.1",
+                "IP:::1"
+            ]
+        );
+        let c = parse(&[
+            "--public-url",
+            "https://[::1]:8443",
+            "--tls-listen",
+            "[::1]:8443",
+        ])
+        .unwrap();
+        assert_eq!(names(&c), ["IP:::1", "DNS:localhost", "IP:127.0.0.1"]);
+        // A public URL whose host no certificate can name.
+        assert!(parse(&[
+            "--public-url",
+            "https://bad_host",
+            "--tls-listen",
+            "127.0.0.1:8443"
+        ])
+        .is_err());
+        // Without the HTTPS listener nothing changes.
+        assert_eq!(parse(&[]).unwrap().public_url, "http://127.0.0.1:8080");
     }
 
     #[test]

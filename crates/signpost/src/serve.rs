@@ -14,7 +14,8 @@ use signpost_core::{CoreConfig, Signpost};
 use signpost_store::{CachedStore, MasterKey, PgStore, SqliteStore, Store};
 use tokio::net::TcpListener;
 
-use crate::config::{ConfigError, ServeArgs, StoreArgs};
+use crate::config::{ConfigError, ServeArgs, StoreArgs, TlsCertificate};
+use crate::tls::BuiltInCertificate;
 
 const MASTER_KEY_FILE: &str = "master.key";
 const BROKER_FILE: &str = "broker-credentials.json";
@@ -291,9 +292,9 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     let cfg = args.validate()?;
     // Everything that can be checked without side effects is checked before any file is made.
     database_url(&args.store)?;
-    let tls = match &cfg.tls {
-        Some(t) => Some(crate::tls::server_config(&t.cert, &t.key)?),
-        None => None,
+    let tls_from_files = match cfg.tls.as_ref().map(|t| &t.certificate) {
+        Some(TlsCertificate::Files { cert, key }) => Some(crate::tls::server_config(cert, key)?),
+        _ => None,
     };
     check_secret_env()?;
     init_tracing(cfg.json_logs);
@@ -312,6 +313,21 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     )
     .await
     .context("cannot load the token signing key")?;
+    // The HTTPS listener's certificate: the files', or one from the built-in CA, whose
+    // certificate goes to `<data-dir>/ca.pem` for clients to trust.
+    let built_in = match cfg.tls.as_ref().map(|t| &t.certificate) {
+        Some(TlsCertificate::BuiltIn { names }) => {
+            let cert = BuiltInCertificate::new(core.clone(), names.clone())
+                .context("cannot issue the HTTPS listener's certificate")?;
+            let ca_file = write_ca_file(&args.store.data_dir, core.ca_certificate_pem())?;
+            Some((cert, ca_file))
+        }
+        _ => None,
+    };
+    let tls = match &built_in {
+        Some((cert, _)) => Some(cert.server_config()?),
+        None => tls_from_files,
+    };
     let first_run = if args.no_bootstrap {
         None
     } else {
@@ -348,8 +364,19 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         "signpost listening on http://{local}"
     );
 
+    let ca_file = built_in.as_ref().map(|(_, f)| f.clone());
+    if let Some(ca_file) = &ca_file {
+        let (serial, not_after) = built_in.as_ref().map(|(c, _)| c.current()).unzip();
+        tracing::info!(
+            ca = %ca_file.display(),
+            serial = serial.as_deref().unwrap_or_default(),
+            not_after = %not_after.map(|t| t.to_string()).unwrap_or_default(),
+            "HTTPS with a certificate from the built-in CA; clients trust {}: SSL_CERT_FILE or REQUESTS_CA_BUNDLE for Python, NODE_EXTRA_CA_CERTS for Node.js, curl --cacert",
+            ca_file.display()
+        );
+    }
     if let Some(key_path) = first_run {
-        print_first_run(&cfg.public_url, &key_path);
+        print_first_run(&cfg.public_url, &key_path, ca_file.as_deref());
     }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     if let (Some(l), Some(tls)) = (tls_listener, tls) {
@@ -360,6 +387,9 @@ pub async fn run(args: ServeArgs) -> Result<()> {
             limits.clone(),
             stop_rx.clone(),
         ));
+    }
+    if let Some((cert, _)) = built_in {
+        tokio::spawn(server_certificate_renewal(cert, stop_rx.clone()));
     }
     tokio::spawn(audit_retention(
         jobs_core.clone(),
@@ -402,6 +432,38 @@ async fn shutdown_signal() {
             _ = term.recv() => {},
         }
     }
+}
+
+/// How often the HTTPS listener's built-in certificate is checked for renewal.
+const SERVER_CERTIFICATE_CHECK: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Every hour: renews the HTTPS listener's built-in certificate once it is due (30 days before
+/// its end); a failure is logged and tried again the next hour.
+async fn server_certificate_renewal(
+    cert: Arc<BuiltInCertificate>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(SERVER_CERTIFICATE_CHECK) => {}
+            _ = stop.changed() => return,
+        }
+        if let Err(e) = cert.renew_if_due(time::OffsetDateTime::now_utc()) {
+            tracing::warn!(error = %e, "the HTTPS listener's certificate could not be renewed; trying again in an hour");
+        }
+    }
+}
+
+/// Writes the built-in CA's certificate to `<data-dir>/ca.pem` (replaced whole, readable by
+/// all: it is public) and returns the path.
+fn write_ca_file(data_dir: &Path, pem: &str) -> Result<std::path::PathBuf> {
+    let path = data_dir.join("ca.pem");
+    let tmp = data_dir.join(".ca.pem.tmp");
+    fs::write(&tmp, pem)
+        .and_then(|()| fs::set_permissions(&tmp, fs::Permissions::from_mode(0o644)))
+        .and_then(|()| fs::rename(&tmp, &path))
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(path)
 }
 
 /// Every `interval` seconds: renew due generated certificates (on whichever process holds the
@@ -532,19 +594,40 @@ async fn bootstrap(core: &Signpost, data_dir: &Path) -> Result<Option<std::path:
 
 /// What a newcomer sees on the first start: where things are and one example to paste.
 #[allow(clippy::print_stdout)]
-fn print_first_run(url: &str, key: &Path) {
+fn print_first_run(url: &str, key: &Path, ca: Option<&Path>) {
     let key = key.display();
+    // With the built-in CA, Python's urllib trusts it through SSL_CERT_FILE, curl with --cacert.
+    let (trust, cacert) = match ca {
+        Some(ca) => (
+            format!(
+                "
+The HTTPS listener's certificate is issued by Signpost's own CA, written to {ca}
+(also served at {url}/signpost/v1/ca.pem). Trust it in clients:
+  Python (requests, the SAP Cloud SDK):  export SSL_CERT_FILE={ca} REQUESTS_CA_BUNDLE={ca}
+  Node.js (the SAP Cloud SDK):           export NODE_EXTRA_CA_CERTS={ca}
+  curl:                                  curl --cacert {ca} ...
+",
+                ca = ca.display()
+            ),
+            format!(" --cacert {}", ca.display()),
+        ),
+        None => (String::new(), String::new()),
+    };
+    let python_env = match ca {
+        Some(ca) => format!("SSL_CERT_FILE={} ", ca.display()),
+        None => String::new(),
+    };
     println!(
         "Signpost is running at {url}
 A default instance and its service key were created: {key}
-
+{trust}
 Open the Destinations editor at {url}/ and sign in with that service key (paste or drop the file).
 
 Or create and find a destination (copy and paste):
 
-  TOKEN=$(python3 -c 'import json,urllib.request,urllib.parse;k=json.load(open(\"{key}\"));print(json.load(urllib.request.urlopen(k[\"url\"]+\"/oauth/token\",urllib.parse.urlencode({{\"grant_type\":\"client_credentials\",\"client_id\":k[\"clientid\"],\"client_secret\":k[\"clientsecret\"]}}).encode()))[\"access_token\"])')
-  curl -s -X POST {url}/destination-configuration/v1/subaccountDestinations -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/json' -d '{{\"Name\":\"hello\",\"Type\":\"HTTP\",\"URL\":\"https://example.org\",\"Authentication\":\"NoAuthentication\"}}'
-  curl -s {url}/destination-configuration/v1/destinations/hello -H \"Authorization: Bearer $TOKEN\"
+  TOKEN=$({python_env}python3 -c 'import json,urllib.request,urllib.parse;k=json.load(open(\"{key}\"));print(json.load(urllib.request.urlopen(k[\"url\"]+\"/oauth/token\",urllib.parse.urlencode({{\"grant_type\":\"client_credentials\",\"client_id\":k[\"clientid\"],\"client_secret\":k[\"clientsecret\"]}}).encode()))[\"access_token\"])')
+  curl{cacert} -s -X POST {url}/destination-configuration/v1/subaccountDestinations -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/json' -d '{{\"Name\":\"hello\",\"Type\":\"HTTP\",\"URL\":\"https://example.org\",\"Authentication\":\"NoAuthentication\"}}'
+  curl{cacert} -s {url}/destination-configuration/v1/destinations/hello -H \"Authorization: Bearer $TOKEN\"
 "
     );
 }

@@ -1,12 +1,20 @@
-//! The HTTPS listener's certificate and key from `--tls-cert`/`--tls-key` (PEM files), with errors
-//! that name the flag; the listener itself is `signpost_api::tls`.
+//! The HTTPS listener's certificate and key: from `--tls-cert`/`--tls-key` (PEM files), with
+//! errors that name the flag, or issued by the built-in CA and renewed while the listener runs
+//! ([`BuiltInCertificate`]); the listener itself is `signpost_api::tls`.
 
+use std::fmt;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use anyhow::Result;
+use secrecy::ExposeSecret as _;
+use signpost_certs::ca::{server_certificate_renewal_due, SubjectAltName};
+use signpost_core::Signpost;
+use time::OffsetDateTime;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
-use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use tokio_rustls::rustls::server::{ClientHello, ResolvesServerCert};
+use tokio_rustls::rustls::sign::CertifiedKey;
 use tokio_rustls::rustls::ServerConfig;
 
 use crate::config::ConfigError;
@@ -30,4 +38,96 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>> {
         ))
         .into()
     })
+}
+
+/// The HTTPS listener's certificate from the built-in CA (`--tls-listen` without
+/// `--tls-cert`/`--tls-key`): issued at start for the configured names, served to every
+/// handshake, and replaced by [`BuiltInCertificate::renew_if_due`] once it nears its end, so the
+/// listener never serves an expired certificate and never restarts. Each process issues its own
+/// (nothing is stored); clients trust the CA.
+pub struct BuiltInCertificate {
+    core: Signpost,
+    names: Vec<SubjectAltName>,
+    current: RwLock<Issued>,
+}
+
+struct Issued {
+    key: Arc<CertifiedKey>,
+    not_after: OffsetDateTime,
+    serial_hex: String,
+}
+
+impl fmt::Debug for BuiltInCertificate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let current = self.current.read().unwrap_or_else(PoisonError::into_inner);
+        f.debug_struct("BuiltInCertificate")
+            .field("names", &self.names)
+            .field("not_after", &current.not_after)
+            .field("serial_hex", &current.serial_hex)
+            .finish_non_exhaustive()
+    }
+}
+
+fn issue(core: &Signpost, names: &[SubjectAltName]) -> Result<Issued> {
+    let cert = core.issue_server_certificate(names)?;
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
+        cert.private_key_pkcs8_der.expose_secret().to_vec(),
+    ));
+    let key =
+        signpost_api::tls::certified_key(vec![CertificateDer::from(cert.certificate_der)], &key)?;
+    Ok(Issued {
+        key: Arc::new(key),
+        not_after: cert.not_after,
+        serial_hex: cert.serial_hex,
+    })
+}
+
+impl BuiltInCertificate {
+    /// Issues the first certificate.
+    pub fn new(core: Signpost, names: Vec<SubjectAltName>) -> Result<Arc<Self>> {
+        let current = issue(&core, &names)?;
+        Ok(Arc::new(Self {
+            core,
+            names,
+            current: RwLock::new(current),
+        }))
+    }
+
+    /// The listener's TLS configuration, serving whichever certificate is current.
+    pub fn server_config(self: &Arc<Self>) -> Result<Arc<ServerConfig>> {
+        Ok(signpost_api::tls::server_config_with_resolver(
+            self.clone(),
+        )?)
+    }
+
+    /// The serial number (hex) and end of the certificate served now.
+    pub fn current(&self) -> (String, OffsetDateTime) {
+        let current = self.current.read().unwrap_or_else(PoisonError::into_inner);
+        (current.serial_hex.clone(), current.not_after)
+    }
+
+    /// Issues a new certificate when the current one is due for renewal at `now`
+    /// (`signpost_certs::ca::server_certificate_renewal_due`); true when it did. The new one is
+    /// served from the next handshake on; connections already open keep theirs.
+    pub fn renew_if_due(&self, now: OffsetDateTime) -> Result<bool> {
+        let (_, not_after) = self.current();
+        if !server_certificate_renewal_due(not_after, now) {
+            return Ok(false);
+        }
+        let issued = issue(&self.core, &self.names)?;
+        tracing::info!(
+            serial = %issued.serial_hex,
+            not_after = %issued.not_after,
+            "the HTTPS listener's certificate was renewed"
+        );
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = issued;
+        Ok(true)
+    }
+}
+
+impl ResolvesServerCert for BuiltInCertificate {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let current = self.current.read().unwrap_or_else(PoisonError::into_inner);
+        Some(current.key.clone())
+    }
 }

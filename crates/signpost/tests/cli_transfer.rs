@@ -148,3 +148,152 @@ async fn import_reads_cockpit_properties_and_refuses_bad_files() {
     let invalid = cli.file("invalid.json", r#"[{"Name": "b", "URL": "https://b"}]"#);
     cli.run(&["import", &invalid]).fails(1, "destination 'b':");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn labels_from_the_command_line_travel_with_exports() {
+    let (_dir, _server, cli) = tenant().await;
+    let file = cli.file("d.json", &destination(1).to_string());
+    cli.run(&["dest", "create", "-f", &file]).ok();
+    let frag = cli.file(
+        "f.json",
+        &json!({"FragmentName": "f1", "URL": "https://fragment.example.org"}).to_string(),
+    );
+    cli.run(&["fragment", "create", "-f", &frag]).ok();
+    cli.run(&["cert", "generate", "c1.pem", "--cn", "labels.example"])
+        .ok();
+
+    let labels = |args: &[&str]| cli.run(args).json();
+    assert_eq!(
+        labels(&["dest", "label", "get", "dest-0001", "-o", "json"]),
+        json!([])
+    );
+    assert_eq!(
+        labels(&[
+            "dest",
+            "label",
+            "set",
+            "dest-0001",
+            "env=prod,eu",
+            "team=payments",
+            "-o",
+            "json"
+        ]),
+        json!([{"key": "env", "values": ["prod", "eu"]}, {"key": "team", "values": ["payments"]}])
+    );
+    assert_eq!(
+        labels(&[
+            "dest",
+            "label",
+            "add",
+            "dest-0001",
+            "env=us",
+            "tier=gold",
+            "-o",
+            "json"
+        ]),
+        json!([{"key": "env", "values": ["prod", "eu", "us"]}, {"key": "team", "values": ["payments"]}, {"key": "tier", "values": ["gold"]}])
+    );
+    assert_eq!(
+        labels(&[
+            "dest",
+            "label",
+            "remove",
+            "dest-0001",
+            "env=eu,us",
+            "tier",
+            "-o",
+            "json"
+        ]),
+        json!([{"key": "env", "values": ["prod"]}, {"key": "team", "values": ["payments"]}])
+    );
+    // The table.
+    let table = cli.run(&["dest", "label", "get", "dest-0001"]);
+    let table = table.ok();
+    assert!(
+        table.contains("KEY") && table.contains("env") && table.contains("prod"),
+        "{table}"
+    );
+    labels(&[
+        "fragment",
+        "label",
+        "set",
+        "f1",
+        "region=eu10",
+        "-o",
+        "json",
+    ]);
+    labels(&["cert", "label", "set", "c1.pem", "use=mtls", "-o", "json"]);
+
+    // Bad input: a usage error before anything is sent, or the server's 400.
+    cli.run(&["dest", "label", "add", "dest-0001", "team"])
+        .fails(2, "is not a label");
+    cli.run(&["dest", "label", "set", "dest-0001", "bad key=v"])
+        .fails(1, "HTTP 400");
+    cli.run(&["dest", "label", "get", "missing"])
+        .fails(1, "HTTP 404");
+    assert_eq!(
+        labels(&["dest", "label", "get", "dest-0001", "-o", "json"]),
+        json!([{"key": "env", "values": ["prod"]}, {"key": "team", "values": ["payments"]}]),
+        "a refused write changed nothing"
+    );
+
+    // The export carries the labels as `$labels`; an import into the instance level sets them.
+    let exported = cli.path("labelled.json");
+    cli.run(&["export", "-f", exported.to_str().unwrap()]).ok();
+    let bundle: Value = serde_json::from_str(&std::fs::read_to_string(&exported).unwrap()).unwrap();
+    assert_eq!(
+        bundle["destinations"][0]["$labels"],
+        json!([{"key": "env", "values": ["prod"]}, {"key": "team", "values": ["payments"]}])
+    );
+    assert_eq!(
+        bundle["fragments"][0]["$labels"],
+        json!([{"key": "region", "values": ["eu10"]}])
+    );
+    assert_eq!(
+        bundle["certificates"][0]["$labels"],
+        json!([{"key": "use", "values": ["mtls"]}])
+    );
+    cli.run(&["import", exported.to_str().unwrap(), "--level", "instance"])
+        .ok();
+    assert_eq!(
+        labels(&[
+            "dest",
+            "label",
+            "get",
+            "dest-0001",
+            "--level",
+            "instance",
+            "-o",
+            "json"
+        ]),
+        bundle["destinations"][0]["$labels"]
+    );
+    assert_eq!(
+        labels(&["fragment", "label", "get", "f1", "--level", "instance", "-o", "json"]),
+        bundle["fragments"][0]["$labels"]
+    );
+    assert_eq!(
+        labels(&["cert", "label", "get", "c1.pem", "--level", "instance", "-o", "json"]),
+        bundle["certificates"][0]["$labels"]
+    );
+    // `$labels` is not stored as a property of the destination.
+    let got = cli
+        .run(&[
+            "dest",
+            "get",
+            "dest-0001",
+            "--level",
+            "instance",
+            "-o",
+            "json",
+        ])
+        .json();
+    assert!(got.get("$labels").is_none(), "{got}");
+    // A file whose `$labels` is not a list is refused before anything is sent.
+    let mut bad = destination(7);
+    bad["$labels"] = json!("env=prod");
+    let bad = cli.file("bad-labels.json", &bad.to_string());
+    cli.run(&["import", &bad])
+        .fails(2, "$labels must be a list");
+    cli.run(&["dest", "get", "dest-0007"]).fails(1, "HTTP 404");
+}

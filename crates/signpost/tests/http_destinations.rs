@@ -347,7 +347,7 @@ async fn fragments_and_certificates() {
     .await;
     assert_eq!(s, 200);
     let (s, _) = status_json(t.get("/v1/instanceDestinationFragments?$select=Name").await).await;
-    assert_eq!(s, 400, "fragment lists take no options");
+    assert_eq!(s, 400, "fragment lists take only $filter");
     assert_eq!(
         t.delete("/v1/instanceDestinationFragments/f1")
             .await

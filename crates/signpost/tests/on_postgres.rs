@@ -15,6 +15,8 @@ mod http_broker;
 mod http_destinations;
 #[path = "http_find.rs"]
 mod http_find;
+#[path = "http_labels.rs"]
+mod http_labels;
 #[path = "http_limits.rs"]
 mod http_limits;
 #[path = "http_subscriptions.rs"]

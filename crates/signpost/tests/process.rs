@@ -61,16 +61,25 @@ fn a_listen_address_that_is_not_an_address_is_refused() {
     );
 }
 
+/// `--tls-listen` alone takes its certificate from the built-in CA (tests/builtin_https.rs);
+/// half of a certificate pair is refused.
 #[test]
-fn tls_listen_without_cert_and_key_is_refused() {
+fn a_tls_cert_without_its_key_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let listen = listen_arg();
     let tls = listen_arg();
     assert_refused(
         tmp.path(),
-        &["--listen", &listen, "--tls-listen", &tls],
+        &[
+            "--listen",
+            &listen,
+            "--tls-listen",
+            &tls,
+            "--tls-cert",
+            "cert.pem",
+        ],
         &BROKER_ENV,
-        "--tls-cert",
+        "--tls-key",
     );
 }
 

@@ -13,7 +13,10 @@
 //! * **X.509 binding credentials** ([`CertificateAuthority::issue_client_certificate`]) after
 //!   XSUAA's `{"key-length": 2048, "validity": 7, "validity-type": "DAYS"}` parameters, and the
 //!   check that a certificate presented on the mTLS listener was issued here
-//!   ([`CertificateAuthority::verify_client_certificate`]).
+//!   ([`CertificateAuthority::verify_client_certificate`]);
+//! * **the HTTPS listener's certificate** ([`CertificateAuthority::issue_server_certificate`],
+//!   [`server_certificate_renewal_due`]) when no `--tls-cert`/`--tls-key` is given: serverAuth
+//!   for the public URL's host, `localhost` and `127.0.0.1`, 90 days, renewed with 30 days left.
 //!
 //! Everything here is synchronous and CPU-bound (RSA key generation can take a second); async
 //! callers run it on `tokio::task::spawn_blocking`. Nothing panics: every failure is a
@@ -29,7 +32,7 @@ use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair, KeyUsagePurpose, PublicKeyData, SanType, SerialNumber, SignatureAlgorithm,
 };
-use secrecy::{ExposeSecret as _, SecretString};
+use secrecy::{ExposeSecret as _, SecretSlice, SecretString};
 use serde::{Deserialize, Serialize};
 use sha1::Digest as _;
 use time::{Date, Duration, Month, OffsetDateTime, UtcOffset};
@@ -179,6 +182,15 @@ pub enum CaError {
         /// What failed.
         reason: String,
     },
+    /// A server certificate was asked for without a name.
+    #[error("a server certificate needs at least one host name or IP address")]
+    NoServerNames,
+    /// A host that is neither an IP address nor a DNS name.
+    #[error("'{name}' is neither a DNS name nor an IP address, so a certificate cannot name it")]
+    InvalidServerName {
+        /// The host as given.
+        name: String,
+    },
 }
 
 impl CaError {
@@ -204,8 +216,10 @@ mod authority;
 mod output;
 mod request;
 mod rules;
+mod server;
 
 pub use authority::*;
 use output::*;
 pub use request::*;
 use rules::*;
+pub use server::*;

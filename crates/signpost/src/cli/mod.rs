@@ -9,6 +9,7 @@
 mod audit;
 mod broker;
 mod docs;
+mod labels;
 mod output;
 mod signing_key;
 mod subscription;

@@ -10,6 +10,7 @@ use signpost_client::{
     BulkItem, FindRequest, FragmentRef, GenerateRequest, Kind, Level, ValidityUnit,
 };
 
+use super::labels::{self, LabelVerb};
 use super::output::{self, OutputArgs};
 use super::{read_entities, target, usage};
 
@@ -111,6 +112,9 @@ pub enum DestVerb {
         /// The destination's name.
         name: String,
     },
+    /// A destination's labels: get, set (replace all), add or remove.
+    #[command(subcommand)]
+    Label(LabelVerb),
 }
 
 #[derive(Debug, Args)]
@@ -155,6 +159,9 @@ pub enum FragmentVerb {
         /// The entity's name.
         name: String,
     },
+    /// A fragment's labels: get, set (replace all), add or remove.
+    #[command(subcommand)]
+    Label(LabelVerb),
 }
 
 #[derive(Debug, Args)]
@@ -235,6 +242,9 @@ pub enum CertVerb {
         /// The entity's name.
         name: String,
     },
+    /// A certificate's labels: get, set (replace all), add or remove.
+    #[command(subcommand)]
+    Label(LabelVerb),
 }
 
 /// Reports the items of a bulk write; an error when any failed.
@@ -367,6 +377,7 @@ pub async fn dest(args: DestArgs) -> anyhow::Result<()> {
         DestVerb::Create { file } => Crud::Create(file),
         DestVerb::Update { file } => Crud::Update(file),
         DestVerb::Delete { name } => Crud::Delete(name),
+        DestVerb::Label(verb) => return labels::run(&args.common, Kind::Destination, verb).await,
         DestVerb::Check { name } => {
             let client = target::tenant(args.common.service_key.as_deref()).await?;
             let level: Level = args.common.level.into();
@@ -498,6 +509,7 @@ pub async fn fragment(args: FragmentArgs) -> anyhow::Result<()> {
         FragmentVerb::Create { file } => Crud::Create(file),
         FragmentVerb::Update { file } => Crud::Update(file),
         FragmentVerb::Delete { name } => Crud::Delete(name),
+        FragmentVerb::Label(verb) => return labels::run(&args.common, Kind::Fragment, verb).await,
     };
     crud(&args.common, Kind::Fragment, verb, COLUMNS).await
 }
@@ -630,6 +642,7 @@ pub async fn cert(args: CertArgs) -> anyhow::Result<()> {
             let value = client.certificate_details(level, &name).await?;
             output::render(out, &value, || cert_table(&value))?;
         }
+        CertVerb::Label(verb) => labels::run(common, Kind::Certificate, &verb).await?,
         CertVerb::Delete { name } => {
             let client = target::tenant(common.service_key.as_deref()).await?;
             client

@@ -19,6 +19,9 @@ const BATCH: usize = 100;
 const CERT_BATCH: usize = 5;
 /// From this many entities on, imports and exports show a progress bar (on a terminal).
 const PROGRESS_FROM: u64 = 50;
+/// The property of an exported entity that holds its labels (`GET .../{name}/labels`); taken
+/// off the entity on import and written with `PUT .../{name}/labels` once the entity is.
+const LABELS: &str = "$labels";
 
 const SECTIONS: [(&str, Kind); 3] = [
     ("certificates", Kind::Certificate),
@@ -119,6 +122,15 @@ pub async fn export(args: ExportArgs) -> anyhow::Result<()> {
     ] {
         let mut items = client.list(level, kind).await?;
         sort_by_name(&mut items, kind);
+        for item in &mut items {
+            let Some(name) = entity_name(item, kind) else {
+                continue;
+            };
+            let labels = client.labels(level, kind, &name).await?;
+            if let (false, Some(obj)) = (labels.is_empty(), item.as_object_mut()) {
+                obj.insert(LABELS.into(), Value::Array(labels));
+            }
+        }
         bundle.insert(section.into(), Value::Array(items));
     }
     let value = Value::Object(bundle);
@@ -254,6 +266,11 @@ pub fn read_bundle(path: &Path) -> anyhow::Result<Bundle> {
             if !seen.insert(name.clone()) {
                 return Err(bad(&format!("{section} lists '{name}' twice")));
             }
+            if item.get(LABELS).is_some_and(|l| !l.is_array()) {
+                return Err(bad(&format!(
+                    "{section}[{i}]: {LABELS} must be a list of {{key, values}}"
+                )));
+            }
         }
     }
     Ok(bundle)
@@ -356,7 +373,21 @@ async fn send(
     };
     let mut ok = 0;
     for chunk in items.chunks(size) {
-        let body = Value::Array(chunk.to_vec());
+        // The labels go on their own once their entity is written.
+        let mut labels = std::collections::BTreeMap::new();
+        let bodies: Vec<Value> = chunk
+            .iter()
+            .map(|item| {
+                let mut item = item.clone();
+                if let (Some(name), Some(obj)) = (entity_name(&item, kind), item.as_object_mut()) {
+                    if let Some(l) = obj.remove(LABELS) {
+                        labels.insert(name, l);
+                    }
+                }
+                item
+            })
+            .collect();
+        let body = Value::Array(bodies);
         let answer = if update {
             client.update(level, kind, &body).await?
         } else {
@@ -364,7 +395,21 @@ async fn send(
         };
         for item in answer.unwrap_or_default() {
             if (200..300).contains(&item.status) {
-                ok += 1;
+                let labelled = match labels.get(&item.name) {
+                    None => Ok(()),
+                    Some(l) => client
+                        .set_labels(level, kind, &item.name, l)
+                        .await
+                        .map(drop),
+                };
+                match labelled {
+                    Ok(()) => ok += 1,
+                    Err(e) => failures.push(format!(
+                        "  {} '{}': written, but not its labels: {e}",
+                        kind.noun(),
+                        item.name
+                    )),
+                }
             } else {
                 failures.push(format!(
                     "  {} '{}': {} (HTTP {})",

@@ -90,6 +90,9 @@ pub struct ServerOptions {
     pub broker_env: bool,
     /// Also start an HTTPS listener on a free port with this `(cert, key)`.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// Also start an HTTPS listener on a free port with a certificate from the built-in CA
+    /// (`--tls-listen` alone; the CA is then in [`ServerProcess::ca_file`]).
+    pub builtin_tls: bool,
     /// Listen on this port (e.g. a restart on the port of the previous run) instead of a free one.
     pub port: Option<u16>,
 }
@@ -102,6 +105,7 @@ impl ServerOptions {
             env: Vec::new(),
             broker_env: true,
             tls: None,
+            builtin_tls: false,
             port: None,
         }
     }
@@ -128,6 +132,11 @@ impl ServerOptions {
 
     pub fn tls(mut self, cert: &Path, key: &Path) -> Self {
         self.tls = Some((cert.to_owned(), key.to_owned()));
+        self
+    }
+
+    pub fn builtin_tls(mut self) -> Self {
+        self.builtin_tls = true;
         self
     }
 }
@@ -247,7 +256,7 @@ impl ServerProcess {
 
     async fn start_once(opts: &ServerOptions) -> Result<Self, StartError> {
         let port = opts.port.unwrap_or_else(free_port);
-        let tls_port = opts.tls.as_ref().map(|_| free_port());
+        let tls_port = (opts.tls.is_some() || opts.builtin_tls).then(free_port);
         let mut args: Vec<String> = vec![
             "serve".into(),
             "--listen".into(),
@@ -264,6 +273,8 @@ impl ServerProcess {
                 "--tls-key".into(),
                 key.display().to_string(),
             ]);
+        } else if let Some(tls_port) = tls_port {
+            args.extend(["--tls-listen".into(), format!("127.0.0.1:{tls_port}")]);
         }
         args.extend(opts.args.iter().cloned());
         let mut env = opts.env.clone();
@@ -343,6 +354,11 @@ impl ServerProcess {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    /// `<data-dir>/ca.pem`: the built-in CA that issued the HTTPS listener's certificate.
+    pub fn ca_file(&self) -> PathBuf {
+        self.data_dir.join("ca.pem")
     }
 
     /// `https://127.0.0.1:<tls port>`.
