@@ -131,3 +131,56 @@ impl ResolvesServerCert for BuiltInCertificate {
         Some(current.key.clone())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use signpost_core::CoreConfig;
+    use signpost_store::{MasterKey, SqliteStore};
+
+    #[tokio::test]
+    async fn the_built_in_certificate_is_renewed_only_when_due() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("signpost.db");
+        let store = SqliteStore::open(&path.display().to_string(), &MasterKey::generate(), 10)
+            .await
+            .unwrap();
+        let core = Signpost::new(
+            Arc::new(store),
+            CoreConfig {
+                public_url: "https://127.0.0.1:8443".into(),
+                uaadomain: "127.0.0.1:8443".into(),
+                token_lifetime_secs: 3600,
+                oauth: signpost_core::OAuthConfig::default(),
+                cert_url: None,
+            },
+        )
+        .await
+        .unwrap();
+        let names = vec![
+            SubjectAltName::Dns("localhost".into()),
+            SubjectAltName::Ip(std::net::Ipv4Addr::LOCALHOST.into()),
+        ];
+        let cert = BuiltInCertificate::new(core, names).unwrap();
+        let (first, not_after) = cert.current();
+        let now = OffsetDateTime::now_utc();
+        // 90 days: not due now, nor 59 days on; due with less than 30 days left.
+        assert!((not_after - now - time::Duration::days(90)).abs() < time::Duration::minutes(10));
+        assert!(!cert.renew_if_due(now).unwrap());
+        assert!(!cert.renew_if_due(now + time::Duration::days(59)).unwrap());
+        assert_eq!(cert.current().0, first);
+        assert!(cert.renew_if_due(now + time::Duration::days(61)).unwrap());
+        let (second, _) = cert.current();
+        assert_ne!(second, first, "a new certificate is served");
+        // The resolver hands out the current one; its DER carries the new serial.
+        let served = cert.current.read().unwrap().key.clone();
+        let der = served.cert[0].as_ref();
+        let serial = hex::decode(&second).unwrap();
+        assert!(
+            der.windows(serial.len()).any(|w| w == serial),
+            "the served certificate is the renewed one"
+        );
+        // The listener's configuration builds with it.
+        cert.server_config().unwrap();
+    }
+}

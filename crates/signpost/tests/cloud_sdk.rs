@@ -219,25 +219,40 @@ async fn sap_cloud_sdk_resolves_destinations_over_http() {
 async fn sap_cloud_sdk_resolves_destinations_over_https() {
     ensure_node_modules();
     let tmp = tempfile::tempdir().unwrap();
-    let (cert, key_pem) = self_signed_cert(tmp.path());
+    // `--tls-listen` alone: the built-in CA's certificate, which Node trusts through
+    // NODE_EXTRA_CA_CERTS=<data-dir>/ca.pem; the key names the HTTPS listener (issue 18).
     let mut server =
-        ServerProcess::start(ServerOptions::new(&tmp.path().join("data")).tls(&cert, &key_pem))
-            .await;
+        ServerProcess::start(ServerOptions::new(&tmp.path().join("data")).builtin_tls()).await;
     server
         .provision("sdk-instance", "sdk-subaccount", configuration())
         .await;
-    let mut key = server.bind("sdk-instance", "sdk-key").await;
-    // Point the client at the HTTPS listener only.
-    key["url"] = json!(server.tls_base());
-    key["uri"] = json!(server.tls_base());
+    let key = server.bind("sdk-instance", "sdk-key").await;
+    assert_eq!(key["url"], server.tls_base(), "{key}");
+    assert_eq!(key["uri"], server.tls_base(), "{key}");
     assert_eq!(
         key["uaadomain"],
         format!("127.0.0.1:{}", server.tls_port.unwrap()),
         "{key}"
     );
 
+    let result = resolve(&key, tmp.path(), Some(&server.ca_file()));
+    assert_resolved(&result);
+    // An explicit certificate still wins over the built-in one.
+    let (cert, key_pem) = self_signed_cert(tmp.path());
+    let mut explicit =
+        ServerProcess::start(ServerOptions::new(&tmp.path().join("data2")).tls(&cert, &key_pem))
+            .await;
+    explicit
+        .provision("sdk-instance", "sdk-subaccount", configuration())
+        .await;
+    let key = explicit.bind("sdk-instance", "sdk-key").await;
     let result = resolve(&key, tmp.path(), Some(&cert));
     assert_resolved(&result);
+    assert!(
+        !explicit.ca_file().exists(),
+        "with --tls-cert/--tls-key no ca.pem is written"
+    );
+    assert!(explicit.stop().await.success(), "{}", explicit.stderr());
     assert!(server.stop().await.success(), "{}", server.stderr());
 }
 
@@ -339,8 +354,8 @@ fn oauth_destination(name: &str, auth: &str, url: &str, peer: &OAuthPeer, extra:
 
 /// A Signpost that may call the OAuth server on loopback, with `destinations` at instance level
 /// of one instance; returns the server and a service key of that instance. With `tls` it also
-/// listens on HTTPS (the key's `uaadomain` names that listener) and the third value is the
-/// listener's certificate.
+/// listens on HTTPS with the built-in CA's certificate (the key names that listener) and the
+/// third value is the CA to trust.
 async fn signpost_with(
     work: &Path,
     destinations: Vec<Value>,
@@ -352,13 +367,11 @@ async fn signpost_with(
     for (k, v) in extra_env {
         opts = opts.env(k, v.clone());
     }
-    let mut ca = None;
     if tls {
-        let (cert, key) = self_signed_cert(work);
-        opts = opts.tls(&cert, &key);
-        ca = Some(cert);
+        opts = opts.builtin_tls();
     }
     let server = ServerProcess::start(opts).await;
+    let ca = tls.then(|| server.ca_file());
     server
         .provision(
             "sdk-instance",
