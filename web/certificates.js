@@ -4,6 +4,7 @@
 
 import { h, replace, field, select, modal, confirmDialog, toast, fileBase64, dropZone } from './dom.js';
 import { request, collection } from './api.js';
+import { labelsDialog } from './labels.js';
 
 const ACCEPT = '.jks,.pfx,.p12,.pem,.cer,.crt,.der,.key';
 
@@ -49,7 +50,9 @@ export async function certificatesView(main, level) {
           h('td', { class: 'optional' }, leaf ? leaf.notAfter.slice(0, 10) : (c.locked ? 'locked (no password)' : '')),
           h('td', {}, daysBadge(leaf && leaf.daysLeft)),
           h('td', { class: 'optional' }, madeBy(c)),
-          h('td', { class: 'actions' }, h('button', { type: 'button', class: 'danger', onclick: () => remove(c.name), 'aria-label': `Delete ${c.name}` }, 'Delete')));
+          h('td', { class: 'actions' },
+            h('button', { type: 'button', onclick: () => labelsDialog(`${collection(level, 'certificate')}/${encodeURIComponent(c.name)}`, c.name, 'certificate'), 'aria-label': `Labels of ${c.name}` }, 'Labels'), ' ',
+            h('button', { type: 'button', class: 'danger', onclick: () => remove(c.name), 'aria-label': `Delete ${c.name}` }, 'Delete')));
       });
       replace(tableBox, h('table', {}, h('thead', {}, h('tr', {},
         h('th', { scope: 'col' }, 'Name'), h('th', { scope: 'col' }, 'Type'), h('th', { scope: 'col', class: 'optional' }, 'Valid until'),

@@ -5,6 +5,7 @@
 import { h, replace, field, select, modal, confirmDialog, toast } from './dom.js';
 import { request, collection, ApiError } from './api.js';
 import { entityForm, TYPES, AUTHENTICATIONS } from './forms.js';
+import { labelsDialog, labelFilter } from './labels.js';
 
 const PAGE_SIZE = 25;
 
@@ -14,7 +15,7 @@ function nameOf(kind, e) { return kind === 'fragment' ? e.FragmentName : e.Name;
 export async function listView(main, kind, level) {
   const noun = kind === 'fragment' ? 'fragment' : 'destination';
   const title = `${kind === 'fragment' ? 'Fragments' : 'Destinations'} · ${level} level`;
-  const state = { all: [], page: 0, query: '', type: '', auth: '' };
+  const state = { all: [], page: 0, query: '', type: '', auth: '', labels: '' };
   const tableBox = h('div', { class: 'table-wrap' });
   const pager = h('div', { class: 'pager' });
   const summary = h('span', { id: 'list-summary' });
@@ -29,6 +30,18 @@ export async function listView(main, kind, level) {
     auth.addEventListener('change', () => { state.auth = auth.value; state.page = 0; draw(); });
     controls.push(h('div', {}, field('Type', type).wrap), h('div', {}, field('Authentication', auth).wrap));
   }
+  // The label filter goes to the server: $filter=Label['key'] HAS ('value', ...).
+  const labels = h('input', { type: 'search', placeholder: 'env=prod team=a,b', value: '', spellcheck: 'false' });
+  const labelsField = field('Labels', labels, 'key=value1,value2; all must match');
+  labels.addEventListener('change', async () => {
+    const filter = labelFilter(labels.value);
+    labelsField.error.textContent = filter === null ? 'Write key=value1,value2, separated by spaces' : '';
+    if (filter === null) return;
+    state.labels = filter;
+    state.page = 0;
+    await load();
+  });
+  controls.push(h('div', {}, labelsField.wrap));
   const create = h('button', { type: 'button', class: 'primary', onclick: () => openForm(null, 'create') }, `New ${noun}`);
   controls.push(h('div', {}, create));
 
@@ -49,7 +62,7 @@ export async function listView(main, kind, level) {
     const pages = Math.max(1, Math.ceil(shown.length / PAGE_SIZE));
     state.page = Math.min(state.page, pages - 1);
     const slice = shown.slice(state.page * PAGE_SIZE, (state.page + 1) * PAGE_SIZE);
-    summary.textContent = `${shown.length} of ${state.all.length} ${noun}s`;
+    summary.textContent = `${shown.length} of ${state.all.length} ${noun}s${state.labels ? ' with these labels' : ''}`;
     if (slice.length === 0) {
       replace(tableBox, h('div', { class: 'empty' }, state.all.length === 0
         ? `No ${noun}s on ${level} level yet. Create one with “New ${noun}”.` : `No ${noun} matches.`));
@@ -63,6 +76,7 @@ export async function listView(main, kind, level) {
           h('button', { type: 'button', onclick: () => openEdit(name, 'edit'), 'aria-label': `Edit ${name}` }, 'Edit'), ' ',
           h('button', { type: 'button', onclick: () => openEdit(name, 'clone'), 'aria-label': `Clone ${name}` }, 'Clone'), ' ',
           kind === 'destination' ? h('button', { type: 'button', onclick: () => check(name), 'aria-label': `Check connection of ${name}` }, 'Check') : null, ' ',
+          h('button', { type: 'button', onclick: () => labelsDialog(`${collection(level, kind)}/${encodeURIComponent(name)}`, name, noun), 'aria-label': `Labels of ${name}` }, 'Labels'), ' ',
           h('button', { type: 'button', class: 'danger', onclick: () => remove(name), 'aria-label': `Delete ${name}` }, 'Delete'));
         return kind === 'fragment'
           ? h('tr', { dataset: { name } }, h('td', {}, name), h('td', {}, String(Object.keys(e).length - 1)), actions)
@@ -78,7 +92,8 @@ export async function listView(main, kind, level) {
 
   async function load() {
     try {
-      const res = await request('GET', collection(level, kind));
+      const query = state.labels ? `?$filter=${encodeURIComponent(state.labels)}` : '';
+      const res = await request('GET', `${collection(level, kind)}${query}`);
       state.all = (Array.isArray(res.body) ? res.body : []).sort((a, b) => String(nameOf(kind, a)).localeCompare(String(nameOf(kind, b))));
       draw();
     } catch (e) {

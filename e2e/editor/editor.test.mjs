@@ -356,6 +356,59 @@ try {
     await row('chain.pem').waitFor();
   }, [409]);
 
+  await step('labels: set on a destination and a certificate in their dialogs, bad ones refused beside the form; the list filters by label', async () => {
+    await api('POST', DESTS, { Name: 'labelled', Type: 'HTTP', URL: 'https://labelled.example', Authentication: 'NoAuthentication', ProxyType: 'Internet' });
+    // The token lives in the page only: a reload would sign out, so the view is opened anew.
+    await page.getByRole('link', { name: 'Fragments', exact: true }).click();
+    await page.getByRole('heading', { name: 'Fragments · subaccount level' }).waitFor();
+    await page.getByRole('link', { name: 'Destinations', exact: true }).click();
+    await page.getByRole('heading', { name: 'Destinations · subaccount level' }).waitFor();
+    await row('labelled').getByRole('button', { name: 'Labels of labelled' }).click();
+    await dialog().getByRole('button', { name: 'Add label' }).click();
+    await dialog().getByLabel('Label key').last().fill('env');
+    await dialog().getByLabel('Values (comma-separated)').last().fill('prod, eu');
+    // A key with a space is refused by the server; the reason is shown, nothing stored.
+    await dialog().getByRole('button', { name: 'Add label' }).click();
+    await dialog().getByLabel('Label key').last().fill('bad key');
+    await dialog().getByLabel('Values (comma-separated)').last().fill('x');
+    await dialog().getByRole('button', { name: 'Save labels' }).click();
+    await dialog().locator('.form-error', { hasText: 'bad key' }).waitFor();
+    assert.deepEqual((await api('GET', `${DESTS}/labelled/labels`)).body, []);
+    await dialog().getByRole('button', { name: 'Remove label bad key' }).click();
+    await dialog().getByRole('button', { name: 'Save labels' }).click();
+    await dialog().waitFor({ state: 'detached' });
+    assert.deepEqual((await api('GET', `${DESTS}/labelled/labels`)).body, [{ key: 'env', values: ['prod', 'eu'] }]);
+    // Opened again, the dialog shows what is stored.
+    await row('labelled').getByRole('button', { name: 'Labels of labelled' }).click();
+    assert.equal(await dialog().getByLabel('Label key').first().inputValue(), 'env');
+    assert.equal(await dialog().getByLabel('Values (comma-separated)').first().inputValue(), 'prod, eu');
+    await checkView('labels dialog');
+    await shot('labels');
+    await dialog().getByRole('button', { name: 'Cancel' }).click();
+    // The label filter asks the server: only the labelled destination is left.
+    const filter = page.getByLabel('Labels', { exact: true });
+    await filter.fill('env=prod');
+    await filter.press('Enter');
+    await page.locator('#list-summary', { hasText: 'with these labels' }).waitFor();
+    assert.deepEqual(await page.locator('tbody tr').evaluateAll((rs) => rs.map((r) => r.dataset.name)), ['labelled']);
+    await filter.fill('env=nowhere');
+    await filter.press('Enter');
+    await page.locator('.empty', { hasText: 'No destination' }).waitFor();
+    await filter.fill('');
+    await filter.press('Enter');
+    await row('labelled').waitFor();
+    // A certificate's labels, from the certificates view.
+    await page.getByRole('link', { name: 'Certificates', exact: true }).click();
+    await row('chain.pem').getByRole('button', { name: 'Labels of chain.pem' }).click();
+    await dialog().getByRole('button', { name: 'Add label' }).click();
+    await dialog().getByLabel('Label key').last().fill('use');
+    await dialog().getByLabel('Values (comma-separated)').last().fill('mtls');
+    await dialog().getByRole('button', { name: 'Save labels' }).click();
+    await dialog().waitFor({ state: 'detached' });
+    assert.deepEqual((await api('GET', '/destination-configuration/v1/subaccountCertificates/chain.pem/labels')).body, [{ key: 'use', values: ['mtls'] }]);
+    await api('DELETE', `${DESTS}/labelled`);
+  }, [400]);
+
   await step('fragments: create, edit, delete', async () => {
     await page.getByRole('link', { name: 'Fragments', exact: true }).click();
     await page.getByRole('heading', { name: 'Fragments · subaccount level' }).waitFor();

@@ -35,6 +35,7 @@ const FILES: &[(&str, &str, &str)] = &[
         include_str!("../../../web/certificates.js"),
     ),
     ("transfer.js", JS, include_str!("../../../web/transfer.js")),
+    ("labels.js", JS, include_str!("../../../web/labels.js")),
     (
         "favicon.svg",
         "image/svg+xml",
