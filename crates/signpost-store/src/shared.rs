@@ -204,8 +204,10 @@ pub(crate) fn expect(
 pub(crate) fn labels_from_column(column: Option<String>) -> Result<Vec<Label>> {
     match column {
         None => Ok(Vec::new()),
-        Some(text) => serde_json::from_str(&text)
-            .map_err(|e| Error::Invalid(format!("stored labels could not be read: {e}"))),
+        // Unreadable stored labels are the database's fault, not the request's: a decode error.
+        Some(text) => {
+            serde_json::from_str(&text).map_err(|e| Error::Database(sqlx::Error::Decode(e.into())))
+        }
     }
 }
 
