@@ -19,9 +19,36 @@ pub const MAX_LABEL_KEYS: usize = 50;
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Label {
+    /// 1 to 64 letters, digits or `-_./:`, starting with a letter or a digit.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            min_length = 1,
+            max_length = 64,
+            pattern = r"^[A-Za-z0-9][A-Za-z0-9._/:-]*$"
+        )
+    )]
     pub key: String,
+    /// At most 10, each 1 to 255 characters without control characters and not only spaces.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(schema_with = values_schema))]
     pub values: Vec<String>,
+}
+
+/// The document's schema of a label's values (what it can say of [`validate_label_value`]).
+#[cfg(feature = "openapi")]
+fn values_schema() -> utoipa::openapi::schema::Array {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Type};
+    ArrayBuilder::new()
+        .items(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .min_length(Some(1))
+                .max_length(Some(MAX_LABEL_VALUE_LEN)),
+        )
+        .max_items(Some(MAX_LABEL_VALUES))
+        .unique_items(true)
+        .build()
 }
 
 /// How a `PATCH .../labels` changes an entity's labels.
@@ -42,6 +69,7 @@ pub enum LabelAction {
 #[serde(deny_unknown_fields)]
 pub struct LabelPatch {
     pub action: LabelAction,
+    #[cfg_attr(feature = "openapi", schema(min_items = 1))]
     pub labels: Vec<Label>,
 }
 
@@ -105,6 +133,11 @@ pub fn validate_labels(labels: &[Label]) -> Result<(), ValidationError> {
             ),
         ));
     }
+    validate_each(labels)
+}
+
+/// Every key and its values valid, no key twice.
+fn validate_each(labels: &[Label]) -> Result<(), ValidationError> {
     let mut keys = std::collections::HashSet::new();
     for label in labels {
         validate_label_key(&label.key)?;
@@ -151,18 +184,7 @@ pub fn validate_label_patch(labels: &[Label]) -> Result<(), ValidationError> {
             "of a patch must not be empty",
         ));
     }
-    let mut keys = std::collections::HashSet::new();
-    for label in labels {
-        validate_label_key(&label.key)?;
-        if !keys.insert(label.key.as_str()) {
-            return Err(ValidationError::new(
-                format!("Label key '{}'", label.key),
-                "is given twice",
-            ));
-        }
-        validate_values(label)?;
-    }
-    Ok(())
+    validate_each(labels)
 }
 
 /// The labels after a `PATCH` of `current` (which stays as it is).
