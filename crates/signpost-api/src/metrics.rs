@@ -11,6 +11,7 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{text, DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
 use crate::AppState;
@@ -32,6 +33,7 @@ struct Snapshot {
     token_requests: u64,
     rate_limited: u64,
     unknown_kid_reloads: u64,
+    caches: Vec<signpost_core::CacheStats>,
 }
 
 impl Collector for Snapshot {
@@ -62,6 +64,52 @@ impl Collector for Snapshot {
         ] {
             one(&mut enc, name, help, ConstCounter::new(n))?;
         }
+        self.encode_caches(&mut enc)
+    }
+}
+
+impl Snapshot {
+    /// Each in-process cache's lookups, hits and size, labelled `cache="entities"`, ...:
+    /// the hit rate is `hits / (hits + misses)`.
+    fn encode_caches(&self, enc: &mut DescriptorEncoder) -> fmt::Result {
+        type Pick = fn(&signpost_core::CacheStats) -> u64;
+        let counters: [(&str, &str, Pick); 2] = [
+            (
+                "signpost_cache_hits",
+                "Lookups answered from an in-process cache.",
+                |c| c.hits,
+            ),
+            (
+                "signpost_cache_misses",
+                "Lookups an in-process cache could not answer.",
+                |c| c.misses,
+            ),
+        ];
+        for (name, help, pick) in counters {
+            let mut family = enc.encode_descriptor(name, help, None, MetricType::Counter)?;
+            for c in &self.caches {
+                ConstCounter::new(pick(c)).encode(family.encode_family(&[("cache", c.name)])?)?;
+            }
+        }
+        let gauges: [(&str, &str, Pick); 2] = [
+            (
+                "signpost_cache_size_bytes",
+                "Bytes an in-process cache holds, as it weighs its entries.",
+                |c| c.bytes,
+            ),
+            (
+                "signpost_cache_capacity_bytes",
+                "The budget of an in-process cache (SIGNPOST_CACHE_MB shared out).",
+                |c| c.capacity_bytes,
+            ),
+        ];
+        for (name, help, pick) in gauges {
+            let mut family = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            for c in &self.caches {
+                let n = i64::try_from(pick(c)).unwrap_or(i64::MAX);
+                ConstGauge::new(n).encode(family.encode_family(&[("cache", c.name)])?)?;
+            }
+        }
         Ok(())
     }
 }
@@ -79,6 +127,7 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
         token_requests: state.core.flows().token_requests(),
         rate_limited: state.limits.rate_limited(),
         unknown_kid_reloads: state.core.unknown_kid_reloads(),
+        caches: state.core.cache_stats(),
     };
     let mut registry = Registry::default();
     registry.register_collector(Box::new(snapshot));

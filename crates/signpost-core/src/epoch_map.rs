@@ -10,6 +10,9 @@ use std::time::Duration;
 
 pub(crate) struct EpochMap<V> {
     map: moka::sync::Cache<String, V>,
+    /// Its budget: entries, or bytes when made with a weigher.
+    capacity: u64,
+    lookups: signpost_store::HitCounter,
     epoch: AtomicU64,
     /// Held for writing while the epoch moves, for reading while a value is put: a put never
     /// lands between the check of its epoch and the move.
@@ -28,14 +31,42 @@ impl<V> std::fmt::Debug for EpochMap<V> {
 impl<V: Clone + Send + Sync + 'static> EpochMap<V> {
     /// At most `max` entries (the least useful go first), each kept at most `ttl`.
     pub(crate) fn new(max: u64, ttl: Duration) -> Self {
-        Self {
-            map: moka::sync::Cache::builder()
+        Self::of(
+            moka::sync::Cache::builder()
                 .max_capacity(max)
                 .time_to_live(ttl)
                 .build(),
+            max,
+        )
+    }
+
+    /// At most `bytes` as `weigh` counts each entry (key and value), each kept at most `ttl`.
+    pub(crate) fn weighted(bytes: u64, ttl: Duration, weigh: fn(&str, &V) -> usize) -> Self {
+        let bytes = bytes.max(1);
+        Self::of(
+            moka::sync::Cache::builder()
+                .max_capacity(bytes)
+                .weigher(move |k: &String, v: &V| u32::try_from(weigh(k, v)).unwrap_or(u32::MAX))
+                .time_to_live(ttl)
+                .build(),
+            bytes,
+        )
+    }
+
+    fn of(map: moka::sync::Cache<String, V>, capacity: u64) -> Self {
+        Self {
+            map,
+            capacity,
+            lookups: signpost_store::HitCounter::default(),
             epoch: AtomicU64::new(0),
             moving: RwLock::new(()),
         }
+    }
+
+    /// Its figures for `/metrics` (`bytes` and `capacity_bytes` count entries when it was made
+    /// without a weigher).
+    pub(crate) fn stats(&self, name: &'static str) -> signpost_store::CacheStats {
+        self.lookups.stats(name, &self.map, self.capacity)
     }
 
     /// Drops everything cached under another epoch.
@@ -48,7 +79,12 @@ impl<V: Clone + Send + Sync + 'static> EpochMap<V> {
     }
 
     pub(crate) fn get(&self, key: &str) -> Option<V> {
-        self.map.get(key)
+        let found = self.map.get(key);
+        match found {
+            Some(_) => self.lookups.hit(),
+            None => self.lookups.miss(),
+        }
+        found
     }
 
     /// Keeps a value worked out under `epoch`, unless the epoch moved meanwhile.
@@ -104,6 +140,30 @@ mod tests {
         }
         let kept = m.len();
         assert!(kept > 0 && kept <= 500, "{kept} entries kept");
+    }
+
+    #[test]
+    fn a_weighted_map_stays_within_its_bytes_and_counts_lookups() {
+        let m = EpochMap::weighted(10_000, Duration::from_secs(60), |k, v: &String| {
+            k.len() + v.len()
+        });
+        for i in 0..1_000 {
+            m.put(&format!("token-{i}"), "x".repeat(90), 0);
+        }
+        m.map.run_pending_tasks();
+        let stats = m.stats("t");
+        assert!(stats.bytes > 0 && stats.bytes <= 10_000, "{stats:?}");
+        assert_eq!(stats.capacity_bytes, 10_000);
+        let kept = m.len();
+        assert!(
+            kept > 0 && kept <= 10_000 / 97,
+            "{kept} entries of 97 to 99 bytes kept"
+        );
+        m.put("hit", "v".into(), 0);
+        assert!(m.get("hit").is_some());
+        assert!(m.get("nope").is_none());
+        let stats = m.stats("t");
+        assert_eq!((stats.hits, stats.misses), (1, 1));
     }
 
     #[test]

@@ -31,11 +31,14 @@ pub use check::CheckReport;
 pub use entities::{DeleteSummary, ListMode, ListResult, WriteResult};
 pub use error::{Error, Result};
 pub use find::{FindOptions, FindResult};
-pub use signpost_oauth::{parse_trusted_issuers, FlowHeaders, OAuthConfig, TrustedIssuer};
+pub use signpost_oauth::{
+    parse_trusted_issuers, FlowHeaders, OAuthConfig, TrustedIssuer, DEFAULT_TOKEN_CACHE_BYTES,
+};
+pub use signpost_store::CacheStats;
 pub use subscriptions::Subscription;
 pub use tokens::{
     KeyState, PlatformInstance, Principal, Rotation, SigningKeyInfo, TokenError, TokenResponse,
-    JWT_BEARER, UNKNOWN_KID_RELOAD_EVERY,
+    DEFAULT_PRINCIPAL_CACHE_BYTES, JWT_BEARER, UNKNOWN_KID_RELOAD_EVERY,
 };
 
 use signpost_oauth::FlowRunner;
@@ -54,6 +57,9 @@ pub struct CoreConfig {
     pub oauth: OAuthConfig,
     /// `https://host:port` of the HTTPS listener, written as `certurl` into X.509 service keys.
     pub cert_url: Option<String>,
+    /// Bytes of verified bearer tokens kept (`SIGNPOST_CACHE_MB`'s share;
+    /// [`DEFAULT_PRINCIPAL_CACHE_BYTES`] unless configured).
+    pub principal_cache_bytes: u64,
 }
 
 /// The service: a store plus the in-memory state derived from it (signing keys, caches).
@@ -82,13 +88,15 @@ impl Signpost {
         let flows = FlowRunner::new(config.oauth.clone());
         let ca = ca::load_or_create(store.as_ref()).await?;
         let changes = store.changes();
+        let principal_cache_bytes = config.principal_cache_bytes;
         let inner = Arc::new(Inner {
             store,
             config,
             keys,
-            principals: tokens::PrincipalCache::new(
-                tokens::PRINCIPAL_CACHE_MAX,
+            principals: tokens::PrincipalCache::weighted(
+                principal_cache_bytes,
                 tokens::PRINCIPAL_CACHE_TTL,
+                tokens::principal_size,
             ),
             flows,
             saml_signers: saml::SignerCache::new(saml::SIGNER_CACHE_MAX, saml::SIGNER_CACHE_TTL),
@@ -154,6 +162,22 @@ impl Signpost {
             .ca
             .issue_server_certificate(names, time::OffsetDateTime::now_utc())
             .map_err(|e| Error::Internal(e.to_string()))
+    }
+
+    /// The figures of every in-process cache: the store's (entities, page anchors), verified
+    /// bearer tokens, and the token cache of the outbound flows.
+    pub fn cache_stats(&self) -> Vec<CacheStats> {
+        let mut all = self.inner.store.cache_stats();
+        all.push(self.inner.principals.stats("bearer_tokens"));
+        let t = self.inner.flows.token_cache_stats();
+        all.push(CacheStats {
+            name: "destination_tokens",
+            hits: t.hits,
+            misses: t.misses,
+            bytes: t.bytes,
+            capacity_bytes: t.capacity_bytes,
+        });
+        all
     }
 
     /// The outbound token flows and their cache.

@@ -375,6 +375,7 @@ mod tests {
             token_lifetime_secs: 100,
             oauth: Default::default(),
             cert_url: None,
+            principal_cache_bytes: crate::DEFAULT_PRINCIPAL_CACHE_BYTES,
         };
         let sp = Signpost::new(store.clone(), config).await.unwrap();
         let (a, b) = tokio::join!(sp.saml_signer("sub-1"), sp.saml_signer("sub-1"));

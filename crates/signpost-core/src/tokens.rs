@@ -138,6 +138,19 @@ pub struct Principal {
     pub(crate) provider_subaccount_id: Option<String>,
 }
 
+impl Principal {
+    /// Roughly the bytes it holds: its strings and a fixed part.
+    pub(crate) fn weight(&self) -> usize {
+        self.subaccount_id.len()
+            + self.subdomain.len()
+            + self.instance_id.len()
+            + self.client_id.len()
+            + self.scopes.iter().map(|s| s.len() + 24).sum::<usize>()
+            + self.provider_subaccount_id.as_ref().map_or(0, String::len)
+            + 192
+    }
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 struct Claims {
     jti: String,
@@ -506,8 +519,13 @@ fn lifecycle_of(keys: &[LoadedKey], lifetime: u64, now: u64) -> Vec<SigningKeyIn
 /// at once.
 pub(crate) type PrincipalCache = crate::epoch_map::EpochMap<(Principal, u64)>;
 
-/// Most verified tokens kept.
-pub(crate) const PRINCIPAL_CACHE_MAX: u64 = 10_000;
+/// Bytes of verified tokens kept unless configured: 12 MiB, about 10,000 tokens of 1 KB.
+pub const DEFAULT_PRINCIPAL_CACHE_BYTES: u64 = 12 * 1024 * 1024;
+
+/// What a verified token weighs in the principal cache: the token (the key) and its principal.
+pub(crate) fn principal_size(token: &str, (p, _): &(Principal, u64)) -> usize {
+    token.len() + p.weight()
+}
 
 /// Longest a verification is kept (a token's own expiry still applies within it).
 pub(crate) const PRINCIPAL_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(600);
@@ -1145,6 +1163,7 @@ mod tests {
             token_lifetime_secs: LIFETIME,
             oauth: signpost_oauth::OAuthConfig::default(),
             cert_url: None,
+            principal_cache_bytes: DEFAULT_PRINCIPAL_CACHE_BYTES,
         };
         Signpost::new(Arc::new(store), config).await.unwrap()
     }

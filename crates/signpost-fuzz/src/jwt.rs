@@ -51,6 +51,7 @@ async fn start() -> (Signpost, String, Principal) {
         token_lifetime_secs: 7 * 24 * 3600,
         oauth: OAuthConfig::default(),
         cert_url: None,
+        principal_cache_bytes: signpost_core::DEFAULT_PRINCIPAL_CACHE_BYTES,
     };
     let signpost = Signpost::new(Arc::new(store), config)
         .await

@@ -56,9 +56,24 @@ impl Expiry<CacheKey, Arc<Cached>> for UntilShortlyBeforeExpiry {
     }
 }
 
-pub(crate) fn new_cache(capacity: u64) -> Cache<CacheKey, Arc<Cached>> {
+/// A cache of at most `bytes` of tokens: a token counts its strings, its key's and a fixed part.
+pub(crate) fn new_cache(bytes: u64) -> Cache<CacheKey, Arc<Cached>> {
     Cache::builder()
-        .max_capacity(capacity)
+        .max_capacity(bytes.max(1))
+        .weigher(|k: &CacheKey, v: &Arc<Cached>| {
+            let r = &v.reply;
+            let optional = |s: &Option<String>| s.as_ref().map_or(0, String::len);
+            let size = k.owner.len()
+                + k.name.len()
+                + k.rest.len()
+                + r.access_token.len()
+                + r.token_type.len()
+                + optional(&r.refresh_token)
+                + optional(&r.scope)
+                + optional(&r.issued_token_type)
+                + 160;
+            u32::try_from(size).unwrap_or(u32::MAX)
+        })
         .expire_after(UntilShortlyBeforeExpiry)
         .support_invalidation_closures()
         .build()

@@ -27,6 +27,9 @@ pub use flows::{FlowHeaders, Grant, TokenReply};
 pub use net::is_private;
 pub use user_token::{parse_trusted_issuers, TrustedIssuer, UserTokenError, VerifiedUser};
 
+/// The token cache's budget unless configured: 12 MiB (about 8,000 tokens of 1 KB).
+pub const DEFAULT_TOKEN_CACHE_BYTES: u64 = 12 * 1024 * 1024;
+
 /// Server-wide settings of the token flows.
 #[derive(Debug, Clone)]
 pub struct OAuthConfig {
@@ -34,8 +37,8 @@ pub struct OAuthConfig {
     pub allow_private_networks: bool,
     /// Identity providers whose user tokens are trusted for every destination.
     pub trusted_issuers: Vec<TrustedIssuer>,
-    /// Most tokens kept in the cache.
-    pub cache_capacity: u64,
+    /// Bytes of tokens kept in the cache, as its weigher counts them (`SIGNPOST_CACHE_MB`).
+    pub cache_bytes: u64,
 }
 
 impl Default for OAuthConfig {
@@ -43,7 +46,7 @@ impl Default for OAuthConfig {
         Self {
             allow_private_networks: false,
             trusted_issuers: Vec::new(),
-            cache_capacity: 10_000,
+            cache_bytes: DEFAULT_TOKEN_CACHE_BYTES,
         }
     }
 }
@@ -157,6 +160,17 @@ pub struct FlowRunner {
     cache: moka::future::Cache<CacheKey, Arc<cache::Cached>>,
     jwks: user_token::JwksCache,
     token_requests: AtomicU64,
+    /// Lookups of the token cache (hits are these less `token_requests`).
+    token_lookups: AtomicU64,
+}
+
+/// The token cache's figures (`FlowRunner::token_cache_stats`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenCacheStats {
+    pub hits: u64,
+    pub misses: u64,
+    pub bytes: u64,
+    pub capacity_bytes: u64,
 }
 
 impl std::fmt::Debug for FlowRunner {
@@ -212,7 +226,7 @@ fn proxy_type(d: &Map<String, Value>) -> &str {
 
 impl FlowRunner {
     pub fn new(config: OAuthConfig) -> Self {
-        let cache = cache::new_cache(config.cache_capacity);
+        let cache = cache::new_cache(config.cache_bytes);
         Self {
             config,
             clients: moka::sync::Cache::builder()
@@ -222,6 +236,22 @@ impl FlowRunner {
             cache,
             jwks: user_token::JwksCache::default(),
             token_requests: AtomicU64::new(0),
+            token_lookups: AtomicU64::new(0),
+        }
+    }
+
+    /// The token cache's figures: lookups, those that reached a token service (misses), the
+    /// bytes held and the budget.
+    pub fn token_cache_stats(&self) -> TokenCacheStats {
+        let misses = self.token_requests();
+        TokenCacheStats {
+            hits: self
+                .token_lookups
+                .load(Ordering::Relaxed)
+                .saturating_sub(misses),
+            misses,
+            bytes: self.cache.weighted_size(),
+            capacity_bytes: self.config.cache_bytes,
         }
     }
 
@@ -452,6 +482,7 @@ impl FlowRunner {
             name: ctx.name.to_owned(),
             rest: request_digest(ctx.etag, header_key, &req, &ctx.tls),
         };
+        self.token_lookups.fetch_add(1, Ordering::Relaxed);
         let cached = self
             .cache
             .try_get_with(key, async {

@@ -18,10 +18,59 @@ use crate::{Result, Store};
 type Key = (Level, String, EntityKind, String);
 type Collection = (Level, String, EntityKind);
 
-/// Budget of cached entity bytes.
+/// Budget of cached entity bytes of [`CachedStore::new`].
 const MAX_BYTES: u64 = 64 * 1024 * 1024;
-/// Budget of cached page-anchor bytes.
+/// Budget of cached page-anchor bytes of [`CachedStore::new`].
 const MAX_ANCHOR_BYTES: u64 = 16 * 1024 * 1024;
+
+/// One in-process cache's figures, for `/metrics`: lookups answered from it and not, and the
+/// bytes it holds (as its weigher counts them) against its budget.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheStats {
+    pub name: &'static str,
+    pub hits: u64,
+    pub misses: u64,
+    pub bytes: u64,
+    pub capacity_bytes: u64,
+}
+
+/// Hit and miss counters of one cache.
+#[derive(Debug, Default)]
+pub struct HitCounter {
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+impl HitCounter {
+    pub fn hit(&self) {
+        self.hits.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn miss(&self) {
+        self.misses.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The figures of a moka cache counted by this.
+    pub fn stats<K, V, S>(
+        &self,
+        name: &'static str,
+        cache: &Cache<K, V, S>,
+        capacity_bytes: u64,
+    ) -> CacheStats
+    where
+        K: std::hash::Hash + Eq + Send + Sync + 'static,
+        V: Clone + Send + Sync + 'static,
+        S: std::hash::BuildHasher + Clone + Send + Sync + 'static,
+    {
+        CacheStats {
+            name,
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+            bytes: cache.weighted_size(),
+            capacity_bytes,
+        }
+    }
+}
 /// A page anchor every this many names: a page anywhere in a collection skips fewer rows than
 /// this (keyset paging behind SAP's page numbers).
 pub const ANCHOR_EVERY: u64 = 256;
@@ -53,6 +102,10 @@ pub struct CachedStore {
 
 struct State {
     entities: Cache<Key, Option<Arc<StoredEntity>>>,
+    entity_lookups: HitCounter,
+    entity_bytes: u64,
+    anchor_lookups: HitCounter,
+    anchor_bytes: u64,
     /// Page anchors of collections ([`Store::page_anchors`]), dropped with any change in them.
     anchors: Cache<Collection, Arc<Vec<String>>>,
     /// Bumped by every invalidation, under `fence`; a read inserts only if no invalidation
@@ -163,6 +216,16 @@ impl std::fmt::Debug for CachedStore {
     }
 }
 
+/// What a cached entity holds, roughly, in bytes: its texts and a fixed part for the rest.
+fn entity_size(e: &StoredEntity) -> usize {
+    let labels: usize = e
+        .labels
+        .iter()
+        .map(|l| l.key.len() + l.values.iter().map(|v| v.len() + 24).sum::<usize>() + 48)
+        .sum();
+    e.body.len() + e.etag.len() + e.name.len() + labels + 96
+}
+
 fn key(owner: &OwnerRef, kind: EntityKind, name: &str) -> Key {
     (owner.level, owner.id.clone(), kind, name.to_owned())
 }
@@ -183,8 +246,10 @@ impl CachedStore {
         let state = &self.state;
         let k = (owner.level, owner.id.clone(), kind);
         if let Some(hit) = state.anchors.get(&k) {
+            state.anchor_lookups.hit();
             return Ok(hit);
         }
+        state.anchor_lookups.miss();
         let began = state.generation.load(Ordering::Acquire);
         let began_epoch = self.inner.epoch();
         #[cfg(test)]
@@ -202,22 +267,27 @@ impl CachedStore {
         Ok(built)
     }
 
-    /// Wraps `inner`; on an engine with a change feed this spawns its follower, so it must be
-    /// called inside a Tokio runtime then.
+    /// Wraps `inner` with the default budgets (64 MiB of entities, 16 MiB of page anchors); on
+    /// an engine with a change feed this spawns its follower, so it must be called inside a
+    /// Tokio runtime then.
     pub fn new(inner: Arc<dyn Store>) -> Self {
+        Self::with_budget(inner, MAX_BYTES, MAX_ANCHOR_BYTES)
+    }
+
+    /// Wraps `inner` caching at most `entity_bytes` of entities and `anchor_bytes` of page
+    /// anchors (each at least 1), as their weighers count them.
+    pub fn with_budget(inner: Arc<dyn Store>, entity_bytes: u64, anchor_bytes: u64) -> Self {
+        let (entity_bytes, anchor_bytes) = (entity_bytes.max(1), anchor_bytes.max(1));
         let entities = Cache::builder()
-            .max_capacity(MAX_BYTES)
+            .max_capacity(entity_bytes)
             .weigher(|k: &Key, v: &Option<Arc<StoredEntity>>| {
-                let size = k.1.len()
-                    + k.3.len()
-                    + v.as_ref().map_or(0, |e| e.body.len() + e.etag.len())
-                    + 64;
+                let size = k.1.len() + k.3.len() + v.as_ref().map_or(0, |e| entity_size(e)) + 64;
                 u32::try_from(size).unwrap_or(u32::MAX)
             })
             .support_invalidation_closures()
             .build();
         let anchors = Cache::builder()
-            .max_capacity(MAX_ANCHOR_BYTES)
+            .max_capacity(anchor_bytes)
             .weigher(|k: &Collection, v: &Arc<Vec<String>>| {
                 let size = k.1.len() + v.iter().map(|n| n.len() + 24).sum::<usize>() + 64;
                 u32::try_from(size).unwrap_or(u32::MAX)
@@ -226,6 +296,10 @@ impl CachedStore {
             .build();
         let state = Arc::new(State {
             entities,
+            entity_lookups: HitCounter::default(),
+            entity_bytes,
+            anchor_lookups: HitCounter::default(),
+            anchor_bytes,
             anchors,
             generation: AtomicU64::new(0),
             fence: RwLock::new(()),
@@ -257,6 +331,16 @@ impl Store for CachedStore {
 
     fn epoch(&self) -> u64 {
         self.inner.epoch()
+    }
+
+    fn cache_stats(&self) -> Vec<CacheStats> {
+        let s = &self.state;
+        vec![
+            s.entity_lookups
+                .stats("entities", &s.entities, s.entity_bytes),
+            s.anchor_lookups
+                .stats("page_anchors", &s.anchors, s.anchor_bytes),
+        ]
     }
 
     async fn get_subaccount(&self, id: &str) -> Result<Option<SubaccountRecord>> {
@@ -321,8 +405,10 @@ impl Store for CachedStore {
         let state = &self.state;
         let k = key(owner, kind, name);
         if let Some(hit) = state.entities.get(&k) {
+            state.entity_lookups.hit();
             return Ok(hit.as_deref().cloned());
         }
+        state.entity_lookups.miss();
         let began = state.generation.load(Ordering::Acquire);
         let began_epoch = self.inner.epoch();
         let found = self.inner.get_entity(owner, kind, name).await?;
@@ -496,6 +582,10 @@ mod tests {
     fn untouched_since_looks_at_what_each_invalidation_touched() {
         let state = State {
             entities: Cache::new(10),
+            entity_lookups: HitCounter::default(),
+            entity_bytes: 10,
+            anchor_lookups: HitCounter::default(),
+            anchor_bytes: 10,
             anchors: Cache::new(10),
             generation: AtomicU64::new(0),
             fence: RwLock::new(()),

@@ -17,7 +17,7 @@ mod records;
 mod shared;
 mod sqlite;
 
-pub use cache::CachedStore;
+pub use cache::{CacheStats, CachedStore, HitCounter};
 pub use crypto::{Cipher, MasterKey};
 pub use feed::Change;
 pub use postgres::PgStore;
@@ -138,6 +138,11 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// that filled under another epoch must drop everything before it is trusted again.
     fn epoch(&self) -> u64 {
         0
+    }
+
+    /// The figures of the in-process caches in front of the engine (none for a bare engine).
+    fn cache_stats(&self) -> Vec<CacheStats> {
+        Vec::new()
     }
 
     async fn get_subaccount(&self, id: &str) -> Result<Option<SubaccountRecord>>;

@@ -325,6 +325,7 @@ impl TestApp {
                     ..Default::default()
                 },
                 cert_url: https.as_ref().map(|(h, _)| h.base.clone()),
+                principal_cache_bytes: signpost_core::DEFAULT_PRINCIPAL_CACHE_BYTES,
             },
         )
         .await

@@ -193,6 +193,10 @@ pub struct ServeArgs {
     /// Connections served at once over both listeners; further ones wait to be accepted.
     #[arg(long, env = "SIGNPOST_MAX_CONNECTIONS", default_value_t = signpost_api::DEFAULT_MAX_CONNECTIONS)]
     pub max_connections: usize,
+    /// Mebibytes that the in-process caches hold together (entities, verified bearer tokens,
+    /// destinations' tokens, page anchors).
+    #[arg(long, env = "SIGNPOST_CACHE_MB", default_value_t = DEFAULT_CACHE_MB)]
+    pub cache_mb: u64,
     /// Requests per second per client id on POST /oauth/token and per bearer token on the
     /// destination API (burst twice that); 0 turns the limit off.
     #[arg(long, env = "SIGNPOST_RATE_LIMIT", default_value_t = signpost_api::DEFAULT_RATE_LIMIT)]
@@ -213,6 +217,47 @@ pub struct ServeConfig {
     pub cert_url: Option<String>,
     pub audit_retention_days: u32,
     pub limits: signpost_api::LimitsConfig,
+    pub cache: CacheBudget,
+}
+
+/// `SIGNPOST_CACHE_MB` unless set: 64 MiB.
+pub const DEFAULT_CACHE_MB: u64 = 64;
+/// Most `SIGNPOST_CACHE_MB`: 64 GiB.
+const MAX_CACHE_MB: u64 = 65_536;
+
+/// `SIGNPOST_CACHE_MB` shared out, in bytes: half for entities (the find path), three
+/// sixteenths each for verified bearer tokens and destinations' tokens, an eighth for page
+/// anchors. At 64 MiB: 32, 12, 12 and 8 MiB.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheBudget {
+    pub entities: u64,
+    pub principals: u64,
+    pub tokens: u64,
+    pub page_anchors: u64,
+}
+
+impl CacheBudget {
+    pub fn of_mib(mib: u64) -> Self {
+        let total = mib.saturating_mul(1024 * 1024);
+        let sixteenth = total / 16;
+        Self {
+            entities: total / 2,
+            principals: sixteenth * 3,
+            tokens: sixteenth * 3,
+            page_anchors: total / 8,
+        }
+    }
+
+    /// All together.
+    pub fn total(&self) -> u64 {
+        self.entities + self.principals + self.tokens + self.page_anchors
+    }
+}
+
+impl Default for CacheBudget {
+    fn default() -> Self {
+        Self::of_mib(DEFAULT_CACHE_MB)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -382,10 +427,16 @@ impl ServeArgs {
             Some(t) => signpost_core::parse_trusted_issuers(t)
                 .map_err(|e| ConfigError(format!("SIGNPOST_TRUSTED_ISSUERS: {e}")))?,
         };
+        if !(1..=MAX_CACHE_MB).contains(&self.cache_mb) {
+            return Err(ConfigError(format!(
+                "SIGNPOST_CACHE_MB must be from 1 to {MAX_CACHE_MB} mebibytes"
+            )));
+        }
+        let cache = CacheBudget::of_mib(self.cache_mb);
         let oauth = signpost_core::OAuthConfig {
             allow_private_networks: self.allow_private_networks,
             trusted_issuers,
-            ..Default::default()
+            cache_bytes: cache.tokens,
         };
         if !(1..=MAX_AUDIT_RETENTION_DAYS).contains(&self.audit_retention_days) {
             return Err(ConfigError(format!(
@@ -405,6 +456,7 @@ impl ServeArgs {
             oauth,
             audit_retention_days: self.audit_retention_days,
             limits,
+            cache,
         })
     }
 
@@ -548,6 +600,20 @@ mod tests {
         .is_err());
         // Without the HTTPS listener nothing changes.
         assert_eq!(parse(&[]).unwrap().public_url, "http://127.0.0.1:8080");
+    }
+
+    #[test]
+    fn the_cache_budget_is_shared_out() {
+        let c = parse(&[]).unwrap();
+        assert_eq!(c.cache, CacheBudget::of_mib(64));
+        assert_eq!(c.cache.total(), 64 * 1024 * 1024);
+        assert_eq!(c.cache.entities, 32 * 1024 * 1024);
+        assert_eq!(c.oauth.cache_bytes, 12 * 1024 * 1024);
+        let c = parse(&["--cache-mb", "16"]).unwrap();
+        assert_eq!(c.cache.total(), 16 * 1024 * 1024);
+        for bad in ["0", "65537", "-1", "lots"] {
+            assert!(parse(&["--cache-mb", bad]).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -14,7 +14,7 @@ use signpost_core::{CoreConfig, Signpost};
 use signpost_store::{CachedStore, MasterKey, PgStore, SqliteStore, Store};
 use tokio::net::TcpListener;
 
-use crate::config::{ConfigError, ServeArgs, StoreArgs, TlsCertificate};
+use crate::config::{CacheBudget, ConfigError, ServeArgs, StoreArgs, TlsCertificate};
 use crate::tls::BuiltInCertificate;
 
 const MASTER_KEY_FILE: &str = "master.key";
@@ -169,6 +169,11 @@ fn is_postgres(url: &str) -> bool {
 }
 
 async fn open_store(args: &StoreArgs) -> Result<Arc<dyn Store>> {
+    open_store_with(args, &CacheBudget::default()).await
+}
+
+/// The store of `args` behind the read-through cache with `cache`'s budgets.
+async fn open_store_with(args: &StoreArgs, cache: &CacheBudget) -> Result<Arc<dyn Store>> {
     data_dir(&args.data_dir)?;
     let url = database_url(args)?;
     if is_postgres(&url) {
@@ -178,7 +183,11 @@ async fn open_store(args: &StoreArgs) -> Result<Arc<dyn Store>> {
             .map_err(|e| anyhow::anyhow!("cannot open the PostgreSQL database: {e}"))?;
         // The cache follows the database's change feed (LISTEN/NOTIFY) and is bypassed while
         // that feed is not known to work, so other replicas' writes are seen within a second.
-        return Ok(Arc::new(CachedStore::new(Arc::new(store))));
+        return Ok(Arc::new(CachedStore::with_budget(
+            Arc::new(store),
+            cache.entities,
+            cache.page_anchors,
+        )));
     }
     if let Some(path) = SqliteStore::file_path(&url) {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -198,7 +207,11 @@ async fn open_store(args: &StoreArgs) -> Result<Arc<dyn Store>> {
     let store = SqliteStore::open(&url, &master, args.max_entities)
         .await
         .with_context(|| format!("cannot open the database {url}"))?;
-    Ok(Arc::new(CachedStore::new(Arc::new(store))))
+    Ok(Arc::new(CachedStore::with_budget(
+        Arc::new(store),
+        cache.entities,
+        cache.page_anchors,
+    )))
 }
 
 /// `signpost store copy --from URL --to URL`: everything, keys and encrypted secrets included,
@@ -300,7 +313,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     init_tracing(cfg.json_logs);
     data_dir(&args.store.data_dir)?;
     let broker = broker_credentials(&args.store.data_dir)?;
-    let store = open_store(&args.store).await?;
+    let store = open_store_with(&args.store, &cfg.cache).await?;
     let core = Signpost::new(
         store.clone(),
         CoreConfig {
@@ -309,6 +322,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
             token_lifetime_secs: cfg.token_lifetime,
             oauth: cfg.oauth.clone(),
             cert_url: cfg.cert_url.clone(),
+            principal_cache_bytes: cfg.cache.principals,
         },
     )
     .await

@@ -153,6 +153,7 @@ mod tests {
                 token_lifetime_secs: 3600,
                 oauth: signpost_core::OAuthConfig::default(),
                 cert_url: None,
+                principal_cache_bytes: signpost_core::DEFAULT_PRINCIPAL_CACHE_BYTES,
             },
         )
         .await
