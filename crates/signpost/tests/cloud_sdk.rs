@@ -85,18 +85,7 @@ fn run_script(script: &str, key: &Value, work: &Path, env: &[(&str, &str)]) -> (
         .env_remove("destinations")
         .env_remove("NODE_EXTRA_CA_CERTS")
         .stdin(Stdio::null());
-    for proxy in [
-        "HTTP_PROXY",
-        "HTTPS_PROXY",
-        "http_proxy",
-        "https_proxy",
-        "ALL_PROXY",
-        "all_proxy",
-        "NO_PROXY",
-        "no_proxy",
-    ] {
-        cmd.env_remove(proxy);
-    }
+    support::without_proxies(&mut cmd);
     cmd.envs(env.iter().copied());
     let out = cmd.output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);

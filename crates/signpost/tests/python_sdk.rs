@@ -68,17 +68,7 @@ fn scenario(key: &Value, ca: Option<&Path>) -> (Value, bool) {
         .env_remove("REQUESTS_CA_BUNDLE")
         .env_remove("APPFND_CONHOS_TRANSP_PROXY")
         .stdin(Stdio::null());
-    for proxy in [
-        "HTTP_PROXY",
-        "HTTPS_PROXY",
-        "http_proxy",
-        "https_proxy",
-        "ALL_PROXY",
-        "all_proxy",
-    ] {
-        cmd.env_remove(proxy);
-    }
-    cmd.env("NO_PROXY", "*");
+    support::without_proxies(&mut cmd).env("NO_PROXY", "*");
     for field in ["clientid", "clientsecret", "url", "uri", "identityzone"] {
         let value = key[field]
             .as_str()

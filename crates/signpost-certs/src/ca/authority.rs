@@ -336,17 +336,13 @@ impl CertificateAuthority {
         not_after: OffsetDateTime,
         serial: &Serial,
     ) -> Result<Vec<u8>, CaError> {
-        let mut params = CertificateParams::default();
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, cn);
-        params.distinguished_name = dn;
-        params.is_ca = IsCa::ExplicitNoCa;
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        params.use_authority_key_identifier_extension = true;
-        params.not_before = not_before;
-        params.not_after = not_after;
-        params.serial_number = Some(SerialNumber::from_slice(serial.as_bytes()));
+        let mut params = leaf_params(
+            cn,
+            ExtendedKeyUsagePurpose::ClientAuth,
+            not_before,
+            not_after,
+            serial,
+        );
         if let Ok(ip) = cn.parse::<IpAddr>() {
             params.subject_alt_names.push(SanType::IpAddress(ip));
         } else if looks_like_host_name(cn) {
@@ -359,6 +355,29 @@ impl CertificateAuthority {
             .map_err(signing_error)?;
         Ok(cert.der().to_vec())
     }
+}
+
+/// The parameters every leaf of this CA shares: `CN=<cn>`, not a CA, `digitalSignature`, the one
+/// extended key usage, the authority key identifier, the validity and the serial number.
+pub(super) fn leaf_params(
+    cn: &str,
+    usage: ExtendedKeyUsagePurpose,
+    not_before: OffsetDateTime,
+    not_after: OffsetDateTime,
+    serial: &Serial,
+) -> CertificateParams {
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, cn);
+    params.distinguished_name = dn;
+    params.is_ca = IsCa::ExplicitNoCa;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![usage];
+    params.use_authority_key_identifier_extension = true;
+    params.not_before = not_before;
+    params.not_after = not_after;
+    params.serial_number = Some(SerialNumber::from_slice(serial.as_bytes()));
+    params
 }
 
 /// Whether a certificate valid from `not_before` to `not_after` is due for automatic renewal at

@@ -160,17 +160,13 @@ impl CertificateAuthority {
         })?;
         let serial = Serial::random();
 
-        let mut params = CertificateParams::default();
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, first.name());
-        params.distinguished_name = dn;
-        params.is_ca = IsCa::ExplicitNoCa;
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        params.use_authority_key_identifier_extension = true;
-        params.not_before = not_before;
-        params.not_after = not_after;
-        params.serial_number = Some(SerialNumber::from_slice(serial.as_bytes()));
+        let mut params = leaf_params(
+            &first.name(),
+            ExtendedKeyUsagePurpose::ServerAuth,
+            not_before,
+            not_after,
+            &serial,
+        );
         for (i, name) in names.iter().enumerate() {
             if !names[..i].contains(name) {
                 params.subject_alt_names.push(name.to_san()?);

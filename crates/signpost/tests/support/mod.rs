@@ -37,6 +37,23 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Takes the proxy variables out of `cmd`'s environment: the test peers' servers are on loopback.
+pub fn without_proxies(cmd: &mut Command) -> &mut Command {
+    for proxy in [
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+        "NO_PROXY",
+        "no_proxy",
+    ] {
+        cmd.env_remove(proxy);
+    }
+    cmd
+}
+
 /// A plain HTTP client that never goes through a proxy.
 pub fn http_client() -> reqwest::Client {
     reqwest::Client::builder().no_proxy().build().unwrap()
