@@ -100,10 +100,17 @@ impl Kind {
 }
 
 /// Options of the broker and tenant clients: long reads (bulk imports), default trust.
+/// The options of the command-line clients (`TenantClient::login`, the broker's): long
+/// timeouts, and the PEM bundle of `SSL_CERT_FILE`, when it names a readable file, trusted on top
+/// of the web PKI roots, as other tools do (so `SSL_CERT_FILE=<data-dir>/ca.pem` trusts a server
+/// on the built-in CA's certificate).
 pub(crate) fn admin_options() -> ClientOptions {
     ClientOptions {
         connect_timeout: Duration::from_secs(10),
         read_timeout: Duration::from_secs(120),
+        extra_roots_pem: std::env::var_os("SSL_CERT_FILE")
+            .and_then(|path| std::fs::read_to_string(path).ok())
+            .filter(|pem| pem.contains("-----BEGIN CERTIFICATE-----")),
         ..ClientOptions::default()
     }
 }

@@ -619,6 +619,7 @@ The HTTPS listener's certificate is issued by Signpost's own CA, written to {ca}
 (also served at {url}/signpost/v1/ca.pem). Trust it in clients:
   Python (requests, the SAP Cloud SDK):  export SSL_CERT_FILE={ca} REQUESTS_CA_BUNDLE={ca}
   Node.js (the SAP Cloud SDK):           export NODE_EXTRA_CA_CERTS={ca}
+  the signpost CLI:                      export SSL_CERT_FILE={ca}
   curl:                                  curl --cacert {ca} ...
 ",
                 ca = ca.display()

@@ -141,6 +141,18 @@ async fn tls_listen_alone_serves_a_certificate_of_the_built_in_ca() {
         .unwrap_err();
     assert!(err.is_connect(), "{err:?}");
 
+    // The CLI trusts the CA through SSL_CERT_FILE, as other tools do; without it, it refuses.
+    let key_file = data.join("default-service-key.json");
+    let key_arg = key_file.to_str().unwrap();
+    let ca_arg = server.ca_file().display().to_string();
+    let (status, stderr) = run_to_exit(
+        &["dest", "list", "--service-key", key_arg, "-o", "json"],
+        &[("SSL_CERT_FILE", ca_arg.as_str())],
+    );
+    assert!(status.success(), "the CLI with SSL_CERT_FILE: {stderr}");
+    let (status, stderr) = run_to_exit(&["dest", "list", "--service-key", key_arg], &[]);
+    assert!(!status.success(), "the CLI trusted an unknown CA: {stderr}");
+
     // openssl agrees: a serverAuth certificate for the names, valid for 90 days, chained to the CA.
     let (view, verified) = openssl_view(tls_port, "localhost", &server.ca_file());
     assert!(
