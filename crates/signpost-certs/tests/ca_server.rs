@@ -3,9 +3,9 @@
 //! `sslserver`), and the renewal decision.
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::path::PathBuf;
-use std::process::Command;
 
 use secrecy::ExposeSecret as _;
 use signpost_certs::ca::{
@@ -13,45 +13,10 @@ use signpost_certs::ca::{
     SubjectAltName, CLOCK_SKEW_ALLOWANCE, SERVER_CERTIFICATE_RENEW_BEFORE,
     SERVER_CERTIFICATE_VALIDITY,
 };
+use support::Tools;
 use time::{Duration, OffsetDateTime};
 use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::{FromDer as _, X509Certificate};
-
-struct Work {
-    dir: tempfile::TempDir,
-}
-
-impl Work {
-    fn new() -> Self {
-        Work {
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    fn write(&self, name: &str, bytes: impl AsRef<[u8]>) -> PathBuf {
-        let path = self.dir.path().join(name);
-        std::fs::write(&path, bytes).unwrap();
-        path
-    }
-
-    /// Runs openssl in the work dir: (success, stdout and stderr).
-    fn openssl(&self, args: &[&str]) -> (bool, String) {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(self.dir.path())
-            .env("LC_ALL", "C")
-            .output()
-            .unwrap_or_else(|e| panic!("openssl could not be started: {e}"));
-        (
-            out.status.success(),
-            format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ),
-        )
-    }
-}
 
 fn ca_at(now: OffsetDateTime) -> CertificateAuthority {
     let material = CertificateAuthority::generate("Signpost Test CA", now).unwrap();
@@ -166,7 +131,7 @@ fn a_server_certificate_names_its_hosts_and_is_for_server_auth() {
 
 #[test]
 fn openssl_verifies_the_chain_for_each_name_and_refuses_others() {
-    let work = Work::new();
+    let work = Tools::new();
     let now = OffsetDateTime::now_utc();
     let ca = ca_at(now - Duration::days(1));
     let issued = ca.issue_server_certificate(&listener_names(), now).unwrap();
@@ -176,7 +141,7 @@ fn openssl_verifies_the_chain_for_each_name_and_refuses_others() {
         let mut args = vec!["verify", "-CAfile", "ca.pem", "-purpose", "sslserver"];
         args.extend_from_slice(check);
         args.push("leaf.pem");
-        work.openssl(&args)
+        work.try_run("openssl", &args)
     };
     for check in [
         ["-verify_hostname", "signpost.example.com"],
@@ -196,28 +161,38 @@ fn openssl_verifies_the_chain_for_each_name_and_refuses_others() {
         assert!(!ok, "{check:?} should not verify: {out}");
     }
     // Not a client certificate, and not trusted without the CA.
-    let (ok, out) = work.openssl(&[
-        "verify",
-        "-CAfile",
-        "ca.pem",
-        "-purpose",
-        "sslclient",
-        "leaf.pem",
-    ]);
+    let (ok, out) = work.try_run(
+        "openssl",
+        &[
+            "verify",
+            "-CAfile",
+            "ca.pem",
+            "-purpose",
+            "sslclient",
+            "leaf.pem",
+        ],
+    );
     assert!(!ok, "{out}");
     let other = ca_at(now - Duration::days(1));
     work.write("other-ca.pem", other.certificate_pem());
-    let (ok, out) = work.openssl(&["verify", "-CAfile", "other-ca.pem", "leaf.pem"]);
+    let (ok, out) = work.try_run(
+        "openssl",
+        &["verify", "-CAfile", "other-ca.pem", "leaf.pem"],
+    );
     assert!(!ok, "{out}");
 
     // The key is the certificate's (PKCS#8, EC P-256).
     work.write("key.der", issued.private_key_pkcs8_der.expose_secret());
-    let (ok, from_key) = work.openssl(&["pkey", "-inform", "DER", "-in", "key.der", "-pubout"]);
+    let (ok, from_key) = work.try_run(
+        "openssl",
+        &["pkey", "-inform", "DER", "-in", "key.der", "-pubout"],
+    );
     assert!(ok, "{from_key}");
-    let (ok, from_cert) = work.openssl(&["x509", "-in", "leaf.pem", "-noout", "-pubkey"]);
+    let (ok, from_cert) =
+        work.try_run("openssl", &["x509", "-in", "leaf.pem", "-noout", "-pubkey"]);
     assert!(ok, "{from_cert}");
     assert_eq!(from_key, from_cert);
-    let (ok, text) = work.openssl(&["x509", "-in", "leaf.pem", "-noout", "-text"]);
+    let (ok, text) = work.try_run("openssl", &["x509", "-in", "leaf.pem", "-noout", "-text"]);
     assert!(ok && text.contains("prime256v1"), "{text}");
 }
 
