@@ -9,23 +9,13 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use secrecy::ExposeSecret as _;
 use signpost_certs::ca::{
-    server_certificate_renewal_due, CaError, CertificateAuthority, ServerCertificate,
-    SubjectAltName, CLOCK_SKEW_ALLOWANCE, SERVER_CERTIFICATE_RENEW_BEFORE,
-    SERVER_CERTIFICATE_VALIDITY,
+    server_certificate_renewal_due, CaError, ServerCertificate, SubjectAltName,
+    CLOCK_SKEW_ALLOWANCE, SERVER_CERTIFICATE_RENEW_BEFORE, SERVER_CERTIFICATE_VALIDITY,
 };
-use support::Tools;
+use support::{ca_at, Tools};
 use time::{Duration, OffsetDateTime};
 use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::{FromDer as _, X509Certificate};
-
-fn ca_at(now: OffsetDateTime) -> CertificateAuthority {
-    let material = CertificateAuthority::generate("Signpost Test CA", now).unwrap();
-    CertificateAuthority::from_pem(
-        &material.certificate_pem,
-        material.private_key_pem.expose_secret(),
-    )
-    .unwrap()
-}
 
 fn dns(name: &str) -> SubjectAltName {
     SubjectAltName::Dns(name.to_owned())

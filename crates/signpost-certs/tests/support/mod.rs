@@ -210,3 +210,16 @@ fn rand_suffix() -> u64 {
 pub fn exists(p: &Path) -> bool {
     p.exists()
 }
+
+/// A fresh CA of Signpost's (`CN=Signpost Test CA`) made at `now`, read back from its PEMs as the
+/// service loads it.
+pub fn ca_at(now: time::OffsetDateTime) -> signpost_certs::ca::CertificateAuthority {
+    use secrecy::ExposeSecret as _;
+    let material =
+        signpost_certs::ca::CertificateAuthority::generate("Signpost Test CA", now).unwrap();
+    signpost_certs::ca::CertificateAuthority::from_pem(
+        &material.certificate_pem,
+        material.private_key_pem.expose_secret(),
+    )
+    .unwrap()
+}
