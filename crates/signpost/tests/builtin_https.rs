@@ -152,6 +152,10 @@ async fn tls_listen_alone_serves_a_certificate_of_the_built_in_ca() {
     assert!(status.success(), "the CLI with SSL_CERT_FILE: {stderr}");
     let (status, stderr) = run_to_exit(&["dest", "list", "--service-key", key_arg], &[]);
     assert!(!status.success(), "the CLI trusted an unknown CA: {stderr}");
+    assert!(
+        stderr.contains("invalid peer certificate: UnknownIssuer"),
+        "refused for another reason than the certificate: {stderr}"
+    );
 
     // openssl agrees: a serverAuth certificate for the names, valid for 90 days, chained to the CA.
     let (view, verified) = openssl_view(tls_port, "localhost", &server.ca_file());
