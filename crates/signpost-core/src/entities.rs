@@ -320,7 +320,11 @@ impl Signpost {
         }
     }
 
-    /// Array bodies: every item on its own (SAP's 207 semantics), in order.
+    /// Array bodies: every item on its own (SAP's 207 semantics), in order. The valid items
+    /// are written in one transaction, creations as create-if-absent so that a name that exists
+    /// fails its item alone (409, as written one at a time); if that transaction fails as a whole
+    /// (a replaced name that does not exist, the entity limit, the database), each valid item is
+    /// written on its own instead, so every item gets the answer it would get alone.
     async fn bulk(
         &self,
         owner: &OwnerRef,
@@ -329,32 +333,61 @@ impl Signpost {
         mode: PutMode,
         ok: u16,
     ) -> Vec<BulkItem> {
-        let mut items = Vec::with_capacity(values.len());
+        let mut prepared = Vec::with_capacity(values.len());
         for v in values {
+            prepared.push(self.prepare(kind, v).await);
+        }
+        let batch_mode = if mode == PutMode::Create {
+            PutMode::CreateIfAbsent
+        } else {
+            mode
+        };
+        let ops: Vec<WriteOp> = prepared
+            .iter()
+            .flatten()
+            .map(|p| WriteOp::PutEntity {
+                owner: owner.clone(),
+                kind,
+                name: p.name.clone(),
+                body: p.body.clone(),
+                mode: batch_mode,
+            })
+            .collect();
+        let mut at_once = match ops.len() {
+            0 => Some(Vec::new().into_iter()),
+            _ => self.write(ops).await.ok().map(Vec::into_iter),
+        };
+        let mut items = Vec::with_capacity(values.len());
+        for (v, parsed) in values.iter().zip(prepared) {
             let name = item_name(kind, v).to_owned();
-            let item = match self.prepare(kind, v).await {
+            let written = match (parsed, at_once.as_mut()) {
+                (Err(e), _) => Err(e),
+                (Ok(parsed), None) => self.put_one(owner, kind, parsed, mode, None).await,
+                (Ok(parsed), Some(outcomes)) => match outcomes.next() {
+                    Some(WriteOutcome::Created { etag } | WriteOutcome::Updated { etag }) => {
+                        Ok(etag)
+                    }
+                    _ => Err(Error::from(signpost_store::Error::Conflict {
+                        index: 0,
+                        kind: kind.noun(),
+                        name: parsed.name,
+                    })),
+                },
+            };
+            items.push(match written {
+                Ok(etag) => BulkItem {
+                    name,
+                    status: ok,
+                    etag,
+                    cause: None,
+                },
                 Err(e) => BulkItem {
                     name,
                     status: e.status(),
                     etag: None,
                     cause: Some(e.to_string()),
                 },
-                Ok(parsed) => match self.put_one(owner, kind, parsed, mode, None).await {
-                    Ok(etag) => BulkItem {
-                        name,
-                        status: ok,
-                        etag,
-                        cause: None,
-                    },
-                    Err(e) => BulkItem {
-                        name,
-                        status: e.status(),
-                        etag: None,
-                        cause: Some(e.to_string()),
-                    },
-                },
-            };
-            items.push(item);
+            });
         }
         items
     }

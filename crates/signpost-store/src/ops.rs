@@ -34,6 +34,8 @@ pub(crate) trait Statements: Send {
     async fn int(&mut self, sql: &str, args: &[Arg<'_>]) -> Result<Option<i64>>;
     /// The text in the first column of the first row, if there is a row.
     async fn text(&mut self, sql: &str, args: &[Arg<'_>]) -> Result<Option<String>>;
+    /// The text in the first column of every row.
+    async fn texts(&mut self, sql: &str, args: &[Arg<'_>]) -> Result<Vec<String>>;
 }
 
 /// [`Statements`] for an engine's connection type (`$conn`, of the sqlx database `$db`): binding
@@ -73,6 +75,17 @@ macro_rules! impl_statements {
                     .fetch_optional(self)
                     .await?;
                 Ok(row.map(|r| sqlx::Row::try_get(&r, 0)).transpose()?)
+            }
+
+            async fn texts(
+                &mut self,
+                sql: &str,
+                args: &[$crate::ops::Arg<'_>],
+            ) -> $crate::Result<Vec<String>> {
+                let rows = bind_args(sqlx::query(sql), args).fetch_all(self).await?;
+                rows.iter()
+                    .map(|r| sqlx::Row::try_get(r, 0).map_err(Into::into))
+                    .collect()
             }
         }
 
@@ -120,6 +133,133 @@ fn created(rows: u64) -> WriteOutcome {
 }
 
 impl Writer<'_> {
+    /// Applies a batch's `ops` in order at time `now`: a run of creations in one collection goes
+    /// in multi-row statements ([`INSERT_CHUNK`] rows each, one count update per statement),
+    /// everything else one [`Self::apply`] at a time. The outcomes are those `apply` would give.
+    pub async fn apply_all<S: Statements + ?Sized>(
+        &self,
+        conn: &mut S,
+        ops: &[WriteOp],
+        now: i64,
+    ) -> Result<Vec<WriteOutcome>> {
+        let mut outcomes = Vec::with_capacity(ops.len());
+        let mut index = 0;
+        while index < ops.len() {
+            let run = creation_run(&ops[index..]);
+            if run > 1 {
+                self.insert_entities(conn, index, &ops[index..index + run], now, &mut outcomes)
+                    .await?;
+                index += run;
+            } else {
+                outcomes.push(self.apply(conn, index, &ops[index], now).await?);
+                index += 1;
+            }
+        }
+        Ok(outcomes)
+    }
+
+    /// Inserts a run of [`creation_run`] (`ops[0]` is the batch's `first`th operation) in one
+    /// statement, then counts the new rows once; pushes an outcome per operation.
+    async fn insert_entities<S: Statements + ?Sized>(
+        &self,
+        conn: &mut S,
+        first: usize,
+        ops: &[WriteOp],
+        now: i64,
+        outcomes: &mut Vec<WriteOutcome>,
+    ) -> Result<()> {
+        let WriteOp::PutEntity {
+            owner, kind, mode, ..
+        } = &ops[0]
+        else {
+            unreachable!("creation_run counts entity creations only")
+        };
+        let (kind, mode) = (*kind, *mode);
+        let rows: Vec<(&str, Vec<u8>, String)> = ops
+            .iter()
+            .map(|op| {
+                let WriteOp::PutEntity { name, body, .. } = op else {
+                    unreachable!("creation_run counts entity creations only")
+                };
+                let etag = self.cipher.digest(&[kind.as_str().as_bytes(), body]);
+                let blob = self.cipher.encrypt(body, &entity_aad(owner, kind, name));
+                (name.as_str(), blob, etag)
+            })
+            .collect();
+        let key = entity_key(owner, kind, "");
+        let mut args = vec![key[0], key[1], key[2], Arg::Int(now)];
+        let mut sql = String::with_capacity(80 + rows.len() * 24);
+        sql.push_str(
+            "INSERT INTO entities (level, owner_id, kind, name, body, etag, modified_at) VALUES ",
+        );
+        for (i, (name, blob, etag)) in rows.iter().enumerate() {
+            let n = 5 + 3 * i;
+            if i > 0 {
+                sql.push(',');
+            }
+            sql.push_str(&format!("($1, $2, $3, ${n}, ${}, ${}, $4)", n + 1, n + 2));
+            args.extend([Arg::Text(name), Arg::Blob(blob), Arg::Text(etag)]);
+        }
+        sql.push_str(" ON CONFLICT (level, owner_id, kind, name) DO NOTHING RETURNING name");
+        let mut inserted = conn.texts(&sql, &args).await?;
+        // Which rows went in, in order (a name given twice went in the first time only).
+        let went_in: Vec<bool> = rows
+            .iter()
+            .map(|(name, ..)| match inserted.iter().position(|n| n == name) {
+                Some(at) => {
+                    inserted.swap_remove(at);
+                    true
+                }
+                None => false,
+            })
+            .collect();
+        let conflict = (mode == PutMode::Create)
+            .then(|| went_in.iter().position(|w| !w))
+            .flatten();
+        let created = went_in.iter().filter(|w| **w).count() as i64;
+        if created > 0 {
+            let count = conn
+                .int(
+                    "INSERT INTO entity_owners (level, owner_id, kind, entity_count) VALUES ($1, $2, $3, $4)
+                     ON CONFLICT (level, owner_id, kind) DO UPDATE SET entity_count = entity_owners.entity_count + $4
+                     RETURNING entity_count",
+                    &[key[0], key[1], key[2], Arg::Int(created)],
+                )
+                .await?
+                .unwrap_or_default();
+            // The row at which one-at-a-time inserts would have passed the limit, if any.
+            let room = i64::from(self.max_entities) - (count - created);
+            let over = went_in
+                .iter()
+                .enumerate()
+                .filter(|(_, w)| **w)
+                .nth(usize::try_from(room.max(0)).unwrap_or(usize::MAX))
+                .map(|(i, _)| i);
+            if over.is_some_and(|o| conflict.is_none_or(|c| o < c)) {
+                return Err(Error::LimitExceeded {
+                    kind: kind.noun(),
+                    level: owner.level.as_str(),
+                    limit: self.max_entities,
+                });
+            }
+        }
+        if let Some(at) = conflict {
+            return Err(Error::Conflict {
+                index: first + at,
+                kind: kind.noun(),
+                name: rows[at].0.to_owned(),
+            });
+        }
+        outcomes.extend(rows.into_iter().zip(went_in).map(|((_, _, etag), w)| {
+            if w {
+                WriteOutcome::Created { etag: Some(etag) }
+            } else {
+                WriteOutcome::Unchanged
+            }
+        }));
+        Ok(())
+    }
+
     /// Applies `op`, the `index`th of its batch, at time `now`.
     pub async fn apply<S: Statements + ?Sized>(
         &self,
@@ -579,16 +719,30 @@ impl Writer<'_> {
     }
 }
 
-/// Records audit events (inside the caller's transaction), one row each.
+/// Records audit events (inside the caller's transaction), up to [`AUDIT_CHUNK`] rows a statement.
 pub(crate) async fn insert_audit<S: Statements + ?Sized>(
     conn: &mut S,
     events: &[AuditEvent],
 ) -> Result<()> {
-    for e in events {
-        conn.execute(
-            "INSERT INTO audit_events (at_ms, actor, subaccount_id, instance_id, action, entity_kind, entity_name, outcome, status, request_id)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-            &[
+    const COLUMNS: usize = 10;
+    for chunk in events.chunks(AUDIT_CHUNK) {
+        let mut sql = String::from(
+            "INSERT INTO audit_events (at_ms, actor, subaccount_id, instance_id, action, entity_kind, entity_name, outcome, status, request_id) VALUES ",
+        );
+        let mut args = Vec::with_capacity(chunk.len() * COLUMNS);
+        for (i, e) in chunk.iter().enumerate() {
+            if i > 0 {
+                sql.push(',');
+            }
+            sql.push('(');
+            for c in 0..COLUMNS {
+                if c > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push_str(&format!("${}", i * COLUMNS + c + 1));
+            }
+            sql.push(')');
+            args.extend([
                 Arg::Int(e.at_ms),
                 Arg::Text(&e.actor),
                 Arg::OptText(e.subaccount_id.as_deref()),
@@ -599,11 +753,38 @@ pub(crate) async fn insert_audit<S: Statements + ?Sized>(
                 Arg::Text(e.outcome()),
                 Arg::Int(i64::from(e.status)),
                 Arg::OptText(e.request_id.as_deref()),
-            ],
-        )
-        .await?;
+            ]);
+        }
+        conn.execute(&sql, &args).await?;
     }
     Ok(())
+}
+
+/// The most audit events one insert of [`insert_audit`] carries (10 placeholders each).
+const AUDIT_CHUNK: usize = 100;
+
+/// The most rows one multi-row insert of [`Writer::apply_all`] carries (3 placeholders each).
+const INSERT_CHUNK: usize = 100;
+
+/// How many of the first operations of `ops` (at most [`INSERT_CHUNK`]) create entities in one
+/// collection with one mode, `Create` or `CreateIfAbsent`: what one multi-row insert can carry.
+fn creation_run(ops: &[WriteOp]) -> usize {
+    let Some(WriteOp::PutEntity {
+        owner, kind, mode, ..
+    }) = ops.first()
+    else {
+        return 0;
+    };
+    if !matches!(mode, PutMode::Create | PutMode::CreateIfAbsent) {
+        return 0;
+    }
+    ops.iter()
+        .take(INSERT_CHUNK)
+        .take_while(|op| {
+            matches!(op, WriteOp::PutEntity { owner: o, kind: k, mode: m, .. }
+                if o == owner && k == kind && m == mode)
+        })
+        .count()
 }
 
 /// Inserts an entity unless its name exists (arguments: the key, then body, etag, modified_at).

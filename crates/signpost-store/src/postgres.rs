@@ -192,18 +192,15 @@ impl PgStore {
         let now = now_ms();
         let writer = self.writer();
         let mut tx = self.pool.begin().await?;
-        let mut outcomes = Vec::with_capacity(ops.len());
-        for (index, op) in ops.iter().enumerate() {
-            match writer.apply(&mut *tx, index, op, now).await {
-                Ok(outcome) => outcomes.push(outcome),
-                Err(e) => {
-                    if let Err(rollback) = tx.rollback().await {
-                        tracing::error!(error = %rollback, "rollback failed");
-                    }
-                    return Err(e);
+        let outcomes = match writer.apply_all(&mut *tx, ops, now).await {
+            Ok(outcomes) => outcomes,
+            Err(e) => {
+                if let Err(rollback) = tx.rollback().await {
+                    tracing::error!(error = %rollback, "rollback failed");
                 }
+                return Err(e);
             }
-        }
+        };
         for note in notes {
             notify(&mut tx, note).await?;
         }

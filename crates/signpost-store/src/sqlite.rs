@@ -453,14 +453,8 @@ impl Store for SqliteStore {
         let _guard = self.write_lock.lock().await;
         let now = now_ms();
         let writer = self.writer();
-        self.transaction(async |conn| {
-            let mut outcomes = Vec::with_capacity(ops.len());
-            for (index, op) in ops.iter().enumerate() {
-                outcomes.push(writer.apply(&mut *conn, index, op, now).await?);
-            }
-            Ok(outcomes)
-        })
-        .await
+        self.transaction(async |conn| writer.apply_all(conn, &ops, now).await)
+            .await
     }
 
     async fn saml_keys(&self, subaccount_id: &str) -> Result<Vec<SamlKeyRecord>> {

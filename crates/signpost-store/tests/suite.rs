@@ -1226,6 +1226,114 @@ fn audit(at_ms: i64, action: &str, status: u16) -> AuditEvent {
 
 /// The audit log: recorded as given, read newest first (time, then order of recording) with a
 /// `since` bound and a `before` cursor, pruned by time.
+/// The number of destinations `owner` holds, as a counted list says.
+async fn total(store: &dyn Store, owner: &OwnerRef) -> Option<u64> {
+    let q = ListQuery {
+        count_total: true,
+        ..Default::default()
+    };
+    store
+        .list_entities(owner, EntityKind::Destination, &q)
+        .await
+        .unwrap()
+        .total
+}
+
+/// Runs of creations go to the database many rows a statement: the outcomes, conflicts (the
+/// first one's index), duplicates within a batch, the entity limit and the audit rows are those
+/// of one write at a time, across several statements of a batch. (The stores hold at most 1000.)
+async fn bulk_creations_answer_as_one_at_a_time(store: &dyn Store) {
+    let owner = OwnerRef::subaccount("bulk");
+    let name = |i: usize| format!("b-{i:04}");
+    let creates = |range: std::ops::Range<usize>, mode| -> Vec<WriteOp> {
+        range
+            .map(|i| put(&owner, &name(i), &format!("{{\"i\":{i}}}"), mode))
+            .collect()
+    };
+    let outcomes = store.write(creates(0..250, PutMode::Create)).await.unwrap();
+    assert_eq!(outcomes.len(), 250);
+    for (i, o) in outcomes.iter().enumerate() {
+        let stored = store
+            .get_entity(&owner, EntityKind::Destination, &name(i))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(stored.body, format!("{{\"i\":{i}}}").as_bytes());
+        assert_eq!(
+            o,
+            &WriteOutcome::Created {
+                etag: Some(stored.etag)
+            },
+            "item {i}"
+        );
+    }
+    assert_eq!(total(store, &owner).await, Some(250));
+
+    // An existing name in the third statement: a conflict naming it, and nothing written.
+    let mut batch = creates(300..550, PutMode::Create);
+    batch[230] = put(&owner, &name(10), "{}", PutMode::Create);
+    let err = store.write(batch).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Conflict { index: 230, name: n, .. } if *n == name(10)),
+        "{err:?}"
+    );
+    // A name given twice in one batch: the second is the conflict.
+    let mut batch = creates(300..320, PutMode::Create);
+    batch[15] = put(&owner, &name(302), "{}", PutMode::Create);
+    let err = store.write(batch).await.unwrap_err();
+    assert!(matches!(&err, Error::Conflict { index: 15, .. }), "{err:?}");
+    assert_eq!(total(store, &owner).await, Some(250));
+    assert!(store
+        .get_entity(&owner, EntityKind::Destination, &name(300))
+        .await
+        .unwrap()
+        .is_none());
+
+    // Create-if-absent: the new ones created, the existing ones unchanged.
+    let outcomes = store
+        .write(creates(200..350, PutMode::CreateIfAbsent))
+        .await
+        .unwrap();
+    assert!(outcomes[..50].iter().all(|o| *o == WriteOutcome::Unchanged));
+    assert!(outcomes[50..]
+        .iter()
+        .all(|o| matches!(o, WriteOutcome::Created { etag: Some(_) })));
+    assert_eq!(total(store, &owner).await, Some(350));
+
+    // The limit (1000) passed at the 651st new row of a batch of 700, before its conflict at
+    // 690: the limit is the error; a conflict before that point is the error instead.
+    let mut batch = creates(400..1100, PutMode::Create);
+    batch[690] = put(&owner, &name(0), "{}", PutMode::Create);
+    let err = store.write(batch.clone()).await.unwrap_err();
+    assert!(
+        matches!(err, Error::LimitExceeded { limit: 1000, .. }),
+        "{err:?}"
+    );
+    batch[640] = put(&owner, &name(1), "{}", PutMode::Create);
+    let err = store.write(batch).await.unwrap_err();
+    assert!(matches!(err, Error::Conflict { index: 640, .. }), "{err:?}");
+    assert_eq!(total(store, &owner).await, Some(350));
+    // Exactly up to the limit is fine.
+    store
+        .write(creates(400..1050, PutMode::Create))
+        .await
+        .unwrap();
+    assert_eq!(total(store, &owner).await, Some(1000));
+
+    // Audit events in several statements keep their order.
+    let events: Vec<AuditEvent> = (0..250).map(|i| audit(10_000 + i, "create", 201)).collect();
+    store.record_audit(&events).await.unwrap();
+    let back = store
+        .audit_events(&AuditQuery {
+            limit: 300,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let times: Vec<i64> = back.iter().map(|e| e.at_ms).collect();
+    assert_eq!(times, (10_000..10_250).rev().collect::<Vec<_>>());
+}
+
 async fn audit_suite(store: &dyn Store) {
     assert!(store
         .audit_events(&AuditQuery {
@@ -1499,7 +1607,8 @@ macro_rules! on_engine {
             digests_are_keyed_and_deterministic,
             paging_suite,
             subscription_suite,
-            audit_suite
+            audit_suite,
+            bulk_creations_answer_as_one_at_a_time
             );
         }
     };

@@ -90,6 +90,27 @@ async fn arrays_answer_per_item() {
         .unwrap()
         .contains("'a' already exists"));
     assert_eq!(body[2]["status"], 400);
+    // A name twice in one array: the first is created, the second is the conflict.
+    let (status, body) = status_json(
+        t.post(
+            "/v1/subaccountDestinations",
+            json!([dest("e"), dest("f"), dest("e")]),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 207);
+    let statuses: Vec<&Value> = body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| &i["status"])
+        .collect();
+    assert_eq!(statuses, [201, 201, 409]);
+    assert!(body[2]["cause"]
+        .as_str()
+        .unwrap()
+        .contains("'e' already exists"));
     let (status, body) = status_json(
         t.put(
             "/v1/subaccountDestinations",
@@ -698,6 +719,27 @@ async fn entity_limit_per_level_and_owner() {
     );
     let (_, v) = status_json(t.get("/v1/instanceDestinations?$select=Name").await).await;
     assert_eq!(v.as_array().unwrap().len(), 3);
+    // An array that passes the limit: the items that fit are created, the rest refused.
+    let (s, v) = status_json(
+        t.post(
+            "/v1/subaccountDestinations",
+            json!([dest("e"), dest("f"), dest("g")]),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(s, 207);
+    let statuses: Vec<&Value> = v.as_array().unwrap().iter().map(|i| &i["status"]).collect();
+    assert_eq!(statuses, [201, 201, 409]);
+    assert!(v[2]["cause"].as_str().unwrap().contains("limit of 3"));
+    let (_, v) = status_json(t.get("/v1/subaccountDestinations?$select=Name").await).await;
+    let names: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["Name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["d", "e", "f"]);
 }
 
 #[tokio::test]
