@@ -212,11 +212,11 @@ run_tracked() {
 }
 
 # timed_wrk URL DURATION OUTFILE: wrk's report goes to OUTFILE, its user and system CPU seconds
-# (bash's `time`) to OUTFILE.cpu.
+# (bash's `time`) to OUTFILE.cpu. WRK_SCRIPT replaces the Lua script (default: WORK/auth.lua).
 timed_wrk() {
   (
     TIMEFORMAT='%3U %3S'
-    time "$WRK" -t"$THREADS" -c"$CONNECTIONS" -d"$2" --latency -s "$WORK/auth.lua" "$1" >"$3" 2>&1
+    time "$WRK" -t"$THREADS" -c"$CONNECTIONS" -d"$2" --latency -s "${WRK_SCRIPT:-$WORK/auth.lua}" "$1" >"$3" 2>&1
   ) 2>"$3.cpu"
 }
 

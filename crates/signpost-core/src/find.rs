@@ -51,17 +51,12 @@ impl Signpost {
         name: &str,
         opts: &FindOptions,
     ) -> Result<FindResult> {
-        let mut found = None;
-        for level in [Level::Instance, Level::Subaccount] {
-            if let Some(e) = self
-                .lookup(&who.owner(level), EntityKind::Destination, name)
-                .await?
-            {
-                found = Some(e);
-                break;
-            }
-        }
-        let dest = found.ok_or_else(|| Error::NotFound(NOT_FOUND_MESSAGE.into()))?;
+        let levels = [who.owner(Level::Instance), who.owner(Level::Subaccount)];
+        let dest = self
+            .store()
+            .find_entity(&levels, EntityKind::Destination, name)
+            .await?
+            .ok_or_else(|| Error::NotFound(NOT_FOUND_MESSAGE.into()))?;
         let fragments = opts
             .fragments
             .iter()

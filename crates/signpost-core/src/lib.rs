@@ -19,6 +19,7 @@ mod saml;
 mod subscriptions;
 mod tokens;
 
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 pub use access::Access;
@@ -119,14 +120,19 @@ impl Signpost {
                 let destination =
                     change.entity_kind() == Some(signpost_model::EntityKind::Destination);
                 if let Some(owner) = change.owner_ref().filter(|_| destination) {
+                    let names = HashSet::from([name.clone()]);
                     inner
                         .flows
-                        .forget(owner.level.as_str(), &owner.id, Some(name));
+                        .forget(owner.level.as_str(), &owner.id, Some(&names))
+                        .await;
                 }
             }
             Change::Owner { .. } => {
                 if let Some(owner) = change.owner_ref() {
-                    inner.flows.forget(owner.level.as_str(), &owner.id, None);
+                    inner
+                        .flows
+                        .forget(owner.level.as_str(), &owner.id, None)
+                        .await;
                 }
             }
             Change::Credentials => inner.principals.clear(),
@@ -191,7 +197,9 @@ impl Signpost {
         &self,
         ops: Vec<WriteOp>,
     ) -> signpost_store::Result<Vec<WriteOutcome>> {
-        let mut forget = Vec::new();
+        // What each owner's written destinations are: their tokens are dropped after the write
+        // (`None`: all of the owner's), one walk of the token cache per owner.
+        let mut forget: BTreeMap<(&'static str, String), Option<HashSet<String>>> = BTreeMap::new();
         for op in &ops {
             match op {
                 WriteOp::PutEntity {
@@ -205,15 +213,22 @@ impl Signpost {
                     kind: signpost_model::EntityKind::Destination,
                     name,
                 } => {
-                    forget.push((owner.level.as_str(), owner.id.clone(), Some(name.clone())));
+                    if let Some(names) = forget
+                        .entry((owner.level.as_str(), owner.id.clone()))
+                        .or_insert_with(|| Some(HashSet::new()))
+                    {
+                        names.insert(name.clone());
+                    }
                 }
-                WriteOp::DeleteInstance { id } => forget.push(("instance", id.clone(), None)),
+                WriteOp::DeleteInstance { id } => {
+                    forget.insert(("instance", id.clone()), None);
+                }
                 _ => {}
             }
         }
         let result = self.inner.store.write(ops).await;
-        for (level, owner, name) in forget {
-            self.inner.flows.forget(level, &owner, name.as_deref());
+        for ((level, owner), names) in forget {
+            self.inner.flows.forget(level, &owner, names.as_ref()).await;
         }
         result
     }

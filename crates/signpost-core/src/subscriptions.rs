@@ -188,7 +188,8 @@ impl Signpost {
             let owner = OwnerRef::subscription(instance_id, subaccount_id);
             self.inner
                 .flows
-                .forget(owner.level.as_str(), &owner.id, None);
+                .forget(owner.level.as_str(), &owner.id, None)
+                .await;
             Ok(view(record, subdomain))
         }
         .await;

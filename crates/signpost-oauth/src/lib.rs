@@ -294,12 +294,32 @@ impl FlowRunner {
         self.cache.invalidate_all();
     }
 
-    pub fn forget(&self, level: &'static str, owner: &str, name: Option<&str>) {
-        let owner = owner.to_owned();
-        let name = name.map(str::to_owned);
-        let _ = self.cache.invalidate_entries_if(move |k, _| {
-            k.level == level && k.owner == owner && name.as_ref().is_none_or(|n| &k.name == n)
-        });
+    /// Drops the cached tokens of an owner's destinations named in `names`, or of all of them
+    /// (`None`). The cache's key holds the destination's version, so a changed destination
+    /// misses anyway: this only frees the memory early, and costs nothing while the cache is
+    /// empty (bulk writes). It walks the cache once instead of registering a predicate, which
+    /// the cache would keep until its next maintenance: a million writes in a row left a
+    /// million of them behind (hundreds of MB).
+    pub async fn forget(
+        &self,
+        level: &'static str,
+        owner: &str,
+        names: Option<&std::collections::HashSet<String>>,
+    ) {
+        if self.cache.entry_count() == 0 {
+            return;
+        }
+        let doomed: Vec<Arc<CacheKey>> = self
+            .cache
+            .iter()
+            .filter(|(k, _)| {
+                k.level == level && k.owner == owner && names.is_none_or(|n| n.contains(&k.name))
+            })
+            .map(|(k, _)| k)
+            .collect();
+        for k in doomed {
+            self.cache.invalidate(&*k).await;
+        }
     }
 
     /// The `authTokens` of a destination, or `None` for types that produce no token.

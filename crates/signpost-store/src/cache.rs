@@ -437,6 +437,60 @@ impl Store for CachedStore {
         Ok(found)
     }
 
+    /// The owners' cached answers in order; at the first one not cached, one read of the
+    /// engine for it and the owners after it, whose answers (absent up to the one that has the
+    /// name) are cached as single reads are.
+    async fn find_entity(
+        &self,
+        owners: &[OwnerRef],
+        kind: EntityKind,
+        name: &str,
+    ) -> Result<Option<StoredEntity>> {
+        if !self.state.usable(self.inner.as_ref()) {
+            return self.inner.find_entity(owners, kind, name).await;
+        }
+        let state = &self.state;
+        let mut first_unknown = owners.len();
+        for (i, owner) in owners.iter().enumerate() {
+            match state.entities.get(&key(owner, kind, name)) {
+                Some(Some(hit)) => {
+                    state.entity_lookups.hit();
+                    return Ok(Some(StoredEntity::clone(&hit)));
+                }
+                Some(None) => state.entity_lookups.hit(),
+                None => {
+                    first_unknown = i;
+                    break;
+                }
+            }
+        }
+        let rest = &owners[first_unknown..];
+        if rest.is_empty() {
+            return Ok(None);
+        }
+        state.entity_lookups.miss();
+        let began = state.generation.load(Ordering::Acquire);
+        let began_epoch = self.inner.epoch();
+        let found = self.inner.find_entity(rest, kind, name).await?;
+        let _fence = state.fence.read().unwrap_or_else(|p| p.into_inner());
+        // As in get_entity: nothing invalidated meanwhile, the feed stayed up.
+        if state.generation.load(Ordering::Acquire) == began
+            && self.inner.coherent()
+            && self.inner.epoch() == began_epoch
+        {
+            for owner in rest {
+                let here = found.as_ref().filter(|f| f.owner == *owner);
+                state
+                    .entities
+                    .insert(key(owner, kind, name), here.cloned().map(Arc::new));
+                if here.is_some() {
+                    break;
+                }
+            }
+        }
+        Ok(found)
+    }
+
     async fn list_entities(
         &self,
         owner: &OwnerRef,

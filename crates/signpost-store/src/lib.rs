@@ -170,6 +170,22 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         kind: EntityKind,
         name: &str,
     ) -> Result<Option<StoredEntity>>;
+    /// The entity `name` of the first of `owners` that has one (find destination: instance,
+    /// then subaccount level). Engines answer it with one read, so that a name missing on the
+    /// first level costs no second round trip.
+    async fn find_entity(
+        &self,
+        owners: &[OwnerRef],
+        kind: EntityKind,
+        name: &str,
+    ) -> Result<Option<StoredEntity>> {
+        for owner in owners {
+            if let Some(found) = self.get_entity(owner, kind, name).await? {
+                return Ok(Some(found));
+            }
+        }
+        Ok(None)
+    }
     async fn list_entities(
         &self,
         owner: &OwnerRef,

@@ -250,3 +250,20 @@ pub(crate) fn select_labelled(all: Vec<StoredEntity>, query: &ListQuery) -> List
         total,
     }
 }
+
+/// The one read of [`crate::Store::find_entity`] for `owners` owners (`$1` kind, `$2` name, then
+/// each owner's level and id): a full-key lookup per owner, each row with the owner's rank.
+pub(crate) fn find_entity_sql(owners: usize) -> String {
+    (0..owners)
+        .map(|i| {
+            format!(
+                "SELECT CAST({i} AS BIGINT) AS owner_rank, name, body, etag, modified_at, labels FROM entities \
+                 WHERE level = ${} AND owner_id = ${} AND kind = $1 AND name = $2",
+                3 + 2 * i,
+                4 + 2 * i
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" UNION ALL ")
+        + " ORDER BY owner_rank LIMIT 1"
+}

@@ -377,6 +377,34 @@ impl Store for SqliteStore {
         row.map(|r| self.row_to_entity(&r, owner, kind)).transpose()
     }
 
+    async fn find_entity(
+        &self,
+        owners: &[OwnerRef],
+        kind: EntityKind,
+        name: &str,
+    ) -> Result<Option<StoredEntity>> {
+        if owners.len() < 2 {
+            return match owners.first() {
+                Some(owner) => self.get_entity(owner, kind, name).await,
+                None => Ok(None),
+            };
+        }
+        let sql = find_entity_sql(owners.len());
+        let mut q = sqlx::query(&sql).bind(kind.as_str()).bind(name);
+        for owner in owners {
+            q = q.bind(owner.level.as_str()).bind(&owner.id);
+        }
+        let Some(row) = q.fetch_optional(&self.pool).await? else {
+            return Ok(None);
+        };
+        let rank: i64 = row.try_get("owner_rank")?;
+        let owner = usize::try_from(rank)
+            .ok()
+            .and_then(|r| owners.get(r))
+            .ok_or_else(|| Error::Invalid(format!("owner rank {rank} out of range")))?;
+        self.row_to_entity(&row, owner, kind).map(Some)
+    }
+
     async fn list_entities(
         &self,
         owner: &OwnerRef,

@@ -1226,6 +1226,100 @@ fn audit(at_ms: i64, action: &str, status: u16) -> AuditEvent {
 
 /// The audit log: recorded as given, read newest first (time, then order of recording) with a
 /// `since` bound and a `before` cursor, pruned by time.
+/// Find destination's read: the first owner that has the name, across levels, in one read; a
+/// cached "absent" on the first level is dropped when the name is created there.
+async fn find_takes_the_first_owner_that_has_the_name(store: &dyn Store) {
+    let inst = OwnerRef::instance("find-i");
+    let sub = OwnerRef::subaccount("find-s");
+    let levels = [inst.clone(), sub.clone()];
+    let find = |name: &'static str| {
+        let levels = levels.clone();
+        async move {
+            store
+                .find_entity(&levels, EntityKind::Destination, name)
+                .await
+                .unwrap()
+                .map(|e| (e.owner, e.body))
+        }
+    };
+    store
+        .write(vec![
+            put(&sub, "both", "{\"at\":\"sub\"}", PutMode::Create),
+            put(&inst, "both", "{\"at\":\"inst\"}", PutMode::Create),
+            put(&sub, "sub-only", "{\"at\":\"sub\"}", PutMode::Create),
+            put(&inst, "inst-only", "{\"at\":\"inst\"}", PutMode::Create),
+        ])
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        // The second round is answered from a cache where there is one.
+        assert_eq!(
+            find("both").await,
+            Some((inst.clone(), b"{\"at\":\"inst\"}".to_vec()))
+        );
+        assert_eq!(
+            find("sub-only").await,
+            Some((sub.clone(), b"{\"at\":\"sub\"}".to_vec()))
+        );
+        assert_eq!(
+            find("inst-only").await,
+            Some((inst.clone(), b"{\"at\":\"inst\"}".to_vec()))
+        );
+        assert_eq!(find("nowhere").await, None);
+    }
+    // Another kind of the same name is not found.
+    assert!(store
+        .find_entity(&levels, EntityKind::Fragment, "both")
+        .await
+        .unwrap()
+        .is_none());
+    // Created on the first level after it was found absent there: that one now.
+    store
+        .write(vec![put(
+            &inst,
+            "sub-only",
+            "{\"at\":\"new\"}",
+            PutMode::Create,
+        )])
+        .await
+        .unwrap();
+    assert_eq!(
+        find("sub-only").await,
+        Some((inst.clone(), b"{\"at\":\"new\"}".to_vec()))
+    );
+    // Deleted there again: the other level's.
+    store
+        .write(vec![WriteOp::DeleteEntity {
+            owner: inst.clone(),
+            kind: EntityKind::Destination,
+            name: "sub-only".into(),
+        }])
+        .await
+        .unwrap();
+    assert_eq!(
+        find("sub-only").await,
+        Some((sub.clone(), b"{\"at\":\"sub\"}".to_vec()))
+    );
+    assert_eq!(
+        store
+            .find_entity(
+                std::slice::from_ref(&sub),
+                EntityKind::Destination,
+                "inst-only"
+            )
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .find_entity(&[], EntityKind::Destination, "both")
+            .await
+            .unwrap(),
+        None
+    );
+}
+
 /// The number of destinations `owner` holds, as a counted list says.
 async fn total(store: &dyn Store, owner: &OwnerRef) -> Option<u64> {
     let q = ListQuery {
@@ -1608,7 +1702,8 @@ macro_rules! on_engine {
             paging_suite,
             subscription_suite,
             audit_suite,
-            bulk_creations_answer_as_one_at_a_time
+            bulk_creations_answer_as_one_at_a_time,
+            find_takes_the_first_owner_that_has_the_name
             );
         }
     };
