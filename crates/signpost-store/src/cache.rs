@@ -83,6 +83,41 @@ const ENTRY_OVERHEAD: usize = 320;
 
 /// How many recent invalidations are remembered with what they touched.
 const RECENT: usize = 1024;
+/// Slots of the entity cache's [`Doorkeeper`] (a power of two; 8 bytes each).
+const DOORKEEPER_SLOTS: usize = 1 << 16;
+
+/// Admission to a full entity cache: a name read for the first time in a while is not cached
+/// (TinyLFU's "doorkeeper"). Finds spread over more names than the budget holds would otherwise
+/// insert an entry on nearly every read that the cache's policy evicts or refuses again at once:
+/// work on every request (the insert, the eviction, the table's rehashing) for no later hit.
+/// A name seen a second time while its slot still holds it is cached as before. One hash per
+/// slot, direct-mapped: a collision only makes a name wait for its next read.
+struct Doorkeeper {
+    seen: Box<[AtomicU64]>,
+    hasher: std::collections::hash_map::RandomState,
+}
+
+impl Doorkeeper {
+    fn new() -> Self {
+        Self {
+            seen: (0..DOORKEEPER_SLOTS).map(|_| AtomicU64::new(0)).collect(),
+            hasher: std::collections::hash_map::RandomState::new(),
+        }
+    }
+
+    /// True when `k` was offered before while its slot held it; remembers it otherwise.
+    fn seen_before(&self, k: &Key) -> bool {
+        use std::hash::BuildHasher as _;
+        let h = self.hasher.hash_one(k) | 1;
+        // The slot is the low bits; the whole hash tells names of one slot apart.
+        let slot = &self.seen[(h as usize >> 1) & (DOORKEEPER_SLOTS - 1)];
+        if slot.load(Ordering::Relaxed) == h {
+            return true;
+        }
+        slot.store(h, Ordering::Relaxed);
+        false
+    }
+}
 
 /// What one invalidation touched.
 #[derive(Debug, Clone)]
@@ -111,6 +146,7 @@ struct State {
     entities: Cache<Key, Option<Arc<StoredEntity>>>,
     entity_lookups: HitCounter,
     entity_bytes: u64,
+    doorkeeper: Doorkeeper,
     anchor_lookups: HitCounter,
     anchor_bytes: u64,
     /// Page anchors of collections ([`Store::page_anchors`]), dropped with any change in them.
@@ -142,6 +178,13 @@ impl State {
         }
         recent.push_back((generation, touched));
         drop(self);
+    }
+
+    /// Whether a read of `k` that missed may be cached: always while the cache has room (an
+    /// eighth of its budget), else once the [`Doorkeeper`] has seen it before.
+    fn admit(&self, k: &Key) -> bool {
+        self.entities.weighted_size() < self.entity_bytes - self.entity_bytes / 8
+            || self.doorkeeper.seen_before(k)
     }
 
     /// True when no invalidation since generation `began` touched collection `c`. Call under
@@ -310,6 +353,7 @@ impl CachedStore {
             entities,
             entity_lookups: HitCounter::default(),
             entity_bytes,
+            doorkeeper: Doorkeeper::new(),
             anchor_lookups: HitCounter::default(),
             anchor_bytes,
             anchors,
@@ -431,6 +475,7 @@ impl Store for CachedStore {
         if state.generation.load(Ordering::Acquire) == began
             && self.inner.coherent()
             && self.inner.epoch() == began_epoch
+            && state.admit(&k)
         {
             state.entities.insert(k, found.clone().map(Arc::new));
         }
@@ -477,6 +522,7 @@ impl Store for CachedStore {
         if state.generation.load(Ordering::Acquire) == began
             && self.inner.coherent()
             && self.inner.epoch() == began_epoch
+            && state.admit(&key(&rest[0], kind, name))
         {
             for owner in rest {
                 let here = found.as_ref().filter(|f| f.owner == *owner);
@@ -650,6 +696,7 @@ mod tests {
             entities: Cache::new(10),
             entity_lookups: HitCounter::default(),
             entity_bytes: 10,
+            doorkeeper: Doorkeeper::new(),
             anchor_lookups: HitCounter::default(),
             anchor_bytes: 10,
             anchors: Cache::new(10),
@@ -678,5 +725,31 @@ mod tests {
             state.invalidate(Touched::Collection(b.clone()), |_| {});
         }
         assert!(!state.untouched_since(began, &a));
+    }
+
+    fn k(name: &str) -> Key {
+        (
+            Level::Subaccount,
+            "s".into(),
+            EntityKind::Destination,
+            name.into(),
+        )
+    }
+
+    #[test]
+    fn the_doorkeeper_lets_a_name_in_at_its_second_read() {
+        let d = Doorkeeper::new();
+        assert!(!d.seen_before(&k("a")));
+        assert!(d.seen_before(&k("a")));
+        assert!(d.seen_before(&k("a")));
+        // Many other names: most go to other slots, so "b" still waits for one more read only.
+        assert!(!d.seen_before(&k("b")));
+        for i in 0..100 {
+            d.seen_before(&k(&format!("other-{i}")));
+        }
+        let admitted = (0..1000)
+            .filter(|i| d.seen_before(&k(&format!("new-{i}"))))
+            .count();
+        assert!(admitted < 10, "{admitted} of 1000 first reads admitted");
     }
 }

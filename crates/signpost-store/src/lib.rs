@@ -7,6 +7,7 @@
 //! Must not depend on the API or OAuth crates.
 
 pub mod backup;
+mod batch;
 mod cache;
 pub mod copy;
 pub mod crypto;

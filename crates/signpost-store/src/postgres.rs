@@ -17,6 +17,7 @@ use signpost_model::{EntityKind, OwnerRef};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder, Row};
 
+use crate::batch::{Batcher, Lookup};
 use crate::crypto::{Cipher, MasterKey};
 use crate::feed::postgres::{heartbeat, listen, notify, publish};
 use crate::feed::{self, Change, Feed};
@@ -38,6 +39,8 @@ pub struct PgStore {
     pool: PgPool,
     cipher: Cipher,
     max_entities: u32,
+    /// Single-entity reads, batched ([`crate::batch`]).
+    reads: Batcher<PgReader>,
     feed: Arc<Feed>,
     /// The feed's listener and heartbeat tasks, stopped when the store goes.
     tasks: Vec<tokio::task::AbortHandle>,
@@ -91,10 +94,15 @@ impl PgStore {
             tokio::spawn(listen(pool.clone(), feed.clone(), beat.clone())).abort_handle(),
             tokio::spawn(heartbeat(opts, feed.clone(), beat)).abort_handle(),
         ];
+        let reads = Batcher::new(PgReader {
+            pool: pool.clone(),
+            cipher: cipher.clone(),
+        });
         Ok(Self {
             pool,
             cipher,
             max_entities,
+            reads,
             feed,
             tasks,
         })
@@ -128,21 +136,7 @@ impl PgStore {
         owner: &OwnerRef,
         kind: EntityKind,
     ) -> Result<StoredEntity> {
-        let name: String = row.try_get("name")?;
-        let blob: Vec<u8> = row.try_get("body")?;
-        let body = self
-            .cipher
-            .decrypt(&blob, &entity_aad(owner, kind, &name))
-            .ok_or(Error::Decrypt)?;
-        Ok(StoredEntity {
-            owner: owner.clone(),
-            kind,
-            name,
-            body,
-            etag: row.try_get("etag")?,
-            modified_at: row.try_get("modified_at")?,
-            labels: labels_from_column(row.try_get("labels")?)?,
-        })
+        entity_from_row(&self.cipher, row, owner, kind)
     }
 
     /// The one binding a single-parameter query finds.
@@ -209,6 +203,7 @@ impl PgStore {
     }
 }
 
+crate::batch::impl_reader!(PgReader, PgPool);
 crate::ops::impl_statements!(PgConnection, Postgres);
 
 /// Appends the WHERE clause selecting an owner's entities of a kind that pass `filter`.
@@ -370,16 +365,8 @@ impl Store for PgStore {
         kind: EntityKind,
         name: &str,
     ) -> Result<Option<StoredEntity>> {
-        let row = sqlx::query(
-            "SELECT name, body, etag, modified_at, labels FROM entities WHERE level = $1 AND owner_id = $2 AND kind = $3 AND name = $4",
-        )
-        .bind(owner.level.as_str())
-        .bind(&owner.id)
-        .bind(kind.as_str())
-        .bind(name)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.map(|r| self.row_to_entity(&r, owner, kind)).transpose()
+        self.find_entity(std::slice::from_ref(owner), kind, name)
+            .await
     }
 
     async fn find_entity(
@@ -388,26 +375,13 @@ impl Store for PgStore {
         kind: EntityKind,
         name: &str,
     ) -> Result<Option<StoredEntity>> {
-        if owners.len() < 2 {
-            return match owners.first() {
-                Some(owner) => self.get_entity(owner, kind, name).await,
-                None => Ok(None),
-            };
-        }
-        let sql = find_entity_sql(owners.len());
-        let mut q = sqlx::query(&sql).bind(kind.as_str()).bind(name);
-        for owner in owners {
-            q = q.bind(owner.level.as_str()).bind(&owner.id);
-        }
-        let Some(row) = q.fetch_optional(&self.pool).await? else {
-            return Ok(None);
-        };
-        let rank: i64 = row.try_get("owner_rank")?;
-        let owner = usize::try_from(rank)
-            .ok()
-            .and_then(|r| owners.get(r))
-            .ok_or_else(|| Error::Invalid(format!("owner rank {rank} out of range")))?;
-        self.row_to_entity(&row, owner, kind).map(Some)
+        self.reads
+            .find(Lookup {
+                owners: owners.to_vec(),
+                kind,
+                name: name.to_owned(),
+            })
+            .await
     }
 
     async fn list_entities(

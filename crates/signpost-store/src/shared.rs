@@ -251,19 +251,34 @@ pub(crate) fn select_labelled(all: Vec<StoredEntity>, query: &ListQuery) -> List
     }
 }
 
-/// The one read of [`crate::Store::find_entity`] for `owners` owners (`$1` kind, `$2` name, then
-/// each owner's level and id): a full-key lookup per owner, each row with the owner's rank.
-pub(crate) fn find_entity_sql(owners: usize) -> String {
-    (0..owners)
-        .map(|i| {
-            format!(
-                "SELECT CAST({i} AS BIGINT) AS owner_rank, name, body, etag, modified_at, labels FROM entities \
-                 WHERE level = ${} AND owner_id = ${} AND kind = $1 AND name = $2",
-                3 + 2 * i,
-                4 + 2 * i
-            )
-        })
-        .collect::<Vec<_>>()
-        .join(" UNION ALL ")
-        + " ORDER BY owner_rank LIMIT 1"
+/// An `entities` row (`name`, `body`, `etag`, `modified_at`, `labels`) of `owner`, decrypted, on
+/// either engine.
+pub(crate) fn entity_from_row<'r, R>(
+    cipher: &Cipher,
+    row: &'r R,
+    owner: &OwnerRef,
+    kind: EntityKind,
+) -> Result<StoredEntity>
+where
+    R: sqlx::Row,
+    &'static str: sqlx::ColumnIndex<R>,
+    String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    Vec<u8>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let name: String = col(row, "name")?;
+    let blob: Vec<u8> = col(row, "body")?;
+    let body = cipher
+        .decrypt(&blob, &entity_aad(owner, kind, &name))
+        .ok_or(Error::Decrypt)?;
+    Ok(StoredEntity {
+        owner: owner.clone(),
+        kind,
+        name,
+        body,
+        etag: col(row, "etag")?,
+        modified_at: col(row, "modified_at")?,
+        labels: labels_from_column(col(row, "labels")?)?,
+    })
 }

@@ -11,6 +11,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, SqliteConnection, SqlitePool};
 use tokio::sync::Mutex;
 
+use crate::batch::{Batcher, Lookup};
 use crate::crypto::{Cipher, MasterKey};
 use crate::ops::{Dialect, Writer};
 use crate::records::*;
@@ -24,6 +25,8 @@ pub struct SqliteStore {
     pool: SqlitePool,
     cipher: Cipher,
     max_entities: u32,
+    /// Single-entity reads, batched ([`crate::batch`]).
+    reads: Batcher<SqliteReader>,
     /// SQLite has one writer; taking this lock first keeps writers from failing with SQLITE_BUSY
     /// when a read transaction would have to be upgraded.
     write_lock: Mutex<()>,
@@ -34,6 +37,22 @@ impl std::fmt::Debug for SqliteStore {
         f.debug_struct("SqliteStore")
             .field("max_entities", &self.max_entities)
             .finish_non_exhaustive()
+    }
+}
+
+/// A pooled connection in a transaction of [`SqliteStore::transaction`], and whether the
+/// transaction ended (committed or rolled back). Dropped before it ended (the write's request was
+/// cancelled mid-way: its client went away or it timed out), the connection is closed, which
+/// rolls the transaction back, instead of going back to the pool inside it: there it would hold
+/// the write lock, every other write would wait for it and fail ("database is locked"), and the
+/// next write drawing it would fail to begin.
+struct InTransaction(sqlx::pool::PoolConnection<sqlx::Sqlite>, bool);
+
+impl Drop for InTransaction {
+    fn drop(&mut self) {
+        if !self.1 {
+            self.0.close_on_drop();
+        }
     }
 }
 
@@ -58,10 +77,15 @@ impl SqliteStore {
             .await?;
         MIGRATOR.run(&pool).await?;
         let cipher = Self::data_key(&pool, master).await?;
+        let reads = Batcher::new(SqliteReader {
+            pool: pool.clone(),
+            cipher: cipher.clone(),
+        });
         Ok(Self {
             pool,
             cipher,
             max_entities,
+            reads,
             write_lock: Mutex::new(()),
         })
     }
@@ -74,34 +98,40 @@ impl SqliteStore {
     /// Runs `body` in one write transaction (`BEGIN IMMEDIATE`) on one connection, committed when
     /// it succeeds. When a statement or the `COMMIT` fails (a full disk fails a `COMMIT` and
     /// leaves the transaction open), the transaction is rolled back before the connection goes
-    /// back to the pool, and a connection that cannot roll back is closed: one left in an open
+    /// back to the pool, and a connection that cannot roll back, or whose write was cancelled
+    /// mid-way ([`InTransaction`]), is closed: one left in an open
     /// transaction would keep the write lock from the others and take the next writes on it
     /// into a transaction that is never committed (acknowledged, then lost).
     async fn transaction<T>(
         &self,
         body: impl AsyncFnOnce(&mut SqliteConnection) -> Result<T>,
     ) -> Result<T> {
-        let mut conn = self.pool.acquire().await?;
-        sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
-        let result = match body(&mut conn).await {
+        let mut conn = InTransaction(self.pool.acquire().await?, false);
+        if let Err(e) = sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn.0).await {
+            // No transaction began: the connection may go back as it is.
+            conn.1 = true;
+            return Err(e.into());
+        }
+        let result = match body(&mut conn.0).await {
             Ok(value) => sqlx::query("COMMIT")
-                .execute(&mut *conn)
+                .execute(&mut *conn.0)
                 .await
                 .map(|_| value)
                 .map_err(Error::from),
             Err(e) => Err(e),
         };
         if result.is_err() {
-            match sqlx::query("ROLLBACK").execute(&mut *conn).await {
+            match sqlx::query("ROLLBACK").execute(&mut *conn.0).await {
                 Ok(_) => {}
                 // SQLite rolled it back itself (as it does after some errors).
                 Err(e) if e.to_string().contains("no transaction is active") => {}
                 Err(e) => {
                     tracing::error!(error = %e, "rollback failed; closing the connection");
-                    conn.close_on_drop();
+                    return result;
                 }
             }
         }
+        conn.1 = true;
         result
     }
 
@@ -134,21 +164,7 @@ impl SqliteStore {
         owner: &OwnerRef,
         kind: EntityKind,
     ) -> Result<StoredEntity> {
-        let name: String = row.try_get("name")?;
-        let blob: Vec<u8> = row.try_get("body")?;
-        let body = self
-            .cipher
-            .decrypt(&blob, &entity_aad(owner, kind, &name))
-            .ok_or(Error::Decrypt)?;
-        Ok(StoredEntity {
-            owner: owner.clone(),
-            kind,
-            name,
-            body,
-            etag: row.try_get("etag")?,
-            modified_at: row.try_get("modified_at")?,
-            labels: labels_from_column(row.try_get("labels")?)?,
-        })
+        entity_from_row(&self.cipher, row, owner, kind)
     }
 
     /// The one binding a single-parameter query finds.
@@ -200,6 +216,7 @@ impl SqliteStore {
     }
 }
 
+crate::batch::impl_reader!(SqliteReader, SqlitePool);
 crate::ops::impl_statements!(SqliteConnection, sqlx::Sqlite);
 
 /// Appends the WHERE clause of a name filter, with its bind values.
@@ -365,16 +382,8 @@ impl Store for SqliteStore {
         kind: EntityKind,
         name: &str,
     ) -> Result<Option<StoredEntity>> {
-        let row = sqlx::query(
-            "SELECT name, body, etag, modified_at, labels FROM entities WHERE level = ? AND owner_id = ? AND kind = ? AND name = ?",
-        )
-        .bind(owner.level.as_str())
-        .bind(&owner.id)
-        .bind(kind.as_str())
-        .bind(name)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.map(|r| self.row_to_entity(&r, owner, kind)).transpose()
+        self.find_entity(std::slice::from_ref(owner), kind, name)
+            .await
     }
 
     async fn find_entity(
@@ -383,26 +392,13 @@ impl Store for SqliteStore {
         kind: EntityKind,
         name: &str,
     ) -> Result<Option<StoredEntity>> {
-        if owners.len() < 2 {
-            return match owners.first() {
-                Some(owner) => self.get_entity(owner, kind, name).await,
-                None => Ok(None),
-            };
-        }
-        let sql = find_entity_sql(owners.len());
-        let mut q = sqlx::query(&sql).bind(kind.as_str()).bind(name);
-        for owner in owners {
-            q = q.bind(owner.level.as_str()).bind(&owner.id);
-        }
-        let Some(row) = q.fetch_optional(&self.pool).await? else {
-            return Ok(None);
-        };
-        let rank: i64 = row.try_get("owner_rank")?;
-        let owner = usize::try_from(rank)
-            .ok()
-            .and_then(|r| owners.get(r))
-            .ok_or_else(|| Error::Invalid(format!("owner rank {rank} out of range")))?;
-        self.row_to_entity(&row, owner, kind).map(Some)
+        self.reads
+            .find(Lookup {
+                owners: owners.to_vec(),
+                kind,
+                name: name.to_owned(),
+            })
+            .await
     }
 
     async fn list_entities(

@@ -1957,3 +1957,27 @@ async fn postgres_replica_caches_follow_the_change_feed() {
     pg_b.close().await;
     db.drop_db().await;
 }
+
+/// A write whose caller goes away mid-way (a request cancelled when its client disconnects or it
+/// times out) leaves no connection in an open transaction: the writes after it all succeed.
+/// Before the fix the pool got such a connection back holding the write lock: the next writes
+/// waited out the busy timeout ("database is locked") or failed to begin ("cannot start a
+/// transaction within a transaction").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_cancelled_writes_leave_no_open_transaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = sqlite(dir.path(), &MasterKey::generate(), 1000).await;
+    store.write(vec![sub("s1")]).await.unwrap();
+    let events: Vec<AuditEvent> = (0..200).map(|i| audit(i, "create", 201)).collect();
+    // Cut the writes off at many points, some of them inside their transactions.
+    for i in 0..300u64 {
+        let write = store.record_audit(&events);
+        let _ = tokio::time::timeout(std::time::Duration::from_micros(i * 7), write).await;
+    }
+    for round in 0..20 {
+        store
+            .record_audit(&[audit(10_000 + round, "update", 200)])
+            .await
+            .unwrap_or_else(|e| panic!("write {round} after the cancelled ones failed: {e}"));
+    }
+}
