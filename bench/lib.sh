@@ -36,6 +36,9 @@ THREADS=${BENCH_THREADS:-2}
 WARMUP=${BENCH_WARMUP:-2s}
 RESULTS_DIR=${BENCH_RESULTS_DIR:-$BENCH_DIR/results}
 START_TIMEOUT=${BENCH_START_TIMEOUT:-60}
+# nginx worker processes of the reference (issue 17 compares with one).
+NGINX_WORKERS=${BENCH_NGINX_WORKERS:-2}
+[[ $NGINX_WORKERS =~ ^[1-9][0-9]*$ ]] || { echo "BENCH_NGINX_WORKERS must be a positive whole number" >&2; exit 1; }
 BROKER_USER=bench
 BROKER_PASSWORD=benchpw
 
@@ -449,7 +452,7 @@ start_nginx_with_body() {
   cat >"$WORK/nginx/nginx.conf" <<EOF
 daemon off;
 master_process on;
-worker_processes 2;
+worker_processes $NGINX_WORKERS;
 pid $WORK/nginx/nginx.pid;
 error_log $WORK/nginx/logs/error.log warn;
 events { worker_connections 1024; }
@@ -480,7 +483,7 @@ EOF
   NGINX_VERSION=$("$NGINX" -v 2>&1 | sed 's/^nginx version: //')
   "$NGINX" -p "$WORK/nginx" -e "$WORK/nginx/logs/error.log" -c "$WORK/nginx/nginx.conf" -t >/dev/null 2>&1 ||
     { "$NGINX" -p "$WORK/nginx" -e "$WORK/nginx/logs/error.log" -c "$WORK/nginx/nginx.conf" -t >&2 || true; die "nginx config test failed"; }
-  log "starting $NGINX_VERSION on $SCHEME://127.0.0.1:$nport (worker_processes 2)"
+  log "starting $NGINX_VERSION on $SCHEME://127.0.0.1:$nport (worker_processes $NGINX_WORKERS)"
   "$NGINX" -p "$WORK/nginx" -e "$WORK/nginx/logs/error.log" -c "$WORK/nginx/nginx.conf" \
     >"$WORK/nginx/logs/stdout.log" 2>&1 &
   NGINX_PID=$!
@@ -582,7 +585,7 @@ result = {
     "request": {"method": "GET", "path": "$FIND_PATH", "scheme": "$SCHEME", "body_bytes": int("$BODY_BYTES"),
                 **extra.pop("request", {})},
     "signpost": {"git": "$git_rev", **s},
-    "nginx": {"version": "$NGINX_VERSION", "worker_processes": 2, **n},
+    "nginx": {"version": "$NGINX_VERSION", "worker_processes": int("$NGINX_WORKERS"), **n},
     "ratio": {"rate_signpost_over_nginx": round(rate_ratio, 4) if rate_ratio is not None else None,
               "p99_signpost_over_nginx": round(p99_ratio, 4) if p99_ratio is not None else None},
     **extra,
