@@ -70,11 +70,20 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new()
+        let mut pool = SqlitePoolOptions::new()
             .max_connections(8)
-            .min_connections(1)
-            .connect_with(opts)
-            .await?;
+            .min_connections(1);
+        if Self::file_path(url).is_none() {
+            // An in-memory database (sqlx shares it between the pool's connections) lives only
+            // while one of them is open: when the pool retired its one connection (idle, or 30
+            // minutes old), the next was a new, empty database. Found by the fuzzer: its
+            // in-memory store lost its tables after half an hour ("no such table", a 500).
+            pool = pool
+                .max_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None);
+        }
+        let pool = pool.connect_with(opts).await?;
         MIGRATOR.run(&pool).await?;
         let cipher = Self::data_key(&pool, master).await?;
         let reads = Batcher::new(SqliteReader {
