@@ -1981,3 +1981,36 @@ async fn sqlite_cancelled_writes_leave_no_open_transaction() {
             .unwrap_or_else(|e| panic!("write {round} after the cancelled ones failed: {e}"));
     }
 }
+
+/// A bulk write refreshes the planner's statistics of `entities` (`ANALYZE`, in the background):
+/// without them, a freshly imported collection is read through the wrong index until autovacuum
+/// comes by (bench/README.md, `scale` on PostgreSQL).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_bulk_writes_refresh_the_statistics() {
+    let server = pg::PgServer::start();
+    let db = server.create_db().await;
+    let store = postgres(&db, &MasterKey::generate(), 5000).await;
+    let mut watch = db.watch().await;
+    let analyzed =
+        "SELECT COALESCE(analyze_count, 0) FROM pg_stat_user_tables WHERE relname = 'entities'";
+    let owner = OwnerRef::subaccount("bulk");
+    store
+        .write(vec![sub("bulk"), put(&owner, "one", "{}", PutMode::Create)])
+        .await
+        .unwrap();
+    let ops: Vec<WriteOp> = (0..1500)
+        .map(|i| put(&owner, &format!("d-{i:04}"), "{}", PutMode::Create))
+        .collect();
+    store.write(ops).await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    // The statistics collector reports with a delay of its own: poll.
+    while watch.count(analyzed).await == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "entities was not analyzed after a write of 1,500 rows"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    store.close().await;
+    db.drop_db().await;
+}
