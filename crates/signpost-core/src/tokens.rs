@@ -13,6 +13,7 @@ use rsa::traits::PublicKeyParts;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use sha2::Digest as _;
 use signpost_store::{BindingRecord, SigningKeyRecord, Store};
 use subtle::ConstantTimeEq;
 
@@ -519,12 +520,24 @@ fn lifecycle_of(keys: &[LoadedKey], lifetime: u64, now: u64) -> Vec<SigningKeyIn
 /// at once.
 pub(crate) type PrincipalCache = crate::epoch_map::EpochMap<(Principal, u64)>;
 
-/// Bytes of verified tokens kept unless configured: 12 MiB, about 10,000 tokens of 1 KB.
+/// Bytes of verified tokens kept unless configured: 12 MiB, some 30,000 tokens.
 pub const DEFAULT_PRINCIPAL_CACHE_BYTES: u64 = 12 * 1024 * 1024;
 
-/// What a verified token weighs in the principal cache: the token (the key) and its principal.
-pub(crate) fn principal_size(token: &str, (p, _): &(Principal, u64)) -> usize {
-    token.len() + p.weight()
+/// What the principal cache's bookkeeping costs an entry besides its strings (its node, the
+/// key's allocation, the tuple).
+const PRINCIPAL_ENTRY_OVERHEAD: usize = 160;
+
+/// What a verified token weighs in the principal cache: its key ([`principal_key`]) and its
+/// principal.
+pub(crate) fn principal_size(key: &str, (p, _): &(Principal, u64)) -> usize {
+    key.len() + p.weight() + PRINCIPAL_ENTRY_OVERHEAD
+}
+
+/// The principal cache's key of a bearer token: its SHA-256. Keyed by the whole token (about
+/// 1 KB), 12 MiB held 60 % of 10,000 tenants' tokens and four finds in ten verified a signature
+/// again (bench/tenants); by a digest an entry is a few hundred bytes.
+fn principal_key(bearer: &str) -> String {
+    URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(bearer.as_bytes()))
 }
 
 /// Longest a verification is kept (a token's own expiry still applies within it).
@@ -1055,10 +1068,11 @@ impl Signpost {
         let now = now_secs();
         let epoch = self.store().epoch();
         self.inner.principals.sync_epoch(epoch);
+        let cache_key = principal_key(bearer);
         let cached = self
             .inner
             .principals
-            .get(bearer)
+            .get(&cache_key)
             .filter(|(_, exp)| *exp > now);
         if let Some((p, _)) = cached {
             // Another process may have deleted the binding: while the store's change feed is
@@ -1136,7 +1150,7 @@ impl Signpost {
         };
         self.inner
             .principals
-            .put(bearer, (principal.clone(), claims.exp), epoch);
+            .put(&cache_key, (principal.clone(), claims.exp), epoch);
         Ok(principal)
     }
 }
