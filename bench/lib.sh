@@ -138,6 +138,10 @@ free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }
 
+# rss_kb PID / hwm_kb PID: resident memory of a process now, and its peak, in KiB.
+rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+hwm_kb() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status"; }
+
 new_uuid() { python3 -c 'import uuid; print(uuid.uuid4())'; }
 
 # jget FILE DOTTED.PATH: print a string or number from a JSON file (lists indexed by number).

@@ -2,8 +2,9 @@
 //! (find destination's levels, a fragment, a certificate) joins a queue; while fewer than
 //! [`LEADERS`] batches are in flight a task takes what is queued (up to [`MAX_BATCH`]) and reads
 //! it in one statement. Alone, a read goes at once; under load, the many reads waiting while a
-//! statement runs share the next one, instead of each paying its own hand-off to the database
-//! (on SQLite a thread switch each way, on PostgreSQL a network round trip).
+//! statement runs share the next one, instead of each paying its own hand-off to SQLite's worker
+//! thread (a thread switch each way). PostgreSQL uses the same [`Reader`] one lookup at a time:
+//! batched there, it was not faster and its p99 grew (bench/README.md).
 //!
 //! A read is never answered from an older state than the one it was queued in: its statement
 //! starts after it was queued.

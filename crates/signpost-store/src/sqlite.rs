@@ -46,12 +46,15 @@ impl std::fmt::Debug for SqliteStore {
 /// rolls the transaction back, instead of going back to the pool inside it: there it would hold
 /// the write lock, every other write would wait for it and fail ("database is locked"), and the
 /// next write drawing it would fail to begin.
-struct InTransaction(sqlx::pool::PoolConnection<sqlx::Sqlite>, bool);
+struct InTransaction {
+    conn: sqlx::pool::PoolConnection<sqlx::Sqlite>,
+    ended: bool,
+}
 
 impl Drop for InTransaction {
     fn drop(&mut self) {
-        if !self.1 {
-            self.0.close_on_drop();
+        if !self.ended {
+            self.conn.close_on_drop();
         }
     }
 }
@@ -115,22 +118,25 @@ impl SqliteStore {
         &self,
         body: impl AsyncFnOnce(&mut SqliteConnection) -> Result<T>,
     ) -> Result<T> {
-        let mut conn = InTransaction(self.pool.acquire().await?, false);
-        if let Err(e) = sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn.0).await {
+        let mut tx = InTransaction {
+            conn: self.pool.acquire().await?,
+            ended: false,
+        };
+        if let Err(e) = sqlx::query("BEGIN IMMEDIATE").execute(&mut *tx.conn).await {
             // No transaction began: the connection may go back as it is.
-            conn.1 = true;
+            tx.ended = true;
             return Err(e.into());
         }
-        let result = match body(&mut conn.0).await {
+        let result = match body(&mut tx.conn).await {
             Ok(value) => sqlx::query("COMMIT")
-                .execute(&mut *conn.0)
+                .execute(&mut *tx.conn)
                 .await
                 .map(|_| value)
                 .map_err(Error::from),
             Err(e) => Err(e),
         };
         if result.is_err() {
-            match sqlx::query("ROLLBACK").execute(&mut *conn.0).await {
+            match sqlx::query("ROLLBACK").execute(&mut *tx.conn).await {
                 Ok(_) => {}
                 // SQLite rolled it back itself (as it does after some errors).
                 Err(e) if e.to_string().contains("no transaction is active") => {}
@@ -140,7 +146,7 @@ impl SqliteStore {
                 }
             }
         }
-        conn.1 = true;
+        tx.ended = true;
         result
     }
 
