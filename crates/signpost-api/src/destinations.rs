@@ -232,8 +232,10 @@ fn with_etag(headers: &HeaderMap, etag: &str, body: impl serde::Serialize) -> Re
 }
 
 #[utoipa::path(get, path = "/destination-configuration/v1/{collection}/{name}", tag = "configuration", security(("bearer" = [])),
-    params(("name" = String, Path)),
-    responses((status = 200, description = "The entity, with its ETag"), (status = 404, body = signpost_wire::ErrorBody)))]
+    params(("name" = String, Path), ("If-None-Match" = Option<String>, Header, description = "ETags (or `*`): 304 when the entity has one of them"),
+        ("If-Match" = Option<String>, Header, description = "ETags (or `*`): 412 unless the entity has one of them")),
+    responses((status = 200, description = "The entity, with its ETag"), (status = 304, description = "Not modified"), (status = 404, body = signpost_wire::ErrorBody),
+        (status = 412, description = "If-Match did not match; the current ETag in `ETag`", body = signpost_wire::ErrorBody)))]
 async fn get_one(
     State(state): State<AppState>,
     Caller(who): Caller,
@@ -351,7 +353,8 @@ async fn find(
 #[utoipa::path(get, path = "/destination-configuration/v2/destinations/{name}", tag = "find", security(("bearer" = [])),
     description = "The v2 lookup: `{name}` or `{name}@{level}` (`@subaccount`, `@instance`, `@first`...).",
     params(("name" = String, Path, description = "name or name@level")),
-    responses((status = 200, body = signpost_wire::FindResponse), (status = 304, description = "Not modified"), (status = 400, body = signpost_wire::ErrorBody), (status = 401, body = signpost_wire::ErrorBody), (status = 404, body = signpost_wire::ErrorBody)))]
+    responses((status = 200, body = signpost_wire::FindResponse), (status = 304, description = "Not modified"), (status = 400, body = signpost_wire::ErrorBody), (status = 401, body = signpost_wire::ErrorBody), (status = 404, body = signpost_wire::ErrorBody),
+        (status = 412, description = "If-Match did not match the destination's ETag", body = signpost_wire::ErrorBody)))]
 async fn consume(
     State(state): State<AppState>,
     Caller(who): Caller,
@@ -430,8 +433,10 @@ async fn patch_labels(
 }
 
 #[utoipa::path(get, path = "/destination-configuration/v1/{collection}/{name}/publicKeys", tag = "configuration", security(("bearer" = [])),
-    params(("name" = String, Path)),
-    responses((status = 200, description = "SAP's public keys of a stored certificate"), (status = 400, body = signpost_wire::ErrorBody), (status = 404, body = signpost_wire::ErrorBody)))]
+    params(("name" = String, Path), ("If-None-Match" = Option<String>, Header, description = "ETags (or `*`): 304 when the certificate has one of them"),
+        ("If-Match" = Option<String>, Header, description = "ETags (or `*`): 412 unless the certificate has one of them")),
+    responses((status = 200, description = "SAP's public keys of a stored certificate"), (status = 304, description = "Not modified"), (status = 400, body = signpost_wire::ErrorBody), (status = 404, body = signpost_wire::ErrorBody),
+        (status = 412, description = "If-Match did not match; the current ETag in `ETag`", body = signpost_wire::ErrorBody)))]
 async fn public_keys(
     State(state): State<AppState>,
     Caller(who): Caller,

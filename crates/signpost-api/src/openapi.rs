@@ -66,7 +66,7 @@ use utoipa::{Modify, OpenApi};
         crate::subscriptions::unsubscribe,
         crate::subscriptions::list,
     ),
-    modifiers(&Security, &Collections, &CommonAnswers)
+    modifiers(&Security, &Collections, &AnswerBodies, &CommonAnswers)
 )]
 struct Api;
 
@@ -155,6 +155,7 @@ impl Modify for Collections {
                         entity_body(body, name);
                     }
                 }
+                collection_answers(&mut item, template, name);
                 if c.ends_with("Fragments") && !template.contains("{name}") {
                     // Fragment lists take `$filter` alone.
                     if let Some(params) = item.get.as_mut().and_then(|l| l.parameters.as_mut()) {
@@ -183,6 +184,127 @@ fn entity_body(body: &mut RequestBody, name: &str) {
     for content in body.content.values_mut() {
         content.schema = Some(RefOr::T(Schema::OneOf(schema.clone())));
     }
+}
+
+/// One entity as the configuration API answers it: an object with its name property (more
+/// properties, and metadata with `$includeMetadata`, beside it).
+fn entity_schema(name: &str) -> serde_json::Value {
+    serde_json::json!({
+        "type": "object",
+        "required": [name],
+        "properties": {name: {"type": "string"}},
+    })
+}
+
+/// The bodies of a collection's answers.
+fn collection_answers(item: &mut PathItem, template: &str, name: &str) {
+    let bulk =
+        serde_json::json!({"type": "array", "items": {"$ref": "#/components/schemas/BulkItem"}});
+    if template.ends_with("/publicKeys") {
+        let key = serde_json::json!({
+            "type": "object",
+            "required": ["Content", "SubjectDN"],
+            "properties": {
+                "Alias": {"type": "string", "description": "The alias (keystores only)"},
+                "Content": {"type": "string", "description": "The entry's certificate chain as PEM, leaf first"},
+                "SubjectDN": {"type": "string", "description": "The leaf's subject DN (RFC 4514)"},
+            },
+        });
+        set_body(
+            &mut item.get,
+            "200",
+            serde_json::json!({"type": "array", "items": key}),
+        );
+    } else if template.ends_with("/{name}") {
+        set_body(&mut item.get, "200", entity_schema(name));
+    } else if template.ends_with("/{collection}") {
+        set_body(
+            &mut item.get,
+            "200",
+            serde_json::json!({"type": "array", "items": entity_schema(name)}),
+        );
+        // One entity: no body; an array: one result per item.
+        set_body(&mut item.post, "201", bulk.clone());
+        // One entity: `{"Count": 1}`; an array: one result per item.
+        set_body(
+            &mut item.put,
+            "200",
+            serde_json::json!({"oneOf": [{"$ref": "#/components/schemas/Count"}, bulk]}),
+        );
+    }
+}
+
+/// The JSON bodies of the answers whose annotations give them only in words.
+struct AnswerBodies;
+
+impl Modify for AnswerBodies {
+    fn modify(&self, doc: &mut Document) {
+        let string = serde_json::json!({"type": "string"});
+        let object = |required: &[&str]| {
+            let properties: serde_json::Map<String, serde_json::Value> = required
+                .iter()
+                .map(|p| ((*p).to_owned(), string.clone()))
+                .collect();
+            serde_json::json!({"type": "object", "required": required, "properties": properties})
+        };
+        let saml = "/destination-configuration/v1/saml2Metadata";
+        let bodies = [
+            (saml.to_owned(), "get", object(&["idpMetadata"])),
+            (
+                format!("{saml}/certificate"),
+                "get",
+                object(&["certificate"]),
+            ),
+            (
+                format!("{saml}/certificate"),
+                "post",
+                object(&["certificate"]),
+            ),
+            (
+                format!("{saml}/certificate/passive"),
+                "get",
+                object(&["certificate"]),
+            ),
+            (
+                format!("{saml}/certificate/passive"),
+                "post",
+                object(&["certificate"]),
+            ),
+            (
+                format!("{saml}/rotateCertificate"),
+                "post",
+                object(&["activeCertificate", "passiveCertificate"]),
+            ),
+            ("/healthz".to_owned(), "get", object(&["status"])),
+            ("/readyz".to_owned(), "get", object(&["status"])),
+        ];
+        for (path, method, schema) in bodies {
+            let Some(item) = doc.paths.paths.get_mut(&path) else {
+                continue;
+            };
+            let op = match method {
+                "get" => &mut item.get,
+                _ => &mut item.post,
+            };
+            set_body(op, "200", schema);
+        }
+    }
+}
+
+/// Gives the answer `status` of `op` the JSON body `schema` (a JSON Schema; `$ref`s point into
+/// the document's components).
+fn set_body(op: &mut Option<Operation>, status: &str, schema: serde_json::Value) {
+    let Some(RefOr::T(answer)) = op
+        .as_mut()
+        .and_then(|op| op.responses.responses.get_mut(status))
+    else {
+        return;
+    };
+    let schema: RefOr<Schema> = serde_json::from_value(schema).expect("a valid schema");
+    answer.content.insert(
+        "application/json".into(),
+        ContentBuilder::new().schema(Some(schema)).build(),
+    );
 }
 
 /// Answers every operation of a kind can give, added where its annotation does not list them:

@@ -5,7 +5,9 @@
 //! secrets, the signing, SAML and CA private keys) and, with the master key and the broker
 //! password, searched for in its log and in the raw bytes of every file of its data directory
 //! (the database, its WAL) except the files that hold credentials by design (`master.key`,
-//! `broker-credentials.json`, `*service-key.json`). A secret found fails the test that dropped the
+//! `broker-credentials.json`, `*service-key.json`). A server on PostgreSQL is read back over SQL
+//! and its cluster's files (every database's heap and TOAST files, the WAL) are searched after a
+//! `CHECKPOINT` has written them out. A secret found fails the test that dropped the
 //! server, naming the file and the secret's origin, never the secret itself.
 //!
 //! With `SIGNPOST_LEAK_REPORT=FILE` each scan appends one line (`<secrets> <files> <bytes>`) to
@@ -20,7 +22,7 @@ use aho_corasick::AhoCorasick;
 use secrecy::ExposeSecret;
 use serde_json::Value;
 use signpost_model::{is_secret_property, EntityKind};
-use signpost_store::{MasterKey, SqliteStore, Store};
+use signpost_store::{MasterKey, PgStore, SqliteStore, Store};
 
 /// Secrets shorter than this are not searched for: they could match by chance (column names,
 /// ciphertext). The tests' secrets are longer.
@@ -108,18 +110,59 @@ pub fn secrets_in_database(db: &Path, master: &MasterKey) -> Result<Secrets, Str
     }
     let master = master.clone();
     let url = format!("sqlite://{}", target.display());
-    // The caller may be inside a runtime (a Drop in an async test): a thread of its own.
+    on_own_runtime(async move {
+        let store = SqliteStore::open(&url, &master, u32::MAX)
+            .await
+            .map_err(|e| format!("opening a copy of the database: {e}"))?;
+        collect(&store).await.map_err(|e| e.to_string())
+    })
+}
+
+/// Every secret the PostgreSQL database at `url` holds, and the data directory of its cluster
+/// (when the server says where it is and it can be read here). Its dirty pages are written out
+/// first (`CHECKPOINT`), so that the cluster's files hold what the server wrote.
+pub fn secrets_in_postgres(
+    url: &str,
+    master: &MasterKey,
+) -> Result<(Secrets, Option<PathBuf>), String> {
+    let master = master.clone();
+    let url = url.to_owned();
+    on_own_runtime(async move {
+        use sqlx::{Connection, Executor};
+        let store = PgStore::open(&url, &master, u32::MAX)
+            .await
+            .map_err(|e| format!("opening the database: {e}"))?;
+        let secrets = collect(&store).await.map_err(|e| e.to_string())?;
+        let mut conn = sqlx::PgConnection::connect(&url)
+            .await
+            .map_err(|e| format!("connecting: {e}"))?;
+        // Both need a superuser (or pg_checkpoint / pg_read_all_settings): a shared server of
+        // CI's may refuse, and then only the logs are scanned.
+        let _ = conn.execute("CHECKPOINT").await;
+        let dir: Option<String> = sqlx::query_scalar("SHOW data_directory")
+            .fetch_one(&mut conn)
+            .await
+            .ok();
+        let dir = dir
+            .map(PathBuf::from)
+            .filter(|d| d.join("PG_VERSION").is_file());
+        Ok((secrets, dir))
+    })
+}
+
+/// Runs `work` to its end on a runtime of its own, in a thread of its own: the caller may be
+/// inside a runtime (a Drop in an async test).
+fn on_own_runtime<T, F>(work: F) -> Result<T, String>
+where
+    T: Send + 'static,
+    F: std::future::Future<Output = Result<T, String>> + Send + 'static,
+{
     std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
+        tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .map_err(|e| e.to_string())?;
-        runtime.block_on(async {
-            let store = SqliteStore::open(&url, &master, u32::MAX)
-                .await
-                .map_err(|e| format!("opening a copy of the database: {e}"))?;
-            collect(&store).await.map_err(|e| e.to_string())
-        })
+            .map_err(|e| e.to_string())?
+            .block_on(work)
     })
     .join()
     .map_err(|_| "the scan's thread panicked".to_owned())?
@@ -179,14 +222,10 @@ async fn collect(store: &dyn Store) -> signpost_store::Result<Secrets> {
     Ok(secrets)
 }
 
-/// Searches `files` and every file under `data_dir` (but the credential files) for `secrets`.
-pub fn scan(
-    data_dir: Option<&Path>,
-    files: &[PathBuf],
-    secrets: &Secrets,
-) -> Result<Scanned, String> {
+/// Searches `files` and every file under `dirs` (but the credential files) for `secrets`.
+pub fn scan(dirs: &[&Path], files: &[PathBuf], secrets: &Secrets) -> Result<Scanned, String> {
     let mut paths: Vec<PathBuf> = files.iter().filter(|p| p.is_file()).cloned().collect();
-    if let Some(dir) = data_dir {
+    for dir in dirs {
         walk(dir, &mut paths);
     }
     let mut scanned = Scanned {
@@ -245,11 +284,20 @@ fn report(scanned: Scanned) {
     }
 }
 
-/// The scan of one server's data directory and logs, with the secrets it was given besides those
-/// in its database (its master key, its broker password). Panics with the findings, unless the
-/// thread is already panicking (a failing test's own message comes first).
+/// Where a server under scan keeps its data: always its data directory (the SQLite database, or
+/// only the key files beside a PostgreSQL database), and the URL of its PostgreSQL database.
+#[derive(Debug, Clone, Copy)]
+pub struct ServerData<'a> {
+    pub data_dir: &'a Path,
+    pub database_url: Option<&'a str>,
+}
+
+/// The scan of one server's data (its data directory; on PostgreSQL also its cluster's files) and
+/// logs, with the secrets it was given besides those in its database (its master key, its broker
+/// password). Panics with the findings, unless the thread is already panicking (a failing test's
+/// own message comes first).
 pub fn check_server(
-    data_dir: &Path,
+    data: ServerData<'_>,
     master: Option<&MasterKey>,
     logs: &[PathBuf],
     given: &[(&str, &str)],
@@ -257,19 +305,25 @@ pub fn check_server(
     if std::thread::panicking() {
         return;
     }
-    let db = data_dir.join("signpost.db");
-    let mut secrets = match (master, db.exists()) {
-        (Some(master), true) => match secrets_in_database(&db, master) {
-            Ok(secrets) => secrets,
-            Err(e) => {
-                eprintln!(
-                    "leak scan: {} not read ({e}); its logs are scanned",
-                    db.display()
-                );
-                Secrets::default()
-            }
-        },
-        _ => Secrets::default(),
+    let db = data.data_dir.join("signpost.db");
+    let read = match (master, data.database_url) {
+        (Some(master), Some(url)) => Some(secrets_in_postgres(url, master)),
+        (Some(master), None) if db.exists() => {
+            Some(secrets_in_database(&db, master).map(|s| (s, None)))
+        }
+        _ => None,
+    };
+    let (mut secrets, cluster) = match read {
+        Some(Ok(read)) => read,
+        Some(Err(e)) => {
+            let db = match data.database_url {
+                Some(_) => "the PostgreSQL database".to_owned(),
+                None => db.display().to_string(),
+            };
+            eprintln!("leak scan: {db} not read ({e}); its logs are scanned");
+            (Secrets::default(), None)
+        }
+        None => (Secrets::default(), None),
     };
     if let Some(master) = master {
         secrets.add("the master key", &master.to_base64());
@@ -277,8 +331,13 @@ pub fn check_server(
     for (origin, secret) in given {
         secrets.add(*origin, secret);
     }
-    if let Err(found) = scan(Some(data_dir), logs, &secrets) {
-        panic!("leak scan of the server on {}: {found}", data_dir.display());
+    let mut dirs = vec![data.data_dir];
+    dirs.extend(cluster.as_deref());
+    if let Err(found) = scan(&dirs, logs, &secrets) {
+        panic!(
+            "leak scan of the server on {}: {found}",
+            data.data_dir.display()
+        );
     }
 }
 
@@ -295,7 +354,7 @@ mod tests {
         secrets.add("destination 'x' property 'Password'", "pw-Zq8w1-basic");
         secrets.add("too short to search", "pw");
         assert_eq!(secrets.len(), 1);
-        let err = scan(Some(dir.path()), &[], &secrets).unwrap_err();
+        let err = scan(&[dir.path()], &[], &secrets).unwrap_err();
         assert!(err.contains("destination 'x' property 'Password'"), "{err}");
         assert!(err.contains("/log"), "{err}");
         assert!(
@@ -307,7 +366,7 @@ mod tests {
             "the report never holds the secret: {err}"
         );
         fs::remove_file(dir.path().join("log")).unwrap();
-        assert_eq!(scan(Some(dir.path()), &[], &secrets).unwrap().files, 0);
+        assert_eq!(scan(&[dir.path()], &[], &secrets).unwrap().files, 0);
     }
 
     #[test]
@@ -318,10 +377,65 @@ mod tests {
         let dir = tempfile::TempDir::new().unwrap();
         // The certificate alone is public.
         fs::write(dir.path().join("log"), &pem.cert).unwrap();
-        assert!(scan(Some(dir.path()), &[], &secrets).is_ok());
+        assert!(scan(&[dir.path()], &[], &secrets).is_ok());
         let escaped = serde_json::to_string(&pem.key).unwrap();
         fs::write(dir.path().join("log"), format!("{{\"key\":{escaped}}}")).unwrap();
-        let err = scan(Some(dir.path()), &[], &secrets).unwrap_err();
+        let err = scan(&[dir.path()], &[], &secrets).unwrap_err();
         assert!(err.contains("a key (its private key)"), "{err}");
+    }
+
+    /// The PostgreSQL side: the secrets are read back over SQL, the cluster's files are found and
+    /// searched; the encrypted key is not found, a copy of it in plain text is.
+    #[test]
+    fn finds_a_secret_in_a_postgresql_cluster() {
+        use sqlx::{Connection, Executor};
+        let pg = crate::pg::PgServer::start();
+        if !pg.owns_cluster() {
+            return; // a shared server's files may not be readable here
+        }
+        let master = MasterKey::generate();
+        let pem = signpost_test_peers::pki::self_signed("leaky-pg", 1);
+        let (url, pg) = on_own_runtime({
+            let master = master.clone();
+            let key = pem.key.clone();
+            async move {
+                let db = pg.create_db().await;
+                let store = PgStore::open(&db.url, &master, u32::MAX).await.unwrap();
+                store
+                    .insert_signing_key(signpost_store::SigningKeyRecord {
+                        kid: "k1".into(),
+                        private_key_pem: key.into(),
+                        public_jwk: "{}".into(),
+                        created_at: 0,
+                    })
+                    .await
+                    .unwrap();
+                Ok((db.url.clone(), pg))
+            }
+        })
+        .unwrap();
+        let (secrets, cluster) = secrets_in_postgres(&url, &master).unwrap();
+        let cluster = cluster.expect("the cluster's data directory");
+        assert!(cluster.join("base").is_dir(), "{}", cluster.display());
+        let clean = scan(&[cluster.as_path()], &[], &secrets).unwrap();
+        assert!(clean.files > 100, "{clean:?}");
+
+        let key = pem.key.clone();
+        on_own_runtime(async move {
+            let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+            conn.execute("CREATE TABLE copied (t text)").await.unwrap();
+            sqlx::query("INSERT INTO copied VALUES ($1)")
+                .bind(key)
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            conn.execute("CHECKPOINT").await.unwrap();
+            Ok(())
+        })
+        .unwrap();
+        let err = scan(&[cluster.as_path()], &[], &secrets).unwrap_err();
+        assert!(err.contains("signing key 'k1'"), "{err}");
+        assert!(err.contains(&*cluster.to_string_lossy()), "{err}");
+        drop(pg);
     }
 }

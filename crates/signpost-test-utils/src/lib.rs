@@ -500,7 +500,10 @@ impl Drop for TestApp {
             let _ = tx.send(true);
         }
         leaks::check_server(
-            self.dir.path(),
+            leaks::ServerData {
+                data_dir: self.dir.path(),
+                database_url: self.postgres.as_ref().map(|pg| pg.1.url.as_str()),
+            },
             Some(&self.master),
             &[],
             &[("the broker password", BROKER_PASSWORD)],

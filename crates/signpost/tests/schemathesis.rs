@@ -6,8 +6,10 @@
 //!    stateful phase over the links schemathesis infers;
 //! 2. SAP's document (`../shared/reference/destination-service-openapi.yaml`) against
 //!    `<server>/destination-configuration` (its `servers` entry's base path): no answer of 500 or
-//!    more (conformance to SAP's document is not checked: it leaves out answers SAP's own service
-//!    gives; `e2e/schemathesis/sap.toml`).
+//!    more, and every answer conforms to Signpost's document (`e2e/schemathesis/conform.py` reads
+//!    the run's HAR record: operation, status code, media type, body schema). Conformance to SAP's
+//!    document is not checked: it leaves out answers SAP's own service gives
+//!    (`e2e/schemathesis/sap.toml`).
 //!
 //! Either run must exit 0, and the server must not have panicked. `SIGNPOST_SCHEMATHESIS_EXAMPLES`
 //! sets the examples per operation (default 25: a few minutes in debug builds); the seed is fixed.
@@ -136,6 +138,8 @@ impl Run {
     }
 }
 
+/// Runs schemathesis; its JUnit report and its record of every request and answer (HAR,
+/// `answers.har`) go to `report`.
 fn run(args: &[String], env: &[(&str, String)], report: &Path) -> Run {
     let started = Instant::now();
     let out = Command::new(schemathesis())
@@ -144,8 +148,10 @@ fn run(args: &[String], env: &[(&str, String)], report: &Path) -> Run {
         .arg(examples())
         // One worker: schemathesis 4.32.5 under two sometimes fails in its own code (a Python
         // `SystemError` while it builds a generator), which is no finding about the server.
-        .args(["--workers", "1", "--report", "junit", "--report-dir"])
+        .args(["--workers", "1", "--report", "junit,har", "--report-dir"])
         .arg(report)
+        .arg("--report-har-path")
+        .arg(report.join("answers.har"))
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         // Its example database and caches (`.schemathesis/`) go to the test's temp directory.
         .current_dir(report.parent().unwrap())
@@ -247,6 +253,35 @@ async fn generated_requests_get_documented_answers_and_never_a_server_error() {
         &dir.path().join("report-sap"),
     );
     assert_run("SAP's document", &theirs, &server);
+
+    // Every answer of that run, against Signpost's document.
+    let doc = dir.path().join("signpost-openapi.json");
+    let text = server
+        .client
+        .get(server.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    std::fs::write(&doc, text).unwrap();
+    let out = Command::new(st_dir().join(".venv/bin/python"))
+        .arg(st_dir().join("conform.py"))
+        .arg(&doc)
+        .arg(dir.path().join("report-sap/answers.har"))
+        .output()
+        .unwrap();
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("{printed}");
+    assert!(
+        out.status.success(),
+        "answers to SAP's document's requests that Signpost's document does not describe:\n{printed}"
+    );
 }
 
 fn str_of(key: &Value, field: &str) -> String {

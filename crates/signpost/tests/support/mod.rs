@@ -229,6 +229,8 @@ pub struct ServerProcess {
     exit: Option<ExitStatus>,
     /// `SIGNPOST_MASTER_KEY` when the test set it (else the data directory's `master.key`).
     master_key: Option<String>,
+    /// `--database-url` or `SIGNPOST_DATABASE_URL` when the test gave one (PostgreSQL).
+    database_url: Option<String>,
 }
 
 /// Why a start did not give a healthy server.
@@ -318,6 +320,17 @@ impl ServerProcess {
                 .iter()
                 .find(|(k, _)| k == "SIGNPOST_MASTER_KEY")
                 .map(|(_, v)| v.clone()),
+            database_url: args
+                .iter()
+                .position(|a| a == "--database-url")
+                .and_then(|i| args.get(i + 1))
+                .or_else(|| {
+                    env.iter()
+                        .find(|(k, _)| k == "SIGNPOST_DATABASE_URL")
+                        .map(|(_, v)| v)
+                })
+                .filter(|url| url.starts_with("postgres"))
+                .cloned(),
         };
         server.wait_healthy().await?;
         if !opts.broker_env {
@@ -538,7 +551,10 @@ impl Drop for ServerProcess {
             .or_else(|| fs::read_to_string(self.data_dir.join("master.key")).ok())
             .and_then(|text| MasterKey::parse(&text).ok());
         signpost_test_utils::leaks::check_server(
-            &self.data_dir,
+            signpost_test_utils::leaks::ServerData {
+                data_dir: &self.data_dir,
+                database_url: self.database_url.as_deref(),
+            },
             master.as_ref(),
             &[
                 self.stderr_path.clone(),
