@@ -239,54 +239,197 @@ struct AnswerBodies;
 
 impl Modify for AnswerBodies {
     fn modify(&self, doc: &mut Document) {
-        let string = serde_json::json!({"type": "string"});
+        use serde_json::json;
+        let string = json!({"type": "string"});
+        // An object whose `required` properties are strings (more may follow).
         let object = |required: &[&str]| {
             let properties: serde_json::Map<String, serde_json::Value> = required
                 .iter()
                 .map(|p| ((*p).to_owned(), string.clone()))
                 .collect();
-            serde_json::json!({"type": "object", "required": required, "properties": properties})
+            json!({"type": "object", "required": required, "properties": properties})
         };
+        let array = |items: serde_json::Value| json!({"type": "array", "items": items});
+        let token = json!({
+            "type": "object",
+            "required": ["access_token", "token_type", "expires_in"],
+            "properties": {
+                "access_token": string, "token_type": string, "expires_in": {"type": "integer"},
+                "scope": string, "jti": string,
+            },
+        });
+        let subscription = object(&["instanceId", "subaccountId", "subdomain", "createdAt"]);
+        let instance = json!({
+            "type": "object",
+            "required": ["instanceId", "subaccountId", "bindings"],
+            "properties": {
+                "instanceId": string, "subaccountId": string,
+                "subdomain": {"type": ["string", "null"]}, "bindings": {"type": "integer"},
+            },
+        });
+        let certificate_view = json!({
+            "type": "object",
+            "required": ["name", "format", "entries"],
+            "properties": {"name": string, "format": string, "entries": {"type": "array"}},
+        });
+        let osb_empty = json!({"type": "object"});
         let saml = "/destination-configuration/v1/saml2Metadata";
         let bodies = [
-            (saml.to_owned(), "get", object(&["idpMetadata"])),
+            (saml.to_owned(), "get", "200", object(&["idpMetadata"])),
             (
                 format!("{saml}/certificate"),
                 "get",
+                "200",
                 object(&["certificate"]),
             ),
             (
                 format!("{saml}/certificate"),
                 "post",
+                "200",
                 object(&["certificate"]),
             ),
             (
                 format!("{saml}/certificate/passive"),
                 "get",
+                "200",
                 object(&["certificate"]),
             ),
             (
                 format!("{saml}/certificate/passive"),
                 "post",
+                "200",
                 object(&["certificate"]),
             ),
             (
                 format!("{saml}/rotateCertificate"),
                 "post",
+                "200",
                 object(&["activeCertificate", "passiveCertificate"]),
             ),
-            ("/healthz".to_owned(), "get", object(&["status"])),
-            ("/readyz".to_owned(), "get", object(&["status"])),
+            ("/healthz".to_owned(), "get", "200", object(&["status"])),
+            ("/readyz".to_owned(), "get", "200", object(&["status"])),
+            ("/oauth/token".to_owned(), "post", "200", token.clone()),
+            (
+                "/token_keys".to_owned(),
+                "get",
+                "200",
+                json!({"type": "object", "required": ["keys"], "properties": {"keys": array(object(&["kty", "kid"]))}}),
+            ),
+            (
+                "/signpost/v1/instances".to_owned(),
+                "get",
+                "200",
+                array(instance),
+            ),
+            (
+                "/signpost/v1/instances/{id}/token".to_owned(),
+                "post",
+                "200",
+                token,
+            ),
+            (
+                "/signpost/v1/signing-keys".to_owned(),
+                "get",
+                "200",
+                array(object(&["kid", "state", "createdAt"])),
+            ),
+            (
+                "/signpost/v1/signing-keys/rotate".to_owned(),
+                "post",
+                "201",
+                json!({"type": "object", "required": ["kid", "keys"], "properties": {"kid": string, "keys": {"type": "array"}}}),
+            ),
+            (
+                "/signpost/v1/subscriptions/{instance}".to_owned(),
+                "get",
+                "200",
+                array(subscription.clone()),
+            ),
+            (
+                "/signpost/v1/subscriptions/{instance}/{subaccount}".to_owned(),
+                "put",
+                "200",
+                subscription.clone(),
+            ),
+            (
+                "/signpost/v1/subscriptions/{instance}/{subaccount}".to_owned(),
+                "put",
+                "201",
+                subscription.clone(),
+            ),
+            (
+                "/signpost/v1/subscriptions/{instance}/{subaccount}".to_owned(),
+                "delete",
+                "200",
+                subscription,
+            ),
+            (
+                "/signpost/v1/certificates/{level}".to_owned(),
+                "get",
+                "200",
+                array(certificate_view.clone()),
+            ),
+            (
+                "/signpost/v1/certificates/{level}/{name}".to_owned(),
+                "get",
+                "200",
+                certificate_view,
+            ),
+            (
+                "/signpost/v1/destinations/{level}/{name}/check".to_owned(),
+                "post",
+                "200",
+                json!({"type": "object", "required": ["ok", "steps"], "properties": {"ok": {"type": "boolean"}, "steps": {"type": "array"}}}),
+            ),
+            (
+                "/v2/service_instances/{instance_id}".to_owned(),
+                "put",
+                "200",
+                osb_empty.clone(),
+            ),
+            (
+                "/v2/service_instances/{instance_id}".to_owned(),
+                "put",
+                "201",
+                osb_empty.clone(),
+            ),
+            (
+                "/v2/service_instances/{instance_id}".to_owned(),
+                "patch",
+                "200",
+                osb_empty.clone(),
+            ),
+            (
+                "/v2/service_instances/{instance_id}".to_owned(),
+                "delete",
+                "200",
+                osb_empty.clone(),
+            ),
+            (
+                "/v2/service_instances/{instance_id}/service_bindings/{binding_id}".to_owned(),
+                "put",
+                "200",
+                json!({"$ref": "#/components/schemas/ServiceKey"}),
+            ),
+            (
+                "/v2/service_instances/{instance_id}/service_bindings/{binding_id}".to_owned(),
+                "delete",
+                "200",
+                osb_empty,
+            ),
         ];
-        for (path, method, schema) in bodies {
+        for (path, method, status, schema) in bodies {
             let Some(item) = doc.paths.paths.get_mut(&path) else {
-                continue;
+                panic!("the document has no path {path}");
             };
             let op = match method {
                 "get" => &mut item.get,
+                "put" => &mut item.put,
+                "patch" => &mut item.patch,
+                "delete" => &mut item.delete,
                 _ => &mut item.post,
             };
-            set_body(op, "200", schema);
+            set_body(op, status, schema);
         }
     }
 }
@@ -298,7 +441,7 @@ fn set_body(op: &mut Option<Operation>, status: &str, schema: serde_json::Value)
         .as_mut()
         .and_then(|op| op.responses.responses.get_mut(status))
     else {
-        return;
+        panic!("no answer {status} to describe");
     };
     let schema: RefOr<Schema> = serde_json::from_value(schema).expect("a valid schema");
     answer.content.insert(
