@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 here=$PWD
-targets=(certs_parse jks entity_body instance_config list_options properties_import proxy_headers proxy_config bearer_jwt)
+targets=(certs_parse jks entity_body instance_config list_options properties_import proxy_headers proxy_config proxy_answer bearer_jwt)
 for t in "${targets[@]}"; do mkdir -p "corpus/$t"; done
 w=$(mktemp -d); trap 'rm -rf "$w"' EXIT
 cd "$w"
@@ -114,6 +114,15 @@ items:
     spec: { destinationRef: { name: more-backend }, fragmentRef: { name: f } }
 '
 { printf '%s' "$values"; printf '\0'; printf '%s' "$routes"; } > "$c/proxy_config/values-and-routes"
+
+# Targets' answers (after the settings byte: bit 0 a HEAD request, the rest the piece size).
+a=$c/proxy_answer
+printf '\x0eHTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello' > "$a/length"
+printf '\x02HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: x-sum\r\n\r\n5;ext=1\r\nhello\r\n0\r\nx-sum: 1\r\n\r\nHTTP/1.1 200 OK' > "$a/chunked-trailer"
+printf '\x00HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nConnection: keep-alive, x-hop\r\nx-hop: 1\r\nKeep-Alive: timeout=5\r\nContent-Length: 0\r\n\r\n' > "$a/interim-and-hop-by-hop"
+printf '\x04HTTP/1.0 200 OK\r\nServer: old\r\n\r\nuntil the end' > "$a/http10-close"
+printf '\x01HTTP/1.1 304 Not Modified\r\nETag: "x"\r\nTransfer-Encoding: gzip, chunked\r\nContent-Length: 7\r\n\r\n' > "$a/head-304-both"
+printf '\x06HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nContent-Length: 3\r\n\r\nabc' > "$a/coding-not-chunked"
 
 # Bearer tokens: JWT-shaped ones, and the JSON that the target splices into a real token.
 jh='{"alg":"RS256","typ":"JWT","kid":"key-1"}'

@@ -21,7 +21,7 @@ pub use entity::{entity_body, instance_config};
 pub use jwt::bearer_jwt;
 pub use list::list_options;
 pub use properties::properties_import;
-pub use proxy::{proxy_config, proxy_headers};
+pub use proxy::{proxy_answer, proxy_config, proxy_headers};
 
 /// A fuzz target: any bytes in, a panic when something that must hold does not.
 pub type Target = fn(&[u8]);
@@ -37,6 +37,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("properties_import", properties_import),
     ("proxy_headers", proxy_headers),
     ("proxy_config", proxy_config),
+    ("proxy_answer", proxy_answer),
     ("bearer_jwt", bearer_jwt),
 ];
 

@@ -203,3 +203,72 @@ pub fn proxy_config(data: &[u8]) {
         assert!(cfg.instances.iter().any(|x| x.name == entry.instance));
     }
 }
+
+/// A target's answer as the lean path reads it (its head, then the body's first bytes), after one
+/// byte of settings: bit 0 says the request was a `HEAD`, the other bits how the bytes arrive (in
+/// pieces of 1 to 128 bytes). Whatever it is: the same reading however the bytes arrive; the head
+/// for the workload is one whole HTTP/1.1 head with the target's status, without hop-by-hop
+/// fields but the framing's own (`transfer-encoding` for relayed chunks, `connection: close` when
+/// the body ends with the connection), never both a length and chunks, and reading it again gives
+/// it back unchanged with the same framing.
+pub fn proxy_answer(data: &[u8]) {
+    use signpost_proxy::{read_answer, ChunkedEnd, Framing};
+    let Some((&settings, raw)) = data.split_first() else {
+        return;
+    };
+    let head_request = settings & 1 == 1;
+    let piece = usize::from(settings >> 1) + 1;
+    let cuts: Vec<usize> = (1..)
+        .map(|i| i * piece)
+        .take_while(|c| *c < raw.len())
+        .collect();
+    let whole = read_answer(raw, head_request, &[]);
+    let pieces = read_answer(raw, head_request, &cuts);
+    assert_eq!(whole, pieces, "the reading depends on how the bytes arrive");
+    let Ok(Some(seen)) = whole else {
+        return;
+    };
+    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS + 1];
+    let mut res = httparse::Response::new(&mut fields);
+    assert_eq!(
+        res.parse(&seen.head),
+        Ok(httparse::Status::Complete(seen.head.len())),
+        "the workload's head is not one whole head"
+    );
+    assert_eq!(res.version, Some(1));
+    assert_eq!(res.code, Some(seen.status));
+    let mut length = false;
+    let mut chunks = false;
+    for field in res.headers.iter() {
+        let name = field.name.to_ascii_lowercase();
+        match name.as_str() {
+            "transfer-encoding" => {
+                assert_eq!(seen.framing, Framing::Chunked, "transfer-encoding kept");
+                chunks = true;
+            }
+            "connection" => {
+                assert_eq!(field.value, b"close");
+                assert_eq!(seen.framing, Framing::Close, "connection: close added");
+            }
+            "content-length" => length = true,
+            _ => assert!(
+                !signpost_proxy::forward::HOP_BY_HOP.contains(&name.as_str()),
+                "hop-by-hop field {name} forwarded"
+            ),
+        }
+    }
+    assert!(!(length && chunks), "both a length and chunks");
+    if seen.framing == Framing::Close {
+        assert!(!seen.keep_alive);
+    }
+    if let Some(ChunkedEnd::Found(n)) = seen.chunked {
+        assert!(n <= raw.len());
+    }
+    if res.headers.len() <= MAX_HEADERS {
+        let again = read_answer(&seen.head, head_request, &[])
+            .expect("the workload's head reads again")
+            .expect("the workload's head is whole");
+        assert_eq!(again.head, seen.head, "a second rewrite changes the head");
+        assert_eq!(again.framing, seen.framing);
+    }
+}

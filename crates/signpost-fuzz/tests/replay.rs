@@ -104,6 +104,11 @@ fn proxy_config() {
 }
 
 #[test]
+fn proxy_answer() {
+    replay("proxy_answer");
+}
+
+#[test]
 fn bearer_jwt() {
     replay("bearer_jwt");
 }

@@ -26,7 +26,7 @@ use crate::routing::{self, RouteEntry};
 use crate::state::{Shared, Snapshot};
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1), never forwarded in either direction.
-pub(crate) const HOP_BY_HOP: &[&str] = &[
+pub const HOP_BY_HOP: &[&str] = &[
     "connection",
     "keep-alive",
     "proxy-connection",

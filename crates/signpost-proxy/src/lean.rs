@@ -30,6 +30,7 @@ use tokio::sync::watch;
 
 pub use replay::Replay;
 use target::exchange;
+pub use target::Framing;
 
 use crate::body::ProxyBody;
 use crate::config::TenantMode;
@@ -554,6 +555,85 @@ async fn respond(down: &mut TcpStream, res: http::Response<ProxyBody>, head_requ
     match down.write_all(&out).await {
         Ok(()) => Step::Next,
         Err(_) => Step::Close,
+    }
+}
+
+/// What the lean path makes of a target's answer, read from bytes instead of a connection: for
+/// the fuzz target `proxy_answer` (`crates/signpost-fuzz`), which checks it against itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnswerSeen {
+    pub status: u16,
+    /// The head written to the workload.
+    pub head: Vec<u8>,
+    pub framing: Framing,
+    pub keep_alive: bool,
+    /// For a chunked body: where it ends in the bytes after the head.
+    pub chunked: Option<ChunkedEnd>,
+}
+
+/// Where a chunked body ends in the bytes read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChunkedEnd {
+    /// After this many bytes: what follows belongs to the next answer.
+    Found(usize),
+    /// Not in these bytes: more must be read.
+    Open,
+    /// They are not a chunked body: the proxy closes both connections.
+    Broken,
+}
+
+/// Reads `raw` as [`target`]'s `Answer::read` and `relay` do: interim (1xx) answers skipped, the
+/// final head rewritten for the workload, and for a chunked body its end looked for in what
+/// follows, fed to the scanner in the pieces `cuts` gives (byte offsets). `None` when the head is
+/// incomplete; an error as the proxy would give it (a 502).
+pub fn read_answer(
+    raw: &[u8],
+    head_request: bool,
+    cuts: &[usize],
+) -> Result<Option<AnswerSeen>, String> {
+    let mut at = 0;
+    loop {
+        let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut res = httparse::Response::new(&mut fields);
+        let len = match res.parse(&raw[at..]) {
+            Ok(httparse::Status::Complete(len)) => len,
+            Ok(httparse::Status::Partial) => return Ok(None),
+            Err(e) => return Err(format!("the target's answer is not HTTP/1.1: {e}")),
+        };
+        let status = res.code.unwrap_or(0);
+        if status == 101 {
+            return Err("the target switched protocols without being asked to".into());
+        }
+        if (100..200).contains(&status) {
+            at += len;
+            continue;
+        }
+        let (head, framing, keep_alive) = target::rewrite(&res, head_request)?;
+        let body = &raw[at + len..];
+        let chunked = (framing == Framing::Chunked).then(|| {
+            let mut scanner = chunked::ChunkScanner::default();
+            let mut used = 0;
+            let mut from = 0;
+            for to in cuts.iter().copied().chain([body.len()]) {
+                let to = to.clamp(from, body.len());
+                match scanner.feed(&body[from..to]) {
+                    Ok(n) => used += n,
+                    Err(()) => return ChunkedEnd::Broken,
+                }
+                if scanner.done() {
+                    return ChunkedEnd::Found(used);
+                }
+                from = to;
+            }
+            ChunkedEnd::Open
+        });
+        return Ok(Some(AnswerSeen {
+            status,
+            head,
+            framing,
+            keep_alive,
+            chunked,
+        }));
     }
 }
 

@@ -24,6 +24,10 @@ pub mod state;
 pub mod tcp;
 pub mod workers;
 
+/// The lean path's reading of a target's answer, for the fuzz target `proxy_answer`.
+#[doc(hidden)]
+pub use lean::{read_answer, AnswerSeen, ChunkedEnd, Framing};
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 

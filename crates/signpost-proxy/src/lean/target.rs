@@ -150,7 +150,7 @@ pub(super) async fn exchange(
 
 /// How an answer's body ends (RFC 9112 §6.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Framing {
+pub enum Framing {
     /// No body (`HEAD`, 204, 304).
     Empty,
     Length(u64),
@@ -322,7 +322,7 @@ impl Answer {
 /// `Connection` names removed (`Transfer-Encoding` kept when the chunks are relayed as they are),
 /// `Connection: close` added when the body ends with the connection. With the body's framing and
 /// whether the target keeps the connection.
-fn rewrite(
+pub(super) fn rewrite(
     res: &httparse::Response<'_, '_>,
     head_request: bool,
 ) -> Result<(Vec<u8>, Framing, bool), &'static str> {
@@ -389,7 +389,8 @@ fn rewrite(
     for field in res.headers.iter() {
         let is = |n: &str| field.name.eq_ignore_ascii_case(n);
         let dropped = (is("transfer-encoding") && framing != Framing::Chunked)
-            || (is("content-length") && framing == Framing::Chunked)
+            // A length beside a transfer coding is void (RFC 9112 §6.3): never forwarded.
+            || (is("content-length") && chunked.is_some())
             || (forward::HOP_BY_HOP.iter().any(|h| is(h)) && !is("transfer-encoding"))
             || named.iter().any(|n| is(n));
         if !dropped {
