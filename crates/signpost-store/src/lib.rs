@@ -11,6 +11,7 @@ mod batch;
 mod cache;
 pub mod copy;
 pub mod crypto;
+mod direct;
 pub mod feed;
 mod ops;
 mod postgres;
@@ -67,6 +68,10 @@ pub enum Error {
     Database(#[from] sqlx::Error),
     #[error("migration error: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A read on the caller's thread ([`direct`](crate::direct)) failed; `outage` when SQLite was busy, locked
+    /// or could not read the file.
+    #[error("database error: {message}")]
+    Direct { message: String, outage: bool },
     #[error("{0}")]
     Invalid(String),
 }
@@ -86,6 +91,9 @@ pub enum Outage {
 impl Error {
     /// The outage behind this error, if it is one.
     pub fn outage(&self) -> Option<Outage> {
+        if let Error::Direct { outage: true, .. } = self {
+            return Some(Outage::Unavailable);
+        }
         let Error::Database(e) = self else {
             return None;
         };

@@ -13,6 +13,7 @@ use tokio::sync::Mutex;
 
 use crate::batch::{Batcher, Lookup};
 use crate::crypto::{Cipher, MasterKey};
+use crate::direct::DirectReader;
 use crate::ops::{Dialect, Writer};
 use crate::records::*;
 use crate::shared::*;
@@ -25,7 +26,10 @@ pub struct SqliteStore {
     pool: SqlitePool,
     cipher: Cipher,
     max_entities: u32,
-    /// Single-entity reads, batched ([`crate::batch`]).
+    /// Single-entity reads on the caller's thread ([`crate::direct`]), for a database file.
+    direct: Option<DirectReader>,
+    /// Single-entity reads, batched ([`crate::batch`]): an in-memory database's, and any while
+    /// every direct connection is taken.
     reads: Batcher<SqliteReader>,
     /// SQLite has one writer; taking this lock first keeps writers from failing with SQLITE_BUSY
     /// when a read transaction would have to be upgraded.
@@ -93,8 +97,12 @@ impl SqliteStore {
             pool: pool.clone(),
             cipher: cipher.clone(),
         });
+        let direct = Self::file_path(url)
+            .map(|file| DirectReader::open(file, cipher.clone()))
+            .transpose()?;
         Ok(Self {
             pool,
+            direct,
             cipher,
             max_entities,
             reads,
@@ -407,13 +415,15 @@ impl Store for SqliteStore {
         kind: EntityKind,
         name: &str,
     ) -> Result<Option<StoredEntity>> {
-        self.reads
-            .find(Lookup {
-                owners: owners.to_vec(),
-                kind,
-                name: name.to_owned(),
-            })
-            .await
+        let lookup = Lookup {
+            owners: owners.to_vec(),
+            kind,
+            name: name.to_owned(),
+        };
+        if let Some(found) = self.direct.as_ref().and_then(|d| d.find(&lookup)) {
+            return found;
+        }
+        self.reads.find(lookup).await
     }
 
     async fn list_entities(

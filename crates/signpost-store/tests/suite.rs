@@ -1598,6 +1598,70 @@ async fn cached_sqlite_limits() {
     limit_suite(&store).await;
 }
 
+/// Finds of a database file run on the caller's thread (`direct.rs`), beside sqlx's pool: while
+/// another connection holds a write transaction open they answer at once with the committed
+/// state, and once it commits they see the write.
+#[tokio::test]
+async fn sqlite_reads_see_committed_writes_and_never_wait_for_an_open_one() {
+    use sqlx::{Connection, Executor};
+    let dir = tempfile::tempdir().unwrap();
+    let store = sqlite(dir.path(), &MasterKey::generate(), 1000).await;
+    let owner = OwnerRef::subaccount("direct");
+    let instance = OwnerRef::instance("direct-instance");
+    store
+        .write(vec![put(&owner, "x", r#"{"v":1}"#, PutMode::Create)])
+        .await
+        .unwrap();
+    let find = || async {
+        store
+            .find_entity(
+                &[instance.clone(), owner.clone()],
+                EntityKind::Destination,
+                "x",
+            )
+            .await
+            .unwrap()
+            .map(|e| (e.owner, String::from_utf8(e.body).unwrap()))
+    };
+    assert_eq!(find().await, Some((owner.clone(), r#"{"v":1}"#.to_owned())));
+
+    // Another connection (another process, say) holds the write lock with a change pending.
+    let mut other =
+        sqlx::SqliteConnection::connect(&format!("sqlite://{}", dir.path().join("t.db").display()))
+            .await
+            .unwrap();
+    other.execute("BEGIN IMMEDIATE").await.unwrap();
+    other
+        .execute("UPDATE entities SET etag = 'pending' WHERE name = 'x'")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let during = store
+        .find_entity(std::slice::from_ref(&owner), EntityKind::Destination, "x")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(started.elapsed() < std::time::Duration::from_secs(1));
+    assert_ne!(during.etag, "pending", "an uncommitted write was read");
+    other.execute("COMMIT").await.unwrap();
+    let after = store
+        .find_entity(std::slice::from_ref(&owner), EntityKind::Destination, "x")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(after.etag, "pending", "a committed write was not read");
+
+    // A write through the store is seen by the next find, on the other level too.
+    store
+        .write(vec![put(&instance, "x", r#"{"v":2}"#, PutMode::Create)])
+        .await
+        .unwrap();
+    assert_eq!(
+        find().await,
+        Some((instance.clone(), r#"{"v":2}"#.to_owned()))
+    );
+}
+
 /// Reads racing writes never leave a stale entity in the cache.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cache_never_keeps_a_stale_entity() {
