@@ -91,6 +91,9 @@ export async function listView(main, kind, level) {
   }
 
   async function load() {
+    // Busy while the list reloads: its rows are about to be replaced (assistive technology waits,
+    // and so do the browser tests before they click a row's button).
+    tableBox.setAttribute('aria-busy', 'true');
     try {
       const query = state.labels ? `?$filter=${encodeURIComponent(state.labels)}` : '';
       const res = await request('GET', `${collection(level, kind)}${query}`);
@@ -98,6 +101,8 @@ export async function listView(main, kind, level) {
       draw();
     } catch (e) {
       replace(tableBox, h('div', { class: 'empty bad', role: 'alert' }, e.message));
+    } finally {
+      tableBox.removeAttribute('aria-busy');
     }
   }
 

@@ -81,6 +81,10 @@ async function step(name, fn, statuses = []) {
   stepName = name;
   expected = new Set(statuses);
   const started = Date.now();
+  // A list that is reloading (after the last step's save) replaces its rows: a click on a row's
+  // button in between is lost (found under CI's load: "clone it" clicked while "edit it"'s reload
+  // redrew the table).
+  await page.locator('[aria-busy="true"]').waitFor({ state: 'detached' });
   await fn();
   expected = new Set();
   assert.deepEqual(problems, [], `console or page errors during "${name}"`);
