@@ -97,9 +97,16 @@ impl SqliteStore {
             pool: pool.clone(),
             cipher: cipher.clone(),
         });
+        // A URL with options (`?mode=...`) is sqlx's to read: its reads stay with sqlx.
         let direct = Self::file_path(url)
-            .map(|file| DirectReader::open(file, cipher.clone()))
-            .transpose()?;
+            .filter(|_| !url.contains('?'))
+            .and_then(|file| match DirectReader::open(file, cipher.clone()) {
+                Ok(direct) => Some(direct),
+                Err(e) => {
+                    tracing::warn!(error = %e, "finds read SQLite through sqlx's pool: the connections of their own did not open");
+                    None
+                }
+            });
         Ok(Self {
             pool,
             direct,

@@ -1662,6 +1662,26 @@ async fn sqlite_reads_see_committed_writes_and_never_wait_for_an_open_one() {
     );
 }
 
+/// A URL with sqlx's options still opens, and its finds go through sqlx's pool.
+#[tokio::test]
+async fn a_sqlite_url_with_options_opens_and_finds() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+    let store = SqliteStore::open(&url, &MasterKey::generate(), 10)
+        .await
+        .unwrap();
+    let owner = OwnerRef::subaccount("opts");
+    store
+        .write(vec![put(&owner, "x", "{}", PutMode::Create)])
+        .await
+        .unwrap();
+    let found = store
+        .find_entity(std::slice::from_ref(&owner), EntityKind::Destination, "x")
+        .await
+        .unwrap();
+    assert_eq!(found.map(|e| e.name), Some("x".to_owned()));
+}
+
 /// Reads racing writes never leave a stale entity in the cache.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cache_never_keeps_a_stale_entity() {
