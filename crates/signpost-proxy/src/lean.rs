@@ -593,22 +593,14 @@ pub fn read_answer(
 ) -> Result<Option<AnswerSeen>, String> {
     let mut at = 0;
     loop {
-        let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut res = httparse::Response::new(&mut fields);
-        let len = match res.parse(&raw[at..]) {
-            Ok(httparse::Status::Complete(len)) => len,
-            Ok(httparse::Status::Partial) => return Ok(None),
-            Err(e) => return Err(format!("the target's answer is not HTTP/1.1: {e}")),
+        let Some((len, status, final_head)) = target::parse_head(&raw[at..], head_request)? else {
+            return Ok(None);
         };
-        let status = res.code.unwrap_or(0);
-        if status == 101 {
-            return Err("the target switched protocols without being asked to".into());
-        }
-        if (100..200).contains(&status) {
+        // An interim answer (1xx): the final one follows.
+        let Some((head, framing, keep_alive)) = final_head else {
             at += len;
             continue;
-        }
-        let (head, framing, keep_alive) = target::rewrite(&res, head_request)?;
+        };
         let body = &raw[at + len..];
         let chunked = (framing == Framing::Chunked).then(|| {
             let mut scanner = chunked::ChunkScanner::default();

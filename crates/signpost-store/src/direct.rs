@@ -16,12 +16,11 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
-use signpost_model::{EntityKind, OwnerRef};
 
-use crate::batch::Lookup;
+use crate::batch::{best_rows, Lookup};
 use crate::crypto::Cipher;
 use crate::records::StoredEntity;
-use crate::shared::{entity_aad, labels_from_column};
+use crate::shared::EntityColumns;
 use crate::{Error, Result};
 
 /// Connections kept for these reads: more than the runtime's worker threads on small machines.
@@ -49,9 +48,6 @@ fn lookup_sql(owners: usize) -> String {
     sql.push(')');
     sql
 }
-
-/// One row of [`lookup_sql`]: level, owner, name, body, etag, modified_at, labels.
-type Row = (String, String, String, Vec<u8>, String, i64, Option<String>);
 
 pub(crate) struct DirectReader {
     conns: Vec<Mutex<Connection>>,
@@ -106,70 +102,34 @@ impl DirectReader {
         }
         let rows = stmt
             .query_map(rusqlite::params_from_iter(args), |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                ))
+                let (level, owner): (String, String) = (r.get(0)?, r.get(1)?);
+                let columns = EntityColumns {
+                    name: r.get(2)?,
+                    body: r.get(3)?,
+                    etag: r.get(4)?,
+                    modified_at: r.get(5)?,
+                    labels: r.get(6)?,
+                };
+                Ok((level, owner, columns))
             })
             .map_err(direct_error)?;
-        // The row of the first owner that has one.
-        let mut best: Option<(usize, Row)> = None;
+        // Each row with its owner's rank; the row of the first owner that has one wins.
+        let mut keyed = Vec::new();
         for row in rows {
-            let row: Row = row.map_err(direct_error)?;
+            let (level, owner, columns) = row.map_err(direct_error)?;
             let rank = lookup
                 .owners
                 .iter()
-                .position(|o| o.level.as_str() == row.0 && o.id == row.1);
-            if let Some(rank) = rank {
-                if best.as_ref().is_none_or(|(have, _)| rank < *have) {
-                    best = Some((rank, row));
-                }
+                .position(|o| o.level.as_str() == level && o.id == owner);
+            if let Some(rank) = rank.and_then(|r| i64::try_from(r).ok()) {
+                keyed.push((0, rank, columns));
             }
         }
-        let Some((rank, (_, _, name, blob, etag, modified_at, labels))) = best else {
-            return Ok(None);
-        };
-        self.entity(
-            &lookup.owners[rank],
-            lookup.kind,
-            name,
-            &blob,
-            etag,
-            modified_at,
-            labels,
-        )
-        .map(Some)
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn entity(
-        &self,
-        owner: &OwnerRef,
-        kind: EntityKind,
-        name: String,
-        blob: &[u8],
-        etag: String,
-        modified_at: i64,
-        labels: Option<String>,
-    ) -> Result<StoredEntity> {
-        let body = self
-            .cipher
-            .decrypt(blob, &entity_aad(owner, kind, &name))
-            .ok_or(Error::Decrypt)?;
-        Ok(StoredEntity {
-            owner: owner.clone(),
-            kind,
-            name,
-            body,
-            etag,
-            modified_at,
-            labels: labels_from_column(labels)?,
-        })
+        best_rows(std::slice::from_ref(lookup), keyed)
+            .pop()
+            .flatten()
+            .map(|(rank, columns)| columns.decrypt(&self.cipher, &lookup.owners[rank], lookup.kind))
+            .transpose()
     }
 }
 

@@ -251,6 +251,39 @@ pub(crate) fn select_labelled(all: Vec<StoredEntity>, query: &ListQuery) -> List
     }
 }
 
+/// The columns of an `entities` row as stored (`name`, `body` still encrypted, `etag`,
+/// `modified_at`, `labels`), however they were read.
+pub(crate) struct EntityColumns {
+    pub name: String,
+    pub body: Vec<u8>,
+    pub etag: String,
+    pub modified_at: i64,
+    pub labels: Option<String>,
+}
+
+impl EntityColumns {
+    /// The entity of `owner`, its body decrypted.
+    pub(crate) fn decrypt(
+        self,
+        cipher: &Cipher,
+        owner: &OwnerRef,
+        kind: EntityKind,
+    ) -> Result<StoredEntity> {
+        let body = cipher
+            .decrypt(&self.body, &entity_aad(owner, kind, &self.name))
+            .ok_or(Error::Decrypt)?;
+        Ok(StoredEntity {
+            owner: owner.clone(),
+            kind,
+            name: self.name,
+            body,
+            etag: self.etag,
+            modified_at: self.modified_at,
+            labels: labels_from_column(self.labels)?,
+        })
+    }
+}
+
 /// An `entities` row (`name`, `body`, `etag`, `modified_at`, `labels`) of `owner`, decrypted, on
 /// either engine.
 pub(crate) fn entity_from_row<'r, R>(
@@ -267,18 +300,12 @@ where
     Vec<u8>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
 {
-    let name: String = col(row, "name")?;
-    let blob: Vec<u8> = col(row, "body")?;
-    let body = cipher
-        .decrypt(&blob, &entity_aad(owner, kind, &name))
-        .ok_or(Error::Decrypt)?;
-    Ok(StoredEntity {
-        owner: owner.clone(),
-        kind,
-        name,
-        body,
+    EntityColumns {
+        name: col(row, "name")?,
+        body: col(row, "body")?,
         etag: col(row, "etag")?,
         modified_at: col(row, "modified_at")?,
-        labels: labels_from_column(col(row, "labels")?)?,
-    })
+        labels: col(row, "labels")?,
+    }
+    .decrypt(cipher, owner, kind)
 }

@@ -13,15 +13,7 @@ use support::{find, run_to_exit, ServerOptions, ServerProcess};
 
 /// `metric{cache="name"} value` lines of `/metrics`, by (metric, cache).
 async fn cache_metrics(server: &ServerProcess) -> HashMap<(String, String), u64> {
-    let text = server
-        .client
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = server.get_text("/metrics").await;
     let mut out = HashMap::new();
     for line in text.lines().filter(|l| l.starts_with("signpost_cache_")) {
         let (series, value) = line.rsplit_once(' ').unwrap();

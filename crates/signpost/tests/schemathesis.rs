@@ -72,15 +72,7 @@ fn examples() -> String {
 
 /// One entity of each kind on both levels, named as `signpost.toml`'s dictionary `seeded` says.
 async fn seed(server: &ServerProcess, token: &str) {
-    let cert = server
-        .client
-        .get(server.url("/signpost/v1/ca.pem"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let cert = server.get_text("/signpost/v1/ca.pem").await;
     let content = base64::engine::general_purpose::STANDARD.encode(cert);
     for level in ["subaccount", "instance"] {
         for (collection, body) in [
@@ -256,16 +248,7 @@ async fn generated_requests_get_documented_answers_and_never_a_server_error() {
 
     // Every answer of that run, against Signpost's document.
     let doc = dir.path().join("signpost-openapi.json");
-    let text = server
-        .client
-        .get(server.url("/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    std::fs::write(&doc, text).unwrap();
+    std::fs::write(&doc, server.get_text("/openapi.json").await).unwrap();
     let out = Command::new(st_dir().join(".venv/bin/python"))
         .arg(st_dir().join("conform.py"))
         .arg(&doc)

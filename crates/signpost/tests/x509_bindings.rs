@@ -90,14 +90,7 @@ async fn generated_and_self_provided_client_certificates() {
     let (s, v) = find(&support::http_client(), &server.url(""), token, "d").await;
     assert_eq!(s, 200, "{v}");
     // The CA certificate verifies the generated one (openssl), and is served for remote servers.
-    let ca = support::http_client()
-        .get(server.url("/signpost/v1/ca.pem"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let ca = server.get_text("/signpost/v1/ca.pem").await;
     std::fs::write(tmp.path().join("ca.pem"), ca).unwrap();
     std::fs::write(
         tmp.path().join("client.pem"),

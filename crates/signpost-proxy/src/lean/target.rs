@@ -179,29 +179,12 @@ impl Answer {
         let mut buf = BytesMut::with_capacity(8 * 1024);
         let mut received = false;
         loop {
-            let parsed = {
-                let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
-                let mut res = httparse::Response::new(&mut fields);
-                match res.parse(&buf) {
-                    Ok(httparse::Status::Complete(len)) => {
-                        let status = res.code.unwrap_or(0);
-                        if status == 101 {
-                            Err("the target switched protocols without being asked to".into())
-                        } else if (100..200).contains(&status) {
-                            Ok(Some((len, status, None)))
-                        } else {
-                            rewrite(&res, head_request)
-                                .map(|head| Some((len, status, Some(head))))
-                                .map_err(String::from)
-                        }
-                    }
-                    Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => Ok(None),
-                    Ok(httparse::Status::Partial) => {
-                        Err("the target's answer head is too large".to_owned())
-                    }
-                    Err(e) => Err(format!("the target's answer is not HTTP/1.1: {e}")),
+            let parsed = parse_head(&buf, head_request).and_then(|parsed| match parsed {
+                None if buf.len() >= MAX_HEAD => {
+                    Err("the target's answer head is too large".to_owned())
                 }
-            };
+                parsed => Ok(parsed),
+            });
             match parsed {
                 Err(e) => return Err((false, send_error(false, e))),
                 // An interim answer (100 Continue, 103 Early Hints): the final one follows.
@@ -318,11 +301,39 @@ impl Answer {
     }
 }
 
+/// One answer head at the start of `buf`: `None` while it is incomplete; else the bytes it
+/// takes, its status, and for a final answer (not 1xx) the head rewritten for the workload
+/// ([`rewrite`]) with its framing and whether the target keeps the connection.
+pub(super) type ParsedHead = (usize, u16, Option<(Vec<u8>, Framing, bool)>);
+
+/// Parses the answer head at the start of `buf` ([`ParsedHead`]); an error as the workload's 502
+/// says it.
+pub(super) fn parse_head(buf: &[u8], head_request: bool) -> Result<Option<ParsedHead>, String> {
+    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut res = httparse::Response::new(&mut fields);
+    match res.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => {
+            let status = res.code.unwrap_or(0);
+            if status == 101 {
+                Err("the target switched protocols without being asked to".into())
+            } else if (100..200).contains(&status) {
+                Ok(Some((len, status, None)))
+            } else {
+                rewrite(&res, head_request)
+                    .map(|head| Some((len, status, Some(head))))
+                    .map_err(String::from)
+            }
+        }
+        Ok(httparse::Status::Partial) => Ok(None),
+        Err(e) => Err(format!("the target's answer is not HTTP/1.1: {e}")),
+    }
+}
+
 /// The workload's head for the target's answer `res`: hop-by-hop headers and those its
 /// `Connection` names removed (`Transfer-Encoding` kept when the chunks are relayed as they are),
 /// `Connection: close` added when the body ends with the connection. With the body's framing and
 /// whether the target keeps the connection.
-pub(super) fn rewrite(
+fn rewrite(
     res: &httparse::Response<'_, '_>,
     head_request: bool,
 ) -> Result<(Vec<u8>, Framing, bool), &'static str> {

@@ -386,6 +386,18 @@ impl ServerProcess {
         format!("{}{path}", self.base)
     }
 
+    /// The body of `GET <path>` (no credentials), as text.
+    pub async fn get_text(&self, path: &str) -> String {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// `<data-dir>/ca.pem`: the built-in CA that issued the HTTPS listener's certificate.
     pub fn ca_file(&self) -> PathBuf {
         self.data_dir.join("ca.pem")
