@@ -118,6 +118,7 @@ impl Https {
             current,
             limits,
             rx,
+            None,
         )));
     }
 
@@ -345,7 +346,9 @@ impl TestApp {
             h
         });
         let (tx, rx) = tokio::sync::watch::channel(false);
-        let server = tokio::spawn(signpost_api::listener::serve(listener, app, limits, rx));
+        let server = tokio::spawn(signpost_api::listener::serve(
+            listener, app, limits, rx, None,
+        ));
         Self {
             base,
             addr,
