@@ -1,12 +1,8 @@
 //! The HTTP listener of Signpost, and what it shares with the HTTPS one ([`crate::tls`]): one
 //! connection slot per connection ([`Limits::connection_slot`], taken before `accept`, so
 //! connections over the cap wait in the listen backlog until one ends), and HTTP/1.1 with the
-//! header-read timeout ([`crate::LimitsConfig::header_timeout`]). With [`Workers`], each accepted
-//! connection is handed to the next worker thread and served there, on that worker's own event
-//! loop: as nginx's workers do, a request then never wakes another thread (`signpost serve` runs
-//! one worker per core; bench/README.md, `find-destination`).
+//! header-read timeout ([`crate::LimitsConfig::header_timeout`]).
 
-use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,67 +13,34 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use signpost_net::workers::Workers;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch, OwnedSemaphorePermit};
+use tokio::sync::{watch, OwnedSemaphorePermit};
+use tokio::task::JoinSet;
 
 use crate::Limits;
 
 /// Serves `app` on `listener` until `stop` turns true (or its sender is dropped); then stops
 /// accepting, lets every connection finish the request it is on, and returns when all have
-/// ended. Connections are served on `workers` when given, else on the caller's runtime.
+/// ended.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: Arc<Limits>,
     mut stop: watch::Receiver<bool>,
-    workers: Option<Arc<Workers>>,
 ) {
-    // Every connection holds a sender; `recv` answers `None` once all of them are gone.
-    let (open, mut all_ended) = mpsc::channel::<()>(1);
+    let mut connections = JoinSet::new();
     while let Some((tcp, peer, slot)) = accept(&listener, &limits, &mut stop).await {
+        while connections.try_join_next().is_some() {}
         let app = app.clone();
         let limits = limits.clone();
         let stop = stop.clone();
-        let open = open.clone();
-        dispatch(workers.as_deref(), tcp, peer, move |tcp| async move {
+        connections.spawn(async move {
             serve_connection(tcp, peer, app, &limits, Some(stop)).await;
-            drop((slot, open));
+            drop(slot);
         });
     }
-    drop(open);
-    let _ = all_ended.recv().await;
-}
-
-/// Runs `serve` with the accepted `tcp`: on the next of `workers` (the socket moves to that
-/// worker's event loop), or as a task of the caller's runtime without workers.
-pub(crate) fn dispatch<F, Fut>(
-    workers: Option<&Workers>,
-    tcp: TcpStream,
-    peer: SocketAddr,
-    serve: F,
-) where
-    F: FnOnce(TcpStream) -> Fut + Send + 'static,
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    let Some(workers) = workers else {
-        tokio::spawn(serve(tcp));
-        return;
-    };
-    let tcp = match tcp.into_std() {
-        Ok(tcp) => tcp,
-        Err(e) => {
-            tracing::warn!(%peer, error = %e, "a connection could not be handed to a worker");
-            return;
-        }
-    };
-    workers.spawn(move || async move {
-        match TcpStream::from_std(tcp) {
-            Ok(tcp) => serve(tcp).await,
-            Err(e) => tracing::warn!(%peer, error = %e, "a worker could not take a connection"),
-        }
-    });
+    while connections.join_next().await.is_some() {}
 }
 
 /// The next connection with its slot, or `None` once `stop` turned true. Waits for a slot

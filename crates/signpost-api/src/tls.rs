@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use signpost_net::workers::Workers;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::rustls::client::danger::HandshakeSignatureValid;
@@ -136,15 +135,13 @@ fn builder() -> Result<ConfigBuilder<ServerConfig, WantsServerCert>, rustls::Err
 /// HTTP/1.1 with the header-read timeout, a 10 s limit on each handshake, a connection slot of
 /// `limits` per connection (shared with the HTTP listener), and the client's certificate, when
 /// it presented one, in every request of its connection as [`PeerCertificate`]. Connections
-/// already accepted go on after the listener stops. Each connection (its handshake included) is
-/// served on the next of `workers` when given, as [`crate::listener::serve`] does.
+/// already accepted go on after the listener stops.
 pub async fn serve(
     listener: TcpListener,
     config: Arc<ServerConfig>,
     app: Router,
     limits: Arc<Limits>,
     mut stop: watch::Receiver<bool>,
-    workers: Option<Arc<Workers>>,
 ) {
     let acceptor = TlsAcceptor::from(config);
     while let Some((tcp, peer, slot)) = crate::listener::accept(&listener, &limits, &mut stop).await
@@ -152,7 +149,7 @@ pub async fn serve(
         let acceptor = acceptor.clone();
         let app = app.clone();
         let limits = limits.clone();
-        crate::listener::dispatch(workers.as_deref(), tcp, peer, move |tcp| async move {
+        tokio::spawn(async move {
             let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {

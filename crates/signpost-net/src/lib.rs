@@ -4,12 +4,8 @@
 //! CGNAT, benchmarking, multicast, IPv6 ULA and friends, and IPv4 addresses embedded in IPv6);
 //! [`check_public`] checks a URL's host once; [`PublicOnly`] is a reqwest DNS resolver that drops
 //! private addresses on every resolution, so that a later DNS answer cannot smuggle a private
-//! address in. [`workers`] runs connections on worker threads of one event loop each, for the
-//! server's and the proxy's listeners. Small on purpose: it must not depend on the store, the API
-//! or the OAuth crate.
+//! address in. Small on purpose: it must not depend on the store, the API or the OAuth crate.
 #![forbid(unsafe_code)]
-
-pub mod workers;
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};

@@ -22,7 +22,7 @@ pub mod secrets;
 pub mod server;
 pub mod state;
 pub mod tcp;
-pub use signpost_net::workers;
+pub mod workers;
 
 /// The lean path's reading of a target's answer, for the fuzz target `proxy_answer`.
 #[doc(hidden)]
@@ -106,7 +106,7 @@ pub async fn run(
         None,
         None,
     ));
-    let workers = workers::Workers::start("proxy-worker", options.workers)
+    let workers = workers::Workers::start(options.workers)
         .map_err(|e| anyhow::anyhow!("cannot start the proxy's worker threads: {e}"))?;
     server::serve(
         listener,

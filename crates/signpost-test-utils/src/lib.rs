@@ -118,7 +118,6 @@ impl Https {
             current,
             limits,
             rx,
-            None,
         )));
     }
 
@@ -346,9 +345,7 @@ impl TestApp {
             h
         });
         let (tx, rx) = tokio::sync::watch::channel(false);
-        let server = tokio::spawn(signpost_api::listener::serve(
-            listener, app, limits, rx, None,
-        ));
+        let server = tokio::spawn(signpost_api::listener::serve(listener, app, limits, rx));
         Self {
             base,
             addr,

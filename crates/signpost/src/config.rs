@@ -201,10 +201,6 @@ pub struct ServeArgs {
     /// destination API (burst twice that); 0 turns the limit off.
     #[arg(long, env = "SIGNPOST_RATE_LIMIT", default_value_t = signpost_api::DEFAULT_RATE_LIMIT)]
     pub rate_limit: u32,
-    /// Worker threads that serve the connections, each with its own event loop (default: one
-    /// per core).
-    #[arg(long, env = "SIGNPOST_WORKERS", value_parser = clap::value_parser!(u16).range(1..=256))]
-    pub workers: Option<u16>,
 }
 
 /// The validated server configuration.
@@ -222,8 +218,6 @@ pub struct ServeConfig {
     pub audit_retention_days: u32,
     pub limits: signpost_api::LimitsConfig,
     pub cache: CacheBudget,
-    /// Worker threads serving the connections.
-    pub workers: usize,
 }
 
 /// `SIGNPOST_CACHE_MB` unless set: 64 MiB.
@@ -463,9 +457,6 @@ impl ServeArgs {
             audit_retention_days: self.audit_retention_days,
             limits,
             cache,
-            workers: self
-                .workers
-                .map_or_else(signpost_net::workers::default_count, usize::from),
         })
     }
 
@@ -622,18 +613,6 @@ mod tests {
         assert_eq!(c.cache.total(), 16 * 1024 * 1024);
         for bad in ["0", "65537", "-1", "lots"] {
             assert!(parse(&["--cache-mb", bad]).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn workers_default_to_one_per_core() {
-        assert_eq!(
-            parse(&[]).unwrap().workers,
-            signpost_net::workers::default_count()
-        );
-        assert_eq!(parse(&["--workers", "3"]).unwrap().workers, 3);
-        for bad in ["0", "257", "-1", "many"] {
-            assert!(parse(&["--workers", bad]).is_err(), "{bad}");
         }
     }
 

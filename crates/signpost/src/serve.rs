@@ -393,11 +393,6 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         print_first_run(&cfg.public_url, &key_path, ca_file.as_deref());
     }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    // The connections of both listeners run on these; everything else on the main runtime.
-    let workers = Arc::new(
-        signpost_net::workers::Workers::start("http-worker", cfg.workers)
-            .context("cannot start the worker threads")?,
-    );
     if let (Some(l), Some(tls)) = (tls_listener, tls) {
         tokio::spawn(signpost_api::tls::serve(
             l,
@@ -405,7 +400,6 @@ pub async fn run(args: ServeArgs) -> Result<()> {
             app.clone(),
             limits.clone(),
             stop_rx.clone(),
-            Some(workers.clone()),
         ));
     }
     if let Some((cert, _)) = built_in {
@@ -426,15 +420,11 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         app,
         limits,
         stop_rx.clone(),
-        Some(workers.clone()),
     ));
     shutdown_signal().await;
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
     server.await?;
-    // Every HTTP connection has ended; what still runs on the workers (HTTPS connections, as
-    // before) ends with them.
-    tokio::task::spawn_blocking(move || workers.stop()).await?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -1,10 +1,10 @@
-//! Worker threads for serving connections: one current-thread runtime per worker, as nginx has
-//! one event loop per worker process. An accept loop hands each new connection to the next worker
+//! The data plane's worker threads: one current-thread runtime per worker, as nginx has one
+//! event loop per worker process. The accept loop hands each new connection to the next worker
 //! (round robin); from then on everything of that connection runs on its worker's thread: its
-//! socket is registered with that worker's reactor, what it keeps per worker (the proxy's
-//! keep-alive pools to targets: [`current`] names the worker) is its own, and a request never
-//! wakes another thread. Work that is not a connection's (accepting, background jobs, admin
-//! ports) stays on the process's main runtime. Used by `signpost serve` and `signpost-proxy`.
+//! socket is registered with that worker's reactor, the target's connections come from that
+//! worker's own keep-alive pool ([`current`] picks the egress client), and a request never
+//! wakes another thread. The control plane (accepting, the admin port, reloads, TCP routes) stays
+//! on the process's main runtime.
 
 use std::cell::Cell;
 use std::future::Future;
@@ -37,8 +37,8 @@ pub struct Workers {
 }
 
 impl Workers {
-    /// Starts `count` workers (at least one), their threads named `{name}-{index}`.
-    pub fn start(name: &str, count: usize) -> std::io::Result<Self> {
+    /// Starts `count` workers (at least one).
+    pub fn start(count: usize) -> std::io::Result<Self> {
         let count = count.max(1);
         let mut handles = Vec::with_capacity(count);
         let mut stops = Vec::with_capacity(count);
@@ -47,7 +47,7 @@ impl Workers {
             let (ready_tx, ready_rx) = std::sync::mpsc::channel();
             let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
             let thread = std::thread::Builder::new()
-                .name(format!("{name}-{index}"))
+                .name(format!("proxy-worker-{index}"))
                 .spawn(move || {
                     INDEX.with(|c| c.set(index));
                     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -68,7 +68,7 @@ impl Workers {
                     }
                 })?;
             let handle = ready_rx.recv().map_err(|_| {
-                std::io::Error::other("a worker thread ended before its runtime started")
+                std::io::Error::other("a proxy worker thread ended before its runtime started")
             })??;
             handles.push(handle);
             stops.push(stop_tx);
@@ -128,7 +128,7 @@ mod tests {
 
     #[test]
     fn work_goes_round_robin_and_runs_on_its_worker() {
-        let workers = Workers::start("proxy-worker", 3).unwrap();
+        let workers = Workers::start(3).unwrap();
         assert_eq!(workers.count(), 3);
         let (tx, rx) = std::sync::mpsc::channel();
         for _ in 0..6 {
@@ -157,7 +157,7 @@ mod tests {
 
     #[test]
     fn at_least_one_worker() {
-        let workers = Workers::start("proxy-worker", 0).unwrap();
+        let workers = Workers::start(0).unwrap();
         assert_eq!(workers.count(), 1);
         workers.stop();
     }
