@@ -474,3 +474,55 @@ async fn server_limits_come_from_the_environment() {
     assert!(res.headers().contains_key("retry-after"));
     assert!(server.stop().await.success(), "{}", server.stderr());
 }
+
+/// SIGTERM lets a request whose body is still arriving finish (the graceful shutdown waits for
+/// the request a connection is on) before the process exits with 0.
+#[tokio::test]
+async fn sigterm_lets_a_request_in_flight_finish() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let mut server = ServerProcess::start(ServerOptions::new(tmp.path())).await;
+
+    // A provisioning request whose body is half sent when SIGTERM arrives.
+    let (service_id, plan_id) = server.catalog_ids().await;
+    let body = json!({
+        "service_id": service_id,
+        "plan_id": plan_id,
+        "organization_guid": "org-guid",
+        "space_guid": "space-guid",
+        "context": {"platform": "cloudfoundry", "subaccount_id": "sa-drain", "subdomain": "drain"},
+    })
+    .to_string();
+    let basic = base64::engine::general_purpose::STANDARD
+        .encode(format!("{}:{}", server.broker_user, server.broker_password));
+    let head = format!(
+        "PUT /v2/service_instances/in-flight HTTP/1.1\r\nHost: 127.0.0.1\r\n\
+         Authorization: Basic {basic}\r\nX-Broker-API-Version: 2.17\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", server.port))
+        .await
+        .unwrap();
+    let (first, rest) = body.split_at(body.len() / 2);
+    tcp.write_all(format!("{head}{first}").as_bytes())
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let finish = async {
+        // SIGTERM is on its way (the other half of the join): the rest comes a little later.
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        tcp.write_all(rest.as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        tcp.read_to_end(&mut answer).await.unwrap();
+        String::from_utf8_lossy(&answer).into_owned()
+    };
+    let (status, answer) = tokio::join!(server.stop(), finish);
+    assert!(
+        answer.starts_with("HTTP/1.1 201"),
+        "the request in flight must be answered: {answer}\n{}",
+        server.stderr()
+    );
+    assert_eq!(status.code(), Some(0), "{}", server.stderr());
+}
