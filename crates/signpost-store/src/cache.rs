@@ -81,6 +81,10 @@ pub const ANCHOR_EVERY: u64 = 256;
 /// (`bench/cache-memory`, bench/README.md).
 const ENTRY_OVERHEAD: usize = 320;
 
+/// What an entry of the collections' presence costs besides its owner id: the cache's own
+/// bookkeeping and the key (no entity behind it).
+const PRESENCE_OVERHEAD: usize = 160;
+
 /// How many recent invalidations are remembered with what they touched.
 const RECENT: usize = 1024;
 /// Slots of the entity cache's [`Doorkeeper`] (a power of two; 8 bytes each).
@@ -146,6 +150,13 @@ struct State {
     entities: Cache<Key, Option<Arc<StoredEntity>>>,
     entity_lookups: HitCounter,
     entity_bytes: u64,
+    /// Whether a collection holds anything ([`Store::has_entities`]): a find skips the levels
+    /// known to be empty (most instances keep no destinations of their own, so a find would
+    /// otherwise probe the instance level before the subaccount level every time). Dropped
+    /// with any change in the collection, as the page anchors are.
+    presence: Cache<Collection, bool>,
+    presence_lookups: HitCounter,
+    presence_bytes: u64,
     doorkeeper: Doorkeeper,
     anchor_lookups: HitCounter,
     anchor_bytes: u64,
@@ -216,6 +227,7 @@ impl State {
             self.invalidate(Touched::All, |s| {
                 s.entities.invalidate_all();
                 s.anchors.invalidate_all();
+                s.presence.invalidate_all();
                 s.epoch.store(epoch, Ordering::Release);
             });
         }
@@ -230,6 +242,7 @@ impl State {
                     self.invalidate(Touched::Collection(collection.clone()), |s| {
                         s.entities.invalidate(&key(&owner, kind, name));
                         s.anchors.invalidate(&collection);
+                        s.presence.invalidate(&collection);
                     });
                 }
             }
@@ -242,7 +255,11 @@ impl State {
                         let _ = s
                             .entities
                             .invalidate_entries_if(move |k, _| k.0 == o.level && k.1 == o.id);
-                        let _ = s.anchors.invalidate_entries_if(move |k, _| {
+                        let o = owner.clone();
+                        let _ = s
+                            .anchors
+                            .invalidate_entries_if(move |k, _| k.0 == o.level && k.1 == o.id);
+                        let _ = s.presence.invalidate_entries_if(move |k, _| {
                             k.0 == owner.level && k.1 == owner.id
                         });
                     });
@@ -251,6 +268,7 @@ impl State {
             Change::Everything => self.invalidate(Touched::All, |s| {
                 s.entities.invalidate_all();
                 s.anchors.invalidate_all();
+                s.presence.invalidate_all();
             }),
             Change::Credentials | Change::SamlKeys { .. } | Change::SigningKeys => {}
         }
@@ -319,6 +337,30 @@ impl CachedStore {
         Ok(built)
     }
 
+    /// True when `owner` is known to hold no entity of `kind`: from the cache, or asked once
+    /// and kept until the collection changes.
+    async fn known_empty(&self, owner: &OwnerRef, kind: EntityKind) -> Result<bool> {
+        let state = &self.state;
+        let k = (owner.level, owner.id.clone(), kind);
+        if let Some(has) = state.presence.get(&k) {
+            state.presence_lookups.hit();
+            return Ok(!has);
+        }
+        state.presence_lookups.miss();
+        let began = state.generation.load(Ordering::Acquire);
+        let began_epoch = self.inner.epoch();
+        let has = self.inner.has_entities(owner, kind).await?;
+        let _fence = state.fence.read().unwrap_or_else(|p| p.into_inner());
+        // As for anchors: nothing in the collection changed meanwhile, the feed stayed up.
+        if state.untouched_since(began, &k)
+            && self.inner.coherent()
+            && self.inner.epoch() == began_epoch
+        {
+            state.presence.insert(k, has);
+        }
+        Ok(!has)
+    }
+
     /// Wraps `inner` with the default budgets (64 MiB of entities, 16 MiB of page anchors); on
     /// an engine with a change feed this spawns its follower, so it must be called inside a
     /// Tokio runtime then.
@@ -326,10 +368,13 @@ impl CachedStore {
         Self::with_budget(inner, MAX_BYTES, MAX_ANCHOR_BYTES)
     }
 
-    /// Wraps `inner` caching at most `entity_bytes` of entities and `anchor_bytes` of page
-    /// anchors (each at least 1), as their weighers count them.
+    /// Wraps `inner` caching at most `entity_bytes` of entities (an eighth of it for which
+    /// collections hold anything) and `anchor_bytes` of page anchors (each at least 1), as their
+    /// weighers count them.
     pub fn with_budget(inner: Arc<dyn Store>, entity_bytes: u64, anchor_bytes: u64) -> Self {
-        let (entity_bytes, anchor_bytes) = (entity_bytes.max(1), anchor_bytes.max(1));
+        let presence_bytes = (entity_bytes / 8).max(1);
+        let entity_bytes = entity_bytes.saturating_sub(presence_bytes).max(1);
+        let anchor_bytes = anchor_bytes.max(1);
         let entities = Cache::builder()
             .max_capacity(entity_bytes)
             .weigher(|k: &Key, v: &Option<Arc<StoredEntity>>| {
@@ -338,6 +383,13 @@ impl CachedStore {
                     + v.as_ref().map_or(0, |e| entity_size(e))
                     + ENTRY_OVERHEAD;
                 u32::try_from(size).unwrap_or(u32::MAX)
+            })
+            .support_invalidation_closures()
+            .build();
+        let presence = Cache::builder()
+            .max_capacity(presence_bytes)
+            .weigher(|k: &Collection, _: &bool| {
+                u32::try_from(k.1.len() + PRESENCE_OVERHEAD).unwrap_or(u32::MAX)
             })
             .support_invalidation_closures()
             .build();
@@ -353,6 +405,9 @@ impl CachedStore {
             entities,
             entity_lookups: HitCounter::default(),
             entity_bytes,
+            presence,
+            presence_lookups: HitCounter::default(),
+            presence_bytes,
             doorkeeper: Doorkeeper::new(),
             anchor_lookups: HitCounter::default(),
             anchor_bytes,
@@ -396,6 +451,8 @@ impl Store for CachedStore {
                 .stats("entities", &s.entities, s.entity_bytes),
             s.anchor_lookups
                 .stats("page_anchors", &s.anchors, s.anchor_bytes),
+            s.presence_lookups
+                .stats("collections", &s.presence, s.presence_bytes),
         ]
     }
 
@@ -482,9 +539,10 @@ impl Store for CachedStore {
         Ok(found)
     }
 
-    /// The owners' cached answers in order; at the first one not cached, one read of the
-    /// engine for it and the owners after it, whose answers (absent up to the one that has the
-    /// name) are cached as single reads are.
+    /// The owners' cached answers in order, skipping the levels known to hold nothing of
+    /// `kind`; at the first one not cached, one read of the engine for it and the owners after
+    /// it that may hold the name, whose answers (absent up to the one that has the name) are
+    /// cached as single reads are.
     async fn find_entity(
         &self,
         owners: &[OwnerRef],
@@ -495,28 +553,42 @@ impl Store for CachedStore {
             return self.inner.find_entity(owners, kind, name).await;
         }
         let state = &self.state;
-        let mut first_unknown = owners.len();
+        // The levels the engine is asked for.
+        let mut rest: Vec<OwnerRef> = Vec::new();
         for (i, owner) in owners.iter().enumerate() {
-            match state.entities.get(&key(owner, kind, name)) {
-                Some(Some(hit)) => {
-                    state.entity_lookups.hit();
-                    return Ok(Some(StoredEntity::clone(&hit)));
-                }
-                Some(None) => state.entity_lookups.hit(),
-                None => {
-                    first_unknown = i;
-                    break;
+            let last = i + 1 == owners.len();
+            // Before the last level, whether the level holds anything is asked first: most
+            // instances keep no destinations of their own, and their level then needs no
+            // entry per name. The last level is looked for in the entity cache first, where
+            // most finds are answered.
+            if !last && self.known_empty(owner, kind).await? {
+                continue;
+            }
+            if rest.is_empty() {
+                match state.entities.get(&key(owner, kind, name)) {
+                    Some(Some(hit)) => {
+                        state.entity_lookups.hit();
+                        return Ok(Some(StoredEntity::clone(&hit)));
+                    }
+                    Some(None) => {
+                        state.entity_lookups.hit();
+                        continue;
+                    }
+                    None => {}
                 }
             }
+            if last && self.known_empty(owner, kind).await? {
+                continue;
+            }
+            rest.push(owner.clone());
         }
-        let rest = &owners[first_unknown..];
         if rest.is_empty() {
             return Ok(None);
         }
         state.entity_lookups.miss();
         let began = state.generation.load(Ordering::Acquire);
         let began_epoch = self.inner.epoch();
-        let found = self.inner.find_entity(rest, kind, name).await?;
+        let found = self.inner.find_entity(&rest, kind, name).await?;
         let _fence = state.fence.read().unwrap_or_else(|p| p.into_inner());
         // As in get_entity: nothing invalidated meanwhile, the feed stayed up.
         if state.generation.load(Ordering::Acquire) == began
@@ -524,7 +596,7 @@ impl Store for CachedStore {
             && self.inner.epoch() == began_epoch
             && state.admit(&key(&rest[0], kind, name))
         {
-            for owner in rest {
+            for owner in &rest {
                 let here = found.as_ref().filter(|f| f.owner == *owner);
                 state
                     .entities
@@ -535,6 +607,10 @@ impl Store for CachedStore {
             }
         }
         Ok(found)
+    }
+
+    async fn has_entities(&self, owner: &OwnerRef, kind: EntityKind) -> Result<bool> {
+        self.inner.has_entities(owner, kind).await
     }
 
     async fn list_entities(
@@ -690,12 +766,88 @@ mod tests {
         assert_eq!(builds(), 2, "its own collection changed");
     }
 
+    #[tokio::test]
+    async fn finds_skip_a_level_known_to_be_empty_until_it_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("c.db").display());
+        let sqlite = SqliteStore::open(&url, &MasterKey::generate(), 10_000)
+            .await
+            .unwrap();
+        let store = CachedStore::new(Arc::new(sqlite));
+        let (instance, sub) = (OwnerRef::instance("i"), OwnerRef::subaccount("s"));
+        let put_at = |owner: &OwnerRef| WriteOp::PutEntity {
+            owner: owner.clone(),
+            kind: EntityKind::Destination,
+            name: "d".into(),
+            body: b"{}".to_vec(),
+            mode: PutMode::Upsert,
+        };
+        let owners = [instance.clone(), sub.clone()];
+        let found = || async {
+            store
+                .find_entity(&owners, EntityKind::Destination, "d")
+                .await
+                .unwrap()
+                .map(|e| e.owner)
+        };
+        let presence = |o: &OwnerRef| {
+            store
+                .state
+                .presence
+                .get(&(o.level, o.id.clone(), EntityKind::Destination))
+        };
+        assert_eq!(found().await, None);
+        assert_eq!(presence(&instance), Some(false));
+        assert_eq!(presence(&sub), Some(false));
+
+        store.write(vec![put_at(&sub)]).await.unwrap();
+        assert_eq!(presence(&sub), None, "dropped with the change");
+        assert_eq!(found().await, Some(sub.clone()));
+        assert_eq!(found().await, Some(sub.clone()), "from the cache");
+        assert_eq!(
+            presence(&instance),
+            Some(false),
+            "the empty level is skipped"
+        );
+        let key_at = |o: &OwnerRef| key(o, EntityKind::Destination, "d");
+        assert!(
+            store.state.entities.get(&key_at(&instance)).is_none(),
+            "no entry per name on a level known to be empty"
+        );
+
+        // The same name on instance level wins at once, and the subaccount's again once it goes.
+        store.write(vec![put_at(&instance)]).await.unwrap();
+        assert_eq!(presence(&instance), None);
+        assert_eq!(found().await, Some(instance.clone()));
+        assert_eq!(presence(&instance), Some(true));
+        store
+            .write(vec![WriteOp::DeleteEntity {
+                owner: instance.clone(),
+                kind: EntityKind::Destination,
+                name: "d".into(),
+            }])
+            .await
+            .unwrap();
+        assert_eq!(found().await, Some(sub.clone()));
+        assert_eq!(presence(&instance), Some(false));
+
+        // A level that is not empty is read with the name: another name there is a miss.
+        let other = store
+            .find_entity(&owners, EntityKind::Destination, "none")
+            .await
+            .unwrap();
+        assert!(other.is_none());
+    }
+
     #[test]
     fn untouched_since_looks_at_what_each_invalidation_touched() {
         let state = State {
             entities: Cache::new(10),
             entity_lookups: HitCounter::default(),
             entity_bytes: 10,
+            presence: Cache::new(10),
+            presence_lookups: HitCounter::default(),
+            presence_bytes: 10,
             doorkeeper: Doorkeeper::new(),
             anchor_lookups: HitCounter::default(),
             anchor_bytes: 10,

@@ -202,6 +202,19 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         query: &ListQuery,
     ) -> Result<ListPage>;
 
+    /// Whether `owner` has any entity of `kind` (one probe of the primary key's prefix).
+    async fn has_entities(&self, owner: &OwnerRef, kind: EntityKind) -> Result<bool> {
+        let first = ListQuery {
+            limit: Some(1),
+            ..ListQuery::default()
+        };
+        Ok(!self
+            .list_entities(owner, kind, &first)
+            .await?
+            .items
+            .is_empty())
+    }
+
     /// The names at positions 0, `every`, 2·`every`, … of an owner's entities of a kind in name
     /// order: anchors from which a page deep in the collection is read with a small offset.
     async fn page_anchors(
