@@ -1999,6 +1999,22 @@ async fn postgres_replica_caches_follow_the_change_feed() {
     // then drops the entry again: let the feed settle and read once more so that v3 is cached.
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     assert_eq!(body_on_b().await, "{\"v\":3}");
+    // A level that b's finds know to be empty: a's first entity there reaches them through the
+    // feed, and wins over the subaccount's.
+    let instance = OwnerRef::instance("feed-instance");
+    let owners = [instance.clone(), owner.clone()];
+    let level_on_b = || async {
+        b.find_entity(&owners, EntityKind::Destination, "x")
+            .await
+            .unwrap()
+            .map(|e| e.owner.level.as_str().to_owned())
+            .unwrap_or_default()
+    };
+    assert_eq!(level_on_b().await, "subaccount");
+    a.write(vec![put(&instance, "x", "{\"v\":4}", PutMode::Upsert)])
+        .await
+        .unwrap();
+    eventually("instance", level_on_b).await;
     // A change behind the feed's back (here: the etag, by plain SQL) stays unseen by b's cache.
     let mut raw = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url)
         .await
