@@ -2114,3 +2114,60 @@ async fn postgres_bulk_writes_refresh_the_statistics() {
     store.close().await;
     db.drop_db().await;
 }
+
+/// Many finds at once on PostgreSQL share statements (one `unnest` of arrays for any number of
+/// lookups): each still gets its own answer, from the first of its owners that has the name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_reads_at_once_each_get_their_own_answer() {
+    let server = pg::PgServer::start();
+    let db = server.create_db().await;
+    let store = Arc::new(postgres(&db, &MasterKey::generate(), 10_000).await);
+    let (instance, sub) = (OwnerRef::instance("i1"), OwnerRef::subaccount("s1"));
+    // n0..n199: even names on subaccount level, every third also on instance level.
+    let mut ops = Vec::new();
+    for i in 0..200 {
+        let name = format!("n{i}");
+        if i % 2 == 0 {
+            ops.push(put(
+                &sub,
+                &name,
+                &format!("{{\"at\":\"sub-{i}\"}}"),
+                PutMode::Upsert,
+            ));
+        }
+        if i % 3 == 0 {
+            ops.push(put(
+                &instance,
+                &name,
+                &format!("{{\"at\":\"inst-{i}\"}}"),
+                PutMode::Upsert,
+            ));
+        }
+    }
+    store.write(ops).await.unwrap();
+    let owners = [instance.clone(), sub.clone()];
+    let finds = (0..400).map(|j| {
+        let (store, owners) = (store.clone(), owners.clone());
+        async move {
+            let i = j % 200;
+            let found = store
+                .find_entity(&owners, EntityKind::Destination, &format!("n{i}"))
+                .await
+                .unwrap()
+                .map(|e| String::from_utf8(e.body).unwrap());
+            (i, found)
+        }
+    });
+    for (i, found) in join_all(finds.map(tokio::spawn).collect()).await {
+        let want = if i % 3 == 0 {
+            Some(format!("{{\"at\":\"inst-{i}\"}}"))
+        } else if i % 2 == 0 {
+            Some(format!("{{\"at\":\"sub-{i}\"}}"))
+        } else {
+            None
+        };
+        assert_eq!(found, want, "n{i}");
+    }
+    store.close().await;
+    db.drop_db().await;
+}
