@@ -34,7 +34,8 @@ pub(crate) struct Lookup {
     pub name: String,
 }
 
-/// What an engine provides: many lookups in one statement ([`lookup_sql`]).
+/// What an engine provides: many lookups in one statement (SQLite: [`lookup_sql`]; PostgreSQL:
+/// an `unnest` of arrays), its rows read by [`answers`].
 #[async_trait]
 pub(crate) trait Reader: Send + Sync + 'static {
     /// An answer per lookup, in order.
@@ -189,56 +190,37 @@ pub(crate) fn best_rows<T>(
     best
 }
 
-/// The [`Reader`] of an engine (`$reader`, over its pool type `$pool`): the statement, its
-/// arguments and the rows are read the same way on every engine, only the types differ.
-macro_rules! impl_reader {
-    ($reader:ident, $pool:ty) => {
-        /// This engine's [`crate::batch::Reader`]: its pool and data key.
-        pub(crate) struct $reader {
-            pool: $pool,
-            cipher: $crate::crypto::Cipher,
-        }
-
-        #[async_trait::async_trait]
-        impl $crate::batch::Reader for $reader {
-            async fn read(
-                &self,
-                lookups: &[$crate::batch::Lookup],
-            ) -> $crate::Result<Vec<Option<$crate::records::StoredEntity>>> {
-                let sql = $crate::batch::lookup_sql(lookups);
-                let mut q = sqlx::query(&sql);
-                for [level, owner, kind, name] in $crate::batch::lookup_args(lookups) {
-                    q = q.bind(level).bind(owner).bind(kind).bind(name);
-                }
-                let rows = q.fetch_all(&self.pool).await?;
-                let keyed = rows
-                    .into_iter()
-                    .map(|r| {
-                        let lookup: i64 = sqlx::Row::try_get(&r, "lookup")?;
-                        let rank: i64 = sqlx::Row::try_get(&r, "owner_rank")?;
-                        Ok((lookup, rank, r))
-                    })
-                    .collect::<$crate::Result<Vec<_>>>()?;
-                $crate::batch::best_rows(lookups, keyed)
-                    .into_iter()
-                    .zip(lookups)
-                    .map(|(best, l)| {
-                        best.map(|(rank, row)| {
-                            $crate::shared::entity_from_row(
-                                &self.cipher,
-                                &row,
-                                &l.owners[rank],
-                                l.kind,
-                            )
-                        })
-                        .transpose()
-                    })
-                    .collect()
-            }
-        }
-    };
+/// Each lookup's answer from the rows of a batch's statement (each with its lookup's index in
+/// `lookup` and its owner's rank in `owner_rank` beside the entity's columns): the row of the
+/// best-ranked owner, decrypted. The one way both engines' readers read their rows.
+pub(crate) fn answers<R>(
+    cipher: &crate::crypto::Cipher,
+    lookups: &[Lookup],
+    rows: Vec<R>,
+) -> Result<Vec<Option<StoredEntity>>>
+where
+    R: sqlx::Row,
+    &'static str: sqlx::ColumnIndex<R>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Vec<u8>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let keyed = rows
+        .into_iter()
+        .map(|r| Ok((r.try_get("lookup")?, r.try_get("owner_rank")?, r)))
+        .collect::<Result<Vec<(i64, i64, R)>>>()?;
+    best_rows(lookups, keyed)
+        .into_iter()
+        .zip(lookups)
+        .map(|(best, l)| {
+            best.map(|(rank, row)| {
+                crate::shared::entity_from_row(cipher, &row, &l.owners[rank], l.kind)
+            })
+            .transpose()
+        })
+        .collect()
 }
-pub(crate) use impl_reader;
 
 #[cfg(test)]
 mod tests {

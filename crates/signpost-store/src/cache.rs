@@ -320,21 +320,40 @@ impl CachedStore {
             return Ok(hit);
         }
         state.anchor_lookups.miss();
-        let began = state.generation.load(Ordering::Acquire);
-        let began_epoch = self.inner.epoch();
+        let began = self.begin();
         #[cfg(test)]
         state.anchor_builds.fetch_add(1, Ordering::Relaxed);
         let built = Arc::new(self.inner.page_anchors(owner, kind, ANCHOR_EVERY).await?);
+        self.keep_if_untouched(began, &k, || state.anchors.insert(k.clone(), built.clone()));
+        Ok(built)
+    }
+
+    /// The generation and the feed's epoch when a read of the engine begins, for
+    /// [`Self::keep_if_untouched`].
+    fn begin(&self) -> (u64, u64) {
+        (
+            self.state.generation.load(Ordering::Acquire),
+            self.inner.epoch(),
+        )
+    }
+
+    /// Runs `keep` (an insert of what a read of collection `c` that began at `began` found)
+    /// under the fence when nothing invalidated `c` meanwhile and the feed did not go down and
+    /// up (it may have lost the notification of a write that came after the read).
+    fn keep_if_untouched(
+        &self,
+        (began, began_epoch): (u64, u64),
+        c: &Collection,
+        keep: impl FnOnce(),
+    ) {
+        let state = &self.state;
         let _fence = state.fence.read().unwrap_or_else(|p| p.into_inner());
-        // Nothing invalidated meanwhile, and the feed did not go down and up (it may have lost
-        // the notification of a write that came after this read).
-        if state.untouched_since(began, &k)
+        if state.untouched_since(began, c)
             && self.inner.coherent()
             && self.inner.epoch() == began_epoch
         {
-            state.anchors.insert(k, built.clone());
+            keep();
         }
-        Ok(built)
     }
 
     /// True when `owner` is known to hold no entity of `kind`: from the cache, or asked once
@@ -347,17 +366,9 @@ impl CachedStore {
             return Ok(!has);
         }
         state.presence_lookups.miss();
-        let began = state.generation.load(Ordering::Acquire);
-        let began_epoch = self.inner.epoch();
+        let began = self.begin();
         let has = self.inner.has_entities(owner, kind).await?;
-        let _fence = state.fence.read().unwrap_or_else(|p| p.into_inner());
-        // As for anchors: nothing in the collection changed meanwhile, the feed stayed up.
-        if state.untouched_since(began, &k)
-            && self.inner.coherent()
-            && self.inner.epoch() == began_epoch
-        {
-            state.presence.insert(k, has);
-        }
+        self.keep_if_untouched(began, &k, || state.presence.insert(k.clone(), has));
         Ok(!has)
     }
 
@@ -724,6 +735,15 @@ mod tests {
         }
     }
 
+    /// A cache over a SQLite file in `dir`.
+    async fn cached_sqlite(dir: &std::path::Path) -> CachedStore {
+        let url = format!("sqlite://{}", dir.join("c.db").display());
+        let sqlite = SqliteStore::open(&url, &MasterKey::generate(), 10_000)
+            .await
+            .unwrap();
+        CachedStore::new(Arc::new(sqlite))
+    }
+
     async fn deep_page(store: &CachedStore, owner: &str) -> Vec<String> {
         let query = ListQuery {
             offset: 300,
@@ -744,11 +764,7 @@ mod tests {
     #[tokio::test]
     async fn anchors_are_rebuilt_only_when_their_collection_changes() {
         let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("c.db").display());
-        let sqlite = SqliteStore::open(&url, &MasterKey::generate(), 10_000)
-            .await
-            .unwrap();
-        let store = CachedStore::new(Arc::new(sqlite));
+        let store = cached_sqlite(dir.path()).await;
         let names: Vec<String> = (0..600).map(|i| format!("d{i:04}")).collect();
         store
             .write(names.iter().map(|n| put("a", n)).collect())
@@ -769,11 +785,7 @@ mod tests {
     #[tokio::test]
     async fn finds_skip_a_level_known_to_be_empty_until_it_changes() {
         let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("c.db").display());
-        let sqlite = SqliteStore::open(&url, &MasterKey::generate(), 10_000)
-            .await
-            .unwrap();
-        let store = CachedStore::new(Arc::new(sqlite));
+        let store = cached_sqlite(dir.path()).await;
         let (instance, sub) = (OwnerRef::instance("i"), OwnerRef::subaccount("s"));
         let put_at = |owner: &OwnerRef| WriteOp::PutEntity {
             owner: owner.clone(),

@@ -52,6 +52,8 @@ fn lookup_sql(owners: usize) -> String {
 pub(crate) struct DirectReader {
     conns: Vec<Mutex<Connection>>,
     cipher: Cipher,
+    /// The statements over one and two owners (an entity's level; a find's two), made once.
+    sql: [String; 2],
 }
 
 impl std::fmt::Debug for DirectReader {
@@ -79,7 +81,11 @@ impl DirectReader {
             })
             .collect::<std::result::Result<Vec<_>, rusqlite::Error>>()
             .map_err(direct_error)?;
-        Ok(Self { conns, cipher })
+        Ok(Self {
+            conns,
+            cipher,
+            sql: [lookup_sql(1), lookup_sql(2)],
+        })
     }
 
     /// The entity of the first of `lookup`'s owners that has one; `None` (outer) when every
@@ -93,9 +99,16 @@ impl DirectReader {
         if lookup.owners.is_empty() {
             return Ok(None);
         }
-        let mut stmt = conn
-            .prepare_cached(&lookup_sql(lookup.owners.len()))
-            .map_err(direct_error)?;
+        let n = lookup.owners.len();
+        let made;
+        let sql = match self.sql.get(n - 1) {
+            Some(sql) => sql,
+            None => {
+                made = lookup_sql(n);
+                &made
+            }
+        };
+        let mut stmt = conn.prepare_cached(sql).map_err(direct_error)?;
         let mut args: Vec<&str> = vec![lookup.kind.as_str(), lookup.name.as_str()];
         for owner in &lookup.owners {
             args.extend([owner.level.as_str(), owner.id.as_str()]);

@@ -299,26 +299,10 @@ impl crate::batch::Reader for PgReader {
         .bind(&ranks)
         .fetch_all(&self.pool)
         .await?;
-        let keyed = rows
-            .into_iter()
-            .map(|r| {
-                Ok((
-                    r.try_get::<i64, _>("lookup")?,
-                    r.try_get::<i64, _>("owner_rank")?,
-                    r,
-                ))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        crate::batch::best_rows(lookups, keyed)
-            .into_iter()
-            .zip(lookups)
-            .map(|(best, l)| {
-                best.map(|(rank, row)| entity_from_row(&self.cipher, &row, &l.owners[rank], l.kind))
-                    .transpose()
-            })
-            .collect()
+        crate::batch::answers(&self.cipher, lookups, rows)
     }
 }
+
 crate::ops::impl_statements!(PgConnection, Postgres);
 
 /// Appends the WHERE clause selecting an owner's entities of a kind that pass `filter`.

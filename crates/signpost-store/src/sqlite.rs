@@ -246,7 +246,25 @@ impl SqliteStore {
     }
 }
 
-crate::batch::impl_reader!(SqliteReader, SqlitePool);
+/// SQLite's reader of batches: a `UNION ALL` of one primary-key probe per lookup and owner
+/// ([`crate::batch::lookup_sql`]).
+pub(crate) struct SqliteReader {
+    pool: SqlitePool,
+    cipher: Cipher,
+}
+
+#[async_trait]
+impl crate::batch::Reader for SqliteReader {
+    async fn read(&self, lookups: &[Lookup]) -> Result<Vec<Option<StoredEntity>>> {
+        let sql = crate::batch::lookup_sql(lookups);
+        let mut q = sqlx::query(&sql);
+        for [level, owner, kind, name] in crate::batch::lookup_args(lookups) {
+            q = q.bind(level).bind(owner).bind(kind).bind(name);
+        }
+        let rows = q.fetch_all(&self.pool).await?;
+        crate::batch::answers(&self.cipher, lookups, rows)
+    }
+}
 crate::ops::impl_statements!(SqliteConnection, sqlx::Sqlite);
 
 /// Appends the WHERE clause of a name filter, with its bind values.

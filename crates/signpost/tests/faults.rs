@@ -83,15 +83,7 @@ async fn a_crash_during_a_large_provisioning_leaves_all_or_nothing() {
         let (instance, subaccount) = (format!("inst-{n}"), format!("sub-{n}"));
         let config = config.clone();
         let mut server = ServerProcess::start(options(&data)).await;
-        let (service_id, plan_id) = server.catalog_ids().await;
-        let body = json!({
-            "service_id": service_id,
-            "plan_id": plan_id,
-            "organization_guid": "org",
-            "space_guid": "space",
-            "context": {"platform": "cloudfoundry", "subaccount_id": subaccount, "subdomain": subaccount},
-            "parameters": config,
-        });
+        let body = server.provision_body(&subaccount, config.clone()).await;
         let request = server
             .broker(Method::PUT, &format!("/v2/service_instances/{instance}"))
             .json(&body)

@@ -485,15 +485,10 @@ async fn sigterm_lets_a_request_in_flight_finish() {
     let mut server = ServerProcess::start(ServerOptions::new(tmp.path())).await;
 
     // A provisioning request whose body is half sent when SIGTERM arrives.
-    let (service_id, plan_id) = server.catalog_ids().await;
-    let body = json!({
-        "service_id": service_id,
-        "plan_id": plan_id,
-        "organization_guid": "org-guid",
-        "space_guid": "space-guid",
-        "context": {"platform": "cloudfoundry", "subaccount_id": "sa-drain", "subdomain": "drain"},
-    })
-    .to_string();
+    let body = server
+        .provision_body("sa-drain", json!({}))
+        .await
+        .to_string();
     let basic = base64::engine::general_purpose::STANDARD
         .encode(format!("{}:{}", server.broker_user, server.broker_password));
     let head = format!(

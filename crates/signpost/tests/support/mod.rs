@@ -470,23 +470,30 @@ impl ServerProcess {
         )
     }
 
+    /// The body of a provisioning in `subaccount` (subdomain `<subaccount>-sub`) with a
+    /// configuration JSON, for the catalog's service and plan.
+    pub async fn provision_body(&self, subaccount: &str, parameters: Value) -> Value {
+        let (service_id, plan_id) = self.catalog_ids().await;
+        json!({
+            "service_id": service_id,
+            "plan_id": plan_id,
+            "organization_guid": "org-guid",
+            "space_guid": "space-guid",
+            "context": {
+                "platform": "cloudfoundry",
+                "subaccount_id": subaccount,
+                "subdomain": format!("{subaccount}-sub"),
+            },
+            "parameters": parameters,
+        })
+    }
+
     /// Provisions `instance` in `subaccount` with a configuration JSON; asserts 201.
     pub async fn provision(&self, instance: &str, subaccount: &str, parameters: Value) {
-        let (service_id, plan_id) = self.catalog_ids().await;
+        let body = self.provision_body(subaccount, parameters).await;
         let res = self
             .broker(Method::PUT, &format!("/v2/service_instances/{instance}"))
-            .json(&json!({
-                "service_id": service_id,
-                "plan_id": plan_id,
-                "organization_guid": "org-guid",
-                "space_guid": "space-guid",
-                "context": {
-                    "platform": "cloudfoundry",
-                    "subaccount_id": subaccount,
-                    "subdomain": format!("{subaccount}-sub"),
-                },
-                "parameters": parameters,
-            }))
+            .json(&body)
             .send()
             .await
             .unwrap();
