@@ -22,7 +22,7 @@ use crate::records::StoredEntity;
 use crate::{Error, Result};
 
 /// Batches in flight at once: one in the database while the next one gathers.
-const LEADERS: usize = 2;
+pub(crate) const LEADERS: usize = 2;
 /// The most reads one statement carries.
 pub(crate) const MAX_BATCH: usize = 64;
 
