@@ -2168,6 +2168,19 @@ async fn postgres_reads_at_once_each_get_their_own_answer() {
         };
         assert_eq!(found, want, "n{i}");
     }
+    // The batched reads ran on their own connections, at most one per batch in flight.
+    let mut raw = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url)
+        .await
+        .unwrap();
+    let readers: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity \
+         WHERE datname = current_database() AND application_name = 'signpost-reads'",
+    )
+    .fetch_one(&mut raw)
+    .await
+    .unwrap();
+    assert!((1..=2).contains(&readers), "{readers} reader connections");
+    drop(raw);
     store.close().await;
     db.drop_db().await;
 }
