@@ -43,8 +43,8 @@ pub struct PgStore {
     /// Single-entity reads, batched ([`crate::batch`]): the reads that arrive while others are
     /// in the database share the next statement, one `unnest` of arrays whatever their number.
     reads: Batcher<PgReader>,
-    /// The reader's own connections ([`PgReader::pool`]), closed with the store's.
-    read_pool: PgPool,
+    /// The reader's own connections ([`ReadConnections`]), closed with the store's.
+    read_conns: Arc<ReadConnections>,
     /// Refreshes the planner's statistics of `entities` after large writes ([`Statistics`]).
     statistics: Arc<Statistics>,
     feed: Arc<Feed>,
@@ -94,7 +94,7 @@ impl PgStore {
             .await?;
         MIGRATOR.run(&pool).await?;
         let cipher = Self::data_key(&pool, master).await?;
-        let read_pool = PgReader::pool(&opts);
+        let read_conns = Arc::new(ReadConnections::new(&opts));
         let feed = Feed::new();
         let beat = format!("ping:{:016x}", rand::random::<u64>());
         let tasks = vec![
@@ -102,7 +102,7 @@ impl PgStore {
             tokio::spawn(heartbeat(opts, feed.clone(), beat)).abort_handle(),
         ];
         let reads = Batcher::new(PgReader {
-            pool: read_pool.clone(),
+            conns: read_conns.clone(),
             cipher: cipher.clone(),
         });
         Ok(Self {
@@ -110,7 +110,7 @@ impl PgStore {
             cipher,
             max_entities,
             reads,
-            read_pool,
+            read_conns,
             statistics: Arc::default(),
             feed,
             tasks,
@@ -123,7 +123,7 @@ impl PgStore {
             t.abort();
         }
         self.pool.close().await;
-        self.read_pool.close().await;
+        self.read_conns.close().await;
     }
 
     async fn data_key(pool: &PgPool, master: &MasterKey) -> Result<Cipher> {
@@ -264,30 +264,86 @@ impl Statistics {
 /// primary key. One statement text for any number of lookups (prepared once per connection),
 /// each pair an index probe.
 pub(crate) struct PgReader {
-    /// Its own connections, one per batch in flight, which plan the statement once.
-    pool: PgPool,
+    conns: Arc<ReadConnections>,
     cipher: Cipher,
 }
 
-impl PgReader {
-    /// The reader's pool: as many connections as batches can be in flight, whose prepared
-    /// statements keep one generic plan (`plan_cache_mode`). With the arrays as parameters the
-    /// planner cannot know a batch's size, estimates ten rows, and finds a plan made for each
-    /// execution's real size cheaper than that generic one, so by default it plans the statement
-    /// again at every execution. Planning cost more than the index probes themselves: in
-    /// `pgbench` on a million destinations, batches of eight ran 6,300 statements a second
-    /// planned each time and 9,500 to 10,600 with the generic plan, which is the same nested loop
-    /// of primary-key probes. Connected lazily, so that opening the store is not slower; named
-    /// `signpost-reads` in `pg_stat_activity`.
-    fn pool(opts: &PgConnectOptions) -> PgPool {
-        PgPoolOptions::new()
-            .max_connections(crate::batch::LEADERS as u32)
-            .acquire_timeout(Duration::from_secs(3))
-            .connect_lazy_with(
-                opts.clone()
-                    .application_name("signpost-reads")
-                    .options([("plan_cache_mode", "force_generic_plan")]),
-            )
+/// How long opening a reader's connection may take before the read is an outage (503), as a
+/// pool's acquire timeout.
+const READ_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The batched reads' own connections, one per batch in flight, opened when first needed.
+///
+/// - Not sqlx's pool: it tests a connection with a round trip to the server (`ping`) when it
+///   hands it out and again when it gets it back, so each batch cost three round trips where one
+///   carries the answer. Here a connection is dropped after any error and reopened by the next
+///   read, and one whose read was abandoned half-way (its answer may still be on the wire) is
+///   dropped too.
+/// - Their prepared statements keep one generic plan (`plan_cache_mode`). With the arrays as
+///   parameters the planner cannot know a batch's size, estimates ten rows, and finds a plan
+///   made for each execution's real size cheaper than that generic one, so by default it plans
+///   the statement again at every execution. Planning cost more than the index probes
+///   themselves: in `pgbench` on a million destinations, batches of eight ran 6,300 statements a
+///   second planned each time and 9,500 to 10,600 with the generic plan, which is the same nested
+///   loop of primary-key probes.
+/// - Named `signpost-reads` in `pg_stat_activity`.
+pub(crate) struct ReadConnections {
+    opts: PgConnectOptions,
+    slots: Vec<tokio::sync::Mutex<ReadSlot>>,
+    closed: AtomicBool,
+}
+
+#[derive(Default)]
+struct ReadSlot {
+    conn: Option<PgConnection>,
+    /// Set while a statement runs; still set when the slot is next taken, the read was abandoned.
+    busy: bool,
+}
+
+impl ReadConnections {
+    fn new(opts: &PgConnectOptions) -> Self {
+        Self {
+            opts: opts
+                .clone()
+                .application_name("signpost-reads")
+                .options([("plan_cache_mode", "force_generic_plan")]),
+            slots: (0..crate::batch::LEADERS)
+                .map(|_| tokio::sync::Mutex::default())
+                .collect(),
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    /// A free slot with a connection ready for a statement.
+    async fn take(&self) -> Result<tokio::sync::MutexGuard<'_, ReadSlot>> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(sqlx::Error::PoolClosed.into());
+        }
+        let mut slot = match self.slots.iter().find_map(|s| s.try_lock().ok()) {
+            Some(slot) => slot,
+            None => self.slots[0].lock().await,
+        };
+        if std::mem::take(&mut slot.busy) {
+            slot.conn = None;
+        }
+        if slot.conn.is_none() {
+            let connect = <PgConnection as sqlx::Connection>::connect_with(&self.opts);
+            let conn = tokio::time::timeout(READ_CONNECT_TIMEOUT, connect)
+                .await
+                .map_err(|_| sqlx::Error::PoolTimedOut)??;
+            slot.conn = Some(conn);
+        }
+        Ok(slot)
+    }
+
+    /// Closes the connections; later reads fail as on a closed pool.
+    async fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        for slot in &self.slots {
+            if let Some(conn) = slot.lock().await.conn.take() {
+                let _ = sqlx::Connection::close(conn).await;
+            }
+        }
     }
 }
 
@@ -312,6 +368,12 @@ impl crate::batch::Reader for PgReader {
                 ranks.push(i64::try_from(r).unwrap_or(i64::MAX));
             }
         }
+        let mut slot = self.conns.take().await?;
+        let ReadSlot { conn: held, busy } = &mut *slot;
+        let Some(conn) = held.as_mut() else {
+            return Err(sqlx::Error::PoolClosed.into());
+        };
+        *busy = true;
         let rows = sqlx::query(
             "SELECT q.lookup, q.owner_rank, e.name, e.body, e.etag, e.modified_at, e.labels \
              FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[]) \
@@ -325,8 +387,11 @@ impl crate::batch::Reader for PgReader {
         .bind(&names)
         .bind(&indexes)
         .bind(&ranks)
-        .fetch_all(&self.pool)
-        .await?;
+        .fetch_all(conn)
+        .await;
+        *busy = false;
+        // A connection that failed once is not trusted again.
+        let rows = rows.inspect_err(|_| *held = None)?;
         crate::batch::answers(&self.cipher, lookups, rows)
     }
 }
