@@ -191,6 +191,13 @@ impl State {
         drop(self);
     }
 
+    /// Drops everything cached (call through [`Self::invalidate`]).
+    fn drop_all(&self) {
+        self.entities.invalidate_all();
+        self.anchors.invalidate_all();
+        self.presence.invalidate_all();
+    }
+
     /// Whether a read of `k` that missed may be cached: always while the cache has room (an
     /// eighth of its budget), else once the [`Doorkeeper`] has seen it before.
     fn admit(&self, k: &Key) -> bool {
@@ -225,9 +232,7 @@ impl State {
         let epoch = inner.epoch();
         if self.epoch.load(Ordering::Acquire) != epoch {
             self.invalidate(Touched::All, |s| {
-                s.entities.invalidate_all();
-                s.anchors.invalidate_all();
-                s.presence.invalidate_all();
+                s.drop_all();
                 s.epoch.store(epoch, Ordering::Release);
             });
         }
@@ -265,11 +270,7 @@ impl State {
                     });
                 }
             }
-            Change::Everything => self.invalidate(Touched::All, |s| {
-                s.entities.invalidate_all();
-                s.anchors.invalidate_all();
-                s.presence.invalidate_all();
-            }),
+            Change::Everything => self.invalidate(Touched::All, Self::drop_all),
             Change::Credentials | Change::SamlKeys { .. } | Change::SigningKeys => {}
         }
     }
@@ -324,7 +325,9 @@ impl CachedStore {
         #[cfg(test)]
         state.anchor_builds.fetch_add(1, Ordering::Relaxed);
         let built = Arc::new(self.inner.page_anchors(owner, kind, ANCHOR_EVERY).await?);
-        self.keep_if_untouched(began, &k, || state.anchors.insert(k.clone(), built.clone()));
+        self.keep_if_untouched(began, Some(&k), || {
+            state.anchors.insert(k.clone(), built.clone())
+        });
         Ok(built)
     }
 
@@ -337,21 +340,23 @@ impl CachedStore {
         )
     }
 
-    /// Runs `keep` (an insert of what a read of collection `c` that began at `began` found)
-    /// under the fence when nothing invalidated `c` meanwhile and the feed did not go down and
-    /// up (it may have lost the notification of a write that came after the read).
+    /// Runs `keep` (an insert of what a read that began at `began` found) under the fence when
+    /// nothing invalidated meanwhile what the read depends on (collection `c`; with `None`,
+    /// anything at all) and the feed did not go down and up (it may have lost the notification
+    /// of a write that came after the read; a feed that went down has bumped the generation too).
     fn keep_if_untouched(
         &self,
         (began, began_epoch): (u64, u64),
-        c: &Collection,
+        c: Option<&Collection>,
         keep: impl FnOnce(),
     ) {
         let state = &self.state;
         let _fence = state.fence.read().unwrap_or_else(|p| p.into_inner());
-        if state.untouched_since(began, c)
-            && self.inner.coherent()
-            && self.inner.epoch() == began_epoch
-        {
+        let untouched = match c {
+            Some(c) => state.untouched_since(began, c),
+            None => state.generation.load(Ordering::Acquire) == began,
+        };
+        if untouched && self.inner.coherent() && self.inner.epoch() == began_epoch {
             keep();
         }
     }
@@ -368,7 +373,7 @@ impl CachedStore {
         state.presence_lookups.miss();
         let began = self.begin();
         let has = self.inner.has_entities(owner, kind).await?;
-        self.keep_if_untouched(began, &k, || state.presence.insert(k.clone(), has));
+        self.keep_if_untouched(began, Some(&k), || state.presence.insert(k.clone(), has));
         Ok(!has)
     }
 
@@ -533,20 +538,13 @@ impl Store for CachedStore {
             return Ok(hit.as_deref().cloned());
         }
         state.entity_lookups.miss();
-        let began = state.generation.load(Ordering::Acquire);
-        let began_epoch = self.inner.epoch();
+        let began = self.begin();
         let found = self.inner.get_entity(owner, kind, name).await?;
-        let _fence = state.fence.read().unwrap_or_else(|p| p.into_inner());
-        // A feed that went down meanwhile has bumped the generation too.
-        // Nothing invalidated meanwhile, and the feed did not go down and up (it may have lost
-        // the notification of a write that came after this read).
-        if state.generation.load(Ordering::Acquire) == began
-            && self.inner.coherent()
-            && self.inner.epoch() == began_epoch
-            && state.admit(&k)
-        {
-            state.entities.insert(k, found.clone().map(Arc::new));
-        }
+        self.keep_if_untouched(began, None, || {
+            if state.admit(&k) {
+                state.entities.insert(k, found.clone().map(Arc::new));
+            }
+        });
         Ok(found)
     }
 
@@ -597,16 +595,12 @@ impl Store for CachedStore {
             return Ok(None);
         }
         state.entity_lookups.miss();
-        let began = state.generation.load(Ordering::Acquire);
-        let began_epoch = self.inner.epoch();
+        let began = self.begin();
         let found = self.inner.find_entity(&rest, kind, name).await?;
-        let _fence = state.fence.read().unwrap_or_else(|p| p.into_inner());
-        // As in get_entity: nothing invalidated meanwhile, the feed stayed up.
-        if state.generation.load(Ordering::Acquire) == began
-            && self.inner.coherent()
-            && self.inner.epoch() == began_epoch
-            && state.admit(&key(&rest[0], kind, name))
-        {
+        self.keep_if_untouched(began, None, || {
+            if !state.admit(&key(&rest[0], kind, name)) {
+                return;
+            }
             for owner in &rest {
                 let here = found.as_ref().filter(|f| f.owner == *owner);
                 state
@@ -616,7 +610,7 @@ impl Store for CachedStore {
                     break;
                 }
             }
-        }
+        });
         Ok(found)
     }
 
@@ -849,6 +843,31 @@ mod tests {
             .await
             .unwrap();
         assert!(other.is_none());
+    }
+
+    /// What a read found is kept only when nothing it depends on changed while it ran: the
+    /// guard every read of the engine goes through (entities, anchors, presence).
+    #[tokio::test]
+    async fn a_read_overtaken_by_a_write_is_not_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = cached_sqlite(dir.path()).await;
+        let a: Collection = (Level::Subaccount, "a".into(), EntityKind::Destination);
+        let b: Collection = (Level::Subaccount, "b".into(), EntityKind::Destination);
+        let kept = |scope: Option<&Collection>, began| {
+            let mut kept = false;
+            store.keep_if_untouched(began, scope, || kept = true);
+            kept
+        };
+        let began = store.begin();
+        assert!(kept(None, began), "nothing happened");
+        assert!(kept(Some(&a), began));
+        store.write(vec![put("b", "d")]).await.unwrap();
+        assert!(!kept(None, began), "an entity read depends on everything");
+        assert!(!kept(Some(&b), began), "its collection changed");
+        assert!(kept(Some(&a), began), "another collection changed");
+        store.write(vec![put("a", "d")]).await.unwrap();
+        assert!(!kept(Some(&a), began));
+        assert!(kept(Some(&a), store.begin()), "a read that began after");
     }
 
     #[test]
