@@ -41,7 +41,8 @@ pub struct PgStore {
     cipher: Cipher,
     max_entities: u32,
     /// Single-entity reads, batched ([`crate::batch`]): the reads that arrive while others are
-    /// in the database share the next statement, one `unnest` of arrays whatever their number.
+    /// in the database share the next statement, one `unnest` of arrays whatever their number
+    /// (a read alone: the plain primary-key probe).
     reads: Batcher<PgReader>,
     /// The reader's own connections ([`ReadConnections`]), closed with the store's.
     read_conns: Arc<ReadConnections>,
@@ -374,21 +375,38 @@ impl crate::batch::Reader for PgReader {
             return Err(sqlx::Error::PoolClosed.into());
         };
         *busy = true;
-        let rows = sqlx::query(
-            "SELECT q.lookup, q.owner_rank, e.name, e.body, e.etag, e.modified_at, e.labels \
-             FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[]) \
-                  AS q(level, owner_id, kind, name, lookup, owner_rank) \
-             JOIN entities e ON e.level = q.level COLLATE \"C\" AND e.owner_id = q.owner_id COLLATE \"C\" \
-                  AND e.kind = q.kind COLLATE \"C\" AND e.name = q.name COLLATE \"C\"",
-        )
-        .bind(&levels)
-        .bind(&owners)
-        .bind(&kinds)
-        .bind(&names)
-        .bind(&indexes)
-        .bind(&ranks)
-        .fetch_all(conn)
-        .await;
+        let rows = if pairs == 1 {
+            // One owner's row, what every read is while reads do not overlap: the plain
+            // primary-key probe costs PostgreSQL less than the unnest of one-element arrays.
+            sqlx::query(
+                "SELECT $5::bigint AS lookup, $6::bigint AS owner_rank, name, body, etag, modified_at, labels \
+                 FROM entities WHERE level = $1 AND owner_id = $2 AND kind = $3 AND name = $4",
+            )
+            .bind(levels[0])
+            .bind(owners[0])
+            .bind(kinds[0])
+            .bind(names[0])
+            .bind(indexes[0])
+            .bind(ranks[0])
+            .fetch_all(&mut *conn)
+            .await
+        } else {
+            sqlx::query(
+                "SELECT q.lookup, q.owner_rank, e.name, e.body, e.etag, e.modified_at, e.labels \
+                 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[]) \
+                      AS q(level, owner_id, kind, name, lookup, owner_rank) \
+                 JOIN entities e ON e.level = q.level COLLATE \"C\" AND e.owner_id = q.owner_id COLLATE \"C\" \
+                      AND e.kind = q.kind COLLATE \"C\" AND e.name = q.name COLLATE \"C\"",
+            )
+            .bind(&levels)
+            .bind(&owners)
+            .bind(&kinds)
+            .bind(&names)
+            .bind(&indexes)
+            .bind(&ranks)
+            .fetch_all(&mut *conn)
+            .await
+        };
         *busy = false;
         // A connection that failed once is not trusted again.
         let rows = rows.inspect_err(|_| *held = None)?;
