@@ -154,7 +154,9 @@ def main():
     lines.append(
         f"proxy benchmark: GET of a {meta['body_bytes']} byte static file, wrk -t{load['threads']} "
         f"-c{load['connections']} -d{load['duration']} --latency -H 'Host: {meta['host_header']}', "
-        f"{rounds} interleaved rounds, {meta['machine']['cores']} cores shared by wrk and the servers")
+        f"{rounds} interleaved rounds, "
+        + (f"{meta['machine']['cores']} cores shared by wrk and the servers" if not meta["machine"].get("pinned")
+           else meta["machine"]["shared"]))
     lines.append(f"{'':18} {'requests/s':>12} {'p50 ms':>9} {'p99 ms':>9}   (medians of {rounds} rounds; per round: requests/s)")
     for t in targets:
         m = med[t]

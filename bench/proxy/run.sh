@@ -31,6 +31,10 @@
 #   SIGNPOST_PROXY_REF_BIN=PATH  also load this second proxy binary (an older build, say) with the
 #                              same configuration, as target `signpost-proxy-ref`, interleaved
 #                              with the others; the report adds the ratio of the two proxies
+#   BENCH_PIN=LOAD:SERVE       pin the load side (wrk, Signpost, the OAuth server) to the CPUs
+#                              LOAD and the serving side (the upstream nginx, nginx-proxy and the
+#                              proxies) to the CPUs SERVE, as taskset's lists: e.g. `0:1`. Unset:
+#                              no pinning, the scheduler shares all cores among everything
 set -Eeuo pipefail
 
 BENCH_NAME=proxy
@@ -44,6 +48,15 @@ STREAM_BYTES=${BENCH_STREAM_BYTES:-100000000}
 NGINX_WORKERS=${BENCH_NGINX_WORKERS:-2}
 WITHOUT_PROXY=${BENCH_WITHOUT_PROXY:-0}
 read -r -a PROXY_ARGS <<<"${BENCH_PROXY_ARGS---allow-private-networks}"
+PIN=${BENCH_PIN:-}
+PIN_LOAD="" PIN_SERVE=""
+if [[ -n $PIN ]]; then
+  [[ $PIN =~ ^([0-9,-]+):([0-9,-]+)$ ]] || die "BENCH_PIN must be LOAD:SERVE CPU lists (e.g. 0:1), not '$PIN'"
+  PIN_LOAD=${BASH_REMATCH[1]} PIN_SERVE=${BASH_REMATCH[2]}
+  command -v taskset >/dev/null || die "BENCH_PIN needs taskset (util-linux)"
+  taskset -c "$PIN_LOAD" true 2>/dev/null && taskset -c "$PIN_SERVE" true 2>/dev/null ||
+    die "BENCH_PIN: the CPUs $PIN_LOAD or $PIN_SERVE are not available here"
+fi
 
 HOST_HEADER=backend.default # route `backend` in namespace `default`
 INSTANCE=dest               # the proxy's destination service instance (credentials file name)
@@ -370,11 +383,29 @@ fi
 log "all targets return the identical ${BODY_SIZE}-byte file; the proxies inject their Authorization"
 
 # ---------------------------------------------------------------- wrk rounds
+# pin_tree CPUS PID...: every thread of each PID and of its child processes (nginx's workers) to CPUS.
+pin_tree() {
+  local cpus=$1 pid child
+  shift
+  for pid in "$@"; do
+    [[ -n $pid ]] || continue
+    taskset -a -p -c "$cpus" "$pid" >/dev/null
+    for child in $(pgrep -P "$pid" || true); do taskset -a -p -c "$cpus" "$child" >/dev/null; done
+  done
+}
+WRK_PIN=()
+if [[ -n $PIN ]]; then
+  log "pinning: wrk, Signpost and the OAuth server to CPUs $PIN_LOAD; the upstream nginx, nginx-proxy and the proxies to CPUs $PIN_SERVE"
+  pin_tree "$PIN_LOAD" "$SERVER_PID" "$OAUTH_PID"
+  pin_tree "$PIN_SERVE" "$UPSTREAM_PID" "$RP_PID" "$PROXY_PID" "$REF_PID"
+  WRK_PIN=(taskset -c "$PIN_LOAD")
+fi
+
 # bench_wrk URL DURATION OUTFILE: wrk's report to OUTFILE, its CPU seconds to OUTFILE.cpu.
 bench_wrk() {
   (
     TIMEFORMAT='%3U %3S'
-    time "$WRK" -t"$THREADS" -c"$CONNECTIONS" -d"$2" --latency -H "Host: $HOST_HEADER" "$1" >"$3" 2>&1
+    time "${WRK_PIN[@]}" "$WRK" -t"$THREADS" -c"$CONNECTIONS" -d"$2" --latency -H "Host: $HOST_HEADER" "$1" >"$3" 2>&1
   ) 2>"$3.cpu"
 }
 
@@ -456,7 +487,8 @@ python3 - "$WORK/meta.json" \
   "stream_bytes=$STREAM_BYTES" "wrk=$("$WRK" -v 2>&1 | head -n 1 | sed 's/ Copyright.*//' || true)" \
   "threads=$THREADS" "connections=$CONNECTIONS" "duration=$DURATION" "warmup=$WARMUP" "cores=$CORES" \
   "cpu_busy=$CPU_BUSY" "git=$git_rev" "nginx=$NGINX_VERSION" "nginx_workers=$NGINX_WORKERS" \
-  "oauth=$OAUTH_VERSION" "without_proxy=$WITHOUT_PROXY" -- "${target_args[@]}" <<'PYEOF'
+  "oauth=$OAUTH_VERSION" "without_proxy=$WITHOUT_PROXY" "pin_load=$PIN_LOAD" "pin_serve=$PIN_SERVE" \
+  -- "${target_args[@]}" <<'PYEOF'
 import json, sys
 out, args = sys.argv[1], sys.argv[2:]
 sep = args.index("--")
@@ -475,7 +507,10 @@ meta = {
     "stream_bytes": int(v["stream_bytes"]),
     "load": {"tool": v["wrk"], "threads": int(v["threads"]), "connections": int(v["connections"]),
              "duration": v["duration"], "warmup": v["warmup"]},
-    "machine": {"cores": int(v["cores"]), "shared": "wrk and every server run on the same cores",
+    "machine": {"cores": int(v["cores"]),
+                "shared": "wrk and every server run on the same cores" if not v["pin_load"] else
+                f"wrk, Signpost and the OAuth server on CPUs {v['pin_load']}; the upstream nginx, nginx-proxy and the proxies on CPUs {v['pin_serve']}",
+                "pinned": ({"load": v["pin_load"], "serve": v["pin_serve"]} if v["pin_load"] else None),
                 "cpu_busy_percent_before": float(v["cpu_busy"])},
     "versions": {"git": v["git"], "nginx": v["nginx"], "nginx_worker_processes": int(v["nginx_workers"]),
                  "oauth2_mock_server": v["oauth"]},
