@@ -1,8 +1,9 @@
 //! The proxy's own work on a target's answer head, per request of the lean path: parse it and
 //! write the workload's head (hop-by-hop headers dropped, the body's framing found). The
-//! reference in the same process is `httparse` parsing the same bytes into as many header slots,
-//! the least any proxy must do. The head is the one nginx sends for the 1 KB static file of
-//! `bench/proxy` (bench/README.md has the figures and how they compare with a whole request).
+//! reference in the same process is `httparse` parsing the same bytes into as many header slots
+//! (the proxy's `MAX_HEADERS`), the least any proxy must do. The head is the one nginx sends for
+//! the 1 KB static file of `bench/proxy` (bench/README.md has the figures and how they compare
+//! with a whole request).
 //!
 //! Run: `cargo bench -p signpost-proxy --bench answer_head` (add `-- --quick` for a short run).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -24,9 +25,6 @@ Accept-Ranges: bytes\r\n\
 \r\n\
 xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx";
 
-/// The header slots the proxy parses into (its `MAX_HEADERS`).
-const SLOTS: usize = 96;
-
 fn answer_head(c: &mut Criterion) {
     let seen = signpost_proxy::read_answer(ANSWER, false, &[])
         .unwrap()
@@ -37,7 +35,7 @@ fn answer_head(c: &mut Criterion) {
     let mut group = c.benchmark_group("answer_head");
     group.bench_function("httparse_only", |b| {
         b.iter(|| {
-            let mut fields = [httparse::EMPTY_HEADER; SLOTS];
+            let mut fields = [httparse::EMPTY_HEADER; signpost_proxy::MAX_HEADERS];
             let mut res = httparse::Response::new(&mut fields);
             let parsed = res.parse(black_box(ANSWER)).unwrap();
             black_box((parsed, res.code, res.headers.len()))

@@ -45,7 +45,7 @@ use crate::state::{Shared, Snapshot};
 /// Longest request or answer head.
 const MAX_HEAD: usize = 64 * 1024;
 /// Most header fields in a head.
-const MAX_HEADERS: usize = 96;
+pub const MAX_HEADERS: usize = 96;
 /// How long a workload may take to send a head, and how long a connection may idle between
 /// requests (hyper's `header_read_timeout` on the other path).
 const HEAD_TIMEOUT: Duration = Duration::from_secs(30);

@@ -24,9 +24,10 @@ pub mod state;
 pub mod tcp;
 pub mod workers;
 
-/// The lean path's reading of a target's answer, for the fuzz target `proxy_answer`.
+/// The lean path's reading of a target's answer, for the fuzz target `proxy_answer` and the
+/// bench `answer_head` (which parses into as many header slots for its reference).
 #[doc(hidden)]
-pub use lean::{read_answer, AnswerSeen, ChunkedEnd, Framing};
+pub use lean::{read_answer, AnswerSeen, ChunkedEnd, Framing, MAX_HEADERS};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
