@@ -20,10 +20,24 @@ const TOKEN_WAIT: Duration = Duration::from_secs(5);
 pub fn waiting(path: &str, reason: &str) -> Response<ProxyBody> {
     match path {
         "/healthz" => text(StatusCode::OK, "text/plain; charset=utf-8", "ok\n".into()),
-        "/readyz" | "/status" => json_response(
+        "/readyz" => json_response(
             StatusCode::SERVICE_UNAVAILABLE,
             &json!({"ready": false, "configuration": {"loaded": false, "error": reason}}),
         ),
+        // SAP's shape here too: nothing is served yet, so every component is critical.
+        "/status" => {
+            let waiting = format!("Waiting for the configuration: {reason}");
+            let report = Readiness {
+                ready: false,
+                configuration: waiting.clone(),
+                instances: Map::from_iter([(
+                    "configuration".to_owned(),
+                    Value::String(waiting.clone()),
+                )]),
+                tcp: vec![waiting],
+            };
+            json_response(StatusCode::OK, &report.sap_status())
+        }
         _ => text(
             StatusCode::NOT_FOUND,
             "text/plain; charset=utf-8",
@@ -35,18 +49,27 @@ pub fn waiting(path: &str, reason: &str) -> Response<ProxyBody> {
 pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<ProxyBody> {
     match req.uri().path() {
         "/healthz" => text(StatusCode::OK, "text/plain; charset=utf-8", "ok\n".into()),
-        "/metrics" => text(
-            StatusCode::OK,
-            crate::metrics::CONTENT_TYPE,
-            shared.metrics.render(
-                shared
-                    .snapshot()
-                    .clients
-                    .values()
-                    .map(signpost_client::DestinationClient::token_fetches)
-                    .sum(),
-            ),
-        ),
+        "/metrics" => {
+            let snapshot = shared.snapshot();
+            let token_fetches = snapshot
+                .clients
+                .values()
+                .map(signpost_client::DestinationClient::token_fetches)
+                .sum();
+            let mut routes = crate::metrics::RouteAvailability::default();
+            for entry in snapshot.routes.routes() {
+                if entry.unresolved.is_none() {
+                    routes.available += 1;
+                } else {
+                    routes.unavailable += 1;
+                }
+            }
+            text(
+                StatusCode::OK,
+                crate::metrics::CONTENT_TYPE,
+                shared.metrics.render(token_fetches, routes),
+            )
+        }
         "/readyz" => {
             let report = readiness(&shared).await;
             let status = if report.ready {

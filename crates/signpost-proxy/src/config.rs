@@ -455,30 +455,9 @@ pub fn parse(
                 ),
             ));
         }
-        let at = join(&join(path, "spec"), "destinationServiceInstanceName");
-        match &route.spec.destination_service_instance_name {
-            Some(name) if !instances.iter().any(|x| &x.name == name) => {
-                return Err(ConfigError::new(
-                    at,
-                    format!(
-                        "no instance named '{name}' in {instances_path} ({})",
-                        instance_names(&instances)
-                    ),
-                ))
-            }
-            Some(_) => {}
-            None if default_instance.is_none() && instances.len() != 1 => {
-                return Err(ConfigError::new(
-                    at,
-                    format!(
-                        "is required: there are {} Destination service instances and no {DS}.defaultInstanceName",
-                        instances.len()
-                    ),
-                ))
-            }
-            None => {}
-        }
     }
+    // A route whose instance is unknown (or not to be chosen) is kept: its requests are
+    // answered 502 (PROXY.md §3.5), the other routes are served ([`ProxyConfig::route_problems`]).
 
     Ok(ProxyConfig {
         instances,
@@ -505,6 +484,40 @@ impl ProxyConfig {
                 [only] => Some(only.name.as_str()),
                 _ => None,
             })
+    }
+
+    /// Why `route` has no Destination service instance to use, if it has none: its
+    /// `destinationServiceInstanceName` names none of the instances, or it names none and
+    /// neither `defaultInstanceName` nor a single instance decides. Such a route is served all
+    /// the same: its requests are answered 502 with this message (PROXY.md §3.5).
+    pub fn instance_problem(&self, route: &Route) -> Option<String> {
+        match route.spec.destination_service_instance_name.as_deref() {
+            Some(name) if !self.instances.iter().any(|i| i.name == name) => Some(format!(
+                "The Destination service instance '{name}' (spec.destinationServiceInstanceName) is not configured in {DS}.instances ({})",
+                instance_names(&self.instances)
+            )),
+            None if self.instance_for(None).is_none() => Some(format!(
+                "spec.destinationServiceInstanceName is required: there are {} Destination service instances and no {DS}.defaultInstanceName",
+                self.instances.len()
+            )),
+            _ => None,
+        }
+    }
+
+    /// [`Self::instance_problem`] of every route that has one, each naming its route: what the
+    /// proxy logs when it loads the configuration.
+    pub fn route_problems(&self) -> Vec<String> {
+        self.routes
+            .iter()
+            .filter_map(|r| {
+                self.instance_problem(r).map(|why| {
+                    format!(
+                        "route '{}' in namespace '{}': {why}; its requests are answered 502",
+                        r.name, r.namespace
+                    )
+                })
+            })
+            .collect()
     }
 
     /// SHA-256 over a canonical serialisation of everything, secrets included: equal fingerprints
@@ -1675,22 +1688,32 @@ destinations:
     }
 
     #[test]
-    fn instance_resolution_errors() {
+    fn instance_resolution_problems() {
         let route = "destinations:\n  - name: a\n    spec: { destinationRef: { name: A } }\n";
+        // Loaded all the same: the route's requests get a 502 saying why.
+        let cfg = ok(&two_instances("", route));
+        assert_eq!(cfg.routes[0].instance_name(&cfg), None);
         assert_eq!(
-            err(&two_instances("", route)),
-            "destinations[0].spec.destinationServiceInstanceName: is required: there are 2 Destination service instances and no config.integration.destinationService.defaultInstanceName"
+            cfg.instance_problem(&cfg.routes[0]).as_deref(),
+            Some("spec.destinationServiceInstanceName is required: there are 2 Destination service instances and no config.integration.destinationService.defaultInstanceName")
+        );
+        assert_eq!(
+            cfg.route_problems(),
+            ["route 'a' in namespace 'default': spec.destinationServiceInstanceName is required: there are 2 Destination service instances and no config.integration.destinationService.defaultInstanceName; its requests are answered 502"]
         );
         let cfg = ok(&two_instances("      defaultInstanceName: two\n", route));
         assert_eq!(cfg.routes[0].instance_name(&cfg), Some("two"));
+        assert_eq!(cfg.instance_problem(&cfg.routes[0]), None);
+        assert!(cfg.route_problems().is_empty());
         assert_eq!(
             err(&two_instances("      defaultInstanceName: three\n", "")),
             "config.integration.destinationService.defaultInstanceName: no instance named 'three' in config.integration.destinationService.instances (instances: 'one', 'two')"
         );
         let route = "destinations:\n  - name: a\n    spec: { destinationRef: { name: A }, destinationServiceInstanceName: nope }\n";
+        let cfg = ok(&two_instances("      defaultInstanceName: two\n", route));
         assert_eq!(
-            err(&two_instances("      defaultInstanceName: two\n", route)),
-            "destinations[0].spec.destinationServiceInstanceName: no instance named 'nope' in config.integration.destinationService.instances (instances: 'one', 'two')"
+            cfg.instance_problem(&cfg.routes[0]).as_deref(),
+            Some("The Destination service instance 'nope' (spec.destinationServiceInstanceName) is not configured in config.integration.destinationService.instances (instances: 'one', 'two')")
         );
     }
 

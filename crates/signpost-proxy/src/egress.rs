@@ -274,7 +274,7 @@ impl Egress {
 pub fn loopback_error(destination: &str) -> ProxyError {
     ProxyError::bad_gateway(
         Origin::Proxy,
-        format!("Destination '{destination}': loopback and private network URLs are not supported (LoopbackUrlNotSupported)"),
+        format!("Destination '{destination}': loopback and private network URLs are not supported (ConfigurationError-ReferencedDestination-LoopbackUrlNotSupported)"),
     )
 }
 

@@ -200,7 +200,9 @@ async fn forward(
     let on_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let method = req.method().clone();
     let mut headers = outgoing_headers(req.headers(), upgrade, prepared.set_headers.len() + 4);
-    if resolved.bearer_use != BearerUse::None {
+    // The workload's `Authorization: Bearer` is for the Destination service (its user token,
+    // refresh token or code), never for the target (issue 10 §2.3), whatever the type.
+    if resolved.bearer_use != BearerUse::None || creds.bearer.is_some() {
         headers.remove(header::AUTHORIZATION);
     }
     for (name, value) in &prepared.set_headers {
@@ -317,15 +319,11 @@ pub(crate) async fn prepare(
     tenant: Option<&Tenant>,
     request_id: &str,
 ) -> Result<(Resolved, Arc<Prepared>), ProxyError> {
-    let client = snapshot.clients.get(&entry.instance).ok_or_else(|| {
-        ProxyError::bad_gateway(
-            Origin::Proxy,
-            format!(
-                "The Destination service instance '{}' is not configured",
-                entry.instance
-            ),
-        )
-    })?;
+    let client = snapshot
+        .clients
+        .get(&entry.instance)
+        .filter(|_| entry.unresolved.is_none())
+        .ok_or_else(|| ProxyError::bad_gateway(Origin::Proxy, entry.instance_problem()))?;
     // Shared tenant mode: the lookup runs in the tenant the request names, with its own token
     // and its own cache entries.
     let tenant_client;
@@ -476,8 +474,17 @@ impl Prepared {
                 format!("has Type '{ty}'; only HTTP destinations are served on the HTTP port"),
             ));
         }
-        let raw_url =
-            prop(config, "URL").ok_or_else(|| bad("UrlNotSupported", "has no URL".into()))?;
+        // A URL the proxy cannot call is a 404 (PROXY.md §3.5: "destination URL problem").
+        let bad_url = |text: &str| {
+            ProxyError::new(
+                StatusCode::NOT_FOUND,
+                Origin::Proxy,
+                format!("Destination '{name}' {text} (ConfigurationError-ReferencedDestination-UrlNotSupported)"),
+            )
+        };
+        let raw_url = prop(config, "URL")
+            .filter(|u| !u.trim().is_empty())
+            .ok_or_else(|| bad_url("has no URL"))?;
         let with_scheme = if raw_url.contains("://") {
             raw_url.to_owned()
         } else {
@@ -486,12 +493,7 @@ impl Prepared {
         let url = url::Url::parse(&with_scheme)
             .ok()
             .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
-            .ok_or_else(|| {
-                bad(
-                    "UrlNotSupported",
-                    "has a URL that is not http:// or https://".into(),
-                )
-            })?;
+            .ok_or_else(|| bad_url("has a URL that is not http:// or https://"))?;
         let proxy_type = prop(config, "ProxyType").unwrap_or("Internet");
         let on_premise = match proxy_type {
             "Internet" => None,

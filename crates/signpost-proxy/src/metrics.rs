@@ -1,8 +1,9 @@
 //! Prometheus metrics of the proxy, kept in atomics and a few small labelled maps (counting a
 //! request takes no lock shared between routes and allocates nothing) and written at `/metrics`
 //! on the admin port in the OpenMetrics text format by `prometheus-client`, from a snapshot taken
-//! per scrape. SAP's metric names
-//! (`tp_received_requests_total`, `tp_target_system_requests_total`, `tp_open_tcp_connections`,
+//! per scrape. SAP's metric names of PROXY.md §1
+//! (`tp_cpu_percent`, `tp_memory_bytes`, `tp_destination_crs{Available}`,
+//! `tp_received_requests_total`, `tp_target_system_requests_total`, `tp_open_tcp_connections`,
 //! `tp_tcp_connections_total`) are served beside Signpost's own.
 
 use std::collections::BTreeMap;
@@ -62,6 +63,46 @@ pub struct Metrics {
     pub tcp_total: AtomicU64,
     pub reloads_ok: AtomicU64,
     pub reloads_failed: AtomicU64,
+    /// The process's CPU time (seconds) at the last scrape and when, for `tp_cpu_percent`.
+    cpu_mark: Mutex<Option<(std::time::Instant, f64)>>,
+}
+
+/// Which routes can be served (`tp_destination_crs{Available}`): `available` have a Destination
+/// service instance to use, `unavailable` name one that is not configured, or none.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RouteAvailability {
+    pub available: u64,
+    pub unavailable: u64,
+}
+
+/// The process's CPU time in seconds (user and system, `/proc/self/stat`, in the kernel's fixed
+/// user-visible tick of 1/100 s) and seconds since it started; `None` off Linux.
+fn process_cpu() -> Option<(f64, f64)> {
+    const TICKS: f64 = 100.0;
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The command name in parentheses may hold spaces: fields are counted after its end.
+    let fields: Vec<&str> = stat
+        .get(stat.rfind(')')? + 1..)?
+        .split_whitespace()
+        .collect();
+    // Field 3 of stat(5) is fields[0] here: utime (14), stime (15), starttime (22).
+    let ticks = |n: usize| fields.get(n - 3)?.parse::<f64>().ok();
+    let cpu = (ticks(14)? + ticks(15)?) / TICKS;
+    let uptime: f64 = std::fs::read_to_string("/proc/uptime")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    Some((cpu, (uptime - ticks(22)? / TICKS).max(0.0)))
+}
+
+/// The process's resident memory in bytes (`VmRSS` of `/proc/self/status`); `None` off Linux.
+fn process_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
 }
 
 impl Metrics {
@@ -111,7 +152,9 @@ impl Metrics {
 
     /// The OpenMetrics text exposition ([`CONTENT_TYPE`]), written by `prometheus-client` from
     /// a snapshot of the counters; `token_fetches` is the instances' clients' count.
-    pub fn render(&self, token_fetches: u64) -> String {
+    /// `tp_cpu_percent` is the CPU used since the last scrape (since the start at the first), in
+    /// percent of one core.
+    pub fn render(&self, token_fetches: u64, routes: RouteAvailability) -> String {
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let requests = self
             .routes
@@ -127,7 +170,27 @@ impl Metrics {
         let below: u64 = latency.iter().map(|(_, n)| n).sum();
         // `f64::MAX` is prometheus-client's `+Inf` bound.
         latency.push((f64::MAX, count.saturating_sub(below)));
+        let now = std::time::Instant::now();
+        let cpu_percent = process_cpu().map(|(cpu, alive)| {
+            let mut mark = self
+                .cpu_mark
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let (used, over) = match *mark {
+                Some((at, before)) => (cpu - before, now.duration_since(at).as_secs_f64()),
+                None => (cpu, alive),
+            };
+            *mark = Some((now, cpu));
+            if over > 0.0 {
+                (used / over * 100.0).max(0.0)
+            } else {
+                0.0
+            }
+        });
         let snapshot = Snapshot {
+            cpu_percent,
+            memory_bytes: process_rss(),
+            routes,
             requests,
             target_requests: get(&self.target_requests),
             latency,
@@ -159,6 +222,9 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 /// The values of one scrape, encoded by prometheus-client.
 #[derive(Debug)]
 struct Snapshot {
+    cpu_percent: Option<f64>,
+    memory_bytes: Option<u64>,
+    routes: RouteAvailability,
     requests: Vec<(String, Vec<(u16, u64)>)>,
     target_requests: u64,
     /// Per-bucket (not cumulative) counts, the last one `+Inf`'s.
@@ -182,6 +248,35 @@ impl Collector for Snapshot {
             .iter()
             .flat_map(|(_, v)| v.iter().map(|(_, n)| n))
             .sum();
+        if let Some(percent) = self.cpu_percent {
+            one(
+                &mut enc,
+                "tp_cpu_percent",
+                "CPU used by the proxy since the last scrape, in percent of one core (SAP's name).",
+                ConstGauge::new(percent),
+            )?;
+        }
+        if let Some(bytes) = self.memory_bytes {
+            one(
+                &mut enc,
+                "tp_memory_bytes",
+                "Resident memory of the proxy in bytes (SAP's name).",
+                ConstGauge::new(i64::try_from(bytes).unwrap_or(i64::MAX)),
+            )?;
+        }
+        let mut family = enc.encode_descriptor(
+            "tp_destination_crs",
+            "Routes (Destination resources) by whether they can be served (SAP's name).",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (available, n) in [
+            ("True", self.routes.available),
+            ("False", self.routes.unavailable),
+        ] {
+            ConstGauge::new(i64::try_from(n).unwrap_or(i64::MAX))
+                .encode(family.encode_family(&[("Available", available)])?)?;
+        }
         let mut family = enc.encode_descriptor(
             "signpost_proxy_requests",
             "HTTP requests answered, by route and status.",
@@ -313,8 +408,17 @@ mod tests {
         m.target_latency(Duration::from_millis(3));
         m.target_latency(Duration::from_millis(40));
         m.target_latency(Duration::from_secs(30));
-        let text = m.render(7);
+        let routes = RouteAvailability {
+            available: 2,
+            unavailable: 1,
+        };
+        let text = m.render(7, routes);
         for line in [
+            "# TYPE tp_destination_crs gauge",
+            "tp_destination_crs{Available=\"True\"} 2",
+            "tp_destination_crs{Available=\"False\"} 1",
+            "# TYPE tp_cpu_percent gauge",
+            "# TYPE tp_memory_bytes gauge",
             "# TYPE signpost_proxy_requests counter",
             "signpost_proxy_requests_total{route=\"basic.default\",status=\"200\"} 2",
             "signpost_proxy_requests_total{route=\"we\\\"ird\\\\route\",status=\"502\"} 1",
@@ -339,5 +443,18 @@ mod tests {
             assert!(text.lines().any(|l| l == line), "{line} in:\n{text}");
         }
         assert!(text.ends_with("# EOF\n"), "{text}");
+        // This process's resident memory: more than a megabyte, less than it has to spare.
+        let rss: f64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("tp_memory_bytes "))
+            .and_then(|v| v.parse().ok())
+            .expect("tp_memory_bytes has a value");
+        assert!(rss > 1e6 && rss < 1e11, "{rss}");
+        let cpu: f64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("tp_cpu_percent "))
+            .and_then(|v| v.parse().ok())
+            .expect("tp_cpu_percent has a value");
+        assert!(cpu >= 0.0, "{cpu}");
     }
 }

@@ -47,10 +47,26 @@ pub struct RouteEntry {
     pub route: Route,
     /// `<name>.<namespace>`: the route's label in logs and metrics.
     pub id: String,
-    /// The Destination service instance it uses.
+    /// The Destination service instance it uses (empty when it has none to use).
     pub instance: String,
+    /// Why it has no instance to use ([`ProxyConfig::instance_problem`]): its requests get a
+    /// 502 with this message.
+    pub unresolved: Option<String>,
     /// Its answers by status, for `/metrics`.
     pub counters: std::sync::Arc<crate::metrics::RouteCounters>,
+}
+
+impl RouteEntry {
+    /// What a request through it is told when its instance cannot be used: why it has none,
+    /// or that the one it names has no client.
+    pub fn instance_problem(&self) -> String {
+        self.unresolved.clone().unwrap_or_else(|| {
+            format!(
+                "The Destination service instance '{}' is not configured",
+                self.instance
+            )
+        })
+    }
 }
 
 /// Routes by name and namespace.
@@ -70,9 +86,7 @@ impl RouteTable {
             ..RouteTable::default()
         };
         for route in &config.routes {
-            let Some(instance) = route.instance_name(config) else {
-                continue;
-            };
+            let instance = route.instance_name(config).unwrap_or_default();
             let name = route.name.to_ascii_lowercase();
             let ns = route.namespace.to_ascii_lowercase();
             let i = table.routes.len();
@@ -81,6 +95,7 @@ impl RouteTable {
                 counters: metrics.route(&id),
                 id,
                 instance: instance.to_owned(),
+                unresolved: config.instance_problem(route),
                 route: route.clone(),
             });
             table.by_key.insert((name.clone(), ns), i);
@@ -163,8 +178,18 @@ pub fn single<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>,
     })
 }
 
-/// `x-destination-name` → `X-Destination-Name`, for messages.
+/// `x-destination-name` → `X-Destination-Name`, for messages: as PROXY.md §3.2 spells each
+/// header (`SAP-Connectivity-SCC-Location_ID`; a chain variable's name as sent).
 fn canonical(name: &str) -> String {
+    if name.eq_ignore_ascii_case("sap-connectivity-scc-location_id") {
+        return "SAP-Connectivity-SCC-Location_ID".to_owned();
+    }
+    if let Some(rest) = name.strip_prefix("sap-") {
+        return format!("SAP-{}", canonical(rest));
+    }
+    if let Some(var) = name.strip_prefix("x-chain-var-") {
+        return format!("X-Chain-Var-{var}");
+    }
     name.split('-')
         .map(|p| {
             let mut c = p.chars();
@@ -202,6 +227,11 @@ pub fn steers(name: &str) -> bool {
 pub fn check_single_headers(headers: &HeaderMap) -> Result<(), ProxyError> {
     for name in CONTROL_HEADERS.iter().chain(OTHER_SINGLE_HEADERS) {
         single(headers, name)?;
+    }
+    for name in headers.keys() {
+        if name.as_str().starts_with("x-chain-var-") {
+            single(headers, name.as_str())?;
+        }
     }
     Ok(())
 }
@@ -358,6 +388,19 @@ mod tests {
     #[test]
     fn header_names_in_messages() {
         assert_eq!(canonical("x-destination-name"), "X-Destination-Name");
+        assert_eq!(canonical("authorization"), "Authorization");
+        assert_eq!(
+            canonical("sap-connectivity-scc-location_id"),
+            "SAP-Connectivity-SCC-Location_ID"
+        );
+        assert_eq!(
+            canonical("sap-connectivity-region-configuration-id"),
+            "SAP-Connectivity-Region-Configuration-Id"
+        );
+        assert_eq!(
+            canonical("x-chain-var-subject_id"),
+            "X-Chain-Var-subject_id"
+        );
     }
 
     #[test]
@@ -370,6 +413,17 @@ mod tests {
         assert_eq!(
             e.message,
             "The 'X-Destination-Name' header should be passed only once"
+        );
+        let mut h = HeaderMap::new();
+        h.append("x-chain-var-subject", "a".parse().unwrap());
+        h.append("x-chain-var-other", "a".parse().unwrap());
+        assert!(check_single_headers(&h).is_ok());
+        h.append("x-chain-var-subject", "b".parse().unwrap());
+        let e = check_single_headers(&h).unwrap_err();
+        assert_eq!(e.status, 400);
+        assert_eq!(
+            e.message,
+            "The 'X-Chain-Var-subject' header should be passed only once"
         );
     }
 }

@@ -194,6 +194,9 @@ fn build(
 ) -> Result<Snapshot, ConfigError> {
     let clients = instance_clients(&config, previous.map(|p| (&p.config, &p.clients)))?;
     let routes = RouteTable::new(&config, namespace, metrics);
+    for problem in config.route_problems() {
+        tracing::warn!("{problem}");
+    }
     Ok(Snapshot {
         fingerprint: config.fingerprint(),
         config,

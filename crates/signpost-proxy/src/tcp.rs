@@ -173,7 +173,8 @@ async fn relay(shared: &Arc<Shared>, mut inbound: TcpStream, route_id: &str) -> 
     let client = snapshot
         .clients
         .get(&entry.instance)
-        .ok_or("the Destination service instance is not configured")?;
+        .filter(|_| entry.unresolved.is_none())
+        .ok_or_else(|| entry.instance_problem())?;
     let lookup =
         routing::lookup_for(&entry.route, &http::HeaderMap::new()).map_err(|e| e.message)?;
     let resolved = shared
@@ -215,7 +216,7 @@ async fn relay(shared: &Arc<Shared>, mut inbound: TcpStream, route_id: &str) -> 
         .collect();
     if allowed.is_empty() {
         return Err(
-            "the destination's address is private or loopback (LoopbackUrlNotSupported)".into(),
+            "the destination's address is private or loopback (ConfigurationError-ReferencedDestination-LoopbackUrlNotSupported)".into(),
         );
     }
     let mut outbound =

@@ -114,6 +114,8 @@ async fn static_routes_inject_credentials_and_forward() {
                 json!({"Authentication": "BasicAuthentication", "User": "u", "Password": "p-Secret-9",
                        "URL.headers.x-extra": "from-destination", "URL.queries.api-key": "k1"}),
             ),
+            http_dest("open-dest", &echo.url(), json!({})),
+            http_dest("ftp-dest", "ftp://files.example.com/in", json!({})),
             http_dest(
                 "cc-dest",
                 &echo.url(),
@@ -123,8 +125,13 @@ async fn static_routes_inject_credentials_and_forward() {
         ],
     )
     .await;
+    let lost = "  - name: lost\n    namespace: default\n    spec:\n      destinationRef: {name: basic-dest}\n      destinationServiceInstanceName: nope\n";
     let config = values(
-        &(route("basic", "basic-dest") + &route("cc", "cc-dest")),
+        &(route("basic", "basic-dest")
+            + &route("cc", "cc-dest")
+            + &route("open", "open-dest")
+            + &route("ftp", "ftp-dest")
+            + lost),
         "",
         "",
     );
@@ -184,17 +191,97 @@ async fn static_routes_inject_credentials_and_forward() {
     }
     assert!(echo.connections() - before <= 2, "connections are pooled");
 
-    // Unknown host: 404 with the error headers.
-    let (status, _, h) = proxy.get_json("nope.default", "/", &[]).await;
+    // Unknown host: 404 with the error headers, the caller's request id among them.
+    let (status, _, h) = proxy
+        .get_json("nope.default", "/", &[("x-request-id", "req-abc-2")])
+        .await;
     assert_eq!(status, 404);
     assert_error_headers(&h, "Transparent Proxy");
+    assert_eq!(h["x-request-id"], "req-abc-2");
+
+    // A route naming an instance that is not configured is loaded with the others and
+    // answered 502 (PROXY.md §3.5); the log says why at load.
+    let (status, _, h) = proxy.get_json("lost.default", "/", &[]).await;
+    assert_eq!(status, 502);
+    assert_error_headers(&h, "Transparent Proxy");
+    let message = h["x-error-message"].to_str().unwrap();
+    assert!(message.contains("'nope'"), "{message}");
+    assert!(
+        proxy.log().contains(
+            "route 'lost' in namespace 'default': The Destination service instance 'nope'"
+        ),
+        "{}",
+        proxy.log()
+    );
+
+    // A destination URL the proxy cannot call: 404 (PROXY.md §3.5).
+    let (status, _, h) = proxy.get_json("ftp.default", "/", &[]).await;
+    assert_eq!(status, 404);
+    assert_error_headers(&h, "Transparent Proxy");
+    assert!(
+        h["x-error-message"]
+            .to_str()
+            .unwrap()
+            .ends_with("(ConfigurationError-ReferencedDestination-UrlNotSupported)"),
+        "{h:?}"
+    );
+
+    // The workload's bearer token is for the Destination service, never for the target, also
+    // when the destination does not use it; other credentials of the workload pass.
+    let (status, v, _) = proxy
+        .get_json(
+            "open.default",
+            "/",
+            &[("authorization", "Bearer workload-jwt")],
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert!(v["headers"].get("authorization").is_none(), "{v}");
+    let (status, v, _) = proxy
+        .get_json(
+            "open.default",
+            "/",
+            &[("authorization", "Basic d29yazpsb2Fk")],
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["headers"]["authorization"][0], "Basic d29yazpsb2Fk");
 
     // Static routes refuse the dynamic headers; duplicated headers are refused.
-    let (status, _, h) = proxy
-        .get_json("basic.default", "/", &[("X-Destination-Name", "cc-dest")])
-        .await;
-    assert_eq!(status, 400);
-    assert_error_headers(&h, "Transparent Proxy");
+    for (header, value) in [
+        ("X-Destination-Name", "cc-dest"),
+        ("X-Fragment-Name", "frag"),
+        ("X-Fragment-Optional", "true"),
+        ("X-Destination-Level", "subaccount"),
+        ("X-Fragment-Level", "instance"),
+    ] {
+        let (status, _, h) = proxy
+            .get_json("basic.default", "/", &[(header, value)])
+            .await;
+        assert_eq!(status, 400, "{header}");
+        assert_error_headers(&h, "Transparent Proxy");
+    }
+    for (header, shown) in [
+        ("authorization", "Authorization"),
+        (
+            "sap-connectivity-scc-location_id",
+            "SAP-Connectivity-SCC-Location_ID",
+        ),
+        ("x-chain-var-subject", "X-Chain-Var-subject"),
+    ] {
+        let res = proxy
+            .req(Method::GET, "basic.default", "/")
+            .header(header, "a")
+            .header(header, "b")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 400, "{header}");
+        assert_eq!(
+            res.headers()["x-error-message"],
+            format!("The '{shown}' header should be passed only once").as_str()
+        );
+    }
     let res = proxy
         .req(Method::GET, "basic.default", "/")
         .header("X-Chain-Name", "a")
@@ -222,6 +309,19 @@ async fn static_routes_inject_credentials_and_forward() {
         metrics.contains("signpost_proxy_target_latency_seconds_bucket"),
         "{metrics}"
     );
+    // SAP's names: four routes with an instance, one (`lost`) without.
+    for line in [
+        "tp_destination_crs{Available=\"True\"} 4",
+        "tp_destination_crs{Available=\"False\"} 1",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in {metrics}");
+    }
+    for name in ["tp_cpu_percent ", "tp_memory_bytes "] {
+        assert!(
+            metrics.lines().any(|l| l.starts_with(name)),
+            "{name} in {metrics}"
+        );
+    }
 
     // No secret in the log.
     let log = proxy.log();
@@ -791,7 +891,7 @@ async fn on_premise_goes_through_the_connectivity_proxy() {
         h["x-error-message"]
             .to_str()
             .unwrap()
-            .contains("LoopbackUrlNotSupported"),
+            .contains("(ConfigurationError-ReferencedDestination-LoopbackUrlNotSupported)"),
         "{h:?}"
     );
     assert_eq!(
@@ -817,7 +917,7 @@ async fn on_premise_goes_through_the_connectivity_proxy() {
             h["x-error-message"]
                 .to_str()
                 .unwrap()
-                .contains("LoopbackUrlNotSupported"),
+                .contains("(ConfigurationError-ReferencedDestination-LoopbackUrlNotSupported)"),
             "{h:?}"
         );
         assert_eq!(
@@ -1172,6 +1272,27 @@ async fn waits_for_files_another_process_writes() {
     assert_eq!(body["configuration"]["loaded"], false);
     assert!(
         body["configuration"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("routes.yaml"),
+        "{body}"
+    );
+    // /status keeps SAP's shape while waiting: every component critical.
+    let (status, body) = proxy.admin_json("/status").await;
+    assert_eq!(status, 200);
+    assert_eq!(body["Status"], "critical", "{body}");
+    for component in [
+        "sap-transp-proxy-http",
+        "sap-transp-proxy-tcp",
+        "sap-transp-proxy-manager",
+    ] {
+        assert_eq!(
+            body["Components"][component]["Status"], "critical",
+            "{body}"
+        );
+    }
+    assert!(
+        body["Components"]["sap-transp-proxy-manager"]["Message"]
             .as_str()
             .unwrap()
             .contains("routes.yaml"),
