@@ -2115,6 +2115,66 @@ async fn postgres_bulk_writes_refresh_the_statistics() {
     db.drop_db().await;
 }
 
+/// Find's single-entity reads on PostgreSQL, alone and batched, probe the hash index over the
+/// key (`entities_find`, migration 0010) with the one generic plan their connections keep, not
+/// the primary key's B-tree (bench/README.md: 28 % more lookups a second in batches of four).
+#[tokio::test]
+async fn postgres_entity_reads_probe_the_find_index() {
+    use sqlx::{Connection, Executor, Row};
+    let server = pg::PgServer::start();
+    let db = server.create_db().await;
+    let store = postgres(&db, &MasterKey::generate(), 10_000).await;
+    let owner = OwnerRef::subaccount("plans");
+    store.write(vec![sub("plans")]).await.unwrap();
+    let ops: Vec<WriteOp> = (0..3000)
+        .map(|i| put(&owner, &format!("d-{i:04}"), "{}", PutMode::Create))
+        .collect();
+    store.write(ops).await.unwrap();
+    let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    conn.execute("ANALYZE entities").await.unwrap();
+    conn.execute("SET plan_cache_mode = force_generic_plan")
+        .await
+        .unwrap();
+    let [one, many] = PgStore::ENTITY_READS;
+    let cases = [
+        (one, "'subaccount', 'plans', 'destination', 'd-0001', 0, 0"),
+        (
+            many,
+            "'{subaccount,subaccount}', '{plans,plans}', '{destination,destination}', '{d-0001,d-0002}', '{0,1}', '{0,0}'",
+        ),
+    ];
+    for (i, (statement, args)) in cases.into_iter().enumerate() {
+        conn.execute(format!("PREPARE read_{i} AS {statement}").as_str())
+            .await
+            .unwrap();
+        let plan: Vec<String> = sqlx::query(&format!("EXPLAIN EXECUTE read_{i}({args})"))
+            .fetch_all(&mut conn)
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| row.get::<String, _>(0))
+            .collect();
+        let plan = plan.join("\n");
+        assert!(
+            plan.contains("Index Scan using entities_find on entities"),
+            "{statement}:\n{plan}"
+        );
+    }
+    // And they answer as before.
+    let found = store
+        .find_entity(
+            std::slice::from_ref(&owner),
+            EntityKind::Destination,
+            "d-2999",
+        )
+        .await
+        .unwrap();
+    assert_eq!(found.map(|e| e.name).as_deref(), Some("d-2999"));
+    conn.close().await.unwrap();
+    store.close().await;
+    db.drop_db().await;
+}
+
 /// Many finds at once on PostgreSQL share statements (one `unnest` of arrays for any number of
 /// lookups): each still gets its own answer, from the first of its owners that has the name.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
