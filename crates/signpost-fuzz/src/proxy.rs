@@ -163,7 +163,8 @@ fn valid_name(name: &str) {
 }
 
 /// The values file, and after a NUL byte the routes file: what parses parses again equal with
-/// the same fingerprint, and its route table serves each route by its name and namespace.
+/// the same fingerprint, and its route table serves each route by its name and namespace, each
+/// with the instance it uses or the reason it has none.
 pub fn proxy_config(data: &[u8]) {
     let (values, routes) = match data.iter().position(|b| *b == 0) {
         Some(i) => (&data[..i], Some(&data[i + 1..])),
@@ -200,8 +201,30 @@ pub fn proxy_config(data: &[u8]) {
     );
     for (i, entry) in table.routes().iter().enumerate() {
         assert_eq!(table.position(&entry.id), Some(i), "{}", entry.id);
-        assert!(cfg.instances.iter().any(|x| x.name == entry.instance));
+        // Every route has an instance it uses, or says why it has none (its requests are 502s).
+        let known = cfg.instances.iter().any(|x| x.name == entry.instance);
+        assert_eq!(
+            known,
+            entry.unresolved.is_none(),
+            "{}: {:?}",
+            entry.id,
+            entry.unresolved
+        );
+        assert_eq!(
+            entry.unresolved,
+            cfg.instance_problem(&entry.route),
+            "{}",
+            entry.id
+        );
     }
+    assert_eq!(
+        cfg.route_problems().len(),
+        table
+            .routes()
+            .iter()
+            .filter(|e| e.unresolved.is_some())
+            .count()
+    );
 }
 
 /// A target's answer as the lean path reads it (its head, then the body's first bytes), after one
