@@ -130,26 +130,34 @@ async fn a_small_cache_budget_bounds_the_caches_and_metrics_show_their_hit_rate(
     );
     let misses = get(&m, "signpost_cache_misses_total", "entities");
     assert!(misses >= 3000, "each first find misses: {m:?}");
-    // A few names found again and again: hits.
-    let hits_before = get(&m, "signpost_cache_hits_total", "entities");
-    for _ in 0..20 {
-        for i in 2990..3000 {
-            let (status, _) = find(
-                &server.client,
-                &server.base,
-                &token,
-                &format!("dest-{i:05}"),
-            )
-            .await;
-            assert_eq!(status, 200);
+    // A few names found again and again: hits. The cache is full, so a name is admitted at its
+    // second read and kept once it is found more often than what it would evict (moka's
+    // frequency sketch decides, and may turn a name away while its count is still low): the
+    // first rounds warm them up, the later ones are counted.
+    let finds_of_ten = |rounds: usize| {
+        let (client, base, token) = (&server.client, &server.base, &token);
+        async move {
+            for _ in 0..rounds {
+                for i in 2990..3000 {
+                    let (status, _) = find(client, base, token, &format!("dest-{i:05}")).await;
+                    assert_eq!(status, 200);
+                }
+            }
         }
-    }
+    };
+    finds_of_ten(10).await;
+    let hits_before = get(
+        &cache_metrics(&server).await,
+        "signpost_cache_hits_total",
+        "entities",
+    );
+    finds_of_ten(10).await;
     let m = cache_metrics(&server).await;
     let hits = get(&m, "signpost_cache_hits_total", "entities") - hits_before;
-    // 200 finds of 10 names: at most each name's first misses.
+    // 100 finds of 10 names found 10 times each already.
     assert!(
-        hits >= 190,
-        "the recently found names are cached: {hits} hits"
+        hits >= 95,
+        "the recently found names are cached: {hits} hits of 100"
     );
     // Every find after the first verified the token once: the rest came from the cache.
     assert!(
