@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Benchmark of signpost-proxy, the transparent proxy: GET of a ~1 KB static file served by nginx,
 #   nginx          straight from the upstream nginx (the ceiling),
-#   nginx-proxy    through a second nginx as a reverse proxy that adds a fixed
-#                  `Authorization: Bearer x` (keep-alive upstream pool): the same job done by
-#                  the fastest common tool,
+#   nginx-proxy    through a second nginx as a reverse proxy that adds a fixed `Authorization`
+#                  header (the destination's token, so the same bytes as signpost-proxy sends)
+#                  and the same X-Forwarded-* headers (keep-alive upstream pool): the same job
+#                  done by the fastest common tool,
 #   signpost-proxy through signpost-proxy, whose route `backend.default` resolves the
 #                  OAuth2ClientCredentials destination `backend-dest` from a real Signpost (token
 #                  from the real OAuth server of e2e/oauth-server) and injects its token,
@@ -202,23 +203,6 @@ nginx_conf upstream "$UP_PORT" "        root $WORK/www;
 log "starting $NGINX_VERSION as the upstream on $UPSTREAM_URL (worker_processes $NGINX_WORKERS)"
 start_nginx upstream UPSTREAM_PID "$UPSTREAM_URL$BODY_PATH"
 
-# The reference proxy: nginx adding Authorization: Bearer x, keep-alive pool to the upstream.
-RP_PORT=$(free_port)
-RP_URL=http://127.0.0.1:$RP_PORT
-nginx_conf nginx-proxy "$RP_PORT" "        location / {
-            proxy_pass http://upstream_pool;
-            proxy_http_version 1.1;
-            proxy_set_header Connection \"\";
-            proxy_set_header Host 127.0.0.1:$UP_PORT;
-            proxy_set_header Authorization \"Bearer x\";
-            proxy_max_temp_file_size 0;
-        }" "    upstream upstream_pool {
-        server 127.0.0.1:$UP_PORT;
-        keepalive 32;
-        keepalive_requests 1000000;
-    }"
-log "starting nginx as a reverse proxy on $RP_URL (Authorization: Bearer x, keepalive 32)"
-start_nginx nginx-proxy RP_PID "$RP_URL$BODY_PATH"
 
 # ---------------------------------------------------------------- the OAuth server
 if [[ ! -f $OAUTH_DIR/node_modules/oauth2-mock-server/package.json ]]; then
@@ -292,6 +276,33 @@ if not tokens or tokens[0].get("error") or tokens[0].get("type") != "Bearer" or 
 PYEOF
 log "find of $DEST_NAME: 200 with a Bearer token from the OAuth server"
 
+# The reference proxy: nginx adding the same fixed Authorization header that signpost-proxy
+# injects (the destination's token, read from the find above) and the same X-Forwarded-* headers,
+# with a keep-alive pool to the upstream: both proxies send the upstream the same request, so
+# that the upstream, which shares the proxies' cores, does the same work for each.
+BEARER=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["authTokens"][0]["value"])' "$WORK/find.json")
+[[ $BEARER =~ ^[A-Za-z0-9._~+/=-]+$ ]] || die "the destination's token is not a plain bearer token"
+RP_PORT=$(free_port)
+RP_URL=http://127.0.0.1:$RP_PORT
+nginx_conf nginx-proxy "$RP_PORT" "        location / {
+            proxy_pass http://upstream_pool;
+            proxy_http_version 1.1;
+            proxy_set_header Connection \"\";
+            proxy_set_header Host 127.0.0.1:$UP_PORT;
+            proxy_set_header Authorization \"Bearer $BEARER\";
+            proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Host \$http_host;
+            proxy_set_header X-Forwarded-Proto \$scheme;
+            proxy_max_temp_file_size 0;
+        }" "    upstream upstream_pool {
+        server 127.0.0.1:$UP_PORT;
+        keepalive 32;
+        keepalive_requests 1000000;
+    }"
+chmod 600 "$WORK/nginx-proxy/nginx.conf"
+log "starting nginx as a reverse proxy on $RP_URL (the destination's Authorization and X-Forwarded-*, keepalive 32)"
+start_nginx nginx-proxy RP_PID "$RP_URL$BODY_PATH"
+
 # ---------------------------------------------------------------- signpost-proxy
 PROXY_URL=""
 if [[ $WITHOUT_PROXY == 0 ]]; then
@@ -345,7 +356,7 @@ declare -A TARGET_URL=([nginx]=$UPSTREAM_URL [nginx-proxy]=$RP_URL)
 declare -A TARGET_PID=([nginx]=$UPSTREAM_PID [nginx-proxy]=$RP_PID)
 declare -A TARGET_LABEL=(
   [nginx]="nginx serving the file itself (the ceiling)"
-  [nginx-proxy]="nginx reverse proxy adding Authorization: Bearer x, keep-alive upstream pool"
+  [nginx-proxy]="nginx reverse proxy adding the destination's Authorization (fixed) and X-Forwarded-*, keep-alive upstream pool"
   [signpost-proxy]="signpost-proxy, route $HOST_HEADER -> destination $DEST_NAME (OAuth2ClientCredentials), token injected"
 )
 if [[ $WITHOUT_PROXY == 0 ]]; then
@@ -368,7 +379,7 @@ for t in "${TARGETS[@]}"; do
   code=$(req GET "${TARGET_URL[$t]}/auth-echo" "$WORK/auth-$t.out" -H "Host: $HOST_HEADER")
   check_status "$t: GET /auth-echo" "$code" 200 "$WORK/auth-$t.out"
 done
-[[ $(cat "$WORK/auth-nginx-proxy.out") == "Bearer x" ]] || die "nginx-proxy sent Authorization '$(cat "$WORK/auth-nginx-proxy.out")', not 'Bearer x'"
+[[ $(cat "$WORK/auth-nginx-proxy.out") == "Bearer $BEARER" ]] || die "nginx-proxy did not send the destination's token as Authorization"
 if [[ $WITHOUT_PROXY == 0 ]]; then
   python3 - "$WORK/auth-signpost-proxy.out" "$WORK/find.json" <<'PYEOF' || die "signpost-proxy did not inject the destination's token"
 import json, sys
