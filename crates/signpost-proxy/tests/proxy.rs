@@ -869,6 +869,27 @@ async fn on_premise_goes_through_the_connectivity_proxy() {
     );
     drop(proxy);
 
+    // The spelling of the same setting: `host` and `httpPort`.
+    let with_host = values(
+        &(route("erp", "erp") + &route("public", "public")),
+        "",
+        &format!(
+            "    connectivityProxy:\n      host: 127.0.0.1\n      httpPort: {}\n",
+            cp.port
+        ),
+    );
+    let (proxy, _creds) = start(&t, &with_host, &[]).await;
+    let before = cp.seen().len();
+    let (status, v, _) = proxy.get_json("erp.default", "/odata", &[]).await;
+    assert_eq!(status, 200, "{v} {}", proxy.log());
+    assert_eq!(v["path"], "/sap/odata");
+    assert_eq!(
+        cp.seen().len(),
+        before + 1,
+        "the call went through the connectivity proxy"
+    );
+    drop(proxy);
+
     // Without a connectivity proxy: 502, saying so. Without --allow-private-networks a loopback
     // target is refused and the upstream sees nothing.
     let creds = credentials_dir(&t);
