@@ -251,7 +251,12 @@ impl Egress {
 
     /// Refuses a target whose host is a private address literal (names are checked by the
     /// resolver on every connection).
-    pub fn check_target(&self, url: &url::Url, destination: &str) -> Result<(), ProxyError> {
+    pub fn check_target(
+        &self,
+        url: &url::Url,
+        destination: &str,
+        reasons: &str,
+    ) -> Result<(), ProxyError> {
         if self.allow_private {
             return Ok(());
         }
@@ -264,17 +269,18 @@ impl Egress {
             _ => None,
         };
         match ip {
-            Some(ip) if signpost_net::is_private(ip) => Err(loopback_error(destination)),
+            Some(ip) if signpost_net::is_private(ip) => Err(loopback_error(destination, reasons)),
             _ => Ok(()),
         }
     }
 }
 
-/// The error for a target on a loopback or private address (SAP's `LoopbackUrlNotSupported`).
-pub fn loopback_error(destination: &str) -> ProxyError {
+/// The error for a target on a loopback or private address (SAP's `LoopbackUrlNotSupported`,
+/// after `reasons`: `ConfigurationError-ReferencedDestination[WithFragment]`).
+pub fn loopback_error(destination: &str, reasons: &str) -> ProxyError {
     ProxyError::bad_gateway(
         Origin::Proxy,
-        format!("Destination '{destination}': loopback and private network URLs are not supported (ConfigurationError-ReferencedDestination-LoopbackUrlNotSupported)"),
+        format!("Destination '{destination}': loopback and private network URLs are not supported ({reasons}-LoopbackUrlNotSupported)"),
     )
 }
 

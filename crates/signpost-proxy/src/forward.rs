@@ -271,7 +271,7 @@ async fn forward(
             tracing::debug!(request_id = %request_id, attempt, "retrying the target");
             continue;
         }
-        break outcome.map_err(|e| target_error(&e, &lookup.name))?;
+        break outcome.map_err(|e| target_error(&e, &lookup.name, prepared.reasons))?;
     };
 
     let mut res = res;
@@ -365,7 +365,15 @@ pub(crate) async fn prepare(
     let prepared = resolved
         .cached
         .prepared
-        .get_or_try_init(|| Prepared::of(&resolved, &lookup.name, snapshot, shared))
+        .get_or_try_init(|| {
+            Prepared::of(
+                &resolved,
+                &lookup.name,
+                lookup.fragment.is_some(),
+                snapshot,
+                shared,
+            )
+        })
         .await?
         .clone();
     Ok((resolved, prepared))
@@ -391,6 +399,9 @@ pub struct Prepared {
     /// Where the lean path (`lean`) connects: set for a plain `http://` URL without user
     /// information reached directly.
     pub(crate) plain: Option<PlainTarget>,
+    /// The prefix of SAP's reasons for errors of this destination: `…-ReferencedDestination`,
+    /// or `…-ReferencedDestinationWithFragment` when a fragment was merged into it.
+    pub(crate) reasons: &'static str,
 }
 
 /// A plain `http://` target: its host (as a name or address literal, without brackets), port,
@@ -435,9 +446,15 @@ impl Prepared {
     async fn of(
         resolved: &Resolved,
         name: &str,
+        with_fragment: bool,
         snapshot: &Snapshot,
         shared: &Shared,
     ) -> Result<Arc<Self>, ProxyError> {
+        let reasons = if with_fragment {
+            "ConfigurationError-ReferencedDestinationWithFragment"
+        } else {
+            "ConfigurationError-ReferencedDestination"
+        };
         let response = &resolved.cached.found.response;
         let config = &response.destination_configuration;
         let mut set_headers = Vec::new();
@@ -464,7 +481,7 @@ impl Prepared {
         let bad = |reason: &str, text: String| {
             ProxyError::bad_gateway(
                 Origin::Proxy,
-                format!("Destination '{name}' {text} (ConfigurationError-ReferencedDestination-{reason})"),
+                format!("Destination '{name}' {text} ({reasons}-{reason})"),
             )
         };
         let ty = prop(config, "Type").unwrap_or("HTTP");
@@ -479,7 +496,7 @@ impl Prepared {
             ProxyError::new(
                 StatusCode::NOT_FOUND,
                 Origin::Proxy,
-                format!("Destination '{name}' {text} (ConfigurationError-ReferencedDestination-UrlNotSupported)"),
+                format!("Destination '{name}' {text} ({reasons}-UrlNotSupported)"),
             )
         };
         let raw_url = prop(config, "URL")
@@ -515,7 +532,7 @@ impl Prepared {
             }
         };
         if on_premise.is_none() {
-            shared.egress.check_target(&url, name)?;
+            shared.egress.check_target(&url, name, reasons)?;
         }
         let mut add_headers = Vec::new();
         let mut queries = Vec::new();
@@ -559,6 +576,7 @@ impl Prepared {
             queries,
             profile,
             client,
+            reasons,
         }))
     }
 }
@@ -684,21 +702,21 @@ fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
 }
 
 /// The proxy's answer when the target could not be called.
-pub(crate) fn target_error(e: &egress::SendError, destination: &str) -> ProxyError {
+pub(crate) fn target_error(e: &egress::SendError, destination: &str, reasons: &str) -> ProxyError {
     let mut chain = e.source.to_string();
     let mut source = e.source.source();
     if matches!(
         e.source.downcast_ref::<signpost_net::NotPublic>(),
         Some(signpost_net::NotPublic::Private { .. })
     ) {
-        return egress::loopback_error(destination);
+        return egress::loopback_error(destination, reasons);
     }
     while let Some(s) = source {
         if matches!(
             s.downcast_ref::<signpost_net::NotPublic>(),
             Some(signpost_net::NotPublic::Private { .. })
         ) {
-            return egress::loopback_error(destination);
+            return egress::loopback_error(destination, reasons);
         }
         chain = format!("{chain}: {s}");
         source = s.source();

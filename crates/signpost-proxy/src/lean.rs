@@ -273,7 +273,7 @@ async fn handle(
         match outcome {
             Ok(a) => break a,
             Err(e) => {
-                let e = forward::target_error(&e, &memo.destination);
+                let e = forward::target_error(&e, &memo.destination, memo.prepared.reasons);
                 let res = forward::fail(shared, &entry.id, &request_id, e);
                 return respond(down, res, head_request).await;
             }

@@ -344,6 +344,7 @@ async fn dynamic_routes_take_the_destination_from_headers() {
         vec![
             http_dest("one", &format!("{}/one", echo.url()), json!({})),
             http_dest("two", &format!("{}/two", echo.url()), json!({})),
+            http_dest("ftp-one", "ftp://files.example.com/in", json!({})),
         ],
     )
     .await;
@@ -383,6 +384,31 @@ async fn dynamic_routes_take_the_destination_from_headers() {
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["path"], "/one/p");
     assert_eq!(v["headers"]["x-frag"][0], "yes");
+
+    // SAP's reasons name the fragment when one was merged into the destination.
+    for (fragment, reason) in [
+        (
+            None,
+            "(ConfigurationError-ReferencedDestination-UrlNotSupported)",
+        ),
+        (
+            Some("frag"),
+            "(ConfigurationError-ReferencedDestinationWithFragment-UrlNotSupported)",
+        ),
+    ] {
+        let mut headers = vec![("X-Destination-Name", "ftp-one")];
+        if let Some(f) = fragment {
+            headers.extend([
+                ("X-Destination-Level", "instance"),
+                ("X-Fragment-Name", f),
+                ("X-Fragment-Level", "subaccount"),
+            ]);
+        }
+        let (status, _, h) = proxy.get_json("gateway.default", "/", &headers).await;
+        assert_eq!(status, 404, "{fragment:?} {h:?}");
+        let message = h["x-error-message"].to_str().unwrap();
+        assert!(message.ends_with(reason), "{message}");
+    }
 
     // Missing, bad and unknown names.
     let (status, _, h) = proxy.get_json("gateway.default", "/", &[]).await;
