@@ -26,17 +26,13 @@ pub fn waiting(path: &str, reason: &str) -> Response<ProxyBody> {
         ),
         // SAP's shape here too: nothing is served yet, so every component is critical.
         "/status" => {
-            let waiting = format!("Waiting for the configuration: {reason}");
-            let report = Readiness {
-                ready: false,
-                configuration: waiting.clone(),
-                instances: Map::from_iter([(
-                    "configuration".to_owned(),
-                    Value::String(waiting.clone()),
-                )]),
-                tcp: vec![waiting],
+            let waiting = || {
+                (
+                    "critical",
+                    format!("Waiting for the configuration: {reason}"),
+                )
             };
-            json_response(StatusCode::OK, &report.sap_status())
+            json_response(StatusCode::OK, &sap_json(waiting(), waiting(), waiting()))
         }
         _ => text(
             StatusCode::NOT_FOUND,
@@ -112,8 +108,7 @@ pub struct Readiness {
 }
 
 impl Readiness {
-    /// SAP's `{"Status", "Components": {...}}`: ok when all are ok, critical when all are
-    /// critical, else warning.
+    /// SAP's `{"Status", "Components": {...}}` of this report ([`sap_json`]).
     pub fn sap_status(&self) -> Value {
         let tokens_ok = self.instances.values().all(|v| v == "ok");
         let http = if tokens_ok {
@@ -134,23 +129,29 @@ impl Readiness {
         } else {
             ("critical", self.configuration.clone())
         };
-        let statuses = [http.0, tcp.0, manager.0];
-        let overall = if statuses.iter().all(|s| *s == "ok") {
-            "ok"
-        } else if statuses.iter().all(|s| *s == "critical") {
-            "critical"
-        } else {
-            "warning"
-        };
-        json!({
-            "Status": overall,
-            "Components": {
-                "sap-transp-proxy-http": {"Status": http.0, "Message": http.1},
-                "sap-transp-proxy-tcp": {"Status": tcp.0, "Message": tcp.1, "AffectedDeployments": []},
-                "sap-transp-proxy-manager": {"Status": manager.0, "Message": manager.1},
-            }
-        })
+        sap_json(http, tcp, manager)
     }
+}
+
+/// SAP's `/status` JSON of the three components' status and message: ok when all are ok,
+/// critical when all are critical, else warning.
+fn sap_json(http: (&str, String), tcp: (&str, String), manager: (&str, String)) -> Value {
+    let statuses = [http.0, tcp.0, manager.0];
+    let overall = if statuses.iter().all(|s| *s == "ok") {
+        "ok"
+    } else if statuses.iter().all(|s| *s == "critical") {
+        "critical"
+    } else {
+        "warning"
+    };
+    json!({
+        "Status": overall,
+        "Components": {
+            "sap-transp-proxy-http": {"Status": http.0, "Message": http.1},
+            "sap-transp-proxy-tcp": {"Status": tcp.0, "Message": tcp.1, "AffectedDeployments": []},
+            "sap-transp-proxy-manager": {"Status": manager.0, "Message": manager.1},
+        }
+    })
 }
 
 pub async fn readiness(shared: &Shared) -> Readiness {

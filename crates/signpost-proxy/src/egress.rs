@@ -275,8 +275,13 @@ impl Egress {
     }
 }
 
+/// The prefix of SAP's reasons for an unusable destination (PROXY.md §2.2's conditions).
+pub const REFERENCED: &str = "ConfigurationError-ReferencedDestination";
+/// The same when a fragment was merged into the destination.
+pub const REFERENCED_WITH_FRAGMENT: &str = "ConfigurationError-ReferencedDestinationWithFragment";
+
 /// The error for a target on a loopback or private address (SAP's `LoopbackUrlNotSupported`,
-/// after `reasons`: `ConfigurationError-ReferencedDestination[WithFragment]`).
+/// after `reasons`: [`REFERENCED`] or [`REFERENCED_WITH_FRAGMENT`]).
 pub fn loopback_error(destination: &str, reasons: &str) -> ProxyError {
     ProxyError::bad_gateway(
         Origin::Proxy,

@@ -319,11 +319,9 @@ pub(crate) async fn prepare(
     tenant: Option<&Tenant>,
     request_id: &str,
 ) -> Result<(Resolved, Arc<Prepared>), ProxyError> {
-    let client = snapshot
-        .clients
-        .get(&entry.instance)
-        .filter(|_| entry.unresolved.is_none())
-        .ok_or_else(|| ProxyError::bad_gateway(Origin::Proxy, entry.instance_problem()))?;
+    let client = entry
+        .client(&snapshot.clients)
+        .map_err(|why| ProxyError::bad_gateway(Origin::Proxy, why))?;
     // Shared tenant mode: the lookup runs in the tenant the request names, with its own token
     // and its own cache entries.
     let tenant_client;
@@ -451,9 +449,9 @@ impl Prepared {
         shared: &Shared,
     ) -> Result<Arc<Self>, ProxyError> {
         let reasons = if with_fragment {
-            "ConfigurationError-ReferencedDestinationWithFragment"
+            egress::REFERENCED_WITH_FRAGMENT
         } else {
-            "ConfigurationError-ReferencedDestination"
+            egress::REFERENCED
         };
         let response = &resolved.cached.found.response;
         let config = &response.destination_configuration;
@@ -478,12 +476,17 @@ impl Prepared {
                 set_headers.push((header, value));
             }
         }
-        let bad = |reason: &str, text: String| {
-            ProxyError::bad_gateway(
+        // An unusable destination: SAP's reason; a URL the proxy cannot call is a 404
+        // (PROXY.md §3.5: "destination URL problem"), the rest 502s.
+        let refuse = |status: StatusCode, reason: &str, text: &str| {
+            ProxyError::new(
+                status,
                 Origin::Proxy,
                 format!("Destination '{name}' {text} ({reasons}-{reason})"),
             )
         };
+        let bad = |reason: &str, text: String| refuse(StatusCode::BAD_GATEWAY, reason, &text);
+        let bad_url = |text: &str| refuse(StatusCode::NOT_FOUND, "UrlNotSupported", text);
         let ty = prop(config, "Type").unwrap_or("HTTP");
         if ty != "HTTP" {
             return Err(bad(
@@ -491,14 +494,6 @@ impl Prepared {
                 format!("has Type '{ty}'; only HTTP destinations are served on the HTTP port"),
             ));
         }
-        // A URL the proxy cannot call is a 404 (PROXY.md §3.5: "destination URL problem").
-        let bad_url = |text: &str| {
-            ProxyError::new(
-                StatusCode::NOT_FOUND,
-                Origin::Proxy,
-                format!("Destination '{name}' {text} ({reasons}-UrlNotSupported)"),
-            )
-        };
         let raw_url = prop(config, "URL")
             .filter(|u| !u.trim().is_empty())
             .ok_or_else(|| bad_url("has no URL"))?;

@@ -57,10 +57,16 @@ pub struct RouteEntry {
 }
 
 impl RouteEntry {
-    /// What a request through it is told when its instance cannot be used: why it has none,
-    /// or that the one it names has no client.
-    pub fn instance_problem(&self) -> String {
-        self.unresolved.clone().unwrap_or_else(|| {
+    /// The client of the Destination service instance it uses, or why it has none (what a
+    /// request through it is told, with a 502).
+    pub fn client<'a>(
+        &self,
+        clients: &'a HashMap<String, signpost_client::DestinationClient>,
+    ) -> Result<&'a signpost_client::DestinationClient, String> {
+        if let Some(why) = &self.unresolved {
+            return Err(why.clone());
+        }
+        clients.get(&self.instance).ok_or_else(|| {
             format!(
                 "The Destination service instance '{}' is not configured",
                 self.instance
@@ -405,25 +411,23 @@ mod tests {
 
     #[test]
     fn duplicates_are_refused() {
-        let mut h = HeaderMap::new();
-        h.append("x-destination-name", "a".parse().unwrap());
-        h.append("x-destination-name", "b".parse().unwrap());
-        let e = check_single_headers(&h).unwrap_err();
-        assert_eq!(e.status, 400);
-        assert_eq!(
-            e.message,
-            "The 'X-Destination-Name' header should be passed only once"
-        );
-        let mut h = HeaderMap::new();
-        h.append("x-chain-var-subject", "a".parse().unwrap());
-        h.append("x-chain-var-other", "a".parse().unwrap());
-        assert!(check_single_headers(&h).is_ok());
-        h.append("x-chain-var-subject", "b".parse().unwrap());
-        let e = check_single_headers(&h).unwrap_err();
-        assert_eq!(e.status, 400);
-        assert_eq!(
-            e.message,
-            "The 'X-Chain-Var-subject' header should be passed only once"
-        );
+        let mut once = HeaderMap::new();
+        once.append("x-chain-var-subject", "a".parse().unwrap());
+        once.append("x-chain-var-other", "a".parse().unwrap());
+        assert!(check_single_headers(&once).is_ok());
+        for (name, shown) in [
+            ("x-destination-name", "X-Destination-Name"),
+            ("x-chain-var-subject", "X-Chain-Var-subject"),
+        ] {
+            let mut h = once.clone();
+            h.append(name, "a".parse().unwrap());
+            h.append(name, "b".parse().unwrap());
+            let e = check_single_headers(&h).unwrap_err();
+            assert_eq!(e.status, 400);
+            assert_eq!(
+                e.message,
+                format!("The '{shown}' header should be passed only once")
+            );
+        }
     }
 }

@@ -49,7 +49,7 @@ pub async fn reconcile(shared: &Arc<Shared>, bind_ip: IpAddr) {
         if entry.route.is_dynamic() {
             continue;
         }
-        let Some(client) = snapshot.clients.get(&entry.instance) else {
+        let Ok(client) = entry.client(&snapshot.clients) else {
             continue;
         };
         let Ok(lookup) = routing::lookup_for(&entry.route, &http::HeaderMap::new()) else {
@@ -170,11 +170,7 @@ async fn relay(shared: &Arc<Shared>, mut inbound: TcpStream, route_id: &str) -> 
         .iter()
         .find(|r| r.id == route_id)
         .ok_or("the route is gone")?;
-    let client = snapshot
-        .clients
-        .get(&entry.instance)
-        .filter(|_| entry.unresolved.is_none())
-        .ok_or_else(|| entry.instance_problem())?;
+    let client = entry.client(&snapshot.clients)?;
     let lookup =
         routing::lookup_for(&entry.route, &http::HeaderMap::new()).map_err(|e| e.message)?;
     let resolved = shared
@@ -215,9 +211,10 @@ async fn relay(shared: &Arc<Shared>, mut inbound: TcpStream, route_id: &str) -> 
         .filter(|a| shared.egress.allow_private() || !signpost_net::is_private(a.ip()))
         .collect();
     if allowed.is_empty() {
-        return Err(
-            "the destination's address is private or loopback (ConfigurationError-ReferencedDestination-LoopbackUrlNotSupported)".into(),
-        );
+        return Err(format!(
+            "the destination's address is private or loopback ({}-LoopbackUrlNotSupported)",
+            crate::egress::REFERENCED
+        ));
     }
     let mut outbound =
         tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(&allowed[..]))
