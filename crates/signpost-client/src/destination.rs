@@ -161,8 +161,36 @@ impl DestinationClient {
     }
 }
 
-/// One find call with `token`; `(found, true)` for a 304 (then `found.response` is empty).
+/// One find with `token`; `(found, true)` for a 304 (then `found.response` is empty).
+///
+/// v1 takes no levels, so a find that gives a fragment's level but not the destination's
+/// ([`FindRequest::levels_in_order`]) is done as v1 would look the destination up, with v2
+/// lookups: at instance level, and at subaccount level when that one answers 404. The
+/// fragment's level is explicit, so a missing fragment is a 404 either way.
 pub(crate) async fn find_with(
+    http_client: &reqwest::Client,
+    base: &Url,
+    token: &AccessToken,
+    request: &FindRequest,
+    if_none_match: Option<&str>,
+) -> Result<(Found, bool)> {
+    let Some(levels) = request.levels_in_order() else {
+        return find_once(http_client, base, token, request, if_none_match).await;
+    };
+    let mut leveled = request.clone();
+    let mut answer = Err(Error::Invalid("no level to look the destination up at".into()));
+    for level in levels {
+        leveled.level = Some(level);
+        answer = find_once(http_client, base, token, &leveled, if_none_match).await;
+        if !matches!(answer, Err(Error::Api { status: 404, .. })) {
+            break;
+        }
+    }
+    answer
+}
+
+/// One find call with `token`, as `request` says.
+async fn find_once(
     http_client: &reqwest::Client,
     base: &Url,
     token: &AccessToken,

@@ -193,6 +193,13 @@ impl FindRequest {
         }
     }
 
+    /// `Some([instance, subaccount])` when a fragment has a level but the destination has none:
+    /// v1 cannot say a fragment's level, so such a find is made of v2 lookups in v1's order.
+    pub fn levels_in_order(&self) -> Option<[LookupLevel; 2]> {
+        (self.level.is_none() && self.fragments.iter().any(|f| f.level.is_some()))
+            .then_some([LookupLevel::Instance, LookupLevel::Subaccount])
+    }
+
     /// The URL of this find below the service's base URL `base` (the key's `uri`).
     pub fn url(&self, base: &Url) -> Result<Url> {
         if self.name.is_empty() {

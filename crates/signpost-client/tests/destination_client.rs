@@ -235,6 +235,52 @@ async fn v2_find_names_the_level_and_fragment_levels() {
     assert_eq!(e.status(), Some(404), "{e}");
 }
 
+/// A fragment's level without the destination's: v1 cannot carry it, so the client looks the
+/// destination up as v1 does (instance level, then subaccount level) with v2 lookups.
+#[tokio::test]
+async fn a_fragment_level_alone_keeps_v1_order_for_the_destination() {
+    let app = TestApp::start().await;
+    let (_, key) = setup(&app).await;
+    let c = client(&key);
+    let with_fragment = |name: &str, fragment: &str| FindRequest {
+        fragments: vec![fragment.parse().unwrap()],
+        ..FindRequest::new(name)
+    };
+    assert!(with_fragment("basic", "f-inst@instance")
+        .levels_in_order()
+        .is_some());
+    assert!(with_fragment("basic", "f-inst").levels_in_order().is_none());
+    // `shared` exists on both levels: the instance's is found first, as v1 finds it.
+    let found = c
+        .find(&with_fragment("shared", "f-sub@subaccount"))
+        .await
+        .unwrap();
+    let config = &found.response.destination_configuration;
+    assert_eq!(url_of(config), "https://fragment-sub.example");
+    // `basic` exists on subaccount level only: found there, with the instance's fragment.
+    let found = c
+        .find(&with_fragment("basic", "f-inst@instance"))
+        .await
+        .unwrap();
+    let config = &found.response.destination_configuration;
+    assert_eq!(url_of(config), "https://fragment-inst.example");
+    assert_eq!(config["User"], "alice");
+    // A fragment missing on the level named is a 404, whichever level has the destination.
+    for name in ["shared", "basic"] {
+        let e = c
+            .find(&with_fragment(name, "f-inst@subaccount"))
+            .await
+            .unwrap_err();
+        assert_eq!(e.status(), Some(404), "{name}: {e}");
+    }
+    // So is a destination on neither level.
+    let e = c
+        .find(&with_fragment("nowhere", "f-sub@subaccount"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.status(), Some(404), "{e}");
+}
+
 #[tokio::test]
 async fn one_token_for_many_finds_and_renewal_near_expiry() {
     let app = TestApp::start().await;

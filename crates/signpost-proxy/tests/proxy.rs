@@ -384,6 +384,21 @@ async fn dynamic_routes_take_the_destination_from_headers() {
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["path"], "/one/p");
     assert_eq!(v["headers"]["x-frag"][0], "yes");
+    // The fragment's level alone: the destination is looked up as without levels.
+    let (status, v, _) = proxy
+        .get_json(
+            "gateway.default",
+            "/p",
+            &[
+                ("X-Destination-Name", "two"),
+                ("X-Fragment-Name", "frag"),
+                ("X-Fragment-Level", "subaccount"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["path"], "/two/p");
+    assert_eq!(v["headers"]["x-frag"][0], "yes");
 
     // SAP's reasons name the fragment when one was merged into the destination.
     for (fragment, reason) in [
