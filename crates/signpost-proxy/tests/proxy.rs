@@ -789,8 +789,14 @@ async fn http2_websockets_and_tcp() {
         ],
     )
     .await;
+    // A TCP route without `spec.service` listens on SAP's default port.
+    assert!(
+        std::net::TcpListener::bind(("127.0.0.1", 20004)).is_ok(),
+        "this test needs 127.0.0.1:20004 free"
+    );
     let routes = route("web", "web")
-        + &format!("  - name: raw\n    namespace: default\n    spec:\n      destinationRef: {{name: raw}}\n      service: {{port: {tcp_port}}}\n");
+        + &format!("  - name: raw\n    namespace: default\n    spec:\n      destinationRef: {{name: raw}}\n      service: {{port: {tcp_port}}}\n")
+        + &route("raw-default", "raw");
     let (proxy, _creds) = start(&t, &values(&routes, "", ""), &[]).await;
 
     // HTTP/2 with prior knowledge (curl).
@@ -826,21 +832,23 @@ async fn http2_websockets_and_tcp() {
     .await;
     assert_eq!(got, "hello ws");
 
-    // TCP on its own port.
-    let mut answer = String::new();
-    for _ in 0..60 {
-        if let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", tcp_port)).await {
-            use tokio::io::{AsyncReadExt, AsyncWriteExt};
-            s.write_all(b"ping over tcp").await.unwrap();
-            let mut buf = vec![0u8; 13];
-            if s.read_exact(&mut buf).await.is_ok() {
-                answer = String::from_utf8_lossy(&buf).into_owned();
-                break;
+    // TCP on its own port, and on 20004 for the route that names none.
+    for port in [tcp_port, 20004] {
+        let mut answer = String::new();
+        for _ in 0..60 {
+            if let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                s.write_all(b"ping over tcp").await.unwrap();
+                let mut buf = vec![0u8; 13];
+                if s.read_exact(&mut buf).await.is_ok() {
+                    answer = String::from_utf8_lossy(&buf).into_owned();
+                    break;
+                }
             }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(answer, "ping over tcp", "port {port}: {}", proxy.log());
     }
-    assert_eq!(answer, "ping over tcp", "{}", proxy.log());
 }
 
 #[tokio::test]
@@ -1216,6 +1224,65 @@ async fn internet_destinations_honour_http_proxy_and_retries() {
         .unwrap();
     assert_eq!(res.status(), 503);
     assert_eq!(echo.requests() - before, 1);
+    // The targets NO_PROXY names went direct.
+    let direct = echo.addr.to_string();
+    assert!(
+        !corporate.seen().iter().any(|r| r.target.contains(&direct)),
+        "NO_PROXY's targets never reach the corporate proxy: {:?}",
+        corporate.seen()
+    );
+}
+
+/// An `https://` target behind `HTTPS_PROXY`: the proxy tunnels with `CONNECT` through the
+/// corporate proxy and still presents the destination's client certificate inside the tunnel.
+#[tokio::test]
+async fn https_targets_tunnel_through_https_proxy() {
+    let echo = EchoServer::start().await;
+    let (ca, server_cert, server_key, client_p12) =
+        signpost_test_utils::pki::mtls_material("p12-pass");
+    let nginx =
+        signpost_test_utils::nginx::Nginx::mtls_proxy(&echo.url(), &server_cert, &server_key, &ca);
+    let nginx_addr: std::net::SocketAddr = format!("127.0.0.1:{}", nginx.port).parse().unwrap();
+    let corporate =
+        ForwardProxy::start_with_virtual_hosts(&[("secure.example.com:443", nginx_addr)]);
+    let app = TestApp::start().await;
+    let t = app
+        .tenant(
+            "sub-https-proxy",
+            "inst-https-proxy",
+            json!({"init_data": {"instance": {
+                "certificates": [
+                    {"Name": "client.p12", "Type": "PKCS12", "Content": client_p12, "Password": "p12-pass"}
+                ],
+                "destinations": [
+                    http_dest("secure", "https://secure.example.com/api", json!({"Authentication": "ClientCertificateAuthentication",
+                        "KeyStoreLocation": "client.p12", "KeyStorePassword": "p12-pass", "TrustAll": "true"})),
+                ]
+            }}}),
+        )
+        .await;
+    let config = values(&route("secure", "secure"), "", "");
+    let creds = credentials_dir(&t);
+    let dir = creds.path().to_str().unwrap().to_owned();
+    let proxy = Proxy::start_env(
+        &config,
+        &["--credentials-dir", &dir],
+        &[
+            ("HTTPS_PROXY", &corporate.url()),
+            ("NO_PROXY", "127.0.0.1,localhost"),
+        ],
+    )
+    .await;
+    let (status, v, _) = proxy.get_json("secure.default", "/orders", &[]).await;
+    assert_eq!(status, 200, "{v} {} {:?}", proxy.log(), corporate.seen());
+    assert_eq!(v["path"], "/api/orders");
+    assert_eq!(v["headers"]["x-client-verify"][0], "SUCCESS");
+    let seen = corporate.seen();
+    assert!(
+        seen.iter()
+            .any(|r| r.method == "CONNECT" && r.target == "secure.example.com:443"),
+        "the call was tunnelled through HTTPS_PROXY: {seen:?}"
+    );
 }
 
 /// A target that reads the request and then answers with `reply` (possibly nothing, or only part
