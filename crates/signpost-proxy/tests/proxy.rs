@@ -877,13 +877,18 @@ async fn on_premise_goes_through_the_connectivity_proxy() {
                 "http://erp.internal:44300/sap",
                 json!({"ProxyType": "OnPremise", "CloudConnectorLocationId": "loc-1"}),
             ),
+            http_dest(
+                "erp-pp",
+                "http://erp.internal:44300/pp",
+                json!({"ProxyType": "OnPremise", "Authentication": "PrincipalPropagation"}),
+            ),
             http_dest("public", &echo.url(), json!({})),
             http_dest("named", &format!("http://{host}:{}", echo.port), json!({})),
         ],
     )
     .await;
     let with_cp = values(
-        &(route("erp", "erp") + &route("public", "public")),
+        &(route("erp", "erp") + &route("erp-pp", "erp-pp") + &route("public", "public")),
         "",
         &format!(
             "    connectivityProxy:\n      serviceName: 127.0.0.1\n      http:\n        port: {}\n",
@@ -916,6 +921,27 @@ async fn on_premise_goes_through_the_connectivity_proxy() {
             .header("sap-connectivity-scc-location_id"),
         Some("loc-2")
     );
+    // PrincipalPropagation: the workload's user token goes to the connectivity proxy as
+    // `SAP-Connectivity-Authentication`, never as the target's `Authorization`.
+    let user = "eyJhbGciOiJub25lIn0.eyJzdWIiOiJjYXJvbCJ9.c2ln";
+    let (status, v, _) = proxy
+        .get_json(
+            "erp-pp.default",
+            "/me",
+            &[("Authorization", &format!("Bearer {user}"))],
+        )
+        .await;
+    assert_eq!(status, 200, "{v} {}", proxy.log());
+    assert_eq!(v["path"], "/pp/me");
+    assert!(v["headers"].get("authorization").is_none(), "{v}");
+    assert_eq!(
+        cp.seen()
+            .last()
+            .unwrap()
+            .header("sap-connectivity-authentication"),
+        Some(format!("Bearer {user}").as_str())
+    );
+    assert!(!proxy.log().contains(user), "the user token is never logged");
     drop(proxy);
 
     // The spelling of the same setting: `host` and `httpPort`.
