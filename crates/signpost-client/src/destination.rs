@@ -174,19 +174,18 @@ pub(crate) async fn find_with(
     request: &FindRequest,
     if_none_match: Option<&str>,
 ) -> Result<(Found, bool)> {
-    let Some(levels) = request.levels_in_order() else {
+    let Some([first, then]) = request.levels_in_order() else {
         return find_once(http_client, base, token, request, if_none_match).await;
     };
     let mut leveled = request.clone();
-    let mut answer = Err(Error::Invalid("no level to look the destination up at".into()));
-    for level in levels {
-        leveled.level = Some(level);
-        answer = find_once(http_client, base, token, &leveled, if_none_match).await;
-        if !matches!(answer, Err(Error::Api { status: 404, .. })) {
-            break;
+    leveled.level = Some(first);
+    match find_once(http_client, base, token, &leveled, if_none_match).await {
+        Err(Error::Api { status: 404, .. }) => {
+            leveled.level = Some(then);
+            find_once(http_client, base, token, &leveled, if_none_match).await
         }
+        answer => answer,
     }
-    answer
 }
 
 /// One find call with `token`, as `request` says.
