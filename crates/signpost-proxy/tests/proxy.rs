@@ -941,7 +941,10 @@ async fn on_premise_goes_through_the_connectivity_proxy() {
             .header("sap-connectivity-authentication"),
         Some(format!("Bearer {user}").as_str())
     );
-    assert!(!proxy.log().contains(user), "the user token is never logged");
+    assert!(
+        !proxy.log().contains(user),
+        "the user token is never logged"
+    );
     drop(proxy);
 
     // The spelling of the same setting: `host` and `httpPort`.
