@@ -1704,7 +1704,7 @@ async fn sqlite_wal_starts_over_while_finds_run() {
             tokio::spawn(async move {
                 let mut finds = 0u64;
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    let name = if finds % 2 == 0 {
+                    let name = if finds.is_multiple_of(2) {
                         "seed".to_owned()
                     } else {
                         format!("d{r}-{finds}")
