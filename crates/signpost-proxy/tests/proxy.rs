@@ -356,8 +356,14 @@ async fn dynamic_routes_take_the_destination_from_headers() {
         )
         .await;
     assert_eq!(res.status(), 201, "{}", res.text().await.unwrap());
-    let config = values(&route("gateway", "\"*\""), "", "");
+    // A static route may name a fragment too, with its level and without the destination's.
+    let framed = "  - name: framed\n    namespace: default\n    spec:\n      destinationRef: {name: one}\n      fragmentRef: {name: frag, level: subaccount}\n";
+    let config = values(&(route("gateway", "\"*\"") + framed), "", "");
     let (proxy, _creds) = start(&t, &config, &[]).await;
+    let (status, v, _) = proxy.get_json("framed.default", "/f", &[]).await;
+    assert_eq!(status, 200, "{v} {}", proxy.log());
+    assert_eq!(v["path"], "/one/f");
+    assert_eq!(v["headers"]["x-frag"][0], "yes");
 
     let (status, v, _) = proxy
         .get_json("gateway.default", "/p", &[("X-Destination-Name", "two")])
