@@ -1346,14 +1346,39 @@ async fn stalling_target(
     (addr, task)
 }
 
+/// A listener whose accept queue is full and never drained: the kernel drops further SYNs, so a
+/// connection to it is neither refused nor made.
+async fn unanswered_listener() -> (std::net::SocketAddr, Vec<tokio::net::TcpStream>) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(1).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut queued = Vec::new();
+    for _ in 0..3 {
+        let connecting = tokio::net::TcpStream::connect(addr);
+        if let Ok(Ok(c)) = tokio::time::timeout(Duration::from_millis(300), connecting).await {
+            queued.push(c);
+        }
+    }
+    // The listener stays open (leaked for the test's life) with its queue full.
+    std::mem::forget(listener);
+    (addr, queued)
+}
+
 #[tokio::test]
 async fn slow_targets_time_out() {
     let (silent, _s) = stalling_target(b"").await;
     let (partial, _p) =
         stalling_target(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly ten b").await;
+    let (unanswered, _queued) = unanswered_listener().await;
     let (_app, t) = signpost(
         None,
         vec![
+            http_dest(
+                "unanswered",
+                &format!("http://{unanswered}"),
+                json!({"URL.connectionTimeoutInSeconds": "1"}),
+            ),
             http_dest(
                 "silent",
                 &format!("http://{silent}"),
@@ -1368,11 +1393,23 @@ async fn slow_targets_time_out() {
     )
     .await;
     let config = values(
-        &(route("silent", "silent") + &route("partial", "partial")),
+        &(route("silent", "silent")
+            + &route("partial", "partial")
+            + &route("unanswered", "unanswered")),
         "",
         "",
     );
     let (proxy, _creds) = start(&t, &config, &[]).await;
+    // No connection within the destination's connect timeout: 504 after about that long.
+    let started = std::time::Instant::now();
+    let (status, _, h) = proxy.get_json("unanswered.default", "/", &[]).await;
+    let took = started.elapsed();
+    assert_eq!(status, 504, "{h:?} {}", proxy.log());
+    assert_error_headers(&h, "Transparent Proxy");
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(4),
+        "the connect timeout of 1 s was not the one applied: {took:?}"
+    );
     // No answer within the destination's read timeout: 504 with the error headers.
     let (status, _, h) = proxy.get_json("silent.default", "/", &[]).await;
     assert_eq!(status, 504, "{}", proxy.log());
