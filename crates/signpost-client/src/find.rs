@@ -102,7 +102,8 @@ pub struct FindRequest {
     /// The destination's name.
     pub name: String,
     /// `None`: v1 `GET {uri}/destination-configuration/v1/destinations/{name}` (instance level,
-    /// then subaccount level); `Some(l)`: v2 `GET .../v2/destinations/{name}@{l}`.
+    /// then subaccount level; when a fragment has a level, v2 at those two levels in turn:
+    /// [`FindRequest::levels_in_order`]); `Some(l)`: v2 `GET .../v2/destinations/{name}@{l}`.
     pub level: Option<LookupLevel>,
     /// `X-fragment-name`, in order (comma-separated, `name@level` when a level is given).
     pub fragments: Vec<FragmentRef>,
