@@ -1600,7 +1600,9 @@ async fn cached_sqlite_limits() {
 
 /// Finds of a database file run on the caller's thread (`direct.rs`), beside sqlx's pool: while
 /// another connection holds a write transaction open they answer at once with the committed
-/// state, and once it commits they see the write.
+/// state, and once it commits they see the write within a second (the longest a direct reader
+/// keeps a snapshot); the store's own writes they see at once, also after a quiet spell in
+/// which the readers keep their snapshots.
 #[tokio::test]
 async fn sqlite_reads_see_committed_writes_and_never_wait_for_an_open_one() {
     use sqlx::{Connection, Executor};
@@ -1644,11 +1646,16 @@ async fn sqlite_reads_see_committed_writes_and_never_wait_for_an_open_one() {
     assert!(started.elapsed() < std::time::Duration::from_secs(1));
     assert_ne!(during.etag, "pending", "an uncommitted write was read");
     other.execute("COMMIT").await.unwrap();
-    let after = store
-        .find_entity(std::slice::from_ref(&owner), EntityKind::Destination, "x")
-        .await
-        .unwrap()
-        .unwrap();
+    let committed = std::time::Instant::now();
+    let mut after = during;
+    while after.etag != "pending" && committed.elapsed() < std::time::Duration::from_secs(3) {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        after = store
+            .find_entity(std::slice::from_ref(&owner), EntityKind::Destination, "x")
+            .await
+            .unwrap()
+            .unwrap();
+    }
     assert_eq!(after.etag, "pending", "a committed write was not read");
 
     // A write through the store is seen by the next find, on the other level too.
@@ -1660,8 +1667,15 @@ async fn sqlite_reads_see_committed_writes_and_never_wait_for_an_open_one() {
         find().await,
         Some((instance.clone(), r#"{"v":2}"#.to_owned()))
     );
-    // And every time, with finds in between.
-    for v in 3..40 {
+    // And every time, with finds in between; every few writes after a quiet spell, in which
+    // the readers keep their snapshots from one find to the next.
+    for v in 3u32..40 {
+        if v.is_multiple_of(8) {
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            for _ in 0..3 {
+                assert_eq!(find().await.map(|(o, _)| o), Some(instance.clone()));
+            }
+        }
         assert_eq!(find().await.map(|(o, _)| o), Some(instance.clone()));
         store
             .write(vec![put(
@@ -1687,6 +1701,19 @@ async fn sqlite_reads_see_committed_writes_and_never_wait_for_an_open_one() {
 /// (every 1,000 pages, 4 MB) keeps it near that size when nothing holds it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sqlite_wal_starts_over_while_finds_run() {
+    wal_under_finds(300, 20, std::time::Duration::ZERO).await;
+}
+
+/// The same with quiet spells between the writes (350 ms, longer than the direct readers wait
+/// after a write before they keep snapshots again): 30 writes of 200 destinations of 2 KB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_wal_starts_over_with_quiet_spells_between_writes() {
+    wal_under_finds(30, 200, std::time::Duration::from_millis(350)).await;
+}
+
+/// `batches` writes of `per_batch` destinations of 2 KB, `pause` apart, while three tasks find
+/// all the time; the WAL must stay under 12 MB (about 18 MB go through it).
+async fn wal_under_finds(batches: usize, per_batch: usize, pause: std::time::Duration) {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(sqlite(dir.path(), &MasterKey::generate(), 100_000).await);
     let owner = OwnerRef::subaccount("wal");
@@ -1722,8 +1749,9 @@ async fn sqlite_wal_starts_over_while_finds_run() {
         .collect();
     let wal = dir.path().join("t.db-wal");
     let mut largest = 0;
-    for batch in 0..300 {
-        let ops = (0..20)
+    for batch in 0..batches {
+        tokio::time::sleep(pause).await;
+        let ops = (0..per_batch)
             .map(|i| put(&owner, &format!("b{batch}-{i}"), &body, PutMode::Create))
             .collect();
         store.write(ops).await.unwrap();
