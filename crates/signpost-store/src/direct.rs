@@ -18,7 +18,7 @@
 //!
 //! - **No snapshot hides a write.** Every write of the store is framed by
 //!   [`DirectReader::writing`]: idle connections end their transactions before and after it,
-//!   a busy one begins anew at its next read (the count of writes moved), and for
+//!   a busy one begins anew at its next read (its snapshot began before the write ended), and for
 //!   [`QUIET_AFTER_WRITE`] after it every read is a transaction of its own. So a read that begins
 //!   after a write has returned sees it. A snapshot is also never kept longer than
 //!   [`MAX_SNAPSHOT_AGE`] (the bound for writes by another process on the same file, which the
@@ -79,11 +79,10 @@ pub(crate) struct DirectReader {
     cipher: Cipher,
     /// The statements over one and two owners (an entity's level; a find's two), made once.
     sql: [String; 2],
-    /// How many writes the store has made: a snapshot begun before the last one is stale.
-    writes: AtomicU64,
-    /// How many write transactions are under way ([`DirectReader::writing`]).
+    /// How many writes are under way ([`DirectReader::writing`]).
     writing: AtomicUsize,
-    /// When the last write transaction ended, in microseconds since `opened`.
+    /// When the last write ended, in microseconds since `opened`: a snapshot begun before is
+    /// stale.
     last_write_us: AtomicU64,
     opened: Instant,
 }
@@ -91,8 +90,16 @@ pub(crate) struct DirectReader {
 /// A connection and the read transaction it keeps open, if any.
 struct ReadConnection {
     conn: Connection,
-    /// When its transaction began, and [`DirectReader::writes`] then.
-    snapshot: Option<(Instant, u64)>,
+    /// When its transaction began, in microseconds since [`DirectReader::opened`].
+    snapshot: Option<u64>,
+}
+
+/// Whether a snapshot begun at `began` may serve a read at `now`, the last write having ended at
+/// `last_write` (all in microseconds since the reader opened): only if it began after that write
+/// and less than [`MAX_SNAPSHOT_AGE`] ago.
+fn keeps(began: u64, last_write: u64, now: u64) -> bool {
+    let max_age = u64::try_from(MAX_SNAPSHOT_AGE.as_micros()).unwrap_or(u64::MAX);
+    began > last_write && now.saturating_sub(began) < max_age
 }
 
 impl ReadConnection {
@@ -106,18 +113,17 @@ impl ReadConnection {
         }
     }
 
-    /// Makes sure a transaction is open on a snapshot no older than the store's last write.
-    fn begin(&mut self, writes: u64) -> Result<()> {
-        if let Some((began, seen)) = self.snapshot {
-            if seen == writes && began.elapsed() < MAX_SNAPSHOT_AGE {
+    /// Makes sure a transaction is open on a snapshot that [`keeps`] allows at `now`.
+    fn begin(&mut self, now: u64, last_write: u64) -> Result<()> {
+        if let Some(began) = self.snapshot {
+            if keeps(began, last_write, now) {
                 return Ok(());
             }
             self.end();
         }
-        // Deferred: the snapshot is taken by the first read after it, so it is at least as
-        // new as `writes`.
+        // Deferred: the snapshot is taken by the first read after it, later than `now`.
         self.conn.execute_batch("BEGIN").map_err(direct_error)?;
-        self.snapshot = Some((Instant::now(), writes));
+        self.snapshot = Some(now);
         Ok(())
     }
 }
@@ -154,7 +160,6 @@ impl DirectReader {
             conns,
             cipher,
             sql: [lookup_sql(1), lookup_sql(2)],
-            writes: AtomicU64::new(0),
             writing: AtomicUsize::new(0),
             last_write_us: AtomicU64::new(0),
             opened: Instant::now(),
@@ -171,9 +176,9 @@ impl DirectReader {
             conn.end();
             return Some(self.read(&conn.conn, lookup));
         }
-        let writes = self.writes.load(Ordering::Acquire);
+        let (now, last_write) = (self.now_us(), self.last_write_us.load(Ordering::Acquire));
         let read = conn
-            .begin(writes)
+            .begin(now, last_write)
             .and_then(|()| self.read(&conn.conn, lookup));
         if read.is_err() {
             // Whatever went wrong, the next read begins on a fresh transaction.
@@ -202,8 +207,13 @@ impl DirectReader {
         self.opened.elapsed() < last + QUIET_AFTER_WRITE
     }
 
-    /// Ends the snapshots of the connections nobody is reading on. A busy connection sees a new
-    /// count of writes when it next begins a read.
+    /// Microseconds since the reader opened.
+    fn now_us(&self) -> u64 {
+        u64::try_from(self.opened.elapsed().as_micros()).unwrap_or(u64::MAX)
+    }
+
+    /// Ends the snapshots of the connections nobody is reading on. A busy connection's snapshot
+    /// began before the write ended, so [`keeps`] ends it at its next read.
     fn release_idle(&self) {
         for conn in &self.conns {
             if let Ok(mut conn) = conn.try_lock() {
@@ -211,6 +221,7 @@ impl DirectReader {
             }
         }
     }
+
     fn read(&self, conn: &Connection, lookup: &Lookup) -> Result<Option<StoredEntity>> {
         if lookup.owners.is_empty() {
             return Ok(None);
@@ -262,15 +273,16 @@ impl DirectReader {
     }
 }
 
-/// A write transaction under way ([`DirectReader::writing`]); dropped when it is over.
+/// A write under way ([`DirectReader::writing`]); dropped when it is over.
 pub(crate) struct Writing<'a>(&'a DirectReader);
 
 impl Drop for Writing<'_> {
     fn drop(&mut self) {
         let reader = self.0;
-        reader.writes.fetch_add(1, Ordering::AcqRel);
-        let now = u64::try_from(reader.opened.elapsed().as_micros()).unwrap_or(u64::MAX);
-        reader.last_write_us.fetch_max(now, Ordering::AcqRel);
+        // Before `writing` falls: a read that finds no write under way finds this one's end.
+        reader
+            .last_write_us
+            .fetch_max(reader.now_us(), Ordering::AcqRel);
         reader.writing.fetch_sub(1, Ordering::AcqRel);
         reader.release_idle();
     }
@@ -291,5 +303,23 @@ fn direct_error(e: rusqlite::Error) -> Error {
     Error::Direct {
         message: e.to_string(),
         outage,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_snapshot_serves_only_after_the_last_write_and_for_a_second() {
+        let second = 1_000_000;
+        // Begun after the last write ended: kept while young.
+        assert!(keeps(500, 400, 600));
+        assert!(keeps(500, 400, 500 + second - 1));
+        assert!(!keeps(500, 400, 500 + second));
+        // Begun before the last write ended (a connection busy while it ran), or in the same
+        // microsecond: never kept.
+        assert!(!keeps(500, 700, 800));
+        assert!(!keeps(500, 500, 600));
     }
 }

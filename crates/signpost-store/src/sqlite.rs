@@ -117,6 +117,12 @@ impl SqliteStore {
         })
     }
 
+    /// Held by every write from its start to its end, for the direct readers' snapshots
+    /// ([`DirectReader::writing`]).
+    fn writing(&self) -> Option<crate::direct::Writing<'_>> {
+        self.direct.as_ref().map(DirectReader::writing)
+    }
+
     /// Closes the pool (its last connection checkpoints the WAL into the main file).
     pub(crate) async fn close(&self) {
         self.pool.close().await;
@@ -134,7 +140,7 @@ impl SqliteStore {
         body: impl AsyncFnOnce(&mut SqliteConnection) -> Result<T>,
     ) -> Result<T> {
         // Until the transaction is over, however it ends: `DirectReader::writing`.
-        let _writing = self.direct.as_ref().map(DirectReader::writing);
+        let _writing = self.writing();
         let mut tx = InTransaction {
             conn: self.pool.acquire().await?,
             ended: false,
@@ -601,7 +607,7 @@ impl Store for SqliteStore {
     }
 
     async fn try_lease(&self, name: &str, holder: &str, now_ms: i64, ttl_ms: i64) -> Result<bool> {
-        let _writing = self.direct.as_ref().map(DirectReader::writing);
+        let _writing = self.writing();
         let _guard = self.write_lock.lock().await;
         let r = sqlx::query(
             "INSERT INTO leases (name, holder, expires_at) VALUES (?, ?, ?)
@@ -642,7 +648,7 @@ impl Store for SqliteStore {
     }
 
     async fn insert_signing_key(&self, key: SigningKeyRecord) -> Result<()> {
-        let _writing = self.direct.as_ref().map(DirectReader::writing);
+        let _writing = self.writing();
         let blob = self.cipher.encrypt(
             key.private_key_pem.expose_secret().as_bytes(),
             &key_aad(&key.kid),
@@ -658,7 +664,7 @@ impl Store for SqliteStore {
     }
 
     async fn delete_signing_key(&self, kid: &str) -> Result<bool> {
-        let _writing = self.direct.as_ref().map(DirectReader::writing);
+        let _writing = self.writing();
         let _guard = self.write_lock.lock().await;
         let r = sqlx::query("DELETE FROM signing_keys WHERE kid = ?")
             .bind(kid)
@@ -694,7 +700,7 @@ impl Store for SqliteStore {
     }
 
     async fn prune_audit(&self, before_ms: i64) -> Result<u64> {
-        let _writing = self.direct.as_ref().map(DirectReader::writing);
+        let _writing = self.writing();
         let _guard = self.write_lock.lock().await;
         let r = sqlx::query("DELETE FROM audit_events WHERE at_ms < ?")
             .bind(before_ms)
