@@ -13,7 +13,7 @@
 #
 # Usage: bench/proxy/run.sh
 # Environment (all optional):
-#   BENCH_ROUNDS=3             rounds; each round loads every target once, in rotated order
+#   BENCH_ROUNDS=10            rounds; each round loads every target once, in rotated order
 #   BENCH_DURATION=10s         wrk duration of each measured run
 #   BENCH_CONNECTIONS=32       wrk connections
 #   BENCH_THREADS=2            wrk threads
@@ -43,7 +43,7 @@ BENCH_NAME=proxy
 source "$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/lib.sh"
 PROXY_BENCH_DIR=$BENCH_DIR/proxy
 
-ROUNDS=${BENCH_ROUNDS:-3}
+ROUNDS=${BENCH_ROUNDS:-10}
 BODY_SIZE=${BENCH_BODY_BYTES:-1024}
 STREAM_BYTES=${BENCH_STREAM_BYTES:-100000000}
 NGINX_WORKERS=${BENCH_NGINX_WORKERS:-2}
