@@ -17,7 +17,10 @@
 #   measure_signpost_then_nginx wrk on SIGNPOST_URL (then after_signpost_run, when the script
 #                               defines it), signpost stopped, nginx started
 #                               serving BODY_FILE at FIND_PATH, the same wrk on it, nginx stopped;
-#                               reports in WORK/wrk-{signpost,nginx}.txt, WORK/cpu-*.json
+#                               reports in WORK/wrk-{signpost,nginx}.txt, WORK/cpu-*.json. With
+#                               BENCH_ROUNDS above 1, both run side by side and are loaded in
+#                               turn; those files are then each one's median round (by rate),
+#                               and WORK/rounds.json holds every round
 #   run_tracked PIDVAR LOG WHAT CMD..
 #                               CMD in the background, stopped on exit, dies with LOG on failure
 #   new_result_file NAME        STAMP, RESULT_FILE (bench/results/NAME-STAMP.json)
@@ -36,6 +39,9 @@ THREADS=${BENCH_THREADS:-2}
 WARMUP=${BENCH_WARMUP:-2s}
 RESULTS_DIR=${BENCH_RESULTS_DIR:-$BENCH_DIR/results}
 START_TIMEOUT=${BENCH_START_TIMEOUT:-60}
+# Rounds of measure_signpost_then_nginx (1: signpost, then nginx, once).
+ROUNDS=${BENCH_ROUNDS:-1}
+[[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || { echo "BENCH_ROUNDS must be a positive whole number" >&2; exit 1; }
 # nginx worker processes of the reference (issue 17 compares with one).
 NGINX_WORKERS=${BENCH_NGINX_WORKERS:-2}
 [[ $NGINX_WORKERS =~ ^[1-9][0-9]*$ ]] || { echo "BENCH_NGINX_WORKERS must be a positive whole number" >&2; exit 1; }
@@ -502,6 +508,10 @@ EOF
 # starts nginx with the same body, loads it with the identical wrk command and stops it.
 measure_signpost_then_nginx() {
   sample_cpu_busy
+  if ((ROUNDS > 1)); then
+    measure_in_rounds
+    return
+  fi
   measure signpost "$SIGNPOST_URL" "$SERVER_PID"
   if declare -F after_signpost_run >/dev/null; then after_signpost_run; fi
   log "stopping signpost"
@@ -513,6 +523,61 @@ measure_signpost_then_nginx() {
   log "stopping nginx"
   stop_pid "$NGINX_PID"
   NGINX_PID=""
+}
+
+# measure_in_rounds: nginx started beside signpost, then ROUNDS rounds, each loading both with the
+# identical wrk command, signpost first in odd rounds and nginx first in even ones (warm-ups in
+# the first round only), so that a slow minute of the machine hits both; then after_signpost_run,
+# both stopped. Each one's median round by rate becomes WORK/wrk-LABEL.txt and cpu-LABEL.json (what
+# compare_runs reads); every round's rate and p99 go to WORK/rounds.json.
+measure_in_rounds() {
+  local r label warmup=$WARMUP
+  start_nginx_with_body
+  for ((r = 1; r <= ROUNDS; r++)); do
+    local -a order=(signpost nginx)
+    ((r % 2 == 0)) && order=(nginx signpost)
+    for label in "${order[@]}"; do
+      log "round $r of $ROUNDS: $label"
+      if [[ $label == signpost ]]; then
+        measure "signpost-r$r" "$SIGNPOST_URL" "$SERVER_PID"
+      else
+        measure "nginx-r$r" "$NGINX_URL" "$NGINX_PID"
+      fi
+    done
+    WARMUP=0
+  done
+  WARMUP=$warmup
+  if declare -F after_signpost_run >/dev/null; then after_signpost_run; fi
+  log "stopping signpost and nginx"
+  stop_pid "$SERVER_PID"
+  SERVER_PID=""
+  stop_pid "$NGINX_PID"
+  NGINX_PID=""
+  python3 - "$WORK" "$ROUNDS" <<'PYEOF'
+import json, re, shutil, sys
+work, rounds = sys.argv[1], int(sys.argv[2])
+UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+def figures(path):
+    text = open(path, encoding="utf-8", errors="replace").read()
+    rate = re.search(r"^Requests/sec:\s+([0-9.]+)", text, re.M)
+    p99 = re.search(r"^\s+99%\s+([0-9.]+)(us|ms|s)\s*$", text, re.M)
+    return (float(rate.group(1)) if rate else 0.0,
+            float(p99.group(1)) * UNIT_MS[p99.group(2)] if p99 else None)
+out = {}
+for label in ("signpost", "nginx"):
+    per = [figures(f"{work}/wrk-{label}-r{r}.txt") for r in range(1, rounds + 1)]
+    # The median round by rate (the lower middle one of an even count).
+    median = sorted(range(rounds), key=lambda i: per[i][0])[(rounds - 1) // 2] + 1
+    for suffix in (".txt", ".txt.cpu"):
+        shutil.copy(f"{work}/wrk-{label}-r{median}{suffix}", f"{work}/wrk-{label}{suffix}")
+    shutil.copy(f"{work}/cpu-{label}-r{median}.json", f"{work}/cpu-{label}.json")
+    out[label] = {"median_round": median, "requests_per_sec": [p[0] for p in per],
+                  "p99_ms": [p[1] for p in per]}
+out["rate_ratio_per_round"] = [round(s / n, 3) if n else None for s, n in
+                               zip(out["signpost"]["requests_per_sec"], out["nginx"]["requests_per_sec"])]
+json.dump(out, open(f"{work}/rounds.json", "w"))
+print("==> per round, signpost / nginx rate:", out["rate_ratio_per_round"], file=sys.stderr)
+PYEOF
 }
 
 # ---------------------------------------------------------------- figures
@@ -568,9 +633,18 @@ s["cpu_cores"] = json.load(open(f"{work}/cpu-signpost.json"))
 n["cpu_cores"] = json.load(open(f"{work}/cpu-nginx.json"))
 noisy = [f"{name}: other processes used {r['cpu_cores']['other']} cores during the run"
          for name, r in (("signpost", s), ("nginx", n)) if r["cpu_cores"]["other"] > 0.1]
-problems = [f"{name}: {r['non_2xx_3xx']} non-2xx/3xx responses" for name, r in (("signpost", s), ("nginx", n))
-            if r["non_2xx_3xx"]]
-problems += [f"{name}: socket errors {r['socket_errors']}" for name, r in (("signpost", s), ("nginx", n))
+# With rounds (measure_in_rounds), every round's report is checked, not only the median ones.
+try:
+    rounds = json.load(open(f"{work}/rounds.json"))
+except FileNotFoundError:
+    rounds = None
+checked = [("signpost", s), ("nginx", n)]
+if rounds:
+    checked = [(f"{name} round {i}", parse(f"{work}/wrk-{name}-r{i}.txt"))
+               for name in ("signpost", "nginx")
+               for i in range(1, len(rounds[name]["requests_per_sec"]) + 1)]
+problems = [f"{name}: {r['non_2xx_3xx']} non-2xx/3xx responses" for name, r in checked if r["non_2xx_3xx"]]
+problems += [f"{name}: socket errors {r['socket_errors']}" for name, r in checked
              if any(r["socket_errors"].values())]
 problems += extra.pop("problems", [])
 rate_ratio = s["requests_per_sec"] / n["requests_per_sec"] if n["requests_per_sec"] else None
@@ -592,6 +666,7 @@ result = {
     "nginx": {"version": "$NGINX_VERSION", "worker_processes": int("$NGINX_WORKERS"), **n},
     "ratio": {"rate_signpost_over_nginx": round(rate_ratio, 4) if rate_ratio is not None else None,
               "p99_signpost_over_nginx": round(p99_ratio, 4) if p99_ratio is not None else None},
+    **({"rounds": rounds} if rounds else {}),
     **extra,
 }
 with open(result_file, "w", encoding="utf-8") as f:
@@ -604,10 +679,16 @@ print()
 print(f"{title}, {result['request']['body_bytes']} byte body, {result['request']['scheme']}, "
       f"wrk -t{result['load']['threads']} -c{result['load']['connections']} -d{result['load']['duration']}, "
       f"{result['machine']['cores']} cores shared by wrk and the server")
-print(f"{'':10} {'requests/s':>12} {'p50 ms':>9} {'p99 ms':>9}")
+print(f"{'':10} {'requests/s':>12} {'p50 ms':>9} {'p99 ms':>9}"
+      + (f"   (each one's median round of {len(rounds['signpost']['requests_per_sec'])}, by rate)" if rounds else ""))
 for name, r in (("signpost", s), ("nginx", n)):
     print(f"{name:10} {r['requests_per_sec']:12.1f} {r['percentiles_ms'].get('50', float('nan')):9.3f} {r['p99_ms']:9.3f}")
 print(f"ratio signpost/nginx: rate {fmt_ratio(rate_ratio)}, p99 {fmt_ratio(p99_ratio)}")
+if rounds:
+    for name in ("signpost", "nginx"):
+        print(f"{name} per round: requests/s {[round(x) for x in rounds[name]['requests_per_sec']]}, "
+              f"p99 ms {rounds[name]['p99_ms']}")
+    print(f"rate ratio per round: {rounds['rate_ratio_per_round']}")
 for name, r in (("signpost", s), ("nginx", n)):
     c = r["cpu_cores"]
     print(f"CPU during the {name} run, in cores of {result['machine']['cores']}: "

@@ -34,6 +34,8 @@ struct Snapshot {
     rate_limited: u64,
     unknown_kid_reloads: u64,
     caches: Vec<signpost_core::CacheStats>,
+    /// The async runtime's worker threads (`SIGNPOST_WORKER_THREADS`).
+    worker_threads: usize,
 }
 
 impl Collector for Snapshot {
@@ -44,6 +46,12 @@ impl Collector for Snapshot {
             "signpost_uploaded_certificates_expiring",
             "Uploaded certificates that expire within 30 days.",
             expiring,
+        )?;
+        one(
+            &mut enc,
+            "signpost_worker_threads",
+            "Threads that serve requests (SIGNPOST_WORKER_THREADS; by default one per core).",
+            ConstGauge::new(i64::try_from(self.worker_threads).unwrap_or(i64::MAX)),
         )?;
         for (name, help, n) in [
             (
@@ -128,6 +136,7 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
         rate_limited: state.limits.rate_limited(),
         unknown_kid_reloads: state.core.unknown_kid_reloads(),
         caches: state.core.cache_stats(),
+        worker_threads: tokio::runtime::Handle::current().metrics().num_workers(),
     };
     let mut registry = Registry::default();
     registry.register_collector(Box::new(snapshot));

@@ -201,6 +201,10 @@ pub struct ServeArgs {
     /// destination API (burst twice that); 0 turns the limit off.
     #[arg(long, env = "SIGNPOST_RATE_LIMIT", default_value_t = signpost_api::DEFAULT_RATE_LIMIT)]
     pub rate_limit: u32,
+    /// Threads that serve requests (the async runtime's workers), 1 to 1024; default: one per
+    /// core the process may use. Read before the runtime starts (`main`).
+    #[arg(long, env = "SIGNPOST_WORKER_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub worker_threads: Option<u16>,
 }
 
 /// The validated server configuration.
@@ -613,6 +617,21 @@ mod tests {
         assert_eq!(c.cache.total(), 16 * 1024 * 1024);
         for bad in ["0", "65537", "-1", "lots"] {
             assert!(parse(&["--cache-mb", bad]).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn worker_threads_are_one_to_1024_or_one_per_core() {
+        let threads = |args: &[&str]| {
+            let mut v = vec!["t"];
+            v.extend_from_slice(args);
+            T::try_parse_from(v).map(|t| t.a.worker_threads)
+        };
+        assert_eq!(threads(&[]).unwrap(), None);
+        assert_eq!(threads(&["--worker-threads", "1"]).unwrap(), Some(1));
+        assert_eq!(threads(&["--worker-threads", "1024"]).unwrap(), Some(1024));
+        for bad in ["0", "1025", "-1", "many"] {
+            assert!(threads(&["--worker-threads", bad]).is_err(), "{bad}");
         }
     }
 

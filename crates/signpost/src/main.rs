@@ -16,10 +16,14 @@ use signpost::{cli, config, serve, Cli, Command, StoreCommand};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    // `--worker-threads` / SIGNPOST_WORKER_THREADS; Tokio's default is one per core.
+    if let Command::Serve(args) = &cli.command {
+        if let Some(n) = args.worker_threads {
+            builder.worker_threads(usize::from(n));
+        }
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("signpost: error: cannot start the async runtime: {e}");

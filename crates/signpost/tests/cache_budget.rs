@@ -1,7 +1,8 @@
 //! Memory is a setting (issue 17 §2): `SIGNPOST_CACHE_MB` bounds the in-process caches together,
 //! and `/metrics` shows each cache's hits, misses, size and budget. Against the real binary: a
 //! 1 MiB budget holds a fraction of 3,000 destinations, however many are found, and the hit
-//! rate moves as finds repeat.
+//! rate moves as finds repeat. The other setting of the server's resources,
+//! `SIGNPOST_WORKER_THREADS`, is here too.
 #![allow(clippy::unwrap_used)]
 
 mod support;
@@ -195,6 +196,59 @@ fn a_bad_cache_budget_is_refused_at_start() {
         assert!(
             stderr.contains("SIGNPOST_CACHE_MB") || stderr.contains("cache-mb"),
             "{bad}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn a_bad_worker_thread_count_is_refused_at_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    for bad in ["0", "1025", "some"] {
+        let (status, stderr) = run_to_exit(
+            &[
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--data-dir",
+                data.to_str().unwrap(),
+            ],
+            &[("SIGNPOST_WORKER_THREADS", bad)],
+        );
+        assert_eq!(status.code(), Some(2), "{bad}: {stderr}");
+        assert!(stderr.contains("worker-threads"), "{bad}: {stderr}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn worker_threads_are_a_setting() {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    for (setting, want) in [(Some("1"), 1), (Some("3"), 3), (None, cores)] {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut opts = ServerOptions::new(&tmp.path().join("data"));
+        if let Some(n) = setting {
+            opts = opts.env("SIGNPOST_WORKER_THREADS", n);
+        }
+        let server = ServerProcess::start(opts).await;
+        server.provision("inst", "sub", json!({})).await;
+        let key = server.bind("inst", "key").await;
+        let token = server.token(&key).await;
+        let res = server
+            .client
+            .post(server.url("/destination-configuration/v1/subaccountDestinations"))
+            .bearer_auth(&token)
+            .json(&destination(1))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 201);
+        let (status, body) = find(&server.client, &server.base, &token, "dest-00001").await;
+        assert_eq!(status, 200, "{body}");
+        let metrics = server.get_text("/metrics").await;
+        let line = format!("signpost_worker_threads {want}");
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "{setting:?}: no `{line}` in /metrics"
         );
     }
 }
