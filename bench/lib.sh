@@ -311,8 +311,12 @@ make_work() {
 # ---------------------------------------------------------------- signpost
 http_ok() { [[ $(curl -s -o /dev/null --max-time 2 -w '%{http_code}' "$1" || true) == 200 ]]; }
 
-# Extra environment of the server, VAR=VALUE words.
-SIGNPOST_ENV=()
+# Extra environment of the server, VAR=VALUE words: BENCH_SIGNPOST_ENV's (e.g.
+# "SIGNPOST_WORKER_THREADS=1"), to which a script may add its own.
+read -r -a SIGNPOST_ENV <<<"${BENCH_SIGNPOST_ENV:-}"
+for word in "${SIGNPOST_ENV[@]}"; do
+  [[ $word == SIGNPOST_*=* ]] || { echo "BENCH_SIGNPOST_ENV takes SIGNPOST_VAR=VALUE words, not '$word'" >&2; exit 1; }
+done
 
 # start_signpost: the server on a free loopback port with the broker credentials and the extra
 # environment in SIGNPOST_ENV; returns once /healthz answers 200.
