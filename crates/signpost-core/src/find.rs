@@ -151,8 +151,9 @@ impl Signpost {
         let auth_tokens = if opts.skip_token_retrieval {
             None
         } else {
-            self.run_flow(who, &dest, &config, &auth, opts, true)
-                .await?
+            // Boxed: the token flows' state (about 4 KB) would otherwise be part of every
+            // find's future, which the HTTP stack moves several times per request.
+            Box::pin(self.run_flow(who, &dest, &config, &auth, opts, true)).await?
         };
         if opts.skip_credentials {
             config.retain(|k, _| !is_secret_property(k));

@@ -1084,6 +1084,19 @@ impl Signpost {
                 "The bearer token is missing, invalid or expired".into(),
             ));
         }
+        // Boxed: the verification's state would otherwise be part of every request's future.
+        Box::pin(self.verify_bearer(bearer, now, epoch, &cache_key)).await
+    }
+
+    /// [`Self::authenticate`] for a token not in the cache: signature, expiry and issuer, the
+    /// binding and instance; the principal is cached.
+    async fn verify_bearer(
+        &self,
+        bearer: &str,
+        now: u64,
+        epoch: u64,
+        cache_key: &str,
+    ) -> Result<Principal> {
         let unauthorized =
             || Error::Unauthorized("The bearer token is missing, invalid or expired".into());
         let header = jsonwebtoken::decode_header(bearer).map_err(|_| unauthorized())?;
@@ -1150,7 +1163,7 @@ impl Signpost {
         };
         self.inner
             .principals
-            .put(&cache_key, (principal.clone(), claims.exp), epoch);
+            .put(cache_key, (principal.clone(), claims.exp), epoch);
         Ok(principal)
     }
 }
