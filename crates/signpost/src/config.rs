@@ -202,7 +202,7 @@ pub struct ServeArgs {
     #[arg(long, env = "SIGNPOST_RATE_LIMIT", default_value_t = signpost_api::DEFAULT_RATE_LIMIT)]
     pub rate_limit: u32,
     /// Threads that serve requests (the async runtime's workers), 1 to 1024; default: one per
-    /// core the process may use. Read before the runtime starts (`main`).
+    /// core the process may use.
     #[arg(long, env = "SIGNPOST_WORKER_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub worker_threads: Option<u16>,
 }
