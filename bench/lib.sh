@@ -19,8 +19,8 @@
 #                               serving BODY_FILE at FIND_PATH, the same wrk on it, nginx stopped;
 #                               reports in WORK/wrk-{signpost,nginx}.txt, WORK/cpu-*.json. With
 #                               BENCH_ROUNDS above 1, both run side by side and are loaded in
-#                               turn; those files are then each one's median round (by rate),
-#                               and WORK/rounds.json holds every round
+#                               turn, one report per round (WORK/wrk-LABEL-rN.txt, ...), of which
+#                               compare_runs takes each one's median round by rate
 #   run_tracked PIDVAR LOG WHAT CMD..
 #                               CMD in the background, stopped on exit, dies with LOG on failure
 #   new_result_file NAME        STAMP, RESULT_FILE (bench/results/NAME-STAMP.json)
@@ -532,8 +532,8 @@ measure_signpost_then_nginx() {
 # measure_in_rounds: nginx started beside signpost, then ROUNDS rounds, each loading both with the
 # identical wrk command, signpost first in odd rounds and nginx first in even ones (warm-ups in
 # the first round only), so that a slow minute of the machine hits both; then after_signpost_run,
-# both stopped. Each one's median round by rate becomes WORK/wrk-LABEL.txt and cpu-LABEL.json (what
-# compare_runs reads); every round's rate and p99 go to WORK/rounds.json.
+# both stopped. The reports are WORK/wrk-LABEL-rN.txt and cpu-LABEL-rN.json; compare_runs takes each
+# one's median round from them.
 measure_in_rounds() {
   local r label warmup=$WARMUP
   start_nginx_with_body
@@ -557,31 +557,6 @@ measure_in_rounds() {
   SERVER_PID=""
   stop_pid "$NGINX_PID"
   NGINX_PID=""
-  python3 - "$WORK" "$ROUNDS" <<'PYEOF'
-import json, re, shutil, sys
-work, rounds = sys.argv[1], int(sys.argv[2])
-UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
-def figures(path):
-    text = open(path, encoding="utf-8", errors="replace").read()
-    rate = re.search(r"^Requests/sec:\s+([0-9.]+)", text, re.M)
-    p99 = re.search(r"^\s+99%\s+([0-9.]+)(us|ms|s)\s*$", text, re.M)
-    return (float(rate.group(1)) if rate else 0.0,
-            float(p99.group(1)) * UNIT_MS[p99.group(2)] if p99 else None)
-out = {}
-for label in ("signpost", "nginx"):
-    per = [figures(f"{work}/wrk-{label}-r{r}.txt") for r in range(1, rounds + 1)]
-    # The median round by rate (the lower middle one of an even count).
-    median = sorted(range(rounds), key=lambda i: per[i][0])[(rounds - 1) // 2] + 1
-    for suffix in (".txt", ".txt.cpu"):
-        shutil.copy(f"{work}/wrk-{label}-r{median}{suffix}", f"{work}/wrk-{label}{suffix}")
-    shutil.copy(f"{work}/cpu-{label}-r{median}.json", f"{work}/cpu-{label}.json")
-    out[label] = {"median_round": median, "requests_per_sec": [p[0] for p in per],
-                  "p99_ms": [p[1] for p in per]}
-out["rate_ratio_per_round"] = [round(s / n, 3) if n else None for s, n in
-                               zip(out["signpost"]["requests_per_sec"], out["nginx"]["requests_per_sec"])]
-json.dump(out, open(f"{work}/rounds.json", "w"))
-print("==> per round, signpost / nginx rate:", out["rate_ratio_per_round"], file=sys.stderr)
-PYEOF
 }
 
 # ---------------------------------------------------------------- figures
@@ -603,7 +578,7 @@ compare_runs() {
   git_rev=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo none)
   [[ -n $(git -C "$ROOT" status --porcelain --untracked-files=no 2>/dev/null || true) ]] && git_rev=$git_rev-dirty
   python3 - "$WORK" "$1" "$2" <<EOF
-import json, re, sys
+import json, os, re, sys
 
 work, result_file, extra_file = sys.argv[1:4]
 extra = json.load(open(extra_file, encoding="utf-8"))
@@ -632,21 +607,34 @@ def parse(path):
                                     map(int, m.groups()) if m else (0, 0, 0, 0)))
     return out
 
-s, n = parse(f"{work}/wrk-signpost.txt"), parse(f"{work}/wrk-nginx.txt")
-s["cpu_cores"] = json.load(open(f"{work}/cpu-signpost.json"))
-n["cpu_cores"] = json.load(open(f"{work}/cpu-nginx.json"))
+def load(label, suffix=""):
+    r = parse(f"{work}/wrk-{label}{suffix}.txt")
+    r["cpu_cores"] = json.load(open(f"{work}/cpu-{label}{suffix}.json"))
+    return r
+
+# With rounds (measure_in_rounds): each one's median round by rate (of an even count, the lower
+# middle one) is its figure, and every round is checked and kept in "rounds".
+count = int("$ROUNDS")
+rounds = None
+checked = []
+if os.path.exists(f"{work}/wrk-signpost-r1.txt"):
+    rounds = {}
+    for label in ("signpost", "nginx"):
+        per = [load(label, f"-r{i}") for i in range(1, count + 1)]
+        median = sorted(range(count), key=lambda i: per[i]["requests_per_sec"])[(count - 1) // 2]
+        rounds[label] = {"median_round": median + 1, "figures": per[median],
+                         "requests_per_sec": [r["requests_per_sec"] for r in per],
+                         "p99_ms": [r["p99_ms"] for r in per]}
+        checked += [(f"{label} round {i + 1}", r) for i, r in enumerate(per)]
+    s, n = rounds["signpost"].pop("figures"), rounds["nginx"].pop("figures")
+    rounds["rate_ratio_per_round"] = [
+        round(a / b, 3) if b else None
+        for a, b in zip(rounds["signpost"]["requests_per_sec"], rounds["nginx"]["requests_per_sec"])]
+else:
+    s, n = load("signpost"), load("nginx")
+    checked = [("signpost", s), ("nginx", n)]
 noisy = [f"{name}: other processes used {r['cpu_cores']['other']} cores during the run"
          for name, r in (("signpost", s), ("nginx", n)) if r["cpu_cores"]["other"] > 0.1]
-# With rounds (measure_in_rounds), every round's report is checked, not only the median ones.
-try:
-    rounds = json.load(open(f"{work}/rounds.json"))
-except FileNotFoundError:
-    rounds = None
-checked = [("signpost", s), ("nginx", n)]
-if rounds:
-    checked = [(f"{name} round {i}", parse(f"{work}/wrk-{name}-r{i}.txt"))
-               for name in ("signpost", "nginx")
-               for i in range(1, len(rounds[name]["requests_per_sec"]) + 1)]
 problems = [f"{name}: {r['non_2xx_3xx']} non-2xx/3xx responses" for name, r in checked if r["non_2xx_3xx"]]
 problems += [f"{name}: socket errors {r['socket_errors']}" for name, r in checked
              if any(r["socket_errors"].values())]

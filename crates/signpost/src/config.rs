@@ -507,12 +507,16 @@ mod tests {
         a: ServeArgs,
     }
 
-    fn parse(args: &[&str]) -> Result<ServeConfig, ConfigError> {
+    /// The flags as `serve` reads them, before validation.
+    fn args(args: &[&str]) -> Result<ServeArgs, clap::Error> {
         let mut v = vec!["t"];
         v.extend_from_slice(args);
-        T::try_parse_from(v)
+        T::try_parse_from(v).map(|t| t.a)
+    }
+
+    fn parse(args: &[&str]) -> Result<ServeConfig, ConfigError> {
+        self::args(args)
             .map_err(|e| ConfigError(e.to_string()))?
-            .a
             .validate()
     }
 
@@ -622,11 +626,7 @@ mod tests {
 
     #[test]
     fn worker_threads_are_one_to_1024_or_one_per_core() {
-        let threads = |args: &[&str]| {
-            let mut v = vec!["t"];
-            v.extend_from_slice(args);
-            T::try_parse_from(v).map(|t| t.a.worker_threads)
-        };
+        let threads = |a: &[&str]| args(a).map(|a| a.worker_threads);
         assert_eq!(threads(&[]).unwrap(), None);
         assert_eq!(threads(&["--worker-threads", "1"]).unwrap(), Some(1));
         assert_eq!(threads(&["--worker-threads", "1024"]).unwrap(), Some(1024));

@@ -177,11 +177,12 @@ async fn a_small_cache_budget_bounds_the_caches_and_metrics_show_their_hit_rate(
     );
 }
 
-#[test]
-fn a_bad_cache_budget_is_refused_at_start() {
+/// `serve` with each of `bad` in `var` exits with 2, and stderr names the setting (one of
+/// `names`).
+fn refused_at_start(var: &str, bad: &[&str], names: &[&str]) {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    for bad in ["0", "65537", "much"] {
+    for bad in bad {
         let (status, stderr) = run_to_exit(
             &[
                 "serve",
@@ -190,34 +191,32 @@ fn a_bad_cache_budget_is_refused_at_start() {
                 "--data-dir",
                 data.to_str().unwrap(),
             ],
-            &[("SIGNPOST_CACHE_MB", bad)],
+            &[(var, bad)],
         );
         assert_eq!(status.code(), Some(2), "{bad}: {stderr}");
         assert!(
-            stderr.contains("SIGNPOST_CACHE_MB") || stderr.contains("cache-mb"),
+            names.iter().any(|name| stderr.contains(name)),
             "{bad}: {stderr}"
         );
     }
 }
 
 #[test]
+fn a_bad_cache_budget_is_refused_at_start() {
+    refused_at_start(
+        "SIGNPOST_CACHE_MB",
+        &["0", "65537", "much"],
+        &["SIGNPOST_CACHE_MB", "cache-mb"],
+    );
+}
+
+#[test]
 fn a_bad_worker_thread_count_is_refused_at_start() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    for bad in ["0", "1025", "some"] {
-        let (status, stderr) = run_to_exit(
-            &[
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--data-dir",
-                data.to_str().unwrap(),
-            ],
-            &[("SIGNPOST_WORKER_THREADS", bad)],
-        );
-        assert_eq!(status.code(), Some(2), "{bad}: {stderr}");
-        assert!(stderr.contains("worker-threads"), "{bad}: {stderr}");
-    }
+    refused_at_start(
+        "SIGNPOST_WORKER_THREADS",
+        &["0", "1025", "some"],
+        &["worker-threads"],
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
